@@ -1,0 +1,135 @@
+"""The ``ganpipe`` command. Thin: parse, call the library, print.
+
+Heavy modules (torch, onnxruntime) are imported inside the commands that need them, so
+``ganpipe --help`` starts fast, and ``generate`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from ganpipe import __version__
+from ganpipe.errors import GanpipeError
+
+
+def _fail(exc: GanpipeError) -> None:
+    click.echo(f"ganpipe: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    """Turns user errors (GanpipeError) into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GanpipeError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("ganpipe: interrupted; finished outputs and checkpoints are kept, "
+                       "run the same command again to resume", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganpipe")
+@click.option("--no-plugins", is_flag=True,
+              help="Skip third-party plugins (entry points); built-ins still load.")
+@click.pass_context
+def main(ctx: click.Context, no_plugins: bool) -> None:
+    """Train GAN variants on image folders, export them to ONNX, generate images.
+
+    \b
+    ganpipe run pipeline.toml          run the stages of a pipeline
+    ganpipe generate -m model.onnx     images from an exported model
+    ganpipe plugins                    installed variants, stages, datasets
+    """
+    ctx.obj = {"entry_points": not no_plugins}
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Redo every stage, even those up to date.")
+@click.option("--from", "from_stage", metavar="STAGE", help="Redo STAGE and the stages after.")
+@click.pass_obj
+def run(obj, pipeline: str, force: bool, from_stage: str | None) -> None:
+    """Run the stages of PIPELINE (a pipeline.toml) in order.
+
+    Outputs go to <out_dir>/<name>/ (default runs/<name>); stages already done with the
+    same configuration and inputs are skipped.
+    """
+    from ganpipe.pipeline import run_file
+
+    run_file(pipeline, force=force, from_stage=from_stage,
+             entry_points=obj["entry_points"], log=lambda m: click.echo(m))
+
+
+@main.command()
+@click.option("-m", "--model", "model", required=True, metavar="MODEL.onnx",
+              help="ONNX model written by the export stage.")
+@click.option("-n", "--count", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Number of images.")
+@click.option("-o", "--out", "out", default="samples", show_default=True, metavar="DIR",
+              help="Output folder (created).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Noise seed.")
+@click.option("--label", "labels", multiple=True, metavar="K",
+              help="Class index or name (repeat or comma-separate; 'all' for every class).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda, cuda:N or tensorrt.")
+@click.option("--no-grid", is_flag=True, help="Do not write grid.png.")
+def generate(model, count, out, seed, labels, batch_size, device, no_grid) -> None:
+    """Generate images with an exported model (ONNX Runtime; no torch needed)."""
+    from ganpipe.inference.generate import generate_to_folder
+
+    chosen: list[str] | str | None = None
+    flat = [p.strip() for item in labels for p in item.split(",") if p.strip()]
+    if flat:
+        chosen = "all" if flat == ["all"] else flat
+    summary = generate_to_folder(model, out, count, seed=seed, labels=chosen,
+                                 batch_size=batch_size, device=device, grid=not no_grid)
+    grid = f" and {summary.grid.name}" if summary.grid else ""
+    click.echo(f"wrote {len(summary.files)} images{grid} to {summary.out_dir} "
+               f"({summary.providers[0]})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def plugins(obj, as_json: bool) -> None:
+    """List installed plugins and the variants, stages and datasets they provide."""
+    from ganpipe.plugins import load_registry
+
+    reg = load_registry(entry_points=obj["entry_points"])
+    dists = getattr(reg.pm, "ganpipe_dists", {})
+    data: dict = {"plugins": [], "variants": [], "stages": [], "datasets": []}
+    for name, _plugin in reg.pm.list_name_plugin():
+        data["plugins"].append({"name": name, "distribution": dists.get(name, "ganpipe (built-in)")})
+    for kind, registry in (("variants", reg.variants), ("stages", reg.stages),
+                           ("datasets", reg.datasets)):
+        for item_name in registry:
+            obj_ = registry.items[item_name]
+            entry = {"name": item_name, "plugin": registry.owners[item_name],
+                     "description": getattr(obj_, "description", "")}
+            if kind == "variants":
+                entry["task"] = obj_.task
+            data[kind].append(entry)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo("plugins:")
+    for p in data["plugins"]:
+        click.echo(f"  {p['name']:<24} {p['distribution']}")
+    for kind in ("variants", "stages", "datasets"):
+        click.echo(f"{kind}:")
+        for e in data[kind]:
+            task = f"[{e['task']}] " if "task" in e else ""
+            click.echo(f"  {e['name']:<16} {task}{e['description']}  ({e['plugin']})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,176 @@
+"""pipeline.toml -> typed objects.
+
+Layout::
+
+    [run]        name, out_dir, seed, device
+    [data]       dataset, image_size, channels, + the dataset's own keys
+    [model]      variant, + the variant's own keys
+    [augment]    \
+    [train]       | one table per stage, run in the order they appear;
+    [export]      | keys are the stage's own options
+    [generate]   /
+
+Everything is validated at load time, before any stage runs; errors carry
+``file:line`` and the key path, and unknown keys get a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ganpipe.errors import ConfigError
+from ganpipe.options import Options, validate
+
+RESERVED = ("run", "data", "model")
+
+
+class RunSection(Options):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="run folder name under out_dir")
+    out_dir: str = Field("runs", description="parent of run folders, relative to the toml")
+    seed: int = Field(0, description="seed for every random number in the run")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class DataSection(Options):
+    model_config = Options.model_config | {"extra": "allow"}
+    dataset: str = "folder"
+    image_size: int = Field(64, ge=4, le=4096)
+    channels: Literal[1, 3] = 3
+
+
+class ModelSection(Options):
+    model_config = Options.model_config | {"extra": "allow"}
+    variant: str
+
+
+@dataclass
+class StageConfig:
+    name: str
+    stage: Any
+    options: Any
+
+
+@dataclass
+class PipelineConfig:
+    path: Path
+    base_dir: Path
+    run: RunSection
+    data: DataSection
+    dataset: Any
+    data_options: Any
+    model: ModelSection
+    variant: Any
+    variant_options: Any
+    stages: list[StageConfig] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        out = Path(self.run.out_dir)
+        if not out.is_absolute():
+            out = self.base_dir / out
+        return (out / self.run.name).resolve()
+
+    def stage(self, name: str) -> StageConfig | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+class _Locator:
+    """Maps a key path (``train.batch_size``) to ``file:line`` by scanning the TOML text."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+
+    def __call__(self, keypath: str) -> str:
+        parts = keypath.split(".")
+        table, key = parts[0], parts[1] if len(parts) > 1 else None
+        current = None
+        header_line = None
+        for i, raw in enumerate(self.lines, 1):
+            line = raw.strip()
+            m = re.match(r"^\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]", line)
+            if m:
+                current = m.group(1).replace('"', "").replace(" ", "")
+                if current == table:
+                    header_line = i
+                continue
+            if current == table and key is not None and re.match(
+                    rf'^"?{re.escape(key)}"?\s*=', line):
+                return f"{self.path}:{i}"
+        return f"{self.path}:{header_line}" if header_line else str(self.path)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass the path of a pipeline.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            msg = msg[: m.start()].strip()
+            raise ConfigError(f"{path}:{m.group(1)}:{m.group(2)}: TOML syntax error: {msg}"
+                              ) from None
+        raise ConfigError(f"{path}: TOML syntax error: {msg}") from None
+
+
+def load_config(path: str | Path, registries) -> PipelineConfig:
+    """Parse and validate a pipeline file against the installed plugins."""
+    path = Path(path)
+    raw, text = read_toml(path)
+    locate = _Locator(path, text)
+    known = list(RESERVED) + list(registries.stages)
+    for key, value in raw.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(f"{locate(key)}: unknown section [{key}]{hint} "
+                              f"(sections: run, data, model, and the stages "
+                              f"{', '.join(registries.stages)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{locate(key)}: '{key}' must be a table, e.g. [{key}]")
+    if "model" not in raw:
+        raise ConfigError(f"{path}: missing [model] table; add [model] with variant = "
+                          f"\"{next(iter(registries.variants), 'dcgan')}\"")
+
+    run = validate(RunSection, raw.get("run", {}), "run", locate)
+    data = validate(DataSection, raw.get("data", {}), "data", locate)
+    model = validate(ModelSection, raw["model"], "model", locate)
+
+    dataset = registries.datasets.get(data.dataset, where=locate("data.dataset") + ": data.dataset")
+    data_extra = dict(data.model_extra or {})
+    data_options = validate(dataset.Options, data_extra, "data", locate)
+    variant = registries.variants.get(model.variant,
+                                      where=locate("model.variant") + ": model.variant")
+    variant_options = validate(variant.Options, dict(model.model_extra or {}), "model", locate)
+
+    stages = []
+    for key, value in raw.items():
+        if key in RESERVED:
+            continue
+        stage = registries.stages.get(key)
+        stages.append(StageConfig(key, stage, validate(stage.Options, value, key, locate)))
+    if not stages:
+        raise ConfigError(f"{path}: no stages; add tables such as [train], [export], "
+                          f"[generate] in the order they should run")
+    cfg = PipelineConfig(path=path, base_dir=path.resolve().parent, run=run, data=data,
+                         dataset=dataset, data_options=data_options, model=model,
+                         variant=variant, variant_options=variant_options, stages=stages)
+    for sc in stages:
+        check = getattr(sc.stage, "check", None)
+        if check:
+            check(cfg, sc.options)
+    return cfg

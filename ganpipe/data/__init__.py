@@ -1,0 +1,1 @@
+"""Image IO and dataset sources. Torch-free: arrays are numpy uint8."""

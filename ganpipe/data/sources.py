@@ -1,0 +1,164 @@
+"""Built-in dataset sources: image folders and a procedural "shapes" set.
+
+Registered through ``ganpipe_register_datasets`` like any third-party source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pydantic import Field
+
+import ganpipe
+from ganpipe.data.base import ImageSet
+from ganpipe.data.imageio import DECODE_ERRORS, IMAGE_SUFFIXES, fit, load_image, to_array
+from ganpipe.errors import DataError
+from ganpipe.options import Options
+
+ROOT_CLASS = "_root"
+
+
+class FolderOptions(Options):
+    path: Path = Field(description="folder of images; subfolders are class labels")
+    recursive: bool = True
+    resize: Literal["crop", "stretch"] = "crop"
+
+
+def _resolve(path: Path, base_dir: Path) -> Path:
+    return path if path.is_absolute() else base_dir / path
+
+
+def scan_folder(root: Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``root`` by suffix, sorted, hidden files and folders skipped."""
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist; set data.path to a folder "
+                        f"of images")
+    if not root.is_dir():
+        raise DataError(f"data.path {root} is not a folder; point it to a folder of images")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not recursive:
+            dirnames[:] = []
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                files.append(Path(dirpath) / name)
+    return sorted(files)
+
+
+class FolderDataset:
+    name = "folder"
+    description = "images in a folder (PNG/JPEG/WebP/TIFF/BMP); subfolder names are labels"
+    Options = FolderOptions
+
+    def fingerprint(self, opts: FolderOptions, base_dir: Path) -> str:
+        root = _resolve(opts.path, base_dir)
+        h = hashlib.sha256(f"{opts.model_dump_json()}".encode())
+        for f in scan_folder(root, opts.recursive):
+            st = f.stat()
+            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def load(self, opts: FolderOptions, image_size: int, channels: int, base_dir: Path
+             ) -> ImageSet:
+        root = _resolve(opts.path, base_dir)
+        files = scan_folder(root, opts.recursive)
+        if not files:
+            raise DataError(f"data folder {root} has no images (looked for "
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
+                            f"data.path")
+
+        def decode(path: Path):
+            try:
+                return to_array(fit(load_image(path, channels), image_size, opts.resize)), None
+            except DECODE_ERRORS as exc:
+                return None, f"{type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(decode, files))
+        images, label_names, skipped = [], [], []
+        for path, (arr, err) in zip(files, results, strict=True):
+            if err is not None:
+                skipped.append((str(path), err))
+                continue
+            rel = path.relative_to(root)
+            images.append(arr)
+            label_names.append(rel.parts[0] if len(rel.parts) > 1 else ROOT_CLASS)
+        if skipped:
+            print(f"warning: skipped {len(skipped)} unreadable image(s) of {len(files)} in "
+                  f"{root} (first: {skipped[0][0]}: {skipped[0][1]})", file=sys.stderr)
+        if not images:
+            raise DataError(f"data folder {root}: none of the {len(files)} image files could "
+                            f"be read (first error: {skipped[0][1]})")
+        class_names = sorted(set(label_names))
+        index = {n: i for i, n in enumerate(class_names)}
+        return ImageSet(np.stack(images), np.array([index[n] for n in label_names]),
+                        class_names, skipped)
+
+
+SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
+
+
+class ShapesOptions(Options):
+    count: int = Field(512, ge=1, le=1_000_000, description="number of images")
+    classes: int = Field(4, ge=1, le=len(SHAPES), description="number of shape classes")
+    seed: int = Field(0, description="seed of the generator (independent of run.seed)")
+
+
+def draw_shape(kind: str, size: int, rng: np.random.Generator, channels: int) -> np.ndarray:
+    """One image of a coloured ``kind`` shape on a dark random background."""
+    scale = 4  # draw large then downsample: anti-aliased edges
+    s = size * scale
+    bg = tuple(int(v) for v in rng.integers(0, 70, 3))
+    fg = tuple(int(v) for v in rng.integers(120, 256, 3))
+    im = Image.new("RGB", (s, s), bg)
+    d = ImageDraw.Draw(im)
+    r = s * rng.uniform(0.22, 0.38)
+    cx, cy = (s / 2 + rng.uniform(-0.12, 0.12) * s for _ in range(2))
+    box = (cx - r, cy - r, cx + r, cy + r)
+    w = max(1, int(r * 0.45))
+    if kind == "circle":
+        d.ellipse(box, fill=fg)
+    elif kind == "square":
+        d.rectangle(box, fill=fg)
+    elif kind == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fg)
+    elif kind == "cross":
+        d.rectangle((cx - r, cy - w / 2, cx + r, cy + w / 2), fill=fg)
+        d.rectangle((cx - w / 2, cy - r, cx + w / 2, cy + r), fill=fg)
+    elif kind == "diamond":
+        d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fg)
+    elif kind == "ring":
+        d.ellipse(box, outline=fg, width=w)
+    im = im.resize((size, size), Image.Resampling.LANCZOS)
+    return to_array(im.convert("L" if channels == 1 else "RGB"))
+
+
+class ShapesDataset:
+    name = "shapes"
+    description = "procedural coloured shapes, one class per shape (no download)"
+    Options = ShapesOptions
+
+    def fingerprint(self, opts: ShapesOptions, base_dir: Path) -> str:
+        return hashlib.sha256(f"shapes-v1 {opts.model_dump_json()}".encode()).hexdigest()
+
+    def load(self, opts: ShapesOptions, image_size: int, channels: int, base_dir: Path
+             ) -> ImageSet:
+        rng = np.random.default_rng(opts.seed)
+        labels = np.arange(opts.count) % opts.classes
+        rng.shuffle(labels)
+        images = np.stack([draw_shape(SHAPES[k], image_size, rng, channels) for k in labels])
+        return ImageSet(images, labels, list(SHAPES[: opts.classes]))
+
+
+@ganpipe.hookimpl
+def ganpipe_register_datasets(register):
+    register(FolderDataset())
+    register(ShapesDataset())

@@ -1,0 +1,29 @@
+"""Exceptions for mistakes a user can fix. The CLI prints them as one line, no traceback."""
+
+
+class GanpipeError(Exception):
+    """A user-facing error: the message says what, where and how to fix it."""
+
+    exit_code = 1
+
+
+class ConfigError(GanpipeError):
+    """pipeline.toml (or an option) is invalid."""
+
+    exit_code = 2
+
+
+class PluginError(GanpipeError):
+    """A plugin failed to load, or registered something invalid."""
+
+
+class DataError(GanpipeError):
+    """The data could not be read: missing folder, no images, unreadable file."""
+
+
+class ModelFileError(GanpipeError):
+    """A model file is missing, unreadable or not what ganpipe expects."""
+
+
+class TrainingError(GanpipeError):
+    """Training stopped: non-finite loss, incompatible checkpoint..."""

@@ -1,0 +1,1 @@
+"""torch -> ONNX export with a parity check and metadata inside the file."""

@@ -1,0 +1,152 @@
+"""Opening a ganpipe ``.onnx`` safely and choosing execution providers."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganpipe.errors import GanpipeError, ModelFileError
+
+METADATA_PREFIX = "ganpipe."
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+
+
+def cuda_driver_usable() -> bool:
+    """True when an NVIDIA driver is loaded and reports at least one device. Checked with
+    the driver library itself so that a CPU-only machine with onnxruntime-gpu installed
+    never tries the CUDA provider (and never prints its load errors)."""
+    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            if lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0:
+                return count.value > 0
+        except (AttributeError, OSError):
+            return False
+    return False
+
+
+def choose_providers(device: str = "auto") -> list[Any]:
+    """Execution providers for ``device``: ``auto`` (CUDA when usable, else CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``, ``tensorrt`` (TensorRT, then CUDA, then CPU)."""
+    import onnxruntime as ort
+
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES:
+        raise GanpipeError(f"unknown device {device!r}; use one of auto, cpu, cuda, cuda:N, "
+                           f"tensorrt")
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    available = set(ort.get_available_providers())
+    has_cuda = "CUDAExecutionProvider" in available and cuda_driver_usable()
+    if not has_cuda:
+        if kind == "auto":
+            return ["CPUExecutionProvider"]
+        raise GanpipeError(f"--device {device}: no usable CUDA GPU for ONNX Runtime here "
+                           f"(providers: {', '.join(sorted(available))}); install "
+                           f"onnxruntime-gpu with a CUDA driver, or use --device cpu")
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - best effort; the session reports what fails
+            pass
+    cuda = ("CUDAExecutionProvider", {"device_id": int(index or 0)})
+    if kind == "tensorrt":
+        if "TensorrtExecutionProvider" not in available:
+            raise GanpipeError("--device tensorrt: this onnxruntime has no TensorRT provider; "
+                               "use --device cuda")
+        return [("TensorrtExecutionProvider", {"device_id": int(index or 0),
+                                               "trt_fp16_enable": True}), cuda,
+                "CPUExecutionProvider"]
+    return [cuda, "CPUExecutionProvider"]
+
+
+def _check_external_data(model, model_path: Path) -> None:
+    """External tensor data must live inside the model's folder (no absolute paths, no ..)."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    root = model_path.resolve().parent
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (root / location).resolve()
+        if os.path.isabs(location) or not target.is_relative_to(root):
+            raise ModelFileError(
+                f"{model_path}: external data {location!r} points outside the model's folder; "
+                f"refusing to load it (keep the data file next to the .onnx)")
+
+
+@dataclass
+class OnnxModel:
+    path: Path
+    session: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feeds)[0]
+
+
+def read_metadata(props) -> dict[str, Any]:
+    meta = {}
+    for key, value in props.items():
+        if key.startswith(METADATA_PREFIX):
+            try:
+                meta[key[len(METADATA_PREFIX):]] = json.loads(value)
+            except json.JSONDecodeError:
+                meta[key[len(METADATA_PREFIX):]] = value
+    return meta
+
+
+def open_model(path: str | Path, device: str = "auto", *, task: str | None = None
+               ) -> OnnxModel:
+    """Open ``path`` in an ONNX Runtime session; one-line errors for user mistakes."""
+    import onnx
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist; pass the .onnx written by "
+                             f"the export stage (runs/<name>/export/model.onnx)")
+    if not path.is_file():
+        raise ModelFileError(f"model path {path} is not a file; pass an .onnx file")
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+        if not model.graph.node:
+            raise ValueError("the graph is empty")
+    except Exception as exc:  # noqa: BLE001 - protobuf raises many kinds
+        raise ModelFileError(f"{path} is not a valid ONNX model ({type(exc).__name__}); pass "
+                             f"an .onnx file exported by ganpipe") from None
+    _check_external_data(model, path)
+    meta = read_metadata({p.key: p.value for p in model.metadata_props})
+    if task is not None and meta.get("task") != task:
+        found = meta.get("task")
+        what = f"a {found!r} model" if found else "not a ganpipe model (no ganpipe metadata)"
+        raise ModelFileError(f"{path} is {what}; this command needs a {task!r} model")
+    ort.set_default_logger_severity(3)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts,
+                                       providers=choose_providers(device))
+    except GanpipeError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelFileError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+    return OnnxModel(path, session, meta)

@@ -1,0 +1,1 @@
+"""Layers and networks shared by variants (built-in and third-party)."""

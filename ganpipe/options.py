@@ -1,0 +1,53 @@
+"""Typed options: every variant, stage and dataset declares a pydantic model derived from
+:class:`Options`. Unknown keys are rejected; errors name the key path and suggest fixes."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ganpipe.errors import ConfigError
+
+
+class Options(BaseModel):
+    """Base for option schemas: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str,
+                            locate=None) -> str:
+    """First error of ``exc`` as one line: ``[file:line: ]prefix.key: what; fix``."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join([p for p in (prefix, *loc) if p])
+    where = locate(path) if locate else ""
+    where = f"{where}: " if where else ""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = list(model.model_fields) if len(loc) == 1 else []
+        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"{where}{path}: unknown key{hint}{known}"
+    if kind == "missing":
+        return f"{where}{path}: required key is missing; add `{loc[-1]} = ...`"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}{path}: {err['msg']}, got {_describe(err.get('input'))}{more}"
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], prefix: str, locate=None):
+    """Validate ``data`` against ``model``; raise :class:`ConfigError` on the first problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model, prefix, locate)) from None

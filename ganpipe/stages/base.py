@@ -1,0 +1,79 @@
+"""The stage contract and the context a stage runs in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ganpipe.errors import ConfigError
+
+
+@dataclass
+class StageResult:
+    """Outputs (paths relative to the run folder) and a one-line summary to print."""
+
+    outputs: dict[str, str]
+    summary: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    config: Any                    # ganpipe.config.PipelineConfig
+    run_dir: Path
+    manifest: Any                  # ganpipe.pipeline.Manifest
+    fingerprints: dict[str, str]   # fingerprints of the stages of this run
+    force: bool = False
+    log: Any = print
+
+    def stage_dir(self, name: str) -> Path:
+        path = self.run_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def output(self, stage: str, key: str, *, needed_by: str) -> Path:
+        """Path of output ``key`` of an earlier ``stage`` (this run or a finished one)."""
+        entry = self.manifest.stages.get(stage)
+        if not entry or key not in entry.get("outputs", {}):
+            raise ConfigError(f"[{needed_by}] needs the output of [{stage}], which has not "
+                              f"run in {self.run_dir}; add a [{stage}] table before "
+                              f"[{needed_by}] in {self.config.path}")
+        path = self.run_dir / entry["outputs"][key]
+        if not path.exists():
+            raise ConfigError(f"[{needed_by}] needs {path} (from [{stage}]), which is gone; "
+                              f"re-run with --from {stage}")
+        return path
+
+    def has_output(self, stage: str) -> bool:
+        return stage in self.manifest.stages
+
+    def load_data(self):
+        """The training images: the augment stage's set when there is one, else the
+        dataset source's images."""
+        from ganpipe.data.base import ImageSet
+
+        if self.has_output("augment"):
+            return ImageSet.load(self.output("augment", "dataset", needed_by="train"))
+        cfg = self.config
+        return cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels,
+                                cfg.base_dir)
+
+
+class Stage:
+    """Base class of stages. ``requires``: stages whose outputs must exist; ``optional``:
+    stages whose outputs are used when present. ``uses``: parts of the config that feed
+    the fingerprint besides the stage's own options (``data``, ``model``, ``seed``)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type]
+    requires: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[tuple[str, ...]] = ()
+    uses: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, config: Any, opts: Any) -> None:
+        """Extra validation at load time (before any stage runs)."""
+
+    def run(self, ctx: StageContext, opts: Any) -> StageResult:
+        raise NotImplementedError

@@ -1,0 +1,13 @@
+"""Registers the built-in stages through the same hook as third-party plugins."""
+
+import ganpipe
+from ganpipe.stages.augment import AugmentStage
+from ganpipe.stages.export import ExportStage
+from ganpipe.stages.generate import GenerateStage
+from ganpipe.stages.train import TrainStage
+
+
+@ganpipe.hookimpl
+def ganpipe_register_stages(register):
+    for stage in (AugmentStage(), TrainStage(), ExportStage(), GenerateStage()):
+        register(stage)

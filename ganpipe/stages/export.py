@@ -1,0 +1,53 @@
+"""The export stage: the trained generator (EMA weights when there are) to ONNX."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ganpipe.options import Options
+from ganpipe.stages.base import Stage, StageContext, StageResult
+
+
+class ExportOptions(Options):
+    filename: str = Field("model.onnx", pattern=r"^[A-Za-z0-9._-]+\.onnx$")
+    opset: int = Field(18, ge=17, le=23)
+    use_ema: bool = Field(True, description="export the EMA generator when training kept one")
+    atol: float = Field(1e-3, gt=0, description="max abs diff allowed between ONNX and torch")
+
+
+class ExportStage(Stage):
+    name = "export"
+    description = "export the generator to ONNX (dynamic batch, parity check, metadata)"
+    Options = ExportOptions
+    requires = ("train",)
+    uses = ("model",)
+
+    def run(self, ctx: StageContext, opts: ExportOptions) -> StageResult:
+        from ganpipe.export.onnx_export import build_metadata, export_onnx
+        from ganpipe.training.checkpoint import load_weights
+        from ganpipe.variants.base import DataInfo
+
+        cfg = ctx.config
+        ckpt = ctx.output("train", "checkpoint", needed_by=self.name)
+        weights = load_weights(ckpt)
+        data = ctx.manifest.stages["train"]["info"]["data"]
+        info = DataInfo(data["image_size"], data["channels"], tuple(data["class_names"]))
+        variant = cfg.variant
+        nets = variant.build(cfg.variant_options, info)
+        for name, net in nets.items():
+            net.load_state_dict(weights[name])
+        used_ema = opts.use_ema and "G_ema" in weights
+        if used_ema:
+            nets["G"].load_state_dict(weights["G_ema"])
+        spec = variant.export_spec(nets, cfg.variant_options, info)
+        meta = build_metadata(spec, variant.name, variant.task, info.image_size,
+                              info.channels, info.class_names)
+        folder = ctx.stage_dir(self.name)
+        result = export_onnx(spec, folder / opts.filename, meta, opset=opts.opset,
+                             atol=opts.atol)
+        size_kb = result.path.stat().st_size / 1024
+        return StageResult(
+            {"model": f"{self.name}/{opts.filename}"},
+            f"{'EMA ' if used_ema else ''}generator -> {result.path} ({size_kb:.0f} KiB, "
+            f"ONNX vs torch max abs diff {result.max_abs_diff:.2e})",
+            {"max_abs_diff": result.max_abs_diff, "ema": used_ema})

@@ -1,0 +1,61 @@
+"""The train stage: runs the shared training loop for the configured variant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.training.loop import TrainOptions
+
+#: Train options that do not change the result of a step (changing them keeps resume valid).
+NON_RESULT_KEYS = {"steps", "log_every", "sample_every", "checkpoint_every",
+                   "keep_checkpoints", "num_samples", "resume", "progress"}
+
+
+def resume_fingerprint(ctx: StageContext, opts: TrainOptions) -> str:
+    cfg = ctx.config
+    relevant = {k: v for k, v in opts.model_dump(mode="json").items() if k not in NON_RESULT_KEYS}
+    blob = {"variant": cfg.model.variant, "model": cfg.variant_options.model_dump(mode="json"),
+            "train": relevant, "seed": cfg.run.seed,
+            "data": ctx.fingerprints.get("augment") or ctx.fingerprints.get("@data"),
+            "image_size": cfg.data.image_size, "channels": cfg.data.channels}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+class TrainStage(Stage):
+    name = "train"
+    description = "train the variant with the shared loop (checkpoints, samples, metrics)"
+    Options = TrainOptions
+    optional = ("augment",)
+    uses = ("data", "model", "seed")
+
+    def run(self, ctx: StageContext, opts: TrainOptions) -> StageResult:
+        from ganpipe.training.loop import Trainer
+
+        cfg = ctx.config
+        folder = ctx.stage_dir(self.name)
+        if ctx.force:  # start over: old checkpoints and logs belong to another run
+            for sub in ("checkpoints", "samples"):
+                shutil.rmtree(folder / sub, ignore_errors=True)
+            (folder / "metrics.jsonl").unlink(missing_ok=True)
+        data = ctx.load_data()
+        trainer = Trainer(cfg.variant, cfg.variant_options, opts, data, folder,
+                          seed=cfg.run.seed, device=cfg.run.device,
+                          fingerprint=resume_fingerprint(ctx, opts), log=ctx.log)
+        result = trainer.run()
+        rel = result.checkpoint.relative_to(ctx.run_dir)
+        samples = sorted((folder / "samples").glob("step_*.png"))
+        outputs = {"checkpoint": str(rel), "metrics": f"{self.name}/metrics.jsonl"}
+        if samples:
+            outputs["samples"] = str(samples[-1].relative_to(ctx.run_dir))
+        resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+        return StageResult(
+            outputs,
+            f"{result.steps} steps of {cfg.model.variant} on {len(data)} images "
+            f"({trainer.device}, {result.images_per_second:.0f} images/s{resumed})",
+            {"steps": result.steps, "device": str(trainer.device),
+             "data": {"image_size": data.image_size, "channels": data.channels,
+                      "class_names": list(trainer.info.class_names)},
+             "images_per_s": round(result.images_per_second, 2)})

@@ -1,0 +1,113 @@
+"""Atomic checkpoints: one folder per step with
+
+* ``model.safetensors``: every net (and the EMA generator), keys ``<net>/<param>``;
+* ``state.pt``: optimizer states, step, RNG states, config fingerprint - plain tensors and
+  containers only, loaded with ``torch.load(..., weights_only=True)``.
+
+A checkpoint is written under a temporary name and renamed when complete, so a crash never
+leaves a half-written checkpoint where resume would find it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ganpipe.errors import TrainingError
+
+_NAME = re.compile(r"^step_(\d{8})$")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def flatten_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, module in modules.items():
+        for key, value in module.state_dict().items():
+            out[f"{name}/{key}"] = value.detach().to("cpu").clone().contiguous()
+    return out
+
+
+def unflatten_state(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        net, _, param = key.partition("/")
+        out.setdefault(net, {})[param] = value
+    return out
+
+
+def save_checkpoint(ckpt_dir: Path, step: int, modules: dict[str, torch.nn.Module],
+                    state: dict[str, Any], keep: int = 3) -> Path:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"step_{step:08d}"
+    tmp = ckpt_dir / f".tmp-step_{step:08d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_file(flatten_state(modules), str(tmp / "model.safetensors"),
+                  metadata={"step": str(step), "format": "ganpipe-checkpoint-1"})
+        torch.save(state, tmp / "state.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(ckpt_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders are ignored)."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir() if p.is_dir() and _NAME.match(p.name)]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = list_checkpoints(ckpt_dir)
+    return found[-1] if found else None
+
+
+def load_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Weights of a checkpoint folder (or a ``.safetensors`` file), grouped by net."""
+    file = path / "model.safetensors" if path.is_dir() else path
+    try:
+        return unflatten_state(load_file(str(file)))
+    except (OSError, SafetensorError) as exc:
+        raise TrainingError(f"{file}: cannot read weights ({exc}); delete the checkpoint "
+                            f"or re-run with --force") from None
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    file = path / "state.pt"
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
+        raise TrainingError(f"{file}: cannot read training state ({type(exc).__name__}: "
+                            f"{exc}); delete the checkpoint or re-run with --force") from None

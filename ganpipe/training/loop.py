@@ -1,0 +1,250 @@
+"""One adversarial training loop for every variant.
+
+The loop owns the device, seeding, batching, EMA, checkpoints (atomic; exact resume of
+step, optimizers, EMA and RNG), the metrics log, sample grids and the progress bar. The
+variant owns nets and losses (``build`` / ``optimizers`` / ``train_step``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from tqdm import tqdm
+
+from ganpipe.data.base import ImageSet
+from ganpipe.data.imageio import make_grid, save_image, to_uint8
+from ganpipe.errors import ConfigError, TrainingError
+from ganpipe.fsutil import write_bytes
+from ganpipe.options import Options
+from ganpipe.training import checkpoint as ckpt
+from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
+
+
+class TrainOptions(Options):
+    steps: int = Field(1000, ge=1, description="optimisation steps in total")
+    batch_size: int = Field(64, ge=1)
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0,
+                             description="EMA of generator weights; 0 turns it off")
+    log_every: int = Field(50, ge=1, description="steps between metrics-log lines")
+    sample_every: int = Field(500, ge=0, description="steps between sample grids; 0: end only")
+    checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0: end")
+    keep_checkpoints: int = Field(3, ge=1)
+    num_samples: int = Field(64, ge=1, le=1024, description="images in each sample grid")
+    resume: bool = Field(True, description="continue from the latest compatible checkpoint")
+    progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"run.device = {name!r} but CUDA is not available here; use "
+                          f"\"auto\" or \"cpu\"")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("run.device = 'mps' but MPS is not available here; use \"auto\"")
+    return device
+
+
+class Sampler:
+    """Stateless batching: the indices of step ``s`` depend only on (seed, s), so resuming
+    at any step reproduces the exact batches of an uninterrupted run."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = max(1, n // batch_size)
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, j = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(self.n, generator=g)
+            if self.n < self.batch_size:
+                perm = perm.repeat(math.ceil(self.batch_size / self.n))
+            self._epoch, self._perm = epoch, perm
+        return self._perm[j * self.batch_size:(j + 1) * self.batch_size]
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    steps: int
+    resumed_from: int
+    images_per_second: float
+
+
+class Trainer:
+    def __init__(self, variant: Variant, variant_opts: Any, opts: TrainOptions, data: ImageSet,
+                 out_dir: Path, *, seed: int = 0, device: str = "auto", fingerprint: str = "",
+                 log=print):
+        self.variant, self.vopts, self.opts, self.data = variant, variant_opts, opts, data
+        self.out_dir = Path(out_dir)
+        self.seed, self.fingerprint, self.log = seed, fingerprint, log
+        self.device = resolve_device(device)
+        self.info = DataInfo(data.image_size, data.channels,
+                             tuple(data.class_names) if data.labelled else ())
+        variant.check_data(variant_opts, self.info)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.samples_dir = self.out_dir / "samples"
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+
+    # -- setup -------------------------------------------------------------------------
+    def _build(self) -> None:
+        torch.manual_seed(self.seed)
+        self.nets = {k: v.to(self.device) for k, v in
+                     self.variant.build(self.vopts, self.info).items()}
+        self.optimizers = self.variant.optimizers(self.nets, self.vopts)
+        self.ema = None
+        if self.opts.ema_decay > 0:
+            self.ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
+        self.ctx = StepContext(self.nets, self.optimizers, self.vopts, self.info, self.device)
+        images = torch.from_numpy(self.data.images).permute(0, 3, 1, 2)
+        self.images = images.contiguous().to(self.device)
+        self.labels = torch.from_numpy(self.data.labels).to(self.device)
+        self.sampler = Sampler(len(self.data), self.opts.batch_size, self.seed)
+        g = torch.Generator().manual_seed(self.seed + 1)
+        self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info,
+                                                     self.opts.num_samples, self.device, g)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        mods = dict(self.nets)
+        if self.ema is not None:
+            mods["G_ema"] = self.ema
+        return mods
+
+    def _resume(self) -> int:
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        if latest is None or not self.opts.resume:
+            return 0
+        state = ckpt.load_state(latest)
+        if state.get("fingerprint") != self.fingerprint:
+            raise TrainingError(
+                f"checkpoint {latest} was made with a different model, data or training "
+                f"configuration; re-run with --force to start over, or restore the config")
+        weights = ckpt.load_weights(latest)
+        for name, module in self.modules().items():
+            if name not in weights:
+                raise TrainingError(f"checkpoint {latest} has no weights for {name!r}; "
+                                    f"re-run with --force to start over")
+            module.load_state_dict(weights[name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        _set_rng_state(state["rng"])
+        step = int(state["step"])
+        self._truncate_metrics(step)
+        self.log(f"train: resuming from {latest} (step {step})")
+        return step
+
+    def _truncate_metrics(self, step: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        keep = [line for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        write_bytes(self.metrics_path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    # -- outputs -----------------------------------------------------------------------
+    def save(self, step: int) -> Path:
+        state = {"step": step, "fingerprint": self.fingerprint, "rng": _rng_state(),
+                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+        return ckpt.save_checkpoint(self.ckpt_dir, step, self.modules(), state,
+                                    self.opts.keep_checkpoints)
+
+    @torch.no_grad()
+    def sample_grid(self, step: int) -> Path:
+        g = self.ema if self.ema is not None else self.nets["G"]
+        was_training = g.training
+        g.eval()
+        out = self.variant.generate({**self.nets, "G": g}, self.fixed_inputs)
+        g.train(was_training)
+        grid = make_grid(to_uint8(out.float().cpu().numpy()))
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        return save_image(grid, self.samples_dir / f"step_{step:08d}.png")
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._build()
+        start = self._resume()
+        opts = self.opts
+        if start >= opts.steps:
+            latest = ckpt.latest_checkpoint(self.ckpt_dir)
+            self.log(f"train: already at step {start} of {opts.steps}; nothing to do")
+            return TrainResult(latest, start, start, 0.0)
+        for net in self.nets.values():
+            net.train()
+        bar = tqdm(total=opts.steps, initial=start, desc="train", unit="step",
+                   disable=None if opts.progress else True, dynamic_ncols=True)
+        t0, seen = time.perf_counter(), 0
+        last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
+        metrics = open(self.metrics_path, "a", encoding="utf-8")
+        step = start
+        try:
+            while step < opts.steps:
+                idx = self.sampler.indices(step).to(self.device)
+                batch = Batch(self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx])
+                self.ctx.step = step
+                losses = self.variant.train_step(self.ctx, batch)
+                values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+                if not bool(torch.isfinite(values).all()):
+                    bad = {k: float(v) for k, v in zip(losses, values.tolist(), strict=True)}
+                    where = f"last good checkpoint: {last_ckpt}" if last_ckpt else \
+                        "no checkpoint was written yet"
+                    raise TrainingError(
+                        f"non-finite loss at step {step + 1} ({bad}); {where}; lower the "
+                        f"learning rates or check the data")
+                if self.ema is not None:
+                    update_ema(self.ema, self.nets["G"], opts.ema_decay)
+                step += 1
+                seen += batch.images.shape[0]
+                bar.update(1)
+                if step % opts.log_every == 0 or step == opts.steps:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    rec = {"step": step, **{k: round(float(v), 6) for k, v in
+                                            zip(losses, values.tolist(), strict=True)},
+                           "images_per_s": round(rate, 2)}
+                    metrics.write(json.dumps(rec) + "\n")
+                    metrics.flush()
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items()
+                                     if k not in ("step", "images_per_s")})
+                if (opts.sample_every and step % opts.sample_every == 0) or step == opts.steps:
+                    self.sample_grid(step)
+                if (opts.checkpoint_every and step % opts.checkpoint_every == 0) \
+                        or step == opts.steps:
+                    last_ckpt = self.save(step)
+        finally:
+            metrics.close()
+            bar.close()
+        rate = seen / max(time.perf_counter() - t0, 1e-9)
+        return TrainResult(last_ckpt, step, start, rate)
+
+

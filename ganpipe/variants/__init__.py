@@ -1,0 +1,1 @@
+"""Built-in variant plugins, one module each."""
