@@ -7,7 +7,6 @@ Heavy modules (torch, onnxruntime) are imported inside the commands that need th
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -132,4 +131,4 @@ def plugins(obj, as_json: bool) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main(prog_name=os.path.basename(sys.argv[0]))
+    main(prog_name="ganpipe")

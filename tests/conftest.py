@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny pipelines, real image folders, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+TINY_PIPELINE = """
+[run]
+name = "tiny"
+out_dir = "runs"
+seed = 0
+device = "cpu"
+
+[data]
+dataset = "shapes"
+image_size = 16
+channels = 3
+count = 64
+classes = 2
+
+[model]
+variant = "{variant}"
+latent_dim = 8
+g_width = 4
+d_width = 4
+
+[train]
+steps = {steps}
+batch_size = 8
+log_every = 2
+sample_every = 0
+checkpoint_every = 0
+num_samples = 4
+progress = false
+
+[export]
+
+[generate]
+count = 5
+"""
+
+
+@pytest.fixture
+def tiny_pipeline(tmp_path):
+    """Writes a tiny pipeline.toml (seconds on 2 cores) and returns its path."""
+
+    def make(variant: str = "dcgan", steps: int = 4, extra: str = "") -> Path:
+        return write_toml(tmp_path / "pipeline.toml",
+                          TINY_PIPELINE.format(variant=variant, steps=steps) + extra)
+
+    return make
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A real folder of PNG/JPEG/WebP/TIFF images in two class subfolders."""
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    formats = [("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP"), ("tif", "TIFF")]
+    for label in ("cats", "dogs"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            ext, fmt = formats[i % len(formats)]
+            arr = rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / label / f"{i}.{ext}", format=fmt)
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+            ) -> subprocess.CompletedProcess:
+    """Runs ``python -m ganpipe.cli ARGS`` in a real subprocess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ganpipe.cli", *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
