@@ -58,7 +58,7 @@ def build_metadata(spec: ExportSpec, variant: str, task: str, image_size: int, c
 def _dynamic_shapes(spec: ExportSpec):
     batch = torch.export.Dim("batch", min=1, max=65536)
     shapes = []
-    for s, x in zip(spec.inputs, spec.example_inputs, strict=True):
+    for s in spec.inputs:
         dims = {0: batch}
         if s.kind == "image":
             dims.update({2: torch.export.Dim(f"{s.name}_h", min=1, max=65536),
