@@ -21,7 +21,28 @@ def _fail(exc: GanpipeError) -> None:
 
 
 class _Group(click.Group):
-    """Turns user errors (GanpipeError) into one line on stderr and a non-zero exit."""
+    """Turns user errors (GanpipeError, bad arguments) into one line on stderr and a
+    non-zero exit."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("ganpipe: aborted", err=True)
+            sys.exit(1)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ganpipe`: show the help
+                click.echo(exc.format_message())
+                sys.exit(0)
+            cmd = exc.ctx.command_path if exc.ctx else "ganpipe"
+            click.echo(f"ganpipe: error: {exc.format_message().rstrip('.')}; see '{cmd} --help'",
+                       err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"ganpipe: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
 
     def invoke(self, ctx):
         try:

@@ -127,6 +127,21 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: TOML syntax error: {msg}") from None
 
 
+def _check_keys(table: dict[str, Any], section: type[Options], options: type, prefix: str,
+                locate) -> None:
+    """Unknown keys of a table shared by a section and a plugin's options ([data], [model]):
+    the hint and the allowed list cover both, and come before any "missing key" error."""
+    if getattr(options, "model_config", {}).get("extra") != "forbid":
+        return
+    allowed = [*section.model_fields, *options.model_fields]
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{locate(f'{prefix}.{key}')}: {prefix}.{key}: unknown key{hint} "
+                              f"(allowed: {', '.join(allowed)})")
+
+
 def load_config(path: str | Path, registries) -> PipelineConfig:
     """Parse and validate a pipeline file against the installed plugins."""
     path = Path(path)
@@ -152,9 +167,11 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
 
     dataset = registries.datasets.get(data.dataset, where=locate("data.dataset") + ": data.dataset")
     data_extra = dict(data.model_extra or {})
+    _check_keys(raw.get("data", {}), DataSection, dataset.Options, "data", locate)
     data_options = validate(dataset.Options, data_extra, "data", locate)
     variant = registries.variants.get(model.variant,
                                       where=locate("model.variant") + ": model.variant")
+    _check_keys(raw["model"], ModelSection, variant.Options, "model", locate)
     variant_options = validate(variant.Options, dict(model.model_extra or {}), "model", locate)
 
     stages = []

@@ -78,9 +78,9 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, from_stage: str | 
     if from_stage is not None and from_stage not in names:
         raise ConfigError(f"--from {from_stage}: no such stage in {cfg.path} "
                           f"(stages: {', '.join(names)})")
+    fps = stage_fingerprints(cfg)  # before creating the run folder: may raise DataError
     run_dir = ensure_writable_dir(cfg.run_dir, "run folder")
     manifest = Manifest.load(run_dir / MANIFEST)
-    fps = stage_fingerprints(cfg)
     ctx = StageContext(cfg, run_dir, manifest, fps, log=log)
     log(f"run folder: {run_dir}")
     redo = force
@@ -96,8 +96,8 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, from_stage: str | 
             continue
         log(f"[{sc.name}] running: {sc.stage.description}")
         ctx.force = redo
-        manifest.stages.pop(sc.name, None)
-        manifest.save()
+        if manifest.stages.pop(sc.name, None) is not None:
+            manifest.save()  # a stage that fails half-way must not look done
         t0 = time.perf_counter()
         result = sc.stage.run(ctx, sc.options)
         seconds = time.perf_counter() - t0

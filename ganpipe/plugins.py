@@ -48,6 +48,11 @@ def _dist_name(ep: metadata.EntryPoint) -> str:
     return f"{dist.name} {dist.version}"
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (pluggy's validation errors span several)."""
+    return " ".join(str(exc).split())
+
+
 def get_plugin_manager(*, entry_points: bool = True, disabled: Iterable[str] | None = None
                        ) -> pluggy.PluginManager:
     """A fresh plugin manager with the built-in plugins and, unless ``entry_points`` is
@@ -63,21 +68,26 @@ def get_plugin_manager(*, entry_points: bool = True, disabled: Iterable[str] | N
     pm.ganpipe_dists = {}  # type: ignore[attr-defined]
     if entry_points:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in skip or pm.get_plugin(ep.name) is not None:
+            if ep.name in skip:
                 continue
             where = f"plugin {ep.name!r} (distribution {_dist_name(ep)})"
             hint = f"fix or uninstall it, or skip it with GANPIPE_DISABLE_PLUGINS={ep.name}"
+            if pm.get_plugin(ep.name) is not None:
+                other = pm.ganpipe_dists.get(ep.name, "ganpipe (built-in)")  # type: ignore[attr-defined]
+                raise PluginError(f"{where}: the plugin name {ep.name!r} is already taken by "
+                                  f"{other}; uninstall one of them")
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import failure is reported
                 raise PluginError(
-                    f"{where} failed to load: {type(exc).__name__}: {exc}; {hint}") from exc
+                    f"{where} failed to load: {type(exc).__name__}: {_one_line(exc)}; {hint}"
+                ) from exc
             try:
                 pm.register(plugin, name=ep.name)
                 pm.check_pending()
             except pluggy.PluginValidationError as exc:
                 pm.unregister(name=ep.name)
-                raise PluginError(f"{where} is invalid: {exc}; {hint}") from exc
+                raise PluginError(f"{where} is invalid: {_one_line(exc)}; {hint}") from exc
             pm.ganpipe_dists[ep.name] = _dist_name(ep)  # type: ignore[attr-defined]
     pm.check_pending()
     return pm
@@ -91,16 +101,20 @@ class Registry:
     items: dict[str, Any] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
 
-    def add(self, obj: Any, owner: str) -> None:
+    def add(self, obj: Any, owner: str, dists: dict[str, str] | None = None) -> None:
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {owner!r} registered a {self.kind[:-1]} without a "
                               f"string 'name' attribute: {obj!r}")
         if name in self.items:
+            dists = dists or {}
+
+            def who(plugin: str) -> str:
+                return f"plugin {plugin!r} ({dists.get(plugin, 'ganpipe, built-in')})"
+
             raise PluginError(
-                f"{self.kind[:-1]} {name!r} is registered twice: by plugin "
-                f"{self.owners[name]!r} and by plugin {owner!r}; disable one with "
-                f"GANPIPE_DISABLE_PLUGINS")
+                f"{self.kind[:-1]} {name!r} is registered twice: by {who(self.owners[name])} "
+                f"and by {who(owner)}; disable one with GANPIPE_DISABLE_PLUGINS")
         self.items[name] = obj
         self.owners[name] = owner
 
@@ -136,21 +150,23 @@ def load_registry(pm: pluggy.PluginManager | None = None, *, entry_points: bool 
     """Call every registration hook, one plugin at a time so each object knows its owner."""
     pm = pm or get_plugin_manager(entry_points=entry_points)
     regs = {kind: Registry(kind) for kind in KINDS}
+    dists = getattr(pm, "ganpipe_dists", {})
     for kind in KINDS:
         caller = getattr(pm.hook, f"ganpipe_register_{kind}")
         for impl in caller.get_hookimpls():
             owner = impl.plugin_name
 
             def register(obj: Any, _kind=kind, _owner=owner) -> None:
-                regs[_kind].add(obj, _owner)
+                regs[_kind].add(obj, _owner, dists)
 
+            kwargs = {"register": register} if "register" in impl.argnames else {}
             try:
-                impl.function(register=register)
+                impl.function(**kwargs)
             except PluginError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                dist = getattr(pm, "ganpipe_dists", {}).get(owner, "built-in")
+                dist = dists.get(owner, "built-in")
                 raise PluginError(
                     f"plugin {owner!r} ({dist}) failed in ganpipe_register_{kind}: "
-                    f"{type(exc).__name__}: {exc}") from exc
+                    f"{type(exc).__name__}: {_one_line(exc)}") from exc
     return Registries(pm, regs["variants"], regs["stages"], regs["datasets"])

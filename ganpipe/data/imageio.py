@@ -6,7 +6,6 @@ Torch-free: used by training data loading and by the ONNX inference path alike.
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +25,25 @@ def load_image(path: str | Path, channels: int) -> Image.Image:
 
     Transparent pixels are composited on white. Raises one of :data:`DECODE_ERRORS`.
     """
-    with warnings.catch_warnings():
+    with Image.open(path) as im:
         # Pillow warns at MAX_IMAGE_PIXELS and raises at twice that; treat both as errors.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+        # Checked here rather than with warnings.catch_warnings(), which mutates global
+        # state and is not thread-safe (images are decoded in a thread pool).
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and im.width * im.height > limit:
+            raise Image.DecompressionBombError(
+                f"Image size ({im.width * im.height} pixels) exceeds limit of {limit} "
+                f"pixels, could be decompression bomb DOS attack.")
+        im.load()
+        im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, rgba)
     if im.mode.startswith("I;16") or im.mode in ("I", "F"):
         arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if arr.max() > 255 else 255.0
+        # I;16 is 16-bit by definition (a dark image must stay dark); I and F: guess
+        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
         im = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     return im.convert("L" if channels == 1 else "RGB")
 
@@ -47,7 +52,7 @@ def fit(im: Image.Image, size: int, mode: str = "crop") -> Image.Image:
     """Resize to ``size``x``size``: ``crop`` keeps aspect (centre crop), ``stretch`` does not."""
     if mode == "stretch":
         return im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    return ImageOps.fit(im, (size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return ImageOps.fit(im, (size, size), Image.Resampling.BICUBIC)
 
 
 def to_array(im: Image.Image) -> np.ndarray:

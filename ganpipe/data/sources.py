@@ -61,7 +61,12 @@ class FolderDataset:
     def fingerprint(self, opts: FolderOptions, base_dir: Path) -> str:
         root = _resolve(opts.path, base_dir)
         h = hashlib.sha256(f"{opts.model_dump_json()}".encode())
-        for f in scan_folder(root, opts.recursive):
+        files = scan_folder(root, opts.recursive)
+        if not files:
+            raise DataError(f"data folder {root} has no images (looked for "
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
+                            f"data.path")
+        for f in files:
             st = f.stat()
             h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()

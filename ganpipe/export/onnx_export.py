@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,12 +77,19 @@ def _quiet():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
         for lg, lv in zip(loggers, levels, strict=True):
             lg.setLevel(lv)
+
+
+def _first_line(exc: BaseException) -> str:
+    """First line of an exception message without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def export_onnx(spec: ExportSpec, path: str | Path, metadata: dict[str, str],
@@ -101,7 +109,7 @@ def export_onnx(spec: ExportSpec, path: str | Path, metadata: dict[str, str],
                 opset_version=opset, dynamo=True, external_data=False, verbose=False)
         except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep
             raise GanpipeError(f"ONNX export of {type(module).__name__} failed: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                               f"{type(exc).__name__}: {_first_line(exc)}"
                                ) from exc
         model = program.model_proto
         for key, value in metadata.items():

@@ -35,12 +35,12 @@ class TrainStage(Stage):
         from ganpipe.training.loop import Trainer
 
         cfg = ctx.config
+        data = ctx.load_data()
         folder = ctx.stage_dir(self.name)
         if ctx.force:  # start over: old checkpoints and logs belong to another run
             for sub in ("checkpoints", "samples"):
                 shutil.rmtree(folder / sub, ignore_errors=True)
             (folder / "metrics.jsonl").unlink(missing_ok=True)
-        data = ctx.load_data()
         trainer = Trainer(cfg.variant, cfg.variant_options, opts, data, folder,
                           seed=cfg.run.seed, device=cfg.run.device,
                           fingerprint=resume_fingerprint(ctx, opts), log=ctx.log)
@@ -51,6 +51,8 @@ class TrainStage(Stage):
         if samples:
             outputs["samples"] = str(samples[-1].relative_to(ctx.run_dir))
         resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+        if data.skipped:
+            resumed += f", {len(data.skipped)} unreadable image(s) skipped"
         return StageResult(
             outputs,
             f"{result.steps} steps of {cfg.model.variant} on {len(data)} images "

@@ -1,0 +1,85 @@
+"""Differentiable augmentation of D's inputs (Zhao et al. 2020, "DiffAugment").
+
+The same random transforms are applied to real and generated images right before the
+discriminator, and gradients flow through them to the generator, which lets GANs train on
+small datasets without the discriminator memorising them. Randomness comes from torch's
+global RNG, which checkpoints save and restore, so resume stays exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ganpipe.errors import ConfigError
+
+
+def _rand(x: torch.Tensor, *shape: int) -> torch.Tensor:
+    return torch.rand(x.shape[0], *shape, device=x.device, dtype=x.dtype)
+
+
+def brightness(x: torch.Tensor) -> torch.Tensor:
+    return x + (_rand(x, 1, 1, 1) - 0.5)
+
+
+def saturation(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    mean = x.mean(dim=1, keepdim=True)
+    return (x - mean) * (_rand(x, 1, 1, 1) * 2) + mean
+
+
+def contrast(x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (_rand(x, 1, 1, 1) + 0.5) + mean
+
+
+def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+    """Shift by up to ``ratio`` of the size with zero padding (as a sampling grid, so the
+    op is differentiable and batched)."""
+    n, _, h, w = x.shape
+    shift = (_rand(x, 2) * 2 - 1) * ratio * 2  # in normalised [-1, 1] coordinates
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = 1
+    theta[:, 1, 1] = 1
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    """Zero a random square of ``ratio`` times the image size per image."""
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    cy = (_rand(x) * (h + 1 - ch % 2)).long().reshape(n, 1, 1)
+    cx = (_rand(x) * (w + 1 - cw % 2)).long().reshape(n, 1, 1)
+    ys = torch.arange(h, device=x.device).reshape(1, h, 1)
+    xs = torch.arange(w, device=x.device).reshape(1, 1, w)
+    inside = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+POLICIES: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
+    "color": [brightness, saturation, contrast],
+    "translation": [translation],
+    "cutout": [cutout],
+}
+
+
+class DiffAugment:
+    """Callable applying the policies in order; an empty policy is the identity."""
+
+    def __init__(self, policy: Sequence[str] = ()):
+        unknown = [p for p in policy if p not in POLICIES]
+        if unknown:
+            raise ConfigError(f"unknown DiffAugment policy {unknown[0]!r}; use any of "
+                              f"{', '.join(POLICIES)}")
+        self.policy = tuple(policy)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.policy:
+            for fn in POLICIES[name]:
+                x = fn(x)
+        return x.contiguous() if self.policy else x

@@ -1,0 +1,65 @@
+"""Conditional GAN (Mirza & Osindero 2014) on DCGAN nets: the class (one-hot) is
+concatenated to G's latent and given to D as constant planes. Labels are the data's
+subfolders; the exported model takes ``label`` as a second input."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+import ganpipe
+from ganpipe.nn.dcgan import Discriminator, Generator
+from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variants.gan import bce_step
+
+
+class CGANOptions(GANOptions):
+    max_width: int = Field(512, ge=1)
+
+
+class CondGenerator(nn.Module):
+    def __init__(self, opts: CGANOptions, info: DataInfo):
+        super().__init__()
+        self.register_buffer("eye", torch.eye(info.num_classes), persistent=False)
+        self.net = Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
+                             opts.max_width, extra_inputs=info.num_classes)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, self.eye[label]], dim=1))
+
+
+class CondDiscriminator(nn.Module):
+    def __init__(self, opts: CGANOptions, info: DataInfo):
+        super().__init__()
+        self.register_buffer("eye", torch.eye(info.num_classes), persistent=False)
+        self.net = Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width,
+                                 extra_channels=info.num_classes)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        planes = self.eye[label][:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return self.net(torch.cat([x, planes], dim=1))
+
+
+class CGAN(Variant):
+    name = "cgan"
+    description = "conditional GAN: class labels (subfolders) steer G and D"
+    Options = CGANOptions
+    conditional = True
+    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
+
+    def build(self, opts: CGANOptions, info: DataInfo):
+        return {"G": CondGenerator(opts, info), "D": CondDiscriminator(opts, info)}
+
+    def train_step(self, ctx: StepContext, batch: Batch):
+        G, D = ctx.nets["G"], ctx.nets["D"]
+        real, labels = batch.images, batch.labels
+        z, _ = self.make_inputs(ctx.opts, ctx.info, real.shape[0], ctx.device)
+        fake = G(z, labels)
+        return bce_step(ctx, real, lambda: D(real, labels), lambda: D(fake.detach(), labels),
+                        lambda: D(fake, labels))
+
+
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(CGAN())

@@ -1,0 +1,73 @@
+"""Wasserstein GAN: a critic without sigmoid trained on ``mean(D(fake)) - mean(D(real))``
+(the seed pseudo-code), with gradient penalty (Gulrajani et al. 2017, ``wgan-gp``) or
+weight clipping (Arjovsky et al. 2017, ``clip = 0.01``). The critic takes ``n_critic``
+steps, each on a fresh batch, per generator step."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+import ganpipe
+from ganpipe.nn.dcgan import Discriminator, Generator
+from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+
+
+class WGANOptions(GANOptions):
+    lr_g: float = Field(1e-4, gt=0)
+    lr_d: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+    max_width: int = Field(512, ge=1)
+    n_critic: int = Field(5, ge=1, description="critic steps per generator step")
+    gp_lambda: float = Field(10.0, ge=0, description="gradient-penalty weight")
+    clip: float | None = Field(None, gt=0, description="weight clipping instead of GP")
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+class WGANGP(Variant):
+    name = "wgan-gp"
+    description = "Wasserstein GAN with gradient penalty (or weight clipping)"
+    Options = WGANOptions
+    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "n_critic": 2}
+
+    def build(self, opts: WGANOptions, info: DataInfo):
+        return {"G": Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
+                               opts.max_width),
+                "D": Discriminator(info.image_size, info.channels, opts.d_width,
+                                   opts.max_width, batch_norm=False)}
+
+    def train_step(self, ctx: StepContext, batch: Batch):
+        G, D, opts = ctx.nets["G"], ctx.nets["D"], ctx.opts
+        real = batch.images
+        (z,) = self.make_inputs(opts, ctx.info, real.shape[0], ctx.device)
+        fake = G(z)
+        distance = D(real).mean() - D(fake.detach()).mean()
+        d_loss = -distance
+        out = {"wasserstein": distance.detach()}
+        if opts.clip is None and opts.gp_lambda > 0:
+            gp = gradient_penalty(D, real, fake.detach())
+            d_loss = d_loss + opts.gp_lambda * gp
+            out["gp"] = gp.detach()
+        ctx.update("D", d_loss)
+        if opts.clip is not None:
+            with torch.no_grad():
+                for p in D.parameters():
+                    p.clamp_(-opts.clip, opts.clip)
+        out["d_loss"] = d_loss.detach()
+        if (ctx.step + 1) % opts.n_critic == 0:
+            g_loss = -D(fake).mean()
+            ctx.update("G", g_loss)
+            out["g_loss"] = g_loss.detach()
+        return out
+
+
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(WGANGP())

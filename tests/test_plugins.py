@@ -1,0 +1,414 @@
+"""Plugin discovery, for real: the ``ganpipe-lsgan`` distribution in ``plugins/`` is
+installed into the running interpreter and found through its ``ganpipe`` entry point;
+broken third-party plugins are real distributions (a ``*.dist-info`` folder with METADATA
+and entry_points.txt on PYTHONPATH) that ``importlib.metadata`` discovers in a CLI
+subprocess. Nothing here mocks ``importlib.metadata`` or pluggy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import ganpipe
+from ganpipe import hookspecs
+from ganpipe.errors import PluginError
+from ganpipe.plugins import (
+    DEFAULT_PLUGINS,
+    ENTRY_POINT_GROUP,
+    KINDS,
+    get_plugin_manager,
+    load_registry,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+LSGAN_DIR = ROOT / "plugins" / "ganpipe-lsgan"
+BUILTIN_PLUGINS = {name for name, _ in DEFAULT_PLUGINS}
+
+
+# -- fixtures and helpers ----------------------------------------------------------------
+
+def _find_lsgan() -> metadata.Distribution | None:
+    importlib.invalidate_caches()
+    try:
+        return metadata.distribution("ganpipe-lsgan")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def lsgan_dist() -> metadata.Distribution:
+    """The installed ``ganpipe-lsgan`` distribution. CI installs it; in a fresh env it is
+    pip-installed (not editable) from plugins/ganpipe-lsgan once per session. Fails, never
+    skips, when that is impossible."""
+    dist = _find_lsgan()
+    if dist is not None:
+        return dist
+    errors = []
+    for extra in (["--no-build-isolation"], []):  # offline first, then with isolation
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
+               "--disable-pip-version-check", *extra, str(LSGAN_DIR)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        dist = _find_lsgan()
+        if proc.returncode == 0 and dist is not None:
+            return dist
+        errors.append(f"$ {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-1500:]}")
+    pytest.fail("the test plugin ganpipe-lsgan is not installed in this interpreter "
+                f"({sys.executable}) and installing it failed; run "
+                f"`pip install {LSGAN_DIR}` and try again.\n" + "\n".join(errors),
+                pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _plugins_enabled(monkeypatch):
+    """The outer environment must not hide plugins from these tests."""
+    monkeypatch.delenv("GANPIPE_DISABLE_PLUGINS", raising=False)
+
+
+def write_dist(site: Path, dist: str, version: str, modules: dict[str, str],
+               entry_points: dict[str, str]) -> Path:
+    """Installs a real (if minimal) distribution into the folder ``site``: top-level
+    modules plus ``<dist>-<version>.dist-info`` with METADATA, entry_points.txt and
+    RECORD, which is all ``importlib.metadata`` needs to find its entry points."""
+    site.mkdir(parents=True, exist_ok=True)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    for mod, source in modules.items():
+        (site / f"{mod}.py").write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nRequires-Dist: ganpipe\n",
+        encoding="utf-8")
+    eps = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{eps}", encoding="utf-8")
+    record = [f"{mod}.py,," for mod in modules] + [
+        f"{info.name}/{f},," for f in ("METADATA", "entry_points.txt", "RECORD")]
+    (info / "RECORD").write_text("\n".join(record) + "\n", encoding="utf-8")
+    return site
+
+
+def with_site(site: Path, **env: str) -> dict[str, str]:
+    """Environment for a CLI subprocess that sees the distributions in ``site``."""
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, **env}
+
+
+def plugins_json(cli, *args: str, env: dict | None = None) -> dict:
+    proc = cli(*args, "plugins", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def names(data: dict, kind: str) -> set[str]:
+    return {entry["name"] for entry in data[kind]}
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str,
+                          code: int | None = None) -> str:
+    """Non-zero exit, no traceback, exactly one line on stderr containing ``needles``."""
+    err = proc.stderr
+    assert proc.returncode != 0, (proc.stdout, err)
+    if code is not None:
+        assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ganpipe: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+    return lines[0]
+
+
+# -- discovery of the real ganpipe-lsgan distribution ------------------------------------
+
+def test_lsgan_is_discovered_through_its_entry_point(lsgan_dist):
+    eps = [ep for ep in lsgan_dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+    assert [(ep.name, ep.value) for ep in eps] == [("lsgan", "ganpipe_lsgan.plugin")]
+    assert "lsgan" in {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+    pm = get_plugin_manager()
+    plugin = pm.get_plugin("lsgan")
+    assert isinstance(plugin, types.ModuleType) and plugin.__name__ == "ganpipe_lsgan.plugin"
+    assert pm.ganpipe_dists["lsgan"] == f"ganpipe-lsgan {lsgan_dist.version}"
+    assert "ganpipe-lsgan" in pm.ganpipe_dists["lsgan"]
+    direct_url = json.loads(lsgan_dist.read_text("direct_url.json") or "{}")
+    if not direct_url.get("dir_info", {}).get("editable"):
+        # imported from the installed files, not from the source tree
+        installed = Path(lsgan_dist.locate_file("ganpipe_lsgan/plugin.py")).resolve()
+        assert Path(plugin.__file__).resolve() == installed
+
+    reg = load_registry(pm)
+    assert reg.variants.owners["lsgan"] == "lsgan"
+    lsgan = reg.variants.get("lsgan")
+    assert type(lsgan).__name__ == "LSGAN" and lsgan.name == "lsgan"
+    assert lsgan.task == "generate"
+    assert {"a", "b", "c", "latent_dim", "g_width", "d_width"} <= set(lsgan.Options.model_fields)
+    assert lsgan.tiny_options
+    # built-ins are registered next to it, owned by the built-in plugins
+    assert reg.variants.owners["dcgan"] == "ganpipe.dcgan"
+    assert "lsgan" not in load_registry(entry_points=False).variants
+
+
+def test_disabled_plugins_are_not_loaded(lsgan_dist, monkeypatch):
+    assert get_plugin_manager(disabled={"lsgan"}).get_plugin("lsgan") is None
+    monkeypatch.setenv("GANPIPE_DISABLE_PLUGINS", " something-else , lsgan,")
+    pm = get_plugin_manager()
+    assert pm.get_plugin("lsgan") is None and "lsgan" not in pm.ganpipe_dists
+    assert "lsgan" not in load_registry(pm).variants
+    assert "dcgan" in load_registry(pm).variants
+
+
+def test_plugins_command_lists_lsgan_with_its_distribution(lsgan_dist, cli):
+    data = plugins_json(cli)
+    dist = f"ganpipe-lsgan {lsgan_dist.version}"
+    assert {"name": "lsgan", "distribution": dist} in data["plugins"]
+    assert {p["name"]: p["distribution"] for p in data["plugins"]}["ganpipe.dcgan"] == \
+        "ganpipe (built-in)"
+    lsgan = next(v for v in data["variants"] if v["name"] == "lsgan")
+    assert lsgan["plugin"] == "lsgan" and lsgan["task"] == "generate"
+    assert "Least-squares" in lsgan["description"]
+
+    text = cli("plugins")
+    assert text.returncode == 0, text.stderr
+    assert re.search(rf"^\s+lsgan\s+{re.escape(dist)}$", text.stdout, re.M), text.stdout
+    assert re.search(r"^\s+lsgan\s+\[generate\] .*\(lsgan\)$", text.stdout, re.M), text.stdout
+
+
+@pytest.mark.parametrize("args, env", [
+    (["--no-plugins"], {}),
+    ([], {"GANPIPE_DISABLE_PLUGINS": "lsgan"}),
+    ([], {"GANPIPE_DISABLE_PLUGINS": "not-installed, lsgan"}),
+], ids=["--no-plugins", "disable-env", "disable-env-list"])
+def test_lsgan_can_be_hidden(lsgan_dist, cli, args, env):
+    data = plugins_json(cli, *args, env=env)
+    assert "lsgan" not in names(data, "plugins")
+    assert "lsgan" not in names(data, "variants")
+    assert BUILTIN_PLUGINS <= names(data, "plugins")  # built-ins always load
+    assert "dcgan" in names(data, "variants")
+
+
+# -- a whole pipeline with the third-party variant ---------------------------------------
+
+@pytest.mark.slow
+def test_run_trains_exports_and_generates_with_lsgan(lsgan_dist, tiny_pipeline, cli, tmp_path):
+    import onnx
+
+    from ganpipe.export.onnx_export import METADATA_PREFIX
+
+    path = tiny_pipeline(variant="lsgan")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("d_width = 4\n", "d_width = 4\na = -1.0\nb = 1.0\nc = 0.0\n"),
+                    encoding="utf-8")  # the paper's chi^2 targets, through pipeline.toml
+    proc = cli("run", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "4 steps of lsgan" in proc.stdout
+
+    run_dir = tmp_path / "runs" / "tiny"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"train", "export", "generate"}
+    assert (run_dir / manifest["stages"]["train"]["outputs"]["checkpoint"]).is_dir()
+    metrics = [json.loads(line) for line in
+               (run_dir / "train" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert metrics and {"d_loss", "g_loss"} <= set(metrics[-1])
+
+    model = run_dir / "export" / "model.onnx"
+    assert model.is_file()
+    props = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert props[METADATA_PREFIX + "variant"] == "lsgan"
+    assert props[METADATA_PREFIX + "task"] == "generate"
+
+    samples = sorted((run_dir / "generate").glob("sample_*.png"))
+    assert len(samples) == 5
+    assert (run_dir / "generate" / "grid.png").is_file()
+    assert manifest["stages"]["generate"]["info"]["count"] == 5
+
+
+# -- broken third-party plugins ----------------------------------------------------------
+
+BROKEN = {
+    "import-error": (
+        """
+        import ganpipe
+        import ganpipe_dependency_that_is_not_installed
+        """,
+        ["failed to load", "ModuleNotFoundError", "ganpipe_dependency_that_is_not_installed"]),
+    "bad-signature": (
+        """
+        import ganpipe
+
+        @ganpipe.hookimpl
+        def ganpipe_register_variants(register, colour):
+            register(colour)
+        """,
+        ["is invalid", "ganpipe_register_variants", "'colour'"]),
+    "unknown-hook": (
+        """
+        import ganpipe
+
+        @ganpipe.hookimpl
+        def ganpipe_register_widgets(register):
+            pass
+        """,
+        ["is invalid", "unknown hook 'ganpipe_register_widgets'"]),
+    "failing-hook": (
+        """
+        import ganpipe
+
+        @ganpipe.hookimpl
+        def ganpipe_register_variants(register):
+            raise RuntimeError("no licence server")
+        """,
+        ["failed in ganpipe_register_variants", "RuntimeError: no licence server"]),
+}
+
+
+def broken_site(tmp_path: Path, case: str) -> tuple[Path, str, str]:
+    """A site folder with one broken distribution: (site, entry-point name, distribution)."""
+    source, _ = BROKEN[case]
+    ep_name, dist = f"broken-{case}", f"ganpipe-broken-{case}"
+    module = f"ganpipe_broken_{case.replace('-', '_')}"
+    site = write_dist(tmp_path / "site", dist, "1.2.3", {module: source}, {ep_name: module})
+    return site, ep_name, dist
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_plugin_is_one_line_naming_plugin_and_distribution(lsgan_dist, cli, tmp_path,
+                                                                  case):
+    site, ep_name, dist = broken_site(tmp_path, case)
+    proc = cli("plugins", env=with_site(site))
+    assert_one_line_error(proc, f"plugin {ep_name!r}", f"{dist} 1.2.3", *BROKEN[case][1])
+
+    # skipping it by name makes the command work again; the other plugins still load
+    data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS=ep_name))
+    assert ep_name not in names(data, "plugins")
+    assert "lsgan" in names(data, "plugins") and "lsgan" in names(data, "variants")
+    if case == "import-error":  # --no-plugins does not even import third-party plugins
+        data = plugins_json(cli, "--no-plugins", env=with_site(site))
+        assert not {ep_name, "lsgan"} & names(data, "plugins")
+
+
+def test_broken_plugin_stops_run_before_any_stage(lsgan_dist, cli, tmp_path, tiny_pipeline):
+    site, ep_name, dist = broken_site(tmp_path, "import-error")
+    proc = cli("run", str(tiny_pipeline(variant="lsgan")), env=with_site(site))
+    assert_one_line_error(proc, f"plugin {ep_name!r}", dist,
+                          f"GANPIPE_DISABLE_PLUGINS={ep_name}", code=1)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_broken_plugin_raises_plugin_error_in_process(tmp_path, monkeypatch):
+    site, ep_name, dist = broken_site(tmp_path, "bad-signature")
+    module = "ganpipe_broken_bad_signature"
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        with pytest.raises(PluginError) as info:
+            get_plugin_manager()
+        message = str(info.value)
+        assert f"plugin {ep_name!r} (distribution {dist} 1.2.3) is invalid" in message
+        assert "\n" not in message
+        get_plugin_manager(disabled={ep_name})  # fine once skipped
+    finally:
+        sys.modules.pop(module, None)
+
+
+# -- names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, taken, owner", [
+    ("variants", "dcgan", "ganpipe.dcgan"),
+    ("stages", "train", "ganpipe.stages"),
+    ("datasets", "shapes", "ganpipe.datasets"),
+])
+def test_duplicate_names_are_refused_naming_both_plugins(kind, taken, owner):
+    plugin = types.ModuleType("ganpipe_test_duplicate")
+
+    @ganpipe.hookimpl
+    def register_again(register):
+        register(types.SimpleNamespace(name=taken, description="a second one"))
+
+    setattr(plugin, f"ganpipe_register_{kind}", register_again)
+    pm = get_plugin_manager(entry_points=False)
+    pm.register(plugin, name="dup-test")
+    try:
+        with pytest.raises(PluginError) as info:
+            load_registry(pm)
+        message = str(info.value)
+        assert f"{kind[:-1]} {taken!r} is registered twice" in message
+        assert repr(owner) in message and "'dup-test'" in message
+    finally:
+        pm.unregister(name="dup-test")
+    assert load_registry(pm).variants.owners["dcgan"] == "ganpipe.dcgan"
+
+
+def test_duplicate_name_between_third_party_distributions(lsgan_dist, cli, tmp_path):
+    site = write_dist(tmp_path / "site", "ganpipe-lsgan-fork", "0.0.1", {
+        "ganpipe_lsgan_fork": """
+            import types
+            import ganpipe
+
+            @ganpipe.hookimpl
+            def ganpipe_register_variants(register):
+                register(types.SimpleNamespace(name="lsgan", task="generate"))
+            """}, {"lsgan-fork": "ganpipe_lsgan_fork"})
+    proc = cli("plugins", env=with_site(site))
+    assert_one_line_error(proc, "variant 'lsgan' is registered twice", "'lsgan'",
+                          "'lsgan-fork'", code=1)
+    data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS="lsgan-fork"))
+    assert next(v for v in data["variants"] if v["name"] == "lsgan")["plugin"] == "lsgan"
+
+
+def _known(line: str) -> set[str]:
+    match = re.search(r"\(known: ([^;)]*)", line)
+    assert match, line
+    return set(match.group(1).split(", "))
+
+
+def test_unknown_variant_lists_the_known_ones(lsgan_dist, cli, tiny_pipeline, tmp_path):
+    path = tiny_pipeline(variant="lsgna")
+    line_no = next(i for i, line in enumerate(path.read_text().splitlines(), 1)
+                   if line.startswith("variant ="))
+    proc = cli("run", str(path))
+    line = assert_one_line_error(proc, f"{path}:{line_no}", "model.variant",
+                                 "unknown variant 'lsgna'", "did you mean 'lsgan'?", code=2)
+    assert {"dcgan", "lsgan"} <= _known(line)
+    assert not (tmp_path / "runs").exists()
+
+    # hidden plugins' variants are unknown too
+    proc = cli("--no-plugins", "run", str(tiny_pipeline(variant="lsgan")))
+    line = assert_one_line_error(proc, "unknown variant 'lsgan'", code=2)
+    assert "dcgan" in _known(line) and "lsgan" not in _known(line)
+
+
+# -- the hooks themselves ----------------------------------------------------------------
+
+def _hookspecs() -> dict[str, types.FunctionType]:
+    return {name: fn for name, fn in vars(hookspecs).items()
+            if inspect.isfunction(fn) and hasattr(fn, "ganpipe_spec")}
+
+
+def test_every_hookspec_is_documented_and_exercised_by_a_builtin_plugin():
+    specs = _hookspecs()
+    assert set(specs) == {f"ganpipe_register_{kind}" for kind in KINDS}, \
+        "load_registry calls exactly the ganpipe_register_<kind> hooks of KINDS"
+    pm = get_plugin_manager(entry_points=False, disabled=())
+    reg = load_registry(pm)
+    for name, fn in specs.items():
+        doc = inspect.getdoc(fn) or ""
+        assert len(doc) > 40 and "register" in doc, f"hookspec {name} needs a docstring"
+        assert list(inspect.signature(fn).parameters) == ["register"], name
+        owners = {impl.plugin_name for impl in getattr(pm.hook, name).get_hookimpls()}
+        assert owners & BUILTIN_PLUGINS, f"no built-in plugin implements {name}"
+        kind = name.removeprefix("ganpipe_register_")
+        assert set(getattr(reg, kind).owners.values()) & BUILTIN_PLUGINS, name
+    # and no built-in plugin module is dead weight
+    for plugin_name in BUILTIN_PLUGINS:
+        assert pm.get_hookcallers(pm.get_plugin(plugin_name)), plugin_name
