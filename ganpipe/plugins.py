@@ -30,7 +30,11 @@ ENTRY_POINT_GROUP = "ganpipe"
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ganpipe.datasets", "ganpipe.data.sources"),
     ("ganpipe.stages", "ganpipe.stages.builtin"),
+    ("ganpipe.gan", "ganpipe.variants.gan"),
     ("ganpipe.dcgan", "ganpipe.variants.dcgan"),
+    ("ganpipe.cgan", "ganpipe.variants.cgan"),
+    ("ganpipe.wgan", "ganpipe.variants.wgan"),
+    ("ganpipe.vae", "ganpipe.variants.vae"),
 )
 
 KINDS = ("variants", "stages", "datasets")
