@@ -122,6 +122,19 @@ def test_resume_is_exact(tmp_path, data):
         (tmp_path / "straight" / final).read_bytes()
 
 
+def test_resume_after_crash_mid_log(tmp_path, data):
+    trainer(tmp_path, data, steps=3, checkpoint_every=3).run()
+    # a crash after step 5: lines past the checkpoint, the last one cut short mid-write
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "d_loss": 99.0, "g_loss": 99.0, "images_per_s": 1}\n')
+        f.write('{"step": 5, "d_lo')
+    result = trainer(tmp_path, data, steps=6, checkpoint_every=3).run()
+    assert result.resumed_from == 3
+    recs = losses_of(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert recs[3]["d_loss"] != 99.0
+
+
 def test_resume_false_starts_over(tmp_path, data):
     trainer(tmp_path, data, steps=3, checkpoint_every=3).run()
     result = trainer(tmp_path, data, steps=3, checkpoint_every=3, resume=False).run()
@@ -252,7 +265,7 @@ def test_metrics_and_sample_grids(tmp_path, data):
     recs = [json.loads(line) for line in lines]
     assert [r["step"] for r in recs] == [2, 4, 6, 7]  # every log_every, and the last step
     for r in recs:
-        assert set(r) == {"step", "d_loss", "g_loss", "images_per_s"}
+        assert set(r) == {"step", "d_loss", "g_loss", "images_per_s", "diversity"}
         assert np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"])
     samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert samples == ["step_00000003.png", "step_00000006.png", "step_00000007.png"]

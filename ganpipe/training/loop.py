@@ -13,10 +13,10 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from ganpipe.data.base import ImageSet
@@ -25,6 +25,7 @@ from ganpipe.errors import ConfigError, TrainingError
 from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
 from ganpipe.training import checkpoint as ckpt
+from ganpipe.training.diffaugment import POLICIES, DiffAugment
 from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
 
 
@@ -40,6 +41,22 @@ class TrainOptions(Options):
     num_samples: int = Field(64, ge=1, le=1024, description="images in each sample grid")
     resume: bool = Field(True, description="continue from the latest compatible checkpoint")
     progress: bool = True
+    diffaugment: list[str] = Field([], description="DiffAugment policies for D's inputs: "
+                                   "color, translation, cutout")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="mixed precision: auto = bf16/fp16 on CUDA, off on CPU")
+    channels_last: bool | None = Field(None, description="NHWC memory format; default: on CUDA")
+    diversity_every: int = Field(0, ge=0, description="steps between mode-collapse checks; "
+                                 "0: at every log line")
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _known_policies(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in POLICIES]
+        if unknown:
+            raise ValueError(f"unknown DiffAugment policy {unknown[0]!r}; use any of "
+                             f"{', '.join(POLICIES)}")
+        return value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,6 +112,33 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+#: Below this sample diversity (relative to the data's) the loop warns of mode collapse.
+COLLAPSE_THRESHOLD = 0.2
+#: ... but not before this many steps (and a fifth of the run): fresh nets look collapsed.
+COLLAPSE_WARMUP = 200
+
+
+def pairwise_spread(images: torch.Tensor) -> float:
+    """Mean Euclidean distance between all pairs of images, per sqrt(pixel)."""
+    flat = images.reshape(images.shape[0], -1).float()
+    if flat.shape[0] < 2:
+        return 0.0
+    d = torch.cdist(flat, flat)
+    n = flat.shape[0]
+    return float(d.sum() / (n * (n - 1)) / flat.shape[1] ** 0.5)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``mode`` on ``device`` (None: full precision)."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp = 'fp16' needs a CUDA device; use 'bf16' or 'off'")
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -127,7 +171,19 @@ class Trainer:
         self.ema = None
         if self.opts.ema_decay > 0:
             self.ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
-        self.ctx = StepContext(self.nets, self.optimizers, self.vopts, self.info, self.device)
+        self.amp_dtype = amp_dtype(self.opts.amp, self.device)
+        self.scalers = {k: torch.amp.GradScaler(self.device.type,
+                                                enabled=self.amp_dtype == torch.float16)
+                        for k in self.optimizers}
+        channels_last = self.opts.channels_last
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
+        if channels_last:
+            for net in self.nets.values():
+                net.to(memory_format=torch.channels_last)
+        self.ctx = StepContext(self.nets, self.optimizers, self.vopts, self.info, self.device,
+                               augment=DiffAugment(self.opts.diffaugment) if
+                               self.opts.diffaugment else None, scalers=self.scalers)
         images = torch.from_numpy(self.data.images).permute(0, 3, 1, 2)
         self.images = images.contiguous().to(self.device)
         self.labels = torch.from_numpy(self.data.labels).to(self.device)
@@ -135,6 +191,7 @@ class Trainer:
         g = torch.Generator().manual_seed(self.seed + 1)
         self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info,
                                                      self.opts.num_samples, self.device, g)
+        self.real_spread = pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
 
     def modules(self) -> dict[str, torch.nn.Module]:
         mods = dict(self.nets)
@@ -159,6 +216,9 @@ class Trainer:
             module.load_state_dict(weights[name])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        for name, sc_state in state.get("scalers", {}).items():
+            if name in self.scalers and self.scalers[name].is_enabled():
+                self.scalers[name].load_state_dict(sc_state)
         _set_rng_state(state["rng"])
         step = int(state["step"])
         self._truncate_metrics(step)
@@ -168,16 +228,36 @@ class Trainer:
     def _truncate_metrics(self, step: int) -> None:
         if not self.metrics_path.exists():
             return
-        keep = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        keep = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # empty, or cut short by a crash mid-write
+            if isinstance(rec, dict) and rec.get("step", 0) <= step:
+                keep.append(line)
         write_bytes(self.metrics_path, ("\n".join(keep) + "\n" if keep else "").encode())
 
     # -- outputs -----------------------------------------------------------------------
     def save(self, step: int) -> Path:
         state = {"step": step, "fingerprint": self.fingerprint, "rng": _rng_state(),
-                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                 "scalers": {k: sc.state_dict() for k, sc in self.scalers.items()
+                             if sc.is_enabled()}}
         return ckpt.save_checkpoint(self.ckpt_dir, step, self.modules(), state,
                                     self.opts.keep_checkpoints)
+
+    @torch.no_grad()
+    def diversity(self) -> float:
+        """Mode-collapse signal: mean pairwise distance of samples from fixed noise,
+        relative to that of real images (about 1 is healthy, near 0 is collapse)."""
+        g = self.ema if self.ema is not None else self.nets["G"]
+        was_training = g.training
+        g.eval()
+        inputs = tuple(x[:32] for x in self.fixed_inputs)
+        out = self.variant.generate({**self.nets, "G": g}, inputs).float()
+        g.train(was_training)
+        return pairwise_spread(out) / max(self.real_spread, 1e-8)
 
     @torch.no_grad()
     def sample_grid(self, step: int) -> Path:
@@ -208,12 +288,15 @@ class Trainer:
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
         metrics = open(self.metrics_path, "a", encoding="utf-8")
         step = start
+        warned = False
         try:
             while step < opts.steps:
                 idx = self.sampler.indices(step).to(self.device)
                 batch = Batch(self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx])
                 self.ctx.step = step
-                losses = self.variant.train_step(self.ctx, batch)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    losses = self.variant.train_step(self.ctx, batch)
                 values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
                 if not bool(torch.isfinite(values).all()):
                     bad = {k: float(v) for k, v in zip(losses, values.tolist(), strict=True)}
@@ -232,6 +315,15 @@ class Trainer:
                     rec = {"step": step, **{k: round(float(v), 6) for k, v in
                                             zip(losses, values.tolist(), strict=True)},
                            "images_per_s": round(rate, 2)}
+                    every = opts.diversity_every or opts.log_every
+                    if step % every == 0 or step == opts.steps:
+                        rec["diversity"] = round(self.diversity(), 4)
+                        warm = step >= max(COLLAPSE_WARMUP, opts.steps // 5)
+                        if rec["diversity"] < COLLAPSE_THRESHOLD and warm and not warned:
+                            warned = True
+                            tqdm.write(f"train: warning: possible mode collapse at step {step}"
+                                       f" (sample diversity {rec['diversity']:.3f} of the "
+                                       f"data's); see {self.samples_dir}")
                     metrics.write(json.dumps(rec) + "\n")
                     metrics.flush()
                     bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items()

@@ -64,24 +64,42 @@ class Batch:
     labels: torch.Tensor           # int64 [B]
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class StepContext:
-    """Handed to ``train_step``: nets, optimizers, options and helpers."""
+    """Handed to ``train_step``: nets, optimizers, options and helpers.
+
+    * ``augment(x)``: the run's differentiable augmentation (DiffAugment); variants apply
+      it to every image batch they give the discriminator, real and generated alike.
+    * ``update(name, loss)``: zero grads, back-propagate (loss-scaled under fp16 AMP), step.
+    """
 
     def __init__(self, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                 opts: Any, info: DataInfo, device: torch.device):
+                 opts: Any, info: DataInfo, device: torch.device, *, augment=None,
+                 scalers: dict[str, torch.amp.GradScaler] | None = None):
         self.nets = nets
         self.optimizers = optimizers
         self.opts = opts
         self.info = info
         self.device = device
         self.step = 0
+        self.augment = augment or _identity
+        self.scalers = scalers or {}
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Zero the grads of optimizer ``name``, back-propagate ``loss``, step."""
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler = self.scalers.get(name)
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
 
 
 class Variant:

@@ -56,8 +56,9 @@ class CGAN(Variant):
         real, labels = batch.images, batch.labels
         z, _ = self.make_inputs(ctx.opts, ctx.info, real.shape[0], ctx.device)
         fake = G(z, labels)
-        return bce_step(ctx, real, lambda: D(real, labels), lambda: D(fake.detach(), labels),
-                        lambda: D(fake, labels))
+        aug = ctx.augment
+        return bce_step(ctx, real, lambda: D(aug(real), labels),
+                        lambda: D(aug(fake.detach()), labels), lambda: D(aug(fake), labels))
 
 
 @ganpipe.hookimpl

@@ -40,10 +40,12 @@ class DCGAN(Variant):
         fake = G(z)
         ones = torch.full((n,), 1.0 - opts.label_smoothing, device=real.device)
         zeros = torch.zeros(n, device=real.device)
-        d_loss = (F.binary_cross_entropy_with_logits(D(real), ones)
-                  + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros))
+        aug = ctx.augment
+        d_loss = (F.binary_cross_entropy_with_logits(D(aug(real)), ones)
+                  + F.binary_cross_entropy_with_logits(D(aug(fake.detach())), zeros))
         ctx.update("D", d_loss)
-        g_loss = F.binary_cross_entropy_with_logits(D(fake), torch.ones(n, device=real.device))
+        g_loss = F.binary_cross_entropy_with_logits(D(aug(fake)),
+                                                    torch.ones(n, device=real.device))
         ctx.update("G", g_loss)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 

@@ -73,8 +73,9 @@ class VanillaGAN(Variant):
         G, D = ctx.nets["G"], ctx.nets["D"]
         (z,) = self.make_inputs(ctx.opts, ctx.info, batch.images.shape[0], ctx.device)
         fake = G(z)
-        return bce_step(ctx, batch.images, lambda: D(batch.images),
-                        lambda: D(fake.detach()), lambda: D(fake))
+        aug = ctx.augment
+        return bce_step(ctx, batch.images, lambda: D(aug(batch.images)),
+                        lambda: D(aug(fake.detach())), lambda: D(aug(fake)))
 
 
 @ganpipe.hookimpl

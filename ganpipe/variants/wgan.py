@@ -48,7 +48,8 @@ class WGANGP(Variant):
         real = batch.images
         (z,) = self.make_inputs(opts, ctx.info, real.shape[0], ctx.device)
         fake = G(z)
-        distance = D(real).mean() - D(fake.detach()).mean()
+        aug = ctx.augment
+        distance = D(aug(real)).mean() - D(aug(fake.detach())).mean()
         d_loss = -distance
         out = {"wasserstein": distance.detach()}
         if opts.clip is None and opts.gp_lambda > 0:
@@ -62,7 +63,7 @@ class WGANGP(Variant):
                     p.clamp_(-opts.clip, opts.clip)
         out["d_loss"] = d_loss.detach()
         if (ctx.step + 1) % opts.n_critic == 0:
-            g_loss = -D(fake).mean()
+            g_loss = -D(aug(fake)).mean()
             ctx.update("G", g_loss)
             out["g_loss"] = g_loss.detach()
         return out

@@ -68,8 +68,9 @@ class LSGAN(Variant):
         real = batch.images
         (z,) = self.make_inputs(opts, ctx.info, real.shape[0], ctx.device)
         fake = G(z)
-        d_loss = discriminator_loss(D(real), D(fake.detach()), opts.a, opts.b)
+        aug = ctx.augment  # the run's DiffAugment policy (identity when off)
+        d_loss = discriminator_loss(D(aug(real)), D(aug(fake.detach())), opts.a, opts.b)
         ctx.update("D", d_loss)
-        g_loss = generator_loss(D(fake), opts.c)
+        g_loss = generator_loss(D(aug(fake)), opts.c)
         ctx.update("G", g_loss)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
