@@ -44,6 +44,8 @@ class DataSection(Options):
     dataset: str = "folder"
     image_size: int = Field(64, ge=4, le=4096)
     channels: Literal[1, 3] = 3
+    holdout: float = Field(0.0, ge=0.0, lt=1.0,
+                           description="fraction of images kept out of training, for evaluate")
 
 
 class ModelSection(Options):

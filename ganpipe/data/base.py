@@ -44,6 +44,17 @@ class ImageSet:
     def channels(self) -> int:
         return int(self.images.shape[3])
 
+    def subset(self, index: np.ndarray) -> ImageSet:
+        return ImageSet(self.images[index], self.labels[index], self.class_names, self.skipped)
+
+    def split(self, holdout: float, seed: int) -> tuple[ImageSet, ImageSet]:
+        """(train, held-out): a seeded random ``holdout`` fraction is held out."""
+        n_hold = int(round(len(self) * holdout)) if holdout > 0 else 0
+        if holdout > 0 and len(self) > 1:
+            n_hold = min(max(1, n_hold), len(self) - 1)
+        perm = np.random.default_rng([seed, 0x5EED]).permutation(len(self))
+        return self.subset(np.sort(perm[n_hold:])), self.subset(np.sort(perm[:n_hold]))
+
     def save(self, path: str | Path) -> None:
         buf = io.BytesIO()
         np.savez(buf, images=self.images, labels=self.labels,

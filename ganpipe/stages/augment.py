@@ -79,8 +79,7 @@ class AugmentStage(Stage):
 
     def run(self, ctx: StageContext, opts: AugmentOptions) -> StageResult:
         cfg = ctx.config
-        source = cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels,
-                                  cfg.base_dir)
+        source = ctx.load_source("train")
         out = augment_set(source, opts, cfg.run.seed)
         folder = ctx.stage_dir(self.name)
         out.save(folder / "dataset.npz")

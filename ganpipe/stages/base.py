@@ -48,16 +48,25 @@ class StageContext:
     def has_output(self, stage: str) -> bool:
         return stage in self.manifest.stages
 
+    def load_source(self, split: str = "train"):
+        """The dataset source's images: ``train`` (without the held-out images),
+        ``holdout`` (the ``data.holdout`` fraction) or ``all``."""
+        cfg = self.config
+        data = cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels,
+                                cfg.base_dir)
+        if split == "all":
+            return data
+        train, held = data.split(cfg.data.holdout, cfg.run.seed)
+        return train if split == "train" else held
+
     def load_data(self):
-        """The training images: the augment stage's set when there is one, else the
-        dataset source's images."""
+        """The training images: the augment stage's set when this pipeline has one, else
+        the dataset source's training split."""
         from ganpipe.data.base import ImageSet
 
-        if self.has_output("augment"):
+        if self.config.stage("augment") is not None and self.has_output("augment"):
             return ImageSet.load(self.output("augment", "dataset", needed_by="train"))
-        cfg = self.config
-        return cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels,
-                                cfg.base_dir)
+        return self.load_source("train")
 
 
 class Stage:

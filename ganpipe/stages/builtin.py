@@ -2,6 +2,7 @@
 
 import ganpipe
 from ganpipe.stages.augment import AugmentStage
+from ganpipe.stages.evaluate import EvaluateStage
 from ganpipe.stages.export import ExportStage
 from ganpipe.stages.generate import GenerateStage
 from ganpipe.stages.train import TrainStage
@@ -9,5 +10,6 @@ from ganpipe.stages.train import TrainStage
 
 @ganpipe.hookimpl
 def ganpipe_register_stages(register):
-    for stage in (AugmentStage(), TrainStage(), ExportStage(), GenerateStage()):
+    for stage in (AugmentStage(), TrainStage(), ExportStage(), GenerateStage(),
+                  EvaluateStage()):
         register(stage)

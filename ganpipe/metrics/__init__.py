@@ -1,0 +1,1 @@
+"""Sample-quality metrics: FID, KID, precision/recall, density/coverage, diversity."""

@@ -1,0 +1,119 @@
+"""The evaluate stage: sample quality of the exported model against real images.
+
+Generated images come from the exported ``.onnx`` (the artifact users ship) through ONNX
+Runtime; real images are the held-out split (``data.holdout``) or, without one, the
+training images. Scores: FID, KID, precision/recall, density/coverage and diversity,
+overall and, for conditional models, per class. Written to ``evaluate/metrics.json`` and
+printed as a table.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ganpipe.errors import ConfigError
+from ganpipe.fsutil import write_json
+from ganpipe.options import Options
+from ganpipe.stages.base import Stage, StageContext, StageResult
+
+
+class EvaluateOptions(Options):
+    count: int = Field(1000, ge=2, le=200_000, description="generated images to score")
+    real: Literal["auto", "holdout", "train"] = Field(
+        "auto", description="real images: the held-out split (auto when data.holdout > 0) "
+        "or the training images")
+    features: str = Field("random", description="'random' (offline default) or the path of "
+                          "a local ONNX feature extractor, e.g. InceptionV3 pool3")
+    feature_size: int | None = Field(None, ge=8, description="input size of the extractor")
+    feature_range: tuple[float, float] = Field((-1.0, 1.0), description="input value range "
+                                               "the ONNX extractor expects")
+    per_class: bool = Field(True, description="also score each class of conditional models")
+    k: int = Field(5, ge=1, description="neighbours for precision/recall/density/coverage")
+    kid_subset_size: int = Field(1000, ge=2)
+    batch_size: int = Field(64, ge=1)
+    seed: int | None = Field(None, description="noise seed; default: run.seed + 1")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
+
+    def extractor(self, base_dir: Path):
+        from ganpipe.metrics.features import OnnxFeatures, RandomFeatures
+
+        if self.features == "random":
+            return RandomFeatures(size=self.feature_size or 64)
+        path = Path(self.features)
+        path = path if path.is_absolute() else base_dir / path
+        return OnnxFeatures(path, self.feature_range, self.feature_size, self.device)
+
+
+def _table(rows: dict[str, dict[str, float]]) -> str:
+    cols = ["fid", "kid", "precision", "recall", "density", "coverage", "diversity", "n_fake"]
+    lines = [f"  {'':<14}" + "".join(f"{c:>11}" for c in cols)]
+    for name, scores in rows.items():
+        cells = "".join(f"{scores[c]:>11.4g}" if isinstance(scores[c], float) else
+                        f"{scores[c]:>11}" for c in cols)
+        lines.append(f"  {name[:14]:<14}{cells}")
+    return "\n".join(lines)
+
+
+class EvaluateStage(Stage):
+    name = "evaluate"
+    description = "score generated images against real ones (FID, KID, precision/recall...)"
+    Options = EvaluateOptions
+    requires = ("export",)
+    uses = ("data", "seed")
+
+    def check(self, config, opts: EvaluateOptions) -> None:
+        if opts.real == "holdout" and config.data.holdout <= 0:
+            raise ConfigError(f"{config.path}: evaluate.real = 'holdout' needs data.holdout "
+                              f"> 0 (e.g. holdout = 0.1)")
+        if opts.features != "random":
+            path = Path(opts.features)
+            path = path if path.is_absolute() else config.base_dir / path
+            if not path.is_file():
+                raise ConfigError(f"{config.path}: evaluate.features: {path} is not a file; "
+                                  f"use \"random\" or the path of a local ONNX extractor")
+
+    def run(self, ctx: StageContext, opts: EvaluateOptions) -> StageResult:
+        from ganpipe.inference.generate import generate_batches
+        from ganpipe.inference.session import open_model
+        from ganpipe.metrics.features import extract
+        from ganpipe.metrics.scores import all_scores
+
+        cfg = ctx.config
+        which = opts.real if opts.real != "auto" else (
+            "holdout" if cfg.data.holdout > 0 else "train")
+        real = ctx.load_source(which)
+        model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device,
+                           task="generate")
+        seed = cfg.run.seed + 1 if opts.seed is None else opts.seed
+        names = [str(c) for c in model.meta.get("class_names", [])]
+        conditional = any(s["kind"] == "label" for s in model.meta.get("inputs", []))
+        labels = np.arange(opts.count) % len(names) if conditional and names else None
+        fake = np.concatenate(list(generate_batches(model, opts.count, seed, labels,
+                                                    opts.batch_size)))
+        extractor = opts.extractor(cfg.base_dir)
+        f_real = extract(extractor, real.images, opts.batch_size)
+        f_fake = extract(extractor, fake, opts.batch_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchmetrics' KID memory note
+            rows = {"all": all_scores(f_real, f_fake, opts.k, opts.kid_subset_size)}
+            if conditional and opts.per_class and real.class_names == names:
+                for i, name in enumerate(names):
+                    r, f = f_real[real.labels == i], f_fake[labels == i]
+                    if len(r) >= 2 and len(f) >= 2:
+                        rows[name] = all_scores(r, f, opts.k, opts.kid_subset_size)
+        folder = ctx.stage_dir(self.name)
+        write_json(folder / "metrics.json", {
+            "real": which, "features": opts.features, "seed": seed,
+            "scores": rows["all"], "per_class": {k: v for k, v in rows.items() if k != "all"}})
+        ctx.log(_table(rows))
+        s = rows["all"]
+        return StageResult({"metrics": f"{self.name}/metrics.json"},
+                           f"FID {s['fid']:.3f}, KID {s['kid']:.4f}, precision "
+                           f"{s['precision']:.2f}, recall {s['recall']:.2f} ({len(fake)} "
+                           f"generated vs {len(real)} {which} images, {opts.features} "
+                           f"features)", {"fid": s["fid"], "kid": s["kid"]})
