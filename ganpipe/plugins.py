@@ -35,6 +35,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ganpipe.cgan", "ganpipe.variants.cgan"),
     ("ganpipe.wgan", "ganpipe.variants.wgan"),
     ("ganpipe.vae", "ganpipe.variants.vae"),
+    ("ganpipe.infogan", "ganpipe.variants.infogan"),
+    ("ganpipe.biggan", "ganpipe.variants.biggan"),
 )
 
 KINDS = ("variants", "stages", "datasets")

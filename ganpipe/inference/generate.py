@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,15 +51,110 @@ def resolve_labels(model: OnnxModel, labels: Sequence[str | int] | str | None, n
     return np.resize(np.array(chosen, dtype=np.int64), n)
 
 
-def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None
-                  ) -> dict[str, np.ndarray]:
+#: Input kinds that are latent codes a user may fix (InfoGAN-style models).
+CODE_KINDS = ("categorical", "uniform")
+
+
+def _describe_code(spec: dict) -> str:
+    name, shape = spec["name"], tuple(spec["shape"])
+    if spec["kind"] == "categorical":
+        count, k = math.prod(shape[:-1]), shape[-1]
+        what = (f"{count} comma-separated class indices or one for all, each"
+                if count > 1 else "class index")
+        return f"{name} (categorical: {what} 0..{k - 1})"
+    count = math.prod(shape)
+    what = f"{count} comma-separated floats or one for all" if count > 1 else "one float"
+    return f"{name} (continuous: {what}, trained on -1..1)"
+
+
+def _parts(value: Any) -> list:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",")]
+    if isinstance(value, list | tuple | np.ndarray):
+        return list(np.ravel(np.asarray(value, dtype=object)))
+    return [value]
+
+
+def _parse_code(spec: dict, value: Any) -> np.ndarray:
+    """The fixed per-sample value of one code: int64 class indices of shape
+    ``shape[:-1]`` (categorical) or float32 values of ``shape`` (uniform)."""
+    shape = tuple(spec["shape"])
+    parts = _parts(value)
+    if spec["kind"] == "categorical":
+        lead, k = shape[:-1], shape[-1]
+        idx = []
+        for p in parts:
+            text = str(p).strip()
+            if isinstance(p, bool) or not re.fullmatch(r"[+-]?\d+", text):
+                raise ValueError(f"{text!r} is not a class index")
+            if not 0 <= int(text) < k:
+                raise ValueError(f"class index {text} is out of range 0..{k - 1}")
+            idx.append(int(text))
+        values, count = np.array(idx, dtype=np.int64), math.prod(lead)
+    else:
+        floats = []
+        for p in parts:
+            try:
+                f = float(str(p).strip()) if isinstance(p, str) else float(p)
+            except (TypeError, ValueError):
+                raise ValueError(f"{str(p).strip()!r} is not a number") from None
+            if not math.isfinite(f):
+                raise ValueError(f"{f} is not finite")
+            floats.append(f)
+        values, count, lead = np.array(floats, dtype=np.float32), math.prod(shape), shape
+    if len(values) not in (1, count):
+        raise ValueError(f"{len(values)} values given, it takes 1 or {count}")
+    if len(values) == 1:
+        return np.full(lead, values[0], dtype=values.dtype)
+    return values.reshape(lead)
+
+
+def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Check and convert user-fixed latent codes (``{"c_cat": 3, "c_cont": [0.5, -1]}``;
+    strings like ``"0.5,-1"`` too) against the model's code inputs."""
+    if not codes:
+        return {}
+    specs = {s["name"]: s for s in model.meta.get("inputs", []) if s["kind"] in CODE_KINDS}
+    if not specs:
+        raise GanpipeError(f"{model.path.name} has no latent code inputs; drop --code")
+    listing = "; ".join(_describe_code(s) for s in specs.values())
+    out = {}
+    for name, value in codes.items():
+        if name not in specs:
+            raise GanpipeError(f"--code {name}: {model.path.name} has no code {name!r}; its "
+                               f"codes are: {listing}")
+        try:
+            out[name] = _parse_code(specs[name], value)
+        except ValueError as exc:
+            shown = value if isinstance(value, str) else repr(value)
+            raise GanpipeError(f"--code {name}={shown}: {exc}; {model.path.name} codes: "
+                               f"{listing}") from None
+    return out
+
+
+def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None,
+                  codes: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Inputs for ``n`` samples. Random draws happen for every input in order even where a
+    code is fixed, so the noise of a seed does not depend on the codes chosen."""
     rng = np.random.default_rng(seed)
+    fixed = resolve_codes(model, codes)
     feeds = {}
     for spec in model.meta.get("inputs", []):
+        name, shape = spec["name"], tuple(spec["shape"])
         if spec["kind"] == "normal":
-            feeds[spec["name"]] = rng.standard_normal((n, *spec["shape"]), dtype=np.float32)
+            feeds[name] = rng.standard_normal((n, *shape), dtype=np.float32)
         elif spec["kind"] == "label":
-            feeds[spec["name"]] = labels if labels is not None else np.zeros(n, np.int64)
+            feeds[name] = labels if labels is not None else np.zeros(n, np.int64)
+        elif spec["kind"] == "categorical":
+            idx = rng.integers(0, shape[-1], (n, *shape[:-1]))
+            if name in fixed:
+                idx = np.broadcast_to(fixed[name], idx.shape)
+            feeds[name] = np.eye(shape[-1], dtype=np.float32)[idx]
+        elif spec["kind"] == "uniform":
+            values = rng.uniform(-1.0, 1.0, (n, *shape)).astype(np.float32)
+            if name in fixed:
+                values = np.broadcast_to(fixed[name], values.shape).copy()
+            feeds[name] = values
         else:
             raise GanpipeError(f"{model.path.name}: input kind {spec['kind']!r} is not "
                                f"supported by this version of ganpipe; upgrade ganpipe")
@@ -64,10 +162,11 @@ def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None
 
 
 def generate_batches(model: OnnxModel, n: int, seed: int = 0,
-                     labels: np.ndarray | None = None, batch_size: int = 64
-                     ) -> Iterator[np.ndarray]:
-    """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``."""
-    feeds = sample_inputs(model, n, seed, labels)
+                     labels: np.ndarray | None = None, batch_size: int = 64,
+                     codes: Mapping[str, Any] | None = None) -> Iterator[np.ndarray]:
+    """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``.
+    ``codes`` fixes latent codes (see :func:`resolve_codes`)."""
+    feeds = sample_inputs(model, n, seed, labels, codes)
     value_range = tuple(model.meta.get("value_range", (-1.0, 1.0)))
     for start in range(0, n, batch_size):
         batch = {k: v[start:start + batch_size] for k, v in feeds.items()}
@@ -85,18 +184,23 @@ class GenerateSummary:
 def generate_to_folder(model_path: str | Path, out_dir: str | Path, n: int, *, seed: int = 0,
                        labels: Sequence[str | int] | str | None = None, batch_size: int = 64,
                        device: str = "auto", grid: bool = True, prefix: str = "sample_",
-                       on_batch=None) -> GenerateSummary:
-    """Write ``n`` PNGs (and ``grid.png``) into ``out_dir``; every file written atomically."""
+                       on_batch=None, codes: Mapping[str, Any] | None = None
+                       ) -> GenerateSummary:
+    """Write ``n`` PNGs (and ``grid.png``) into ``out_dir``; every file written atomically.
+    ``codes`` fixes latent codes of InfoGAN-style models: ``{"c_cat": 3}`` (class index;
+    one per code, or one for all) and ``{"c_cont": [0.5, -1.0]}`` (one float per
+    dimension, or one for all); strings such as ``"0.5,-1"`` are accepted."""
     if n < 1:
         raise GanpipeError(f"the number of images must be at least 1, got {n}")
     if batch_size < 1:
         raise GanpipeError(f"--batch-size must be at least 1, got {batch_size}")
     model = open_model(model_path, device, task="generate")
     lab = resolve_labels(model, labels, n)
+    fixed = resolve_codes(model, codes)
     out = ensure_writable_dir(out_dir)
     files, grid_images = [], []
     width = max(5, len(str(n - 1)))
-    for batch in generate_batches(model, n, seed, lab, batch_size):
+    for batch in generate_batches(model, n, seed, lab, batch_size, codes=fixed):
         for img in batch:
             files.append(save_image(img, out / f"{prefix}{len(files):0{width}d}.png"))
         if grid and sum(len(b) for b in grid_images) < 256:

@@ -35,7 +35,11 @@ class DataInfo:
 @dataclass(frozen=True)
 class InputSpec:
     """One input of an exported model. ``kind``: ``normal`` (standard normal noise of
-    ``shape`` per sample) or ``label`` (int64 class index per sample)."""
+    ``shape`` per sample), ``label`` (int64 class index per sample), ``image`` (float
+    NCHW image, ``shape`` = (channels,); height and width are dynamic), ``categorical``
+    (float one-hot along the last axis of ``shape``, each code uniform over its classes) or
+    ``uniform`` (float U(-1, 1) of ``shape``); the last two are latent codes that
+    ``ganpipe generate --code`` can fix (see :mod:`ganpipe.variants.infogan`)."""
 
     name: str
     kind: str
@@ -122,7 +126,8 @@ class Variant:
         if self.conditional and info.num_classes < 2:
             raise ConfigError(
                 f"variant {self.name!r} is conditional and needs class labels, but the data "
-                f"has {info.num_classes} class(es); put the images in one subfolder per class")
+                f"has {'one class' if info.num_classes == 1 else 'no class labels'}; put the "
+                f"images in one subfolder per class (two or more)")
 
     def build(self, opts: Any, info: DataInfo) -> dict[str, nn.Module]:
         """Return the nets, ``{"G": generator, "D": discriminator, ...}``."""
@@ -161,6 +166,14 @@ class Variant:
             else:
                 raise ValueError(f"unknown input kind {spec.kind!r}")
         return tuple(out)
+
+    def fixed_inputs(self, opts: Any, info: DataInfo, n: int, device: torch.device,
+                     generator: torch.Generator | None, real: torch.Tensor
+                     ) -> tuple[torch.Tensor, ...]:
+        """Inputs of the loop's sample grids, made once per run. ``real``: ``n`` training
+        images in [-1, 1] (image-to-image variants build their inputs from them); by
+        default random inputs from ``generator``, as :meth:`make_inputs`."""
+        return self.make_inputs(opts, info, n, device, generator)
 
     def generate(self, nets: dict[str, nn.Module], inputs: tuple[torch.Tensor, ...]
                  ) -> torch.Tensor:

@@ -1,0 +1,163 @@
+"""Compact BigGAN (Brock et al. 2018) for 16-64 px: class-conditional generator of residual
+up-blocks with conditional batch norm (gains and biases from a shared class embedding
+concatenated with a chunk of z: the hierarchical latent), a projection discriminator
+(Miyato & Koyama 2018) of residual down-blocks, spectral norm on every conv and linear of
+both nets, hinge loss, TTUR learning rates and ``d_steps`` D steps per G step. Left out for
+size: self-attention, orthogonal regularisation and truncation.
+
+Labels are the data's subfolders; the exported model takes ``z`` and ``label``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+import ganpipe
+from ganpipe.errors import ConfigError
+from ganpipe.nn.layers import DownBlock, UpBlock, sn, sn_conv, sn_linear
+from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+
+
+class BigGANOptions(GANOptions):
+    latent_dim: int = Field(120, ge=1, le=4096)
+    embed_dim: int = Field(128, ge=1, description="size of G's shared class embedding")
+    hierarchical: bool = Field(True, description="split z over the blocks (hierarchical "
+                               "latent); false: z feeds the first layer only")
+    max_width: int = Field(512, ge=1, description="cap on channels per block")
+    lr_g: float = Field(1e-4, gt=0)
+    lr_d: float = Field(4e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.999)
+    d_steps: int = Field(2, ge=1, description="D steps per G step (each on a fresh batch)")
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))."""
+    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+
+def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-mean(D(fake))."""
+    return -fake_logits.mean()
+
+
+def _levels(image_size: int) -> int:
+    n = int(math.log2(image_size)) if image_size > 0 else 0
+    if 2 ** n != image_size or image_size < 16:
+        raise ValueError(f"biggan needs an image_size that is a power of two >= 16, "
+                         f"got {image_size}")
+    return n - 2  # 2x up-samplings from 4x4
+
+
+def latent_chunks(latent_dim: int, levels: int, hierarchical: bool) -> list[int]:
+    """Sizes of the z chunks: one for the first layer, then one per up-block."""
+    if not hierarchical:
+        return [latent_dim]
+    n = levels + 1
+    base = latent_dim // n
+    return [latent_dim - base * (n - 1)] + [base] * (n - 1)
+
+
+class BigGANGenerator(nn.Module):
+    """(z [B, latent], label int64 [B]) -> image [B, C, S, S] in [-1, 1]."""
+
+    def __init__(self, opts: BigGANOptions, info: DataInfo):
+        super().__init__()
+        levels = _levels(info.image_size)
+        widths = [min(opts.max_width, opts.g_width * 2 ** (levels - i))
+                  for i in range(levels + 1)]
+        self.chunks = latent_chunks(opts.latent_dim, levels, opts.hierarchical)
+        cond = ([opts.embed_dim + c for c in self.chunks[1:]] if opts.hierarchical
+                else [opts.embed_dim] * levels)
+        self.width0 = widths[0]
+        self.shared = nn.Embedding(info.num_classes, opts.embed_dim)
+        nn.init.normal_(self.shared.weight, 0.0, 0.02)
+        self.linear = sn_linear(self.chunks[0], widths[0] * 16)
+        self.blocks = nn.ModuleList(UpBlock(a, b, c) for a, b, c in
+                                    zip(widths[:-1], widths[1:], cond, strict=True))
+        self.out_bn = nn.BatchNorm2d(widths[-1])
+        self.out_conv = sn_conv(widths[-1], info.channels, 3)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        y = self.shared(label)
+        if len(self.chunks) > 1:
+            zs = torch.split(z, self.chunks, dim=1)
+            conds = [torch.cat([y, zi], dim=1) for zi in zs[1:]]
+            z0 = zs[0]
+        else:
+            conds, z0 = [y] * len(self.blocks), z
+        h = self.linear(z0).reshape(-1, self.width0, 4, 4)
+        for block, c in zip(self.blocks, conds, strict=True):
+            h = block(h, c)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """(image, label) -> logit [B]: residual down-blocks, ReLU, global sum pooling, then
+    ``linear(h) + <embed(label), h>`` (projection)."""
+
+    def __init__(self, opts: BigGANOptions, info: DataInfo):
+        super().__init__()
+        levels = _levels(info.image_size)
+        widths = [min(opts.max_width, opts.d_width * 2 ** i) for i in range(levels + 1)]
+        blocks = [DownBlock(info.channels, widths[0], preactivation=False)]
+        blocks += [DownBlock(a, b) for a, b in zip(widths[:levels - 1], widths[1:levels],
+                                                   strict=True)]
+        blocks.append(DownBlock(widths[levels - 1], widths[levels], downsample=False))
+        self.blocks = nn.Sequential(*blocks)  # size -> 4x4
+        self.linear = sn_linear(widths[-1], 1)
+        self.embed = sn(nn.Embedding(info.num_classes, widths[-1]))
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        return self.linear(h).reshape(-1) + (self.embed(label) * h).sum(dim=1)
+
+
+class BigGAN(Variant):
+    name = "biggan"
+    description = "compact class-conditional BigGAN: residual nets, conditional BN, " \
+                  "spectral norm, projection D, hinge loss"
+    Options = BigGANOptions
+    conditional = True
+    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "embed_dim": 4,
+                    "d_steps": 1}
+    test_image_size = 16
+
+    def check_data(self, opts: BigGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        try:
+            levels = _levels(info.image_size)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; set data.image_size to 16, 32, 64, ...") from None
+        if opts.hierarchical and opts.latent_dim < levels + 1:
+            raise ConfigError(f"model.latent_dim = {opts.latent_dim} is too small for the "
+                              f"hierarchical latent at {info.image_size} px: it needs one "
+                              f"chunk per block, at least {levels + 1}")
+
+    def build(self, opts: BigGANOptions, info: DataInfo):
+        self.check_data(opts, info)
+        return {"G": BigGANGenerator(opts, info), "D": ProjectionDiscriminator(opts, info)}
+
+    def train_step(self, ctx: StepContext, batch: Batch):
+        G, D, opts = ctx.nets["G"], ctx.nets["D"], ctx.opts
+        real, labels = batch.images, batch.labels
+        z, _ = self.make_inputs(opts, ctx.info, real.shape[0], ctx.device)
+        fake = G(z, labels)
+        aug = ctx.augment
+        d_loss = hinge_d_loss(D(aug(real), labels), D(aug(fake.detach()), labels))
+        ctx.update("D", d_loss)
+        out = {"d_loss": d_loss.detach()}
+        if (ctx.step + 1) % opts.d_steps == 0:
+            g_loss = hinge_g_loss(D(aug(fake), labels))
+            ctx.update("G", g_loss)
+            out["g_loss"] = g_loss.detach()
+        return out
+
+
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(BigGAN())
