@@ -1,0 +1,743 @@
+"""Batch super-resolution with an exported ``.onnx`` (ONNX Runtime, numpy, Pillow; never
+torch).
+
+The model contract (``ganpipe.*`` metadata, read by :func:`open_sr_model`): ``task`` =
+``"super_resolve"``, ``scale`` 1, 2, 4 or 8, ``channels`` 3, ``value_range`` (default
+[0, 1]), one ``image`` input (NCHW float32, or float16 - inputs are cast), dynamic batch,
+height and width, output NCHW at ``scale`` times the size; optional ``tile_multiple``: the
+input height and width must be multiples of it (each tile is padded by reflection and the
+output cropped).
+
+What happens to an image:
+
+* **Decoding** goes by content, not by file name (PNG, JPEG, WebP, TIFF, BMP, GIF), keeps
+  Pillow's decompression-bomb limit, applies the EXIF orientation, and keeps the ICC
+  profile (and the EXIF data, orientation tag removed, for PNG/JPEG/WebP).
+* **Gray** images (L, I;16...) come out gray: they go through the model as three equal
+  channels, and the mean of the three output channels is kept.
+* **Alpha** (RGBA, LA, PA, palette or colour-key transparency): the colour and the alpha
+  channel are upscaled separately. Before that, the colour of fully transparent pixels
+  (which is arbitrary, often black) is replaced by the colour of the nearest visible pixels
+  (push-pull fill), so the model never mixes it into the edges: no dark fringes. The alpha
+  channel goes through the model as a gray image (``alpha="model"``, sharp edges) or is
+  resized bicubically (``alpha="bicubic"``, faster); a constant alpha is just enlarged.
+  Palette images come out RGB or RGBA. JPEG cannot hold alpha: it is composited on white.
+* **16 bits** per channel (I;16/I;16B PNG and TIFF, and 48/64-bit RGB(A) PNGs, read with
+  :mod:`ganpipe.inference.png16` because Pillow reduces them to 8 bits) stay 16-bit in PNG
+  output, and in TIFF output for gray images; formats without 16-bit support get 8 bits.
+  16-bit RGB TIFFs are read at 8 bits (a Pillow limit).
+* **Tiling** (:mod:`ganpipe.inference.tiling`): only tiles go through the model; on an
+  out-of-memory error the tile size is halved and the image redone, and the smaller tile
+  is kept for the following images.
+
+Batches: the input is a file or a folder (``recursive`` keeps the sub-folder tree);
+outputs get the input's format (BMP and GIF become PNG) or ``format``, and the input's
+name plus ``suffix``. An output never overwrites an input, a folder's output folder must
+not be inside it, files are written atomically (temporary name, then rename) and
+``skip_existing`` makes an interrupted batch resumable. A file that cannot be read,
+upscaled or written is reported and the batch goes on. ``shard=(i, n)`` processes the
+files whose index in the sorted list is ``i`` modulo ``n``. Decoding runs in a thread pool
+ahead of inference and encoding in another behind it, both bounded, so the accelerator is
+not idle while files are read and written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, features
+
+from ganpipe.data.imageio import IMAGE_SUFFIXES, save_image
+from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.fsutil import ensure_writable_dir, write_bytes
+from ganpipe.inference import png16
+from ganpipe.inference.session import OnnxModel, open_model
+from ganpipe.inference.tiling import MIN_TILE, as_unit, is_oom, upscale_plane
+
+TASK = "super_resolve"
+SCALES = (1, 2, 4, 8)
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
+#: --format values -> Pillow format names
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF",
+           "tif": "TIFF"}
+#: file name suffixes per output format; the first is used for new names
+SUFFIXES = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+            "WEBP": (".webp",), "TIFF": (".tif", ".tiff")}
+#: largest width or height each format can hold
+MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {".jpe", ".jfif", ".gif"}
+#: decoded images waiting for the model, and upscaled images waiting to be written
+MAX_PENDING_BYTES = 2 << 30
+
+
+# -- the model -------------------------------------------------------------------------
+class SRModel:
+    """An opened super-resolution model: ``model(x)`` maps NCHW float32 in [0, 1] to NCHW
+    float32 in [0, 1] at ``scale`` times the height and width."""
+
+    def __init__(self, onnx_model: OnnxModel):
+        self.onnx = onnx_model
+        self.path = onnx_model.path
+        self.session = onnx_model.session
+        meta = onnx_model.meta
+        name = self.path.name
+        scale = meta.get("scale")
+        if isinstance(scale, bool) or scale not in SCALES:
+            raise ConfigError(f"{name}: metadata 'scale' is {scale!r}, expected 1, 2, 4 or 8; "
+                              f"re-export the model with ganpipe")
+        self.scale = int(scale)
+        channels = meta.get("channels", 3)
+        if channels != 3:
+            raise ConfigError(f"{name}: {channels}-channel super-resolution models are not "
+                              f"supported (expected channels = 3)")
+        try:
+            lo, hi = (float(v) for v in meta.get("value_range", (0.0, 1.0)))
+        except (TypeError, ValueError):
+            lo, hi = 0.0, 0.0
+        if not hi > lo:
+            raise ConfigError(f"{name}: metadata 'value_range' {meta.get('value_range')!r} "
+                              f"is not [low, high]")
+        self.value_range = (lo, hi)
+        multiple = meta.get("tile_multiple", 1) or 1
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ConfigError(f"{name}: metadata 'tile_multiple' {multiple!r} is not a "
+                              f"positive integer")
+        self.multiple = multiple
+        inputs = self.session.get_inputs()
+        wanted = next((s.get("name") for s in meta.get("inputs", [])
+                       if isinstance(s, dict) and s.get("kind") == "image"), None)
+        chosen = next((i for i in inputs if i.name == wanted), inputs[0] if inputs else None)
+        if chosen is None or len(inputs) != 1:
+            raise ConfigError(f"{name}: expected one image input, the model has "
+                              f"{len(inputs)} inputs")
+        self.input_name = chosen.name
+        self.dtype = np.float16 if chosen.type == "tensor(float16)" else np.float32
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output_name = meta.get("output") if meta.get("output") in outputs else outputs[0]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, c, h, w = x.shape
+        m, s = self.multiple, self.scale
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+        lo, hi = self.value_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * (hi - lo) + lo
+        y = self.session.run([self.output_name],
+                             {self.input_name: x.astype(self.dtype, copy=False)})[0]
+        y = np.asarray(y, dtype=np.float32)
+        if y.shape != (n, c, (h + ph) * s, (w + pw) * s):
+            raise ModelFileError(f"{self.path.name}: output shape {tuple(y.shape)} for input "
+                                 f"{(n, c, h + ph, w + pw)} does not match scale {s} from "
+                                 f"its metadata")
+        if ph or pw:
+            y = y[:, :, :h * s, :w * s]
+        if (lo, hi) != (0.0, 1.0):
+            y = (y - lo) / (hi - lo)
+        return y
+
+
+def open_sr_model(path: str | Path, device: str = "auto") -> SRModel:
+    """Open a ``super_resolve`` model; every problem is a one-line :class:`ConfigError`."""
+    if not DEVICE_RE.match(device):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or "
+                          f"tensorrt")
+    try:
+        return SRModel(open_model(path, device, task=TASK))
+    except ConfigError:
+        raise
+    except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
+        raise ConfigError(str(exc)) from None
+
+
+# -- images ----------------------------------------------------------------------------
+@dataclass
+class Picture:
+    """A decoded or upscaled image and what to carry over. Decoded planes are uint8 or
+    uint16 as in the file (a quarter or half the memory of floats while they wait in the
+    queue; only tiles become float32), upscaled planes float32 in [0, 1]."""
+
+    color: np.ndarray                 # H x W x C, C = 1 (gray) or 3
+    alpha: np.ndarray | None = None   # H x W
+    bits: int = 8                     # 16 for 16-bit sources
+    icc: bytes | None = None
+    exif: bytes | None = None
+    format: str | None = None         # the source's format, by content
+
+    @property
+    def gray(self) -> bool:
+        return self.color.shape[2] == 1
+
+    @property
+    def megapixels(self) -> float:
+        return self.color.shape[0] * self.color.shape[1] / 1e6
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Image format from the first bytes of a file (never from its name)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "TIFF"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM" and len(head) >= 14:
+        return "BMP"
+    return None
+
+
+def _sniff(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return sniff_format(fh.read(16))
+    except OSError:
+        return None
+
+
+def _check_pixels(width: int, height: int) -> None:
+    """Pillow's decompression-bomb limit as an error from the warning threshold on (as in
+    :func:`ganpipe.data.imageio.load_image`)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise Image.DecompressionBombError(
+            f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, could "
+            f"be decompression bomb DOS attack.")
+
+
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def _icc_for(icc: bytes | None, gray: bool) -> bytes | None:
+    """The profile when its colour space matches the output (GRAY or RGB), else None."""
+    if not icc or len(icc) < 20:
+        return None
+    return icc if icc[16:20] == (b"GRAY" if gray else b"RGB ") else None
+
+
+def _from_pil(im: Image.Image) -> Picture:
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return Picture(np.asarray(im).astype(np.uint16)[:, :, None], bits=16)
+    if mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        top = float(arr.max()) if arr.size else 0.0
+        hi = 1.0 if mode == "F" and top <= 1.0 else 255.0 if top <= 255 else 65535.0
+        return Picture(np.clip(arr / hi, 0, 1)[:, :, None], bits=8 if hi == 255.0 else 16)
+    transparent = "transparency" in im.info
+    if mode in ("1", "L", "LA", "La") and (mode in ("LA", "La") or transparent):
+        target = "LA"
+    elif mode in ("1", "L"):
+        target = "L"
+    elif mode in ("RGBA", "RGBa", "PA") or transparent:
+        target = "RGBA"
+    else:
+        target = "RGB"  # RGB, P, CMYK, YCbCr, LAB, HSV, RGBX
+    arr = np.asarray(im.convert(target) if target != mode else im, dtype=np.uint8)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    if target in ("LA", "RGBA"):
+        return Picture(np.ascontiguousarray(arr[:, :, :-1]), np.ascontiguousarray(arr[:, :, -1]))
+    return Picture(arr)
+
+
+def decode_image(path: str | Path) -> Picture:
+    """Read an image by content, oriented; raises on anything that is not a usable image."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    if not head:
+        raise ValueError("empty file (0 bytes)")
+    with Image.open(path) as im:
+        _check_pixels(im.width, im.height)
+        fmt = im.format
+        icc = im.info.get("icc_profile")
+        exif = im.getexif()
+        orientation = exif.get(0x0112, 1)
+        if png16.png16_header(head):  # 16-bit RGB(A)/LA: Pillow would keep 8 bits only
+            arr, _ = png16.read_png16(path)
+            arr = _ORIENT.get(orientation, lambda a: a)(arr)
+            pic = Picture(np.ascontiguousarray(arr[:, :, :3 if arr.shape[2] >= 3 else 1]),
+                          None if arr.shape[2] in (1, 3) else
+                          np.ascontiguousarray(arr[:, :, -1]), bits=16)
+        else:
+            im.load()
+            pic = _from_pil(ImageOps.exif_transpose(im) if orientation != 1 else im)
+    keep_exif = None
+    if fmt in ("PNG", "JPEG", "WEBP", "MPO") and len(exif):
+        exif.pop(0x0112, None)
+        data = exif.tobytes()
+        keep_exif = data if 0 < len(data) < 60000 else None
+    return replace(pic, icc=_icc_for(icc, pic.gray), exif=keep_exif, format=fmt)
+
+
+def fill_transparent(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Colour of fully transparent pixels from their visible neighbours (push-pull: an
+    alpha-weighted image pyramid, then the coarser levels fill the holes of the finer
+    ones). Visible pixels keep their colour. Returns float32 in [0, 1], or ``color``
+    unchanged when no pixel (or every pixel) is fully transparent."""
+    known = alpha > 0
+    if known.all() or not known.any():
+        return color
+    color = as_unit(color)
+    levels = []
+    c = color * known[:, :, None]
+    w = known.astype(np.float32)
+    while not (w > 0).all():
+        levels.append((c, w))
+        ph, pw = w.shape[0] % 2, w.shape[1] % 2
+        if ph or pw:
+            c = np.pad(c, ((0, ph), (0, pw), (0, 0)))
+            w = np.pad(w, ((0, ph), (0, pw)))
+        h2, w2 = w.shape[0] // 2, w.shape[1] // 2
+        c = c.reshape(h2, 2, w2, 2, -1).sum(axis=(1, 3))
+        w = w.reshape(h2, 2, w2, 2).sum(axis=(1, 3))
+    fill = c / w[:, :, None]
+    for c_l, w_l in reversed(levels):
+        up = np.repeat(np.repeat(fill, 2, axis=0), 2, axis=1)[:w_l.shape[0], :w_l.shape[1]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fill = np.where((w_l > 0)[:, :, None], c_l / w_l[:, :, None], up)
+    return np.where(known[:, :, None], color, fill).astype(np.float32)
+
+
+def _quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """Float [0, 1] -> uint8 or uint16, rounding; scales ``x`` in place (it is consumed)."""
+    top = 65535.0 if bits == 16 else 255.0
+    x *= top
+    x += 0.5
+    np.clip(x, 0, top, out=x)
+    return x.astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95) -> None:
+    """Write ``pic`` atomically as ``fmt`` (PNG, JPEG, WEBP, TIFF). Consumes its planes:
+    they are scaled in place, so only the (smaller) integer copy is added in memory."""
+    color, alpha = pic.color, pic.alpha
+    if alpha is not None and fmt == "JPEG":  # no alpha in JPEG: composite on white
+        color *= alpha[:, :, None]
+        color += (1.0 - alpha)[:, :, None]
+        alpha = None
+    gray = color.shape[2] == 1
+    sixteen = pic.bits == 16 and (fmt == "PNG" or (fmt == "TIFF" and gray and alpha is None))
+    bits = 16 if sixteen else 8
+    arr = _quantize(color, bits)
+    if alpha is not None:
+        arr = np.concatenate([arr, _quantize(alpha, bits)[:, :, None]], axis=2)
+    exif = pic.exif if fmt in ("PNG", "JPEG", "WEBP") else None
+    if sixteen and fmt == "PNG":  # Pillow cannot write 16-bit RGB(A) or gray+alpha
+        write_bytes(path, png16.encode_png16(arr, icc=pic.icc, exif=exif))
+        return
+    im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)  # L, LA, RGB, RGBA, I;16
+    params: dict[str, Any] = {}
+    if pic.icc:
+        params["icc_profile"] = pic.icc
+    if exif:
+        params["exif"] = exif
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = quality
+    if fmt == "TIFF" and features.check("libtiff"):
+        params["compression"] = "tiff_adobe_deflate"
+    save_image(im, path, format=fmt, **params)
+
+
+# -- upscaling ---------------------------------------------------------------------------
+class Upscaler:
+    """Tiles, out-of-memory fallback and alpha around an :class:`SRModel`."""
+
+    def __init__(self, model: SRModel, tile: int = 512, overlap: int = 32,
+                 alpha: str = "model", log: Callable[[str], Any] | None = None):
+        check_tiling(tile, overlap)
+        if alpha not in ("model", "bicubic"):
+            raise ConfigError(f"alpha must be 'model' or 'bicubic', got {alpha!r}")
+        self.model = model
+        self.scale = model.scale
+        m = model.multiple
+        self.tile = max(m, tile - tile % m) if tile else 0
+        self.overlap = min(overlap, self.tile // 2 - 1) if tile else overlap
+        self.alpha = alpha
+        self.log = log or (lambda msg: None)
+
+    def plane(self, image: np.ndarray) -> np.ndarray:
+        """Upscale one HWC plane (C = 1 or 3), halving the tile after out-of-memory."""
+        while True:
+            try:
+                return upscale_plane(self.model, image, self.scale, self.tile, self.overlap)
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                current = min(self.tile or max(image.shape[:2]), max(image.shape[:2]))
+                m = self.model.multiple
+                smaller = max(m, (current // 2) - (current // 2) % m)
+                if smaller < MIN_TILE or smaller >= current:
+                    raise GanpipeError(f"out of memory even with {current}x{current} tiles "
+                                       f"({str(exc).strip().splitlines()[0][:200]}); try "
+                                       f"--device cpu or a smaller model") from None
+                self.tile = smaller
+                self.overlap = min(self.overlap, smaller // 4)
+                self.log(f"out of memory with {current}x{current} tiles; retrying with "
+                         f"{smaller}x{smaller} tiles (overlap {self.overlap})")
+
+    def upscale(self, pic: Picture) -> Picture:
+        color = pic.color if pic.alpha is None else fill_transparent(pic.color, pic.alpha)
+        up = self.plane(color)
+        alpha = None
+        if pic.alpha is not None:
+            a = pic.alpha
+            if a.min() == a.max():
+                alpha = np.full(up.shape[:2], as_unit(a.reshape(-1)[:1])[0], np.float32)
+            elif self.alpha == "bicubic":
+                big = Image.fromarray(as_unit(a), "F").resize((up.shape[1], up.shape[0]),
+                                                              Image.Resampling.BICUBIC)
+                alpha = np.array(big, dtype=np.float32)
+            else:
+                alpha = self.plane(a[:, :, None])[:, :, 0]
+            np.clip(alpha, 0.0, 1.0, out=alpha)
+        return replace(pic, color=up, alpha=alpha)
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    if tile < 0 or (0 < tile < MIN_TILE):
+        raise ConfigError(f"tile size must be 0 (whole image) or at least {MIN_TILE}, got "
+                          f"{tile}")
+    if overlap < 0 or (tile and 2 * overlap >= tile):
+        raise ConfigError(f"tile overlap must be at least 0 and less than half the tile "
+                          f"({tile}), got {overlap}")
+
+
+# -- planning a batch ------------------------------------------------------------------
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+    fmt: str
+
+
+@dataclass
+class Plan:
+    out_dir: Path
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: int = 0
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/N"`` -> ``(i, N)`` with 0 <= i < N."""
+    if spec is None or spec == "":
+        return None
+    if isinstance(spec, tuple):
+        i, n = spec
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+        if not m:
+            raise ConfigError(f"--shard {spec!r}: expected I/N, e.g. 0/4 for the first of "
+                              f"4 workers")
+        i, n = int(m.group(1)), int(m.group(2))
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {i}/{n}: need N >= 1 and 0 <= I < N, e.g. 0/{max(n, 2)}")
+    return i, n
+
+
+def _list_images(root: Path, recursive: bool) -> tuple[list[tuple[Path, str | None]], int]:
+    """Files under ``root`` that are images by content or by name (hidden files and
+    folders skipped), sorted by relative path; and the number of other files ignored."""
+    found, ignored = [], 0
+    walk = os.walk(root) if recursive else iter([(root, [], os.listdir(root))])
+    for folder, subdirs, files in walk:
+        subdirs[:] = [s for s in subdirs if not s.startswith(".")]  # prunes os.walk
+        for name in files:
+            path = Path(folder) / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            fmt = _sniff(path)
+            if fmt is None and path.suffix.lower() not in INPUT_SUFFIXES:
+                ignored += 1
+                continue
+            found.append((path, fmt))
+    found.sort(key=lambda item: item[0].relative_to(root).as_posix())
+    return found, ignored
+
+
+def _output_format(src_fmt: str | None, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    return src_fmt if src_fmt in SUFFIXES else "PNG"
+
+
+def _output_name(src: Path, fmt: str, suffix: str) -> str:
+    ext = src.suffix if src.suffix.lower() in SUFFIXES[fmt] else SUFFIXES[fmt][0]
+    return f"{src.stem}{suffix}{ext}"
+
+
+def plan_jobs(src: str | Path, out: str | Path, *, format: str | None = None,
+              suffix: str = "", recursive: bool = False, skip_existing: bool = False,
+              shard: tuple[int, int] | None = None) -> Plan:
+    """Which files to upscale to which outputs. A file input may have an output file
+    (``out`` with an image suffix that is not a folder) or an output folder."""
+    src, out = Path(src), Path(out)
+    explicit = None
+    if format is not None:
+        explicit = FORMATS.get(format.lower().lstrip("."))
+        if explicit is None:
+            raise ConfigError(f"unknown output format {format!r}; use png, jpg, webp or tiff")
+    if "/" in suffix or "\\" in suffix or "\0" in suffix:
+        raise ConfigError(f"--suffix {suffix!r} must not contain a path separator")
+    if not src.exists():
+        raise ConfigError(f"input {src} does not exist; pass an image file or a folder")
+    entries: list[tuple[Path, Path, str]] = []
+    if src.is_file():
+        sniffed = _sniff(src)
+        by_name = next((f for f, sx in SUFFIXES.items() if out.suffix.lower() in sx), None)
+        if by_name and not out.is_dir():  # -o photo_x4.png: an output file
+            entries.append((src, out, explicit or by_name))
+            out_dir = out.parent
+        else:
+            fmt = _output_format(sniffed, explicit)
+            entries.append((src, out / _output_name(src, fmt, suffix), fmt))
+            out_dir = out
+        ignored = 0
+        inputs = {src.resolve()}
+    elif src.is_dir():
+        rin, rout = src.resolve(), out.resolve()
+        if rout == rin or rin in rout.parents:
+            raise ConfigError(f"output folder {out} is inside the input folder {src}; choose "
+                              f"a folder outside it (outputs would be read as inputs next "
+                              f"time)")
+        listed, ignored = _list_images(src, recursive)
+        if not listed:
+            where = " or its sub-folders" if recursive else ""
+            hint = "" if recursive else " (add --recursive for sub-folders)"
+            raise ConfigError(f"no images in {src}{where}{hint}; looked for PNG, JPEG, WebP, "
+                              f"TIFF, BMP and GIF files")
+        for path, sniffed in listed:
+            fmt = _output_format(sniffed, explicit)
+            rel = path.relative_to(src)
+            entries.append((path, out / rel.parent / _output_name(rel, fmt, suffix), fmt))
+        out_dir = out
+        inputs = {p.resolve() for p, _ in listed}
+    else:
+        raise ConfigError(f"input {src} is neither a file nor a folder")
+
+    plan = Plan(out_dir, ignored=ignored)
+    claimed: dict[str, Path] = {}
+    for index, (path, dst, fmt) in enumerate(entries):
+        key = os.path.normcase(str(dst.resolve()))
+        reason = None
+        if dst.resolve() in inputs:
+            reason = (f"output {dst} would overwrite an input file; use --suffix, --format "
+                      f"or another output folder")
+        elif key in claimed:
+            reason = f"output {dst} is also the output of {claimed[key]}; rename one of them"
+        else:
+            claimed[key] = path
+        if shard and index % shard[1] != shard[0]:
+            continue
+        if reason:
+            plan.failures.append((path, reason))
+        elif skip_existing and dst.exists():
+            plan.skipped.append(path)
+        else:
+            plan.jobs.append(Job(path, dst, fmt))
+    return plan
+
+
+# -- running a batch -------------------------------------------------------------------
+@dataclass
+class UpscaleSummary:
+    out_dir: Path
+    written: list[Path]
+    skipped: list[Path]
+    failures: list[tuple[Path, str]]
+    ignored: int
+    providers: list[str]
+    scale: int
+    seconds: float
+    megapixels: float      # input megapixels upscaled
+    tile: int              # tile size in use at the end (smaller after out-of-memory)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def line(self) -> str:
+        rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
+        mps = self.megapixels / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"upscaled {len(self.written)} image{'s' * (len(self.written) != 1)} "
+                 f"(x{self.scale}) to {self.out_dir} in {self.seconds:.1f}s "
+                 f"({rate:.2f} img/s, {mps:.2f} MP/s in)"]
+        if self.skipped:
+            parts.append(f"skipped {len(self.skipped)} existing")
+        if self.failures:
+            parts.append(f"{len(self.failures)} failed")
+        provider = self.providers[0] if self.providers else "?"
+        return "; ".join(parts) + f" [{provider}]"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a file that failed; the exception type only where it says more."""
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    if text and isinstance(exc, OSError | ValueError | SyntaxError |
+                           Image.DecompressionBombError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Progress:
+    """tqdm bar with images/s and input megapixels/s; thread-safe updates."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="img", disable=(None if enabled is None
+                                                          else not enabled),
+                        dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+        self.lock = threading.Lock()
+        self.start = time.perf_counter()
+        self.megapixels = 0.0
+
+    def done(self, megapixels: float) -> None:
+        with self.lock:
+            self.megapixels += megapixels
+            elapsed = max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{self.megapixels / elapsed:.2f} MP/s", refresh=False)
+            self.bar.update(1)
+
+    def failed(self) -> None:
+        with self.lock:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
+             workers: int | None = None, progress: bool | None = None
+             ) -> tuple[list[Path], list[tuple[Path, str]], float]:
+    """Decode (thread pool, ahead) -> upscale (this thread) -> encode (thread pool,
+    behind). Returns the written paths, the failures and the input megapixels."""
+    workers = workers or min(4, os.cpu_count() or 2)
+    written: list[Path] = []
+    failures: list[tuple[Path, str]] = []
+    bar = _Progress(len(jobs), progress)
+    lock = threading.Lock()
+
+    def encode(job: Job, pic: Picture, megapixels: float) -> None:
+        try:
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+            encode_image(pic, job.dst, job.fmt, quality)
+        except Exception as exc:  # noqa: BLE001 - one file's problem, reported
+            fail(job, f"cannot write {job.dst}: {describe_error(exc)}")
+            return
+        with lock:
+            written.append(job.dst)
+        bar.done(megapixels)
+
+    def fail(job: Job, reason: str) -> None:
+        with lock:
+            failures.append((job.src, reason))
+        bar.failed()
+
+    decoders = ThreadPoolExecutor(workers, thread_name_prefix="ganpipe-decode")
+    encoders = ThreadPoolExecutor(workers, thread_name_prefix="ganpipe-encode")
+    ahead: deque[tuple[Job, Future]] = deque()
+    behind: deque[tuple[Future, int]] = deque()
+    pending = iter(jobs)
+    try:
+        def refill() -> None:
+            while len(ahead) < workers + 1:
+                job = next(pending, None)
+                if job is None:
+                    return
+                ahead.append((job, decoders.submit(decode_image, job.src)))
+
+        refill()
+        while ahead:
+            job, fut = ahead.popleft()
+            refill()
+            try:
+                pic = fut.result()
+            except Exception as exc:  # noqa: BLE001 - one file's problem, reported
+                fail(job, describe_error(exc))
+                continue
+            h, w = pic.color.shape[:2]
+            s = upscaler.scale
+            if max(h, w) * s > MAX_SIDE[job.fmt]:
+                fail(job, f"the output ({w * s}x{h * s}) is too large for {job.fmt} (at "
+                     f"most {MAX_SIDE[job.fmt]} pixels a side); use --format png")
+                continue
+            try:
+                result = upscaler.upscale(pic)
+            except GanpipeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the model rejects this size
+                fail(job, f"upscaling failed: {describe_error(exc)}")
+                continue
+            size = result.color.nbytes + (result.alpha.nbytes if result.alpha is not None
+                                          else 0)
+            while behind and (len(behind) >= workers or
+                              sum(b for _, b in behind) + size > MAX_PENDING_BYTES):
+                behind.popleft()[0].result()
+            behind.append((encoders.submit(encode, job, result, pic.megapixels), size))
+            del pic, result
+        while behind:
+            behind.popleft()[0].result()
+    finally:
+        decoders.shutdown(wait=True, cancel_futures=True)
+        encoders.shutdown(wait=True, cancel_futures=True)  # started writes finish
+        bar.close()
+    return written, failures, bar.megapixels
+
+
+def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
+                 device: str = "auto", tile: int = 512, overlap: int = 32,
+                 format: str | None = None, suffix: str = "", recursive: bool = False,
+                 skip_existing: bool = False, shard: str | tuple[int, int] | None = None,
+                 quality: int = 95, alpha: str = "model", workers: int | None = None,
+                 progress: bool | None = None, log: Callable[[str], Any] | None = None
+                 ) -> UpscaleSummary:
+    """Upscale an image file or a folder of images with a ``super_resolve`` model.
+
+    Problems with the arguments, the input or the model raise :class:`ConfigError` before
+    anything is written. Files that cannot be read, upscaled or written are listed in
+    ``failures`` and the others are still done.
+    """
+    if not 1 <= quality <= 100:
+        raise ConfigError(f"quality must be 1..100, got {quality}")
+    check_tiling(tile, overlap)
+    plan = plan_jobs(input, output, format=format, suffix=suffix, recursive=recursive,
+                     skip_existing=skip_existing, shard=parse_shard(shard))
+    sr = open_sr_model(model, device)
+    upscaler = Upscaler(sr, tile, overlap, alpha, log)
+    ensure_writable_dir(plan.out_dir)
+    t0 = time.perf_counter()
+    written, failures, megapixels = run_jobs(upscaler, plan.jobs, quality=quality,
+                                             workers=workers, progress=progress)
+    order = {job.src: i for i, job in enumerate(plan.jobs)}
+    failures = plan.failures + sorted(failures, key=lambda f: order.get(f[0], -1))
+    return UpscaleSummary(plan.out_dir, written, plan.skipped, failures, plan.ignored,
+                          sr.providers, sr.scale, time.perf_counter() - t0, megapixels,
+                          upscaler.tile)

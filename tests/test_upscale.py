@@ -1,0 +1,728 @@
+"""``ganpipe upscale``, the upscale stage and the torch-free ONNX super-resolution path.
+
+Models: a 3x3 conv + PixelShuffle x2 and a nearest-neighbour x2 upsampler exported with
+torch through ``export_onnx`` (once per module), and small hand-made graphs (onnx.helper)
+for what needs a special shape: float16, tile_multiple, value range, a blur, a non-SR task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from ganpipe.errors import ConfigError, GanpipeError
+from ganpipe.inference import png16
+from ganpipe.inference import upscale as up
+from ganpipe.inference.session import cuda_driver_usable
+from ganpipe.inference.tiling import axis_weights, tile_starts
+from ganpipe.inference.upscale import (
+    Upscaler,
+    decode_image,
+    open_sr_model,
+    parse_shard,
+    plan_jobs,
+    upscale_path,
+)
+
+OUT_NAME = "upscaled"  # ONNX forbids an output with the input's name ("image")
+
+
+# -- models ----------------------------------------------------------------------------
+def _torch_model(path: Path, module, scale: int) -> Path:
+    import torch
+
+    from ganpipe.export.onnx_export import build_metadata, export_onnx
+    from ganpipe.variants.base import ExportSpec, InputSpec
+
+    spec = ExportSpec(module, inputs=[InputSpec("image", "image", (3,))],
+                      example_inputs=(torch.rand(2, 3, 8, 8),), output_name=OUT_NAME,
+                      value_range=(0.0, 1.0), metadata={"scale": scale})
+    export_onnx(spec, path, build_metadata(spec, "test", "super_resolve", 8, 3, ()))
+    return path
+
+
+def _resize(src: str, dst: str, scale: int) -> tuple[list, list]:
+    scales = numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32),
+                                     f"scales_{dst}")
+    node = helper.make_node("Resize", [src, "", scales.name], [dst], mode="nearest",
+                            coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    return [node], [scales]
+
+
+def _hand_model(path: Path, nodes, inits, scale: int, *, dtype=TensorProto.FLOAT,
+                **meta) -> Path:
+    graph = helper.make_graph(
+        nodes, "sr", [helper.make_tensor_value_info("image", dtype, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info(OUT_NAME, dtype, ["n", 3, "H", "W"])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
+                              ir_version=8)
+    full = {"task": "super_resolve", "scale": scale, "channels": 3, "value_range": [0.0, 1.0],
+            "inputs": [{"name": "image", "kind": "image", "shape": [3]}], "output": OUT_NAME,
+            **meta}
+    for key, value in full.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "ganpipe." + key, json.dumps(value)
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    import torch
+    from torch import nn
+
+    class Nearest(nn.Module):
+        def forward(self, x):
+            return x.repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2))
+    with torch.no_grad():
+        conv[0].weight.mul_(0.5)
+        conv[0].bias.fill_(0.3)
+    out = {"conv2": _torch_model(d / "conv2.onnx", conv, 2),
+           "near2": _torch_model(d / "near2.onnx", Nearest(), 2)}
+    # x4 nearest that only accepts multiples of 4 (SpaceToDepth) -> needs tile_multiple
+    nodes, inits = _resize("d2s", OUT_NAME, 4)
+    out["near4m4"] = _hand_model(d / "near4m4.onnx", [
+        helper.make_node("SpaceToDepth", ["image"], ["s2d"], blocksize=4),
+        helper.make_node("DepthToSpace", ["s2d"], ["d2s"], blocksize=4, mode="DCR"),
+        *nodes], inits, 4, tile_multiple=4)
+    # float16 in and out
+    nodes, inits = _resize("f32", "r32", 2)
+    out["near2fp16"] = _hand_model(d / "near2fp16.onnx", [
+        helper.make_node("Cast", ["image"], ["f32"], to=TensorProto.FLOAT), *nodes,
+        helper.make_node("Cast", ["r32"], [OUT_NAME], to=TensorProto.FLOAT16)], inits, 2,
+        dtype=TensorProto.FLOAT16)
+    # value range [-1, 1] with a negation: the output must be 1 - input
+    nodes, inits = _resize("neg", OUT_NAME, 2)
+    out["neg2"] = _hand_model(d / "neg2.onnx", [helper.make_node("Neg", ["image"], ["neg"]),
+                                                *nodes], inits, 2, value_range=[-1.0, 1.0])
+    # 3x3 box blur, then nearest x2: mixes each pixel with its neighbours
+    box = numpy_helper.from_array(np.full((3, 1, 3, 3), 1 / 9, np.float32), "box")
+    nodes, inits = _resize("blur", OUT_NAME, 2)
+    out["blur2"] = _hand_model(d / "blur2.onnx", [
+        helper.make_node("Conv", ["image", "box"], ["blur"], group=3, pads=[1, 1, 1, 1]),
+        *nodes], [box, *inits], 2)
+    # not a super-resolution model
+    out["generate"] = _hand_model(d / "gen.onnx", [
+        helper.make_node("Identity", ["image"], [OUT_NAME])], [], 1, task="generate")
+    return out
+
+
+# -- helpers ---------------------------------------------------------------------------
+def rand_rgb(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
+    shape = (h, w, channels) if channels > 1 else (h, w)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def nearest(arr: np.ndarray, s: int) -> np.ndarray:
+    return arr.repeat(s, 0).repeat(s, 1)
+
+
+def opened(path: Path) -> Image.Image:
+    im = Image.open(path)
+    im.load()
+    return im
+
+
+def run(src, out, model, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("device", "cpu")
+    return upscale_path(src, out, model, **kw)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str):
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganpipe: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+class Recorder:
+    """Wraps an ONNX Runtime session: records input shapes, can fail or sleep."""
+
+    def __init__(self, session, fail_above: int | None = None, error: str = "",
+                 sleep: float = 0.0):
+        self.session, self.fail_above, self.error, self.sleep = session, fail_above, error, sleep
+        self.shapes: list[tuple[int, ...]] = []
+        self.intervals: list[tuple[float, float]] = []
+
+    def run(self, names, feeds):
+        x = next(iter(feeds.values()))
+        self.shapes.append(x.shape)
+        if self.fail_above is not None and max(x.shape[2:]) > self.fail_above:
+            raise RuntimeError(self.error)
+        t0 = time.perf_counter()
+        if self.sleep:
+            time.sleep(self.sleep)
+        result = self.session.run(names, feeds)
+        self.intervals.append((t0, time.perf_counter()))
+        return result
+
+
+# -- the model contract ----------------------------------------------------------------
+def test_scale_and_tile_multiple_come_from_the_onnx_alone(models, tmp_path):
+    arr = rand_rgb(10, 7)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    summary = run(tmp_path / "a.png", tmp_path / "out", models["near4m4"], tile=0)
+    assert summary.ok and summary.scale == 4
+    got = np.asarray(opened(tmp_path / "out" / "a.png"))
+    assert got.shape == (40, 28, 3)  # 10x7 is no multiple of 4: padded, then cropped
+    np.testing.assert_array_equal(got, nearest(arr, 4))
+
+
+def test_value_range_from_metadata(models, tmp_path):
+    arr = rand_rgb(6, 5)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    run(tmp_path / "a.png", tmp_path / "out", models["neg2"])
+    got = np.asarray(opened(tmp_path / "out" / "a.png")).astype(int)
+    np.testing.assert_array_equal(got, 255 - nearest(arr, 2).astype(int))
+
+
+def test_fp16_model_gets_float16_input(models, tmp_path):
+    sr = open_sr_model(models["near2fp16"], "cpu")
+    assert sr.dtype == np.float16
+    arr = rand_rgb(9, 11)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    assert run(tmp_path / "a.png", tmp_path / "out", models["near2fp16"]).ok
+    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "out" / "a.png")),
+                                  nearest(arr, 2))
+
+
+def test_device_goes_to_choose_providers(models, monkeypatch):
+    import ganpipe.inference.session as session
+
+    seen = []
+    monkeypatch.setattr(session, "choose_providers",
+                        lambda device: seen.append(device) or ["CPUExecutionProvider"])
+    assert open_sr_model(models["near2"], "cuda:1").providers == ["CPUExecutionProvider"]
+    assert seen == ["cuda:1"]
+    with pytest.raises(ConfigError, match="unknown device"):
+        open_sr_model(models["near2"], "gpu")
+
+
+def test_non_sr_model_and_bad_device_are_one_line_errors(models, tmp_path, cli):
+    Image.fromarray(rand_rgb(4, 4)).save(tmp_path / "a.png")
+    base = ["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
+    assert_one_line_error(cli(*base, "-m", str(models["generate"])), 2, "super_resolve",
+                          "generate")
+    assert_one_line_error(cli(*base, "-m", str(tmp_path / "missing.onnx")), 2, "does not exist")
+    assert_one_line_error(cli(*base, "-m", str(models["near2"]), "--device", "gpu"), 2,
+                          "unknown device")
+    if not cuda_driver_usable():
+        assert_one_line_error(cli(*base, "-m", str(models["near2"]), "--device", "cuda"), 2,
+                              "no usable CUDA GPU")
+    assert not (tmp_path / "out").exists()
+
+
+# -- tiling ----------------------------------------------------------------------------
+def test_tile_weights_partition_unity():
+    for length, tile, overlap in [(70, 24, 6), (100, 32, 8), (33, 32, 4), (500, 64, 31)]:
+        starts = tile_starts(length, tile, overlap)
+        assert starts[0] == 0 and starts[-1] == length - tile
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
+        total = np.zeros(length * 2)
+        for s, w in zip(starts, axis_weights(starts, tile, length, 2), strict=True):
+            total[s * 2:(s + tile) * 2] += w
+        np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_tiled_equals_untiled_and_only_tiles_reach_the_model(models, tmp_path):
+    arr = rand_rgb(70, 53, seed=1)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    whole = run(tmp_path / "a.png", tmp_path / "whole", models["conv2"], tile=0)
+    assert whole.ok
+    sr = open_sr_model(models["conv2"], "cpu")
+    rec = Recorder(sr.session)
+    sr.session = rec
+    upscaler = Upscaler(sr, tile=24, overlap=6)
+    pic = decode_image(tmp_path / "a.png")
+    tiled = upscaler.upscale(pic).color
+    assert len(rec.shapes) > 4 and all(max(s[2:]) <= 24 for s in rec.shapes)
+    untiled = Upscaler(open_sr_model(models["conv2"], "cpu"), tile=0).upscale(pic).color
+    assert tiled.shape == untiled.shape == (140, 106, 3)
+    assert np.abs(tiled - untiled).max() < 1e-4
+    assert 0.05 < untiled.mean() < 0.95  # the test model really draws something
+    run(tmp_path / "a.png", tmp_path / "tiled", models["conv2"], tile=24, overlap=6)
+    a = np.asarray(opened(tmp_path / "whole" / "a.png")).astype(int)
+    b = np.asarray(opened(tmp_path / "tiled" / "a.png")).astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_out_of_memory_halves_the_tile(models, tmp_path):
+    pic = decode_image_from(tmp_path, rand_rgb(100, 90, seed=2))
+    expected = Upscaler(open_sr_model(models["conv2"], "cpu"), tile=0).upscale(pic).color
+    sr = open_sr_model(models["conv2"], "cpu")
+    sr.session = Recorder(sr.session, fail_above=32, error="[ONNXRuntimeError] : 6 : "
+                          "RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
+    logs: list[str] = []
+    upscaler = Upscaler(sr, tile=128, overlap=8, log=logs.append)
+    got = upscaler.upscale(pic).color
+    # 128 is more than the image: halving starts from its 100 pixels, 50 still fails
+    assert upscaler.tile == 25 and len(logs) == 2 and "out of memory" in logs[0]
+    assert np.abs(got - expected).max() < 1e-4
+    # the smaller tile is kept for the next image
+    n = len(sr.session.shapes)
+    upscaler.upscale(pic)
+    assert all(max(s[2:]) <= 25 for s in sr.session.shapes[n:])
+    # other errors are not retried; out of memory at the smallest tile gives up
+    sr.session = Recorder(sr.session.session, fail_above=0, error="Invalid rank")
+    with pytest.raises(RuntimeError, match="Invalid rank"):
+        Upscaler(sr, tile=64, overlap=8).upscale(pic)
+    sr.session = Recorder(sr.session.session, fail_above=0, error="CUDA out of memory")
+    with pytest.raises(GanpipeError, match="out of memory even with 16x16 tiles"):
+        Upscaler(sr, tile=64, overlap=8).upscale(pic)
+
+
+def decode_image_from(tmp_path: Path, arr: np.ndarray):
+    Image.fromarray(arr).save(tmp_path / "src.png")
+    return decode_image(tmp_path / "src.png")
+
+
+# -- alpha, palette, gray ----------------------------------------------------------------
+def test_rgba_keeps_alpha_without_dark_fringes(models, tmp_path):
+    rgba = np.zeros((32, 32, 4), np.uint8)  # transparent black everywhere...
+    rgba[10:22, 10:22] = (255, 0, 0, 255)  # ...but an opaque red square
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    for mode in ("model", "bicubic"):
+        out = tmp_path / mode
+        assert run(tmp_path / "a.png", out, models["blur2"], alpha=mode).ok
+        im = opened(out / "a.png")
+        assert im.mode == "RGBA" and im.size == (64, 64)
+        got = np.asarray(im).astype(int)
+        visible = got[:, :, 3] >= 128
+        assert visible.sum() > 400
+        assert got[visible, 0].min() >= 250 and got[visible, 1:3].max() <= 5  # no dark edge
+        assert got[28:36, 28:36, 3].min() == 255 and got[:6, :6, 3].max() == 0
+
+
+def test_gray_palette_and_la_modes(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    gray = rand_rgb(6, 7, channels=1)
+    Image.fromarray(gray).save(src / "gray.png")
+    Image.fromarray(gray > 127).save(src / "bits.png")  # mode "1"
+    la = np.dstack([gray, np.full_like(gray, 200)])
+    Image.fromarray(la, "LA").save(src / "la.png")
+    pal = Image.fromarray(rand_rgb(6, 7, seed=3)).quantize(16)
+    pal.save(src / "pal.png")
+    pal_t = pal.copy()
+    pal_t.info["transparency"] = int(np.asarray(pal)[0, 0])
+    pal_t.save(src / "pal_t.png", transparency=pal_t.info["transparency"])
+    assert run(src, tmp_path / "out", models["near2"]).ok
+    out = tmp_path / "out"
+    im = opened(out / "gray.png")
+    assert im.mode == "L"
+    np.testing.assert_array_equal(np.asarray(im), nearest(gray, 2))
+    assert opened(out / "bits.png").mode == "L"
+    im = opened(out / "la.png")
+    assert im.mode == "LA" and np.asarray(im)[:, :, 1].min() == 200
+    np.testing.assert_array_equal(np.asarray(im)[:, :, 0], nearest(gray, 2))
+    im = opened(out / "pal.png")
+    assert im.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(im), nearest(np.asarray(pal.convert("RGB")), 2))
+    im = opened(out / "pal_t.png")
+    assert im.mode == "RGBA" and np.asarray(im)[0, 0, 3] == 0
+    assert np.asarray(im)[:, :, 3].max() == 255
+
+
+# -- 16 bits ---------------------------------------------------------------------------
+def test_16bit_gray_png_and_tiff_keep_16_bits(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    ramp = np.linspace(0, 65535, 600).astype(np.uint16)[None].repeat(3, 0)
+    Image.fromarray(ramp).save(src / "g.png")  # I;16
+    Image.fromarray(ramp.astype(">u2")).save(src / "g.tif")  # I;16B
+    assert opened(src / "g.tif").mode == "I;16B"
+    assert run(src, tmp_path / "out", models["near2"], tile=64, overlap=8).ok
+    for name in ("g.png", "g.tif"):
+        im = opened(tmp_path / "out" / name)
+        got = np.asarray(im).astype(np.int64)
+        assert im.mode.startswith("I;16"), (name, im.mode)
+        assert len(np.unique(got)) > 256
+        np.testing.assert_array_equal(got, nearest(ramp, 2).astype(np.int64))
+
+
+def test_48bit_rgb_and_64bit_rgba_png_keep_16_bits(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    ramp = np.linspace(0, 65535, 400).astype(np.uint16)
+    rgb = np.stack([np.tile(ramp, (4, 1)), np.tile(ramp[::-1], (4, 1)),
+                    np.full((4, 400), 12345, np.uint16)], axis=2)
+    (src / "rgb.png").write_bytes(png16.encode_png16(rgb))
+    rgba = np.dstack([rgb, np.tile(ramp, (4, 1))])
+    (src / "rgba.png").write_bytes(png16.encode_png16(rgba))
+    assert opened(src / "rgb.png").mode == "RGB"  # what Pillow alone would keep
+    assert run(src, tmp_path / "out", models["near2"]).ok
+    for name, ref in (("rgb.png", rgb), ("rgba.png", rgba)):
+        got, _ = png16.read_png16(tmp_path / "out" / name)
+        assert len(np.unique(got[:, :, 0])) > 256
+        visible = nearest(ref, 2)[:, :, -1] > 0 if name == "rgba.png" else slice(None)
+        np.testing.assert_array_equal(got[visible][..., :3], nearest(ref, 2)[visible][..., :3])
+    got, _ = png16.read_png16(tmp_path / "out" / "rgba.png")
+    np.testing.assert_array_equal(got[:, :, 3], nearest(rgba[:, :, 3], 2))
+
+
+def _reference_png16(arr: np.ndarray, kinds: list[int]) -> bytes:
+    """A 16-bit RGB PNG filtered row by row with ``kinds`` (plain Python, the spec's way)."""
+    import struct
+    import zlib
+
+    h, w, c = arr.shape
+    bpp = 2 * c
+    rows = arr.astype(">u2").view(np.uint8).reshape(h, w * bpp).astype(int)
+    raw, prev = b"", [0] * (w * bpp)
+    for r in range(h):
+        kind, row, out = kinds[r % len(kinds)], list(rows[r]), []
+        for x, v in enumerate(row):
+            a = row[x - bpp] if x >= bpp else 0
+            b, cc = prev[x], prev[x - bpp] if x >= bpp else 0
+            p = a + b - cc
+            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - cc) else \
+                b if abs(p - b) <= abs(p - cc) else cc
+            pred = [0, a, b, (a + b) // 2, paeth][kind]
+            out.append((v - pred) & 255)
+        raw += bytes([kind, *out])
+        prev = row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    return (png16.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kinds", [[0, 1, 2, 3, 4], [1, 2], [3], [4]])
+def test_png16_reader_handles_every_filter(tmp_path, kinds):
+    arr = np.random.default_rng(4).integers(0, 65536, (7, 9, 3), dtype=np.uint16)
+    arr[2:4] = 777
+    (tmp_path / "a.png").write_bytes(_reference_png16(arr, kinds))
+    got, _ = png16.read_png16(tmp_path / "a.png")
+    np.testing.assert_array_equal(got, arr)
+    # Pillow agrees on the high bytes, so the reference file is a valid PNG
+    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "a.png")), arr >> 8)
+
+
+# -- EXIF orientation, ICC ---------------------------------------------------------------
+def test_exif_orientation_applied_and_icc_kept(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    ImageCms = pytest.importorskip("PIL.ImageCms")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:4, :4] = (255, 0, 0)  # a red top-left corner
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    im.save(src / "r.png", exif=exif.tobytes(), icc_profile=icc)
+    im.save(src / "r.jpg", exif=exif.tobytes(), icc_profile=icc, quality=100)
+    assert run(src, tmp_path / "out", models["near2"]).ok
+    for name in ("r.png", "r.jpg"):
+        out = opened(tmp_path / "out" / name)
+        assert out.size == (20, 40), name  # 10 wide x 20 tall after rotation, then x2
+        got = np.asarray(out).astype(int)
+        assert got[2:6, 14:18, 0].min() > 200 and got[:, :8, 0].max() < 60  # now top-right
+        assert out.info.get("icc_profile") == icc
+        assert out.getexif().get(0x0112, 1) == 1  # viewers must not rotate it again
+
+
+# -- formats, names, folders ---------------------------------------------------------------
+def test_formats_by_content_names_and_recursive_tree(models, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(rand_rgb(8, 8)).save(src / "png_named.jpg", format="PNG")
+    Image.fromarray(rand_rgb(8, 8)).save(src / "photo.jpeg", format="JPEG")
+    Image.fromarray(rand_rgb(8, 8)).save(src / "w.webp", format="WEBP")
+    Image.fromarray(rand_rgb(8, 8)).save(src / "sub" / "t.tiff", format="TIFF")
+    Image.fromarray(rand_rgb(8, 8)).save(src / "sub" / "deeper" / "noext", format="PNG")
+    (src / "notes.txt").write_text("not an image")
+    s = run(src, tmp_path / "flat", models["near2"], suffix="_x2")
+    assert sorted(p.name for p in s.written) == ["photo_x2.jpeg", "png_named_x2.png",
+                                                  "w_x2.webp"]
+    assert s.ok and s.ignored == 1
+    s = run(src, tmp_path / "tree", models["near2"], recursive=True)
+    formats = {p.relative_to(tmp_path / "tree").as_posix(): opened(p).format
+               for p in s.written}
+    assert formats == {"png_named.png": "PNG", "photo.jpeg": "JPEG", "w.webp": "WEBP",
+                       "sub/t.tiff": "TIFF", "sub/deeper/noext.png": "PNG"}
+    s = run(src, tmp_path / "as_png", models["near2"], recursive=True, format="png")
+    assert {opened(p).format for p in s.written} == {"PNG"} and len(s.written) == 5
+    assert {p.suffix for p in s.written} == {".png"}
+    # a single file, into a folder or to a file name
+    s = run(src / "w.webp", tmp_path / "one", models["near2"], format="jpg")
+    assert [p.name for p in s.written] == ["w.jpg"] and opened(s.written[0]).format == "JPEG"
+    s = run(src / "w.webp", tmp_path / "named" / "big.png", models["near2"])
+    assert s.written == [tmp_path / "named" / "big.png"]
+    assert opened(s.written[0]).size == (16, 16)
+
+
+def test_outputs_never_overwrite_inputs(models, tmp_path, cli):
+    arr = rand_rgb(6, 6)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    proc = cli("upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path), "-m",
+               str(models["near2"]), "--device", "cpu")
+    assert proc.returncode == 1 and "would overwrite an input" in proc.stderr
+    assert "Traceback" not in proc.stderr and (tmp_path / "a.png").read_bytes() == before
+    s = run(tmp_path / "a.png", tmp_path, models["near2"], suffix="_x2")
+    assert s.ok and (tmp_path / "a_x2.png").exists()
+    (tmp_path / "in").mkdir()
+    Image.fromarray(arr).save(tmp_path / "in" / "b.png")
+    for out in ("in", "in/out"):
+        proc = cli("upscale", "-i", str(tmp_path / "in"), "-o", str(tmp_path / out), "-m",
+                   str(models["near2"]))
+        assert_one_line_error(proc, 2, "inside the input folder")
+
+
+def test_writes_are_atomic(models, tmp_path, monkeypatch):
+    Image.fromarray(rand_rgb(6, 6)).save(tmp_path / "a.png")
+    real_save = Image.Image.save
+
+    def broken_save(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    s = run(tmp_path / "a.png", tmp_path / "out", models["near2"])
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert len(s.failures) == 1 and "No space left" in s.failures[0][1]
+    assert list((tmp_path / "out").iterdir()) == []  # no half file, no temporary file
+
+
+def test_skip_existing_resumes(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(rand_rgb(5, 5, seed=i)).save(src / f"{i}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1.png").write_bytes(b"from an interrupted run")
+    s = run(src, out, models["near2"], skip_existing=True)
+    assert [p.name for p in s.skipped] == ["1.png"] and len(s.written) == 2
+    assert (out / "1.png").read_bytes() == b"from an interrupted run"
+    s = run(src, out, models["near2"])
+    assert len(s.written) == 3 and opened(out / "1.png").size == (10, 10)
+
+
+def test_bad_files_are_reported_and_the_batch_goes_on(models, tmp_path, cli):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("good1.png", "good2.jpg"):
+        Image.fromarray(rand_rgb(6, 6)).save(src / name)
+    good = (src / "good1.png").read_bytes()
+    (src / "truncated.png").write_bytes(good[: len(good) // 2])
+    (src / "corrupt.png").write_bytes(os.urandom(300))
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "text.webp").write_text("hello")
+    proc = cli("upscale", "-i", str(src), "-o", str(tmp_path / "out"), "-m",
+               str(models["near2"]), "--device", "cpu")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("ganpipe: failed: ")]
+    assert len(failed) == 4
+    for name in ("truncated.png", "corrupt.png", "empty.jpg", "text.webp"):
+        assert any(name in ln for ln in failed), name
+    assert "upscaled 2 images" in proc.stdout and "4 failed" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good1.png", "good2.jpg"]
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decompression_bomb_limit_stays_on(models, tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rand_rgb(40, 40)).save(src / "big.png")
+    (src / "big16.png").write_bytes(png16.encode_png16(
+        np.zeros((40, 40, 3), np.uint16)))
+    Image.fromarray(rand_rgb(20, 20)).save(src / "small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 px: Pillow only warns
+    s = run(src, tmp_path / "out", models["near2"])
+    assert [p.name for p in s.written] == ["small.png"]
+    assert sorted(p.name for p, _ in s.failures) == ["big.png", "big16.png"]
+    assert all("decompression bomb" in reason for _, reason in s.failures)
+
+
+# -- throughput: overlap, bounded queues, progress ---------------------------------------
+def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(rand_rgb(8, 8, seed=i)).save(src / f"{i}.png")
+    lock = threading.Lock()
+    state = {"decoded": 0, "consumed": 0, "max_ahead": 0}
+    encodes: list[tuple[float, float]] = []
+    real_decode, real_encode = up.decode_image, up.encode_image
+
+    def decode(path):
+        pic = real_decode(path)
+        with lock:
+            state["decoded"] += 1
+            state["max_ahead"] = max(state["max_ahead"], state["decoded"] - state["consumed"])
+        return pic
+
+    def encode(pic, path, fmt, quality=95):
+        t0 = time.perf_counter()
+        time.sleep(0.15)
+        real_encode(pic, path, fmt, quality)
+        with lock:
+            encodes.append((t0, time.perf_counter()))
+
+    monkeypatch.setattr(up, "decode_image", decode)
+    monkeypatch.setattr(up, "encode_image", encode)
+    sr = open_sr_model(models["near2"], "cpu")
+    rec = Recorder(sr.session, sleep=0.05)
+    sr.session = rec
+    upscaler = Upscaler(sr, tile=0)
+    real_upscale = upscaler.upscale
+
+    def counted(pic):
+        with lock:
+            state["consumed"] += 1
+        return real_upscale(pic)
+
+    upscaler.upscale = counted
+    plan = plan_jobs(src, tmp_path / "out")
+    t0 = time.perf_counter()
+    written, failures, _ = up.run_jobs(upscaler, plan.jobs, workers=2, progress=False)
+    elapsed = time.perf_counter() - t0
+    assert len(written) == 8 and not failures
+    overlapping = sum(1 for a0, a1 in rec.intervals for b0, b1 in encodes
+                      if a0 < b1 and b0 < a1)
+    assert overlapping >= 3  # the model ran while earlier images were being written
+    assert elapsed < 8 * (0.15 + 0.05) * 0.8  # faster than one after the other
+    assert state["max_ahead"] <= 2 + 2  # decoded images waiting: bounded
+
+
+def test_progress_bar_shows_images_and_megapixels_per_second(models, tmp_path, cli):
+    for i in range(3):
+        Image.fromarray(rand_rgb(8, 8, seed=i)).save(tmp_path / f"{i}.png")
+    proc = cli("upscale", "-i", str(tmp_path), "-o", str(tmp_path.parent / "prog_out"),
+               "-m", str(models["near2"]), "--progress", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "img/s" in proc.stderr and "MP/s" in proc.stderr and "3/3" in proc.stderr
+    assert "upscaled 3 images (x2)" in proc.stdout
+
+
+# -- sharding ----------------------------------------------------------------------------
+def test_shards_split_the_sorted_list(models, tmp_path, cli):
+    names = [f"{i:02d}.png" for i in range(7)]
+    for i, name in enumerate(names):
+        Image.fromarray(rand_rgb(4, 4, seed=i)).save(tmp_path / name)
+    seen = []
+    for i in range(3):
+        plan = plan_jobs(tmp_path, tmp_path.parent / "shard_out", shard=(i, 3))
+        got = [j.src.name for j in plan.jobs]
+        assert got == names[i::3]
+        seen += got
+    assert sorted(seen) == names
+    assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
+    for bad in ("4/4", "x", "1/0", "-1/2"):
+        proc = cli("upscale", "-i", str(tmp_path), "-o", str(tmp_path.parent / "s"), "-m",
+                   str(models["near2"]), "--shard", bad)
+        assert_one_line_error(proc, 2, "--shard")
+
+
+# -- torch-free ------------------------------------------------------------------------
+def test_upscale_never_imports_torch(models, tmp_path):
+    Image.fromarray(rand_rgb(6, 6)).save(tmp_path / "a.png")
+    code = textwrap.dedent(f"""
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+
+        sys.meta_path.insert(0, NoTorch())
+        from ganpipe.cli import main
+        sys.argv = ["ganpipe", "upscale", "-i", {str(tmp_path / "a.png")!r}, "-o",
+                    {str(tmp_path / "out")!r}, "-m", {str(models["near2"])!r}]
+        try:
+            main(prog_name="ganpipe")
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        assert "torch" not in sys.modules and "onnxruntime" in sys.modules
+        print("TORCH-FREE")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "TORCH-FREE" in proc.stdout, proc.stderr
+    assert opened(tmp_path / "out" / "a.png").size == (12, 12)
+
+
+# -- the stage ---------------------------------------------------------------------------
+STAGE_PIPELINE = """
+[run]
+name = "up"
+device = "cpu"
+
+[data]
+dataset = "shapes"
+image_size = 16
+count = 8
+
+[model]
+variant = "dcgan"
+
+[upscale]
+input = "photos"
+{model}tile = 16
+overlap = 4
+suffix = "_x2"
+"""
+
+
+def test_upscale_stage_in_a_pipeline(models, tmp_path, cli):
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(rand_rgb(20, 20)).save(tmp_path / "photos" / "a.png")
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text(STAGE_PIPELINE.format(model=f"model = {str(models['conv2'])!r}\n"))
+    proc = cli("run", str(toml), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "up" / "upscale" / "a_x2.png"
+    assert opened(out).size == (40, 40)
+    manifest = json.loads((tmp_path / "runs" / "up" / "manifest.json").read_text())
+    assert manifest["stages"]["upscale"]["outputs"] == {"images": "upscale"}
+    toml.write_text(STAGE_PIPELINE.format(model=""))  # no model and no [export]
+    assert_one_line_error(cli("run", str(toml), cwd=tmp_path), 2, "[upscale] needs a model")
+
+
+def test_upscale_stage_defaults_to_the_export_model(models, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from ganpipe.pipeline import Manifest
+    from ganpipe.stages.base import StageContext
+    from ganpipe.stages.upscale import UpscaleOptions, UpscaleStage
+
+    run_dir = tmp_path / "runs" / "x"
+    (run_dir / "export").mkdir(parents=True)
+    shutil.copy(models["near2"], run_dir / "export" / "model.onnx")
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(rand_rgb(5, 6)).save(tmp_path / "photos" / "a.png")
+    manifest = Manifest(run_dir / "manifest.json",
+                        {"export": {"outputs": {"model": "export/model.onnx"}}})
+    config = SimpleNamespace(base_dir=tmp_path, path=tmp_path / "pipeline.toml")
+    ctx = StageContext(config, run_dir, manifest, {}, log=lambda m: None)
+    opts = UpscaleOptions(input="photos", device="cpu", format="webp")
+    result = UpscaleStage().run(ctx, opts)
+    assert result.outputs == {"images": "upscale"} and result.info["written"] == 1
+    assert opened(run_dir / "upscale" / "a.webp").size == (12, 10)
