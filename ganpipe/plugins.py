@@ -37,6 +37,10 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ganpipe.vae", "ganpipe.variants.vae"),
     ("ganpipe.infogan", "ganpipe.variants.infogan"),
     ("ganpipe.biggan", "ganpipe.variants.biggan"),
+    ("ganpipe.srgan", "ganpipe.variants.srgan"),
+    ("ganpipe.esrgan", "ganpipe.variants.esrgan"),
+    ("ganpipe.compact", "ganpipe.variants.compact"),
+    ("ganpipe.espcn", "ganpipe.variants.espcn"),
 )
 
 KINDS = ("variants", "stages", "datasets")

@@ -1,4 +1,5 @@
-"""Built-in dataset sources: image folders and a procedural "shapes" set.
+"""Built-in dataset sources: image folders, a procedural "shapes" set and random HR
+patches of native-resolution images (super-resolution).
 
 Registered through ``ganpipe_register_datasets`` like any third-party source.
 """
@@ -163,7 +164,80 @@ class ShapesDataset:
         return ImageSet(images, labels, list(SHAPES[: opts.classes]))
 
 
+class PatchesOptions(Options):
+    path: Path = Field(description="folder of images at native resolution (not resized)")
+    recursive: bool = True
+    per_image: int = Field(16, ge=1, le=100_000, description="random crops per image")
+    seed: int = Field(0, description="seed of the crop positions (independent of run.seed)")
+
+
+class PatchesDataset:
+    """Random ``image_size`` crops of native-resolution images: HR patches for
+    super-resolution (the variant makes the LR input from each patch). Crop positions
+    depend on (seed, file index) only; images smaller than a patch are skipped."""
+
+    name = "patches"
+    description = "random HR crops (data.image_size) of native-resolution images, for SR"
+    Options = PatchesOptions
+
+    def fingerprint(self, opts: PatchesOptions, base_dir: Path) -> str:
+        root = _resolve(opts.path, base_dir)
+        h = hashlib.sha256(f"patches-v1 {opts.model_dump_json()}".encode())
+        files = scan_folder(root, opts.recursive)
+        if not files:
+            raise DataError(f"data folder {root} has no images (looked for "
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
+                            f"data.path")
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def load(self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
+             ) -> ImageSet:
+        root = _resolve(opts.path, base_dir)
+        files = scan_folder(root, opts.recursive)
+        if not files:
+            raise DataError(f"data folder {root} has no images (looked for "
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
+                            f"data.path")
+        p = image_size
+
+        def crops(item: tuple[int, Path]):
+            i, path = item
+            try:
+                im = load_image(path, channels)
+            except DECODE_ERRORS as exc:
+                return None, f"{type(exc).__name__}: {exc}"
+            w, h = im.size
+            if w < p or h < p:
+                return None, f"{w}x{h} is smaller than the {p}x{p} patch (data.image_size)"
+            rng = np.random.default_rng([opts.seed, i])
+            tops = rng.integers(0, h - p + 1, opts.per_image)
+            lefts = rng.integers(0, w - p + 1, opts.per_image)
+            return [to_array(im.crop((int(x), int(y), int(x) + p, int(y) + p)))
+                    for y, x in zip(tops, lefts, strict=True)], None
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(crops, enumerate(files)))
+        patches, skipped = [], []
+        for path, (arrs, err) in zip(files, results, strict=True):
+            if err is not None:
+                skipped.append((str(path), err))
+            else:
+                patches.extend(arrs)
+        if skipped:
+            print(f"warning: skipped {len(skipped)} image(s) of {len(files)} in {root} "
+                  f"(first: {skipped[0][0]}: {skipped[0][1]})", file=sys.stderr)
+        if not patches:
+            raise DataError(f"data folder {root}: no patches from the {len(files)} image "
+                            f"file(s) (first problem: {skipped[0][1]})")
+        return ImageSet(np.stack(patches), np.zeros(len(patches), dtype=np.int64),
+                        [ROOT_CLASS], skipped)
+
+
 @ganpipe.hookimpl
 def ganpipe_register_datasets(register):
     register(FolderDataset())
     register(ShapesDataset())
+    register(PatchesDataset())

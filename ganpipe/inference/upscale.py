@@ -2,7 +2,7 @@
 torch).
 
 The model contract (``ganpipe.*`` metadata, read by :func:`open_sr_model`): ``task`` =
-``"super_resolve"``, ``scale`` 1, 2, 4 or 8, ``channels`` 3, ``value_range`` (default
+``"super_resolve"``, ``scale`` 1, 2, 3, 4 or 8, ``channels`` 3, ``value_range`` (default
 [0, 1]), one ``image`` input (NCHW float32, or float16 - inputs are cast), dynamic batch,
 height and width, output NCHW at ``scale`` times the size; optional ``tile_multiple``: the
 input height and width must be multiples of it (each tile is padded by reflection and the
@@ -66,7 +66,7 @@ from ganpipe.inference.session import OnnxModel, open_model
 from ganpipe.inference.tiling import MIN_TILE, as_unit, is_oom, upscale_plane
 
 TASK = "super_resolve"
-SCALES = (1, 2, 4, 8)
+SCALES = (1, 2, 3, 4, 8)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
 #: --format values -> Pillow format names
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF",
@@ -94,7 +94,7 @@ class SRModel:
         name = self.path.name
         scale = meta.get("scale")
         if isinstance(scale, bool) or scale not in SCALES:
-            raise ConfigError(f"{name}: metadata 'scale' is {scale!r}, expected 1, 2, 4 or 8; "
+            raise ConfigError(f"{name}: metadata 'scale' is {scale!r}, expected 1, 2, 3, 4 or 8; "
                               f"re-export the model with ganpipe")
         self.scale = int(scale)
         channels = meta.get("channels", 3)

@@ -1,5 +1,8 @@
 """The evaluate stage: sample quality of the exported model against real images.
 
+Super-resolution models get PSNR/SSIM on the real images (down-scaled, then up-scaled by
+the model) next to the bicubic baseline instead.
+
 Generated images come from the exported ``.onnx`` (the artifact users ship) through ONNX
 Runtime; real images are the held-out split (``data.holdout``) or, without one, the
 training images. Scores: FID, KID, precision/recall, density/coverage and diversity,
@@ -77,6 +80,23 @@ class EvaluateStage(Stage):
                 raise ConfigError(f"{config.path}: evaluate.features: {path} is not a file; "
                                   f"use \"random\" or the path of a local ONNX extractor")
 
+    def _super_resolve(self, ctx: StageContext, model, real, which: str) -> StageResult:
+        """SR models: PSNR/SSIM on the real images against the bicubic baseline."""
+        from ganpipe.metrics.sr import sr_validation
+
+        scale = int(model.meta["scale"])
+        scores = sr_validation(model, real.images, scale)
+        folder = ctx.stage_dir(self.name)
+        write_json(folder / "metrics.json", {"real": which, "scale": scale, "scores": scores})
+        gain = scores["psnr"] - scores["bicubic_psnr"]
+        ctx.log(f"  {'':<10}{'PSNR dB':>10}{'SSIM':>8}\n"
+                f"  {'model':<10}{scores['psnr']:>10.2f}{scores['ssim']:>8.4f}\n"
+                f"  {'bicubic':<10}{scores['bicubic_psnr']:>10.2f}{scores['bicubic_ssim']:>8.4f}")
+        return StageResult({"metrics": f"{self.name}/metrics.json"},
+                           f"x{scale} PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
+                           f"SSIM {scores['ssim']:.4f} on {len(real)} {which} images",
+                           {"psnr": scores["psnr"], "psnr_gain": gain})
+
     def run(self, ctx: StageContext, opts: EvaluateOptions) -> StageResult:
         from ganpipe.inference.generate import generate_batches
         from ganpipe.inference.session import open_model
@@ -87,8 +107,9 @@ class EvaluateStage(Stage):
         which = opts.real if opts.real != "auto" else (
             "holdout" if cfg.data.holdout > 0 else "train")
         real = ctx.load_source(which)
-        model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device,
-                           task="generate")
+        model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device)
+        if model.meta.get("task") == "super_resolve":
+            return self._super_resolve(ctx, model, real, which)
         seed = cfg.run.seed + 1 if opts.seed is None else opts.seed
         names = [str(c) for c in model.meta.get("class_names", [])]
         conditional = any(s["kind"] == "label" for s in model.meta.get("inputs", []))

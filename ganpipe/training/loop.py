@@ -189,8 +189,15 @@ class Trainer:
         self.labels = torch.from_numpy(self.data.labels).to(self.device)
         self.sampler = Sampler(len(self.data), self.opts.batch_size, self.seed)
         g = torch.Generator().manual_seed(self.seed + 1)
-        self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info,
-                                                     self.opts.num_samples, self.device, g)
+        n = self.opts.num_samples
+        fixed = getattr(self.variant, "fixed_inputs", None)
+        if fixed is None:  # a plugin variant not derived from Variant
+            self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info, n,
+                                                         self.device, g)
+        else:  # image-to-image variants build sample inputs from real images
+            real = self.images[torch.arange(n, device=self.device) % len(self.images)]
+            self.fixed_inputs = fixed(self.vopts, self.info, n, self.device, g,
+                                      real.float().div(127.5).sub(1.0))
         self.real_spread = pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
 
     def modules(self) -> dict[str, torch.nn.Module]:

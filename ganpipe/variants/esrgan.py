@@ -1,0 +1,46 @@
+"""ESRGAN (Wang et al. 2018): RRDBNet generator in the exact BasicSR / Real-ESRGAN layout
+(so released weights import and fine-tune as-is), relativistic average GAN with a
+VGG-style discriminator, L1 content loss (+ VGG perceptual loss with ``vgg_weights``).
+x2 and x1 pixel-unshuffle the input, so LR sizes must be multiples of 2 / 4 (the exported
+model pads by itself; ``tile_multiple`` tells tilers)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+import ganpipe
+from ganpipe.nn.sr import RRDB_UNSHUFFLE, RRDBNet
+from ganpipe.variants.base import DataInfo
+from ganpipe.variants.srbase import SROptions, SRVariant
+
+
+class ESRGANOptions(SROptions):
+    scale: Literal[1, 2, 4] = Field(4, description="up-scaling factor")
+    num_feat: int = Field(64, ge=1)
+    num_block: int = Field(23, ge=1, description="RRDB blocks")
+    num_grow_ch: int = Field(32, ge=1, description="growth channels of the dense blocks")
+    adv_weight: float = Field(5e-3, ge=0)
+    gan_loss: Literal["bce", "ragan"] = "ragan"
+
+
+class ESRGAN(SRVariant):
+    name = "esrgan"
+    description = "ESRGAN / Real-ESRGAN RRDBNet, relativistic GAN + L1 (+ VGG) loss"
+    Options = ESRGANOptions
+    scales = (1, 2, 4)
+    tiny_options = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
+                    "d_width": 4}
+
+    def tile_multiple(self, opts: ESRGANOptions) -> int:
+        return RRDB_UNSHUFFLE[opts.scale]
+
+    def build_generator(self, opts: ESRGANOptions, info: DataInfo):
+        return RRDBNet(info.channels, info.channels, opts.scale, opts.num_feat,
+                       opts.num_block, opts.num_grow_ch)
+
+
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(ESRGAN())
