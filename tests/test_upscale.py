@@ -600,14 +600,11 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
 
     upscaler.upscale = counted
     plan = plan_jobs(src, tmp_path / "out")
-    t0 = time.perf_counter()
     written, failures, _ = up.run_jobs(upscaler, plan.jobs, workers=2, progress=False)
-    elapsed = time.perf_counter() - t0
     assert len(written) == 8 and not failures
     overlapping = sum(1 for a0, a1 in rec.intervals for b0, b1 in encodes
                       if a0 < b1 and b0 < a1)
     assert overlapping >= 3  # the model ran while earlier images were being written
-    assert elapsed < 8 * (0.15 + 0.05) * 0.8  # faster than one after the other
     assert state["max_ahead"] <= 2 + 2  # decoded images waiting: bounded
 
 
