@@ -54,32 +54,37 @@ def scan_folder(root: Path, recursive: bool = True) -> list[Path]:
     return sorted(files)
 
 
+def image_files(path: Path, base_dir: Path, recursive: bool) -> tuple[Path, list[Path]]:
+    """(root, its image files); a clear error when there are none."""
+    root = _resolve(path, base_dir)
+    files = scan_folder(root, recursive)
+    if not files:
+        raise DataError(f"data folder {root} has no images (looked for "
+                        f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix data.path")
+    return root, files
+
+
+def folder_fingerprint(tag: str, opts: Options, base_dir: Path) -> str:
+    """Hash of the options and of every image file's name, size and mtime (no decoding)."""
+    root, files = image_files(opts.path, base_dir, opts.recursive)
+    h = hashlib.sha256(f"{tag} {opts.model_dump_json()}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 class FolderDataset:
     name = "folder"
     description = "images in a folder (PNG/JPEG/WebP/TIFF/BMP); subfolder names are labels"
     Options = FolderOptions
 
     def fingerprint(self, opts: FolderOptions, base_dir: Path) -> str:
-        root = _resolve(opts.path, base_dir)
-        h = hashlib.sha256(f"{opts.model_dump_json()}".encode())
-        files = scan_folder(root, opts.recursive)
-        if not files:
-            raise DataError(f"data folder {root} has no images (looked for "
-                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
-                            f"data.path")
-        for f in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        return folder_fingerprint("", opts, base_dir)
 
     def load(self, opts: FolderOptions, image_size: int, channels: int, base_dir: Path
              ) -> ImageSet:
-        root = _resolve(opts.path, base_dir)
-        files = scan_folder(root, opts.recursive)
-        if not files:
-            raise DataError(f"data folder {root} has no images (looked for "
-                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
-                            f"data.path")
+        root, files = image_files(opts.path, base_dir, opts.recursive)
 
         def decode(path: Path):
             try:
@@ -181,26 +186,11 @@ class PatchesDataset:
     Options = PatchesOptions
 
     def fingerprint(self, opts: PatchesOptions, base_dir: Path) -> str:
-        root = _resolve(opts.path, base_dir)
-        h = hashlib.sha256(f"patches-v1 {opts.model_dump_json()}".encode())
-        files = scan_folder(root, opts.recursive)
-        if not files:
-            raise DataError(f"data folder {root} has no images (looked for "
-                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
-                            f"data.path")
-        for f in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        return folder_fingerprint("patches-v1", opts, base_dir)
 
     def load(self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
              ) -> ImageSet:
-        root = _resolve(opts.path, base_dir)
-        files = scan_folder(root, opts.recursive)
-        if not files:
-            raise DataError(f"data folder {root} has no images (looked for "
-                            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix "
-                            f"data.path")
+        root, files = image_files(opts.path, base_dir, opts.recursive)
         p = image_size
 
         def crops(item: tuple[int, Path]):
