@@ -47,8 +47,7 @@ def console_script() -> str | None:
 
 def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd=ROOT, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n"
