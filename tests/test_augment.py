@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ganpipe.data.base import ImageSet
@@ -16,15 +15,6 @@ from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.errors import TrainingError
 from ganpipe.pipeline import run_file
 from ganpipe.stages.augment import AugmentOptions, augment_set
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny nets: one intra-op thread is fastest, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,6 @@ from ganpipe.pipeline import run_file
 from ganpipe.plugins import load_registry
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def shapes(seed: int, count: int = 200) -> np.ndarray:
     return ShapesDataset().load(ShapesOptions(count=count, classes=4, seed=seed), 16, 3,
                                 None).images

@@ -19,14 +19,6 @@ from ganpipe.nn.sr import RRDBNet, SRExport, SRVGGNetCompact
 from ganpipe.weights import detect_architecture, import_weights, load_model, read_state_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rrdb(scale: int) -> torch.nn.Module:
     torch.manual_seed(scale)
     return RRDBNet(3, 3, scale, num_feat=8, num_block=2, num_grow_ch=4).eval()

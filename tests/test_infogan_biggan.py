@@ -33,15 +33,6 @@ from ganpipe.variants.infogan import InfoGAN, info_losses
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny nets: one intra-op thread is fastest, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def pipeline_file(folder: Path, variant: str, steps: int, model_extra: str = "") -> Path:
     """The conftest tiny pipeline with extra [model] keys, an EMA generator (exported, with
     its spectral norm) and DiffAugment on D's inputs."""

@@ -41,14 +41,6 @@ IDS = [v.name for v in VARIANTS]
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_builtin_sr_variants_are_covered():
     assert {"srgan", "esrgan", "compact", "espcn"} <= set(IDS)
 

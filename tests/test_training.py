@@ -23,15 +23,6 @@ from ganpipe.variants.dcgan import DCGAN, DCGANOptions
 VOPTS = DCGANOptions(latent_dim=8, g_width=4, d_width=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny nets: one intra-op thread is fastest, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     # 36 images, batch 8: 4 batches per epoch, so 6 steps cross an epoch boundary

@@ -30,15 +30,6 @@ VOPTS = DCGANOptions(latent_dim=8, g_width=4, d_width=4)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny nets: one intra-op thread is fastest, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return ShapesDataset().load(ShapesOptions(count=36, classes=2, seed=3), 16, 3, Path("."))
