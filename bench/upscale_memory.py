@@ -22,12 +22,13 @@ memory; they still do their work):
 
 The **peak** is ``ru_maxrss`` at the end (decode, upscale and encode). The table shows both
 peaks, their growth over the baseline, and next to them the size of the output buffer the
-upscaler fills: ``4W x 4H x 3`` channels of float32 (``ganpipe.inference.tiling``
-blends tiles into a float32 HWC array; it is the only array at output size until
-encoding, which adds the uint8 copy (a quarter of it) and Pillow's RGBX image (a third of
-it)). ``upscale - buffer`` is what the upscale stage holds besides that buffer: with tiles
-it stays small and about the same for every image size; without tiles it grows with the
-image (the model's activations and its whole output at once).
+upscaler fills: ``4W x 4H x 3`` bytes (``ganpipe.inference.tiling`` blends tiles into a
+float32 band one row of tiles high and rounds finished rows into the uint8 output, the only
+array at output size; encoding adds Pillow's RGBX image, a third more). ``upscale -
+buffer`` is what the upscale stage holds besides that buffer: with tiles it stays small
+and about the same for every image size (the band grows with the width only); without
+tiles it grows with the image (the model's activations and its whole output at once, in
+float32).
 
 The default output format is JPEG (``--format jpg``): encoding a 64 MP PNG takes about 20 s
 here at Pillow's level 6, and Pillow's PNG and JPEG encoders both stream rows, so the
@@ -225,7 +226,7 @@ def main() -> int:
                   f"{'baseline':>9} {'peak upscale':>12} {'peak':>7} {'+upscale':>9} "
                   f"{'+peak':>7} {'upscale-buffer':>14} {'seconds':>7}")
         print(header)
-        print(f"{'':>9} {'':>5} {'':>7} {'(4W*4H*3*4)':>10} {'MiB':>9} {'MiB':>12} "
+        print(f"{'':>9} {'':>5} {'':>7} {'(4W*4H*3)':>10} {'MiB':>9} {'MiB':>12} "
               f"{'MiB':>7} {'MiB':>9} {'MiB':>7} {'MiB':>14} {'':>7}")
         print("-" * len(header))
         rows = []
@@ -245,7 +246,7 @@ def main() -> int:
 
             base, p_up, peak, buf = med("baseline"), med("peak_upscale"), med("peak"), \
                 med("buffer")
-            expected = (4 * size) ** 2 * 3 * 4
+            expected = (4 * size) ** 2 * 3  # uint8 RGB, what the encoder gets
             hwm_gap = max(abs(r["hwm"] - r["peak"]) for r in results)
             worst_gap = max(worst_gap, hwm_gap)
             rows.append((size, tile, base, p_up, peak, buf))
@@ -256,11 +257,11 @@ def main() -> int:
                   f"{med('seconds'):7.1f}")
             if buf != expected:
                 print(f"  note: the buffer handed to the encoder is {buf} bytes "
-                      f"({results[0]['buffer_dtype']}), not 4W*4H*3*4 = {expected}")
+                      f"({results[0]['buffer_dtype']}), not 4W*4H*3 = {expected}")
         print()
         print("baseline = RSS after importing and opening the model, before the image; "
               "+upscale / +peak = growth of the RSS high-water mark over it, before "
-              "encoding / at the end; buffer = the float32 HWC output the upscaler fills; "
+              "encoding / at the end; buffer = the uint8 HWC output the upscaler fills; "
               "upscale-buffer = what decode + upscale held besides it.")
         print(f"check: ru_maxrss and /proc/self/status VmHWM at the end differ by at most "
               f"{worst_gap / MiB:.1f} MiB over all runs")

@@ -27,12 +27,13 @@ B = baseline: what Real-ESRGAN's ``RealESRGANer`` does, written here: PyTorch ea
     thread count; per image, strictly one after the other: PIL load -> float32 / 255 ->
     tensor -> tile loop (``ceil(W / T) x ceil(H / T)`` tiles of ``T`` pixels, each read with
     ``--tile-pad`` 10 pixels of context, one forward per tile, the centre pasted into the
-    output) -> clamp, ``* 255``, round -> PIL PNG save (Pillow's default level 6, as
-    ganpipe's). ``T`` = 0 runs the whole image at once. With ``--fp16`` on CUDA the net and
+    output) -> clamp, ``* 255``, round -> PIL PNG save at Pillow's default level 6 (ganpipe
+    writes level 4: 3-4 % larger on photos, in less than half the time; pass
+    ``--baseline-png-level 4`` for the same level on both sides). ``T`` = 0 runs the whole image at once. With ``--fp16`` on CUDA the net and
     its inputs are ``.half()``.
 
 Both sides get the same ``T``. Their tile geometries differ (ganpipe: evenly spread
-``T x T`` windows that overlap by at least ``--overlap`` and are blended; RealESRGANer:
+windows of at most ``T`` pixels, as small as an overlap of ``--overlap`` allows, blended; RealESRGANer:
 a ``T`` grid plus ``--tile-pad`` context), so the table also shows how many pixels each one
 feeds the model per image. An image no larger than ``T`` is one tile on both sides.
 
@@ -191,12 +192,12 @@ def make_model(folder: Path, num_feat: int, num_conv: int, seed: int, fp16: bool
 
 def ganpipe_geometry(size: int, tile: int, overlap: int) -> tuple[int, int]:
     """(tiles, model input pixels) per size x size image, as ganpipe's Upscaler tiles it."""
-    from ganpipe.inference.tiling import tile_starts
+    from ganpipe.inference.tiling import tile_windows
 
     if tile <= 0 or size <= tile:
         return 1, size * size
-    n = len(tile_starts(size, tile, overlap))
-    return n * n, (n * tile) ** 2
+    window, starts = tile_windows(size, tile, overlap)
+    return len(starts) ** 2, (len(starts) * window) ** 2
 
 
 def esrgan_geometry(size: int, tile: int, pad: int) -> tuple[int, int]:
@@ -373,7 +374,7 @@ def profile_ganpipe(cfg: dict) -> dict:
 
     upscaler = up.Upscaler(sr, cfg["tile"], cfg["overlap"])
     upscaler.model = Timed()
-    upscaler.upscale(up.decode_image(files[0]))  # untimed: first-call set-up
+    upscaler.upscale(up.decode_image(files[0]), 8)  # untimed: first-call set-up
     stages: dict[str, list[float]] = {}
     png: dict[int, list[tuple[float, int]]] = {level: [] for level in PNG_LEVELS}
     fsync = []
@@ -382,16 +383,17 @@ def profile_ganpipe(cfg: dict) -> dict:
         pic = up.decode_image(path)
         t_b = time.perf_counter()
         model_time[0] = 0.0
-        result = upscaler.upscale(pic)
+        result = upscaler.upscale(pic, 8)
         t_c = time.perf_counter()
-        q = up._quantize(result.color.copy(), 8)
+        q = result.color.copy()
         t_d = time.perf_counter()
         up.encode_image(result, out_dir / path.name, "PNG")
         t_e = time.perf_counter()
         stages.setdefault("decode (decode_image)", []).append(t_b - t_a)
         stages.setdefault("model (SRModel calls)", []).append(model_time[0])
-        stages.setdefault("tiling: to float, blend", []).append(t_c - t_b - model_time[0])
-        stages.setdefault("encode_image: quantize + PNG + write", []).append(t_e - t_d)
+        stages.setdefault("tiling: to float, blend, quantize", []).append(
+            t_c - t_b - model_time[0])
+        stages.setdefault("encode_image: PNG + write", []).append(t_e - t_d)
         for level, into in png.items():
             buf = io.BytesIO()
             t = time.perf_counter()
@@ -541,8 +543,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0,
                     help="ganpipe's decode/encode threads each (0: its default)")
     ap.add_argument("--baseline-png-level", type=int, default=None,
-                    help="zlib level of the baseline's PNGs (default: Pillow's, 6, the same "
-                         "as ganpipe's; Real-ESRGAN's cv2.imwrite uses 1)")
+                    help="zlib level of the baseline's PNGs (default: Pillow's, 6; "
+                         "ganpipe writes 4 (ganpipe.inference.upscale.PNG_COMPRESSION); "
+                         "Real-ESRGAN's cv2.imwrite uses 1)")
     ap.add_argument("--profile-images", type=int, default=3,
                     help="images in the per-stage profile (0: no profile)")
     ap.add_argument("--seed", type=int, default=0)
@@ -601,8 +604,8 @@ def main() -> int:
               f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         print()
 
-        def overlap_for(tile: int) -> int:  # upscale_path wants overlap < tile / 2
-            return min(args.overlap, tile // 2 - 1) if tile > 0 else args.overlap
+        def overlap_for(tile: int) -> int:  # what ganpipe's Upscaler makes of --overlap
+            return tile // 4 if 0 < tile <= 2 * args.overlap else args.overlap
 
         def config(tile: int, src: Path, out: Path) -> dict:
             return {"input": str(src), "output": str(out), "onnx": str(onnx_path),
@@ -677,6 +680,8 @@ def main() -> int:
             summary_rows.append((tile, med, ratio, paired, best))
 
         if args.profile_images > 0:
+            from ganpipe.inference.upscale import PNG_COMPRESSION
+
             for k, tile in enumerate(tiles):
                 cfg = config(tile, folder, tmp / "prof-g")
                 cfg["session_variants"] = k == 0  # the same picture for every tile size
@@ -691,10 +696,11 @@ def main() -> int:
                         ("to float / tensor", None, bs["to tensor"]),
                         ("model (+ paste for B)", gs["model (SRModel calls)"],
                          bs["model + paste"]),
-                        ("tiling: to float, blend", gs["tiling: to float, blend"], None),
+                        ("tiling: to float, blend (+ quantize)",
+                         gs["tiling: to float, blend, quantize"], None),
                         ("quantize", None, bs["quantize"]),
-                        ("encode: (quantize +) PNG + write",
-                         gs["encode_image: quantize + PNG + write"], bs["PNG encode + write"])]
+                        ("encode: PNG + write",
+                         gs["encode_image: PNG + write"], bs["PNG encode + write"])]
                 print(f"  {'stage':<34} {'ganpipe ms':>10} {'baseline ms':>11}")
                 for name, g, b in rows:
                     fg = f"{g:10.1f}" if g is not None else f"{'-':>10}"
@@ -706,7 +712,7 @@ def main() -> int:
                 print("  ganpipe's output, Pillow PNG encode alone (to memory) by zlib level: " +
                       ", ".join(f"{lv} {ms:.0f} ms {size / 2**20:.2f} MiB"
                                 for lv, (ms, size) in pg["png"].items()) +
-                      " (ganpipe writes level 6, Pillow's default)")
+                      f" (ganpipe writes level {PNG_COMPRESSION}; Pillow's default is 6)")
                 print(f"  fsync of one output file {pg['fsync_ms']:.1f} ms; model open "
                       f"{pg['open_s'] * 1000:.0f} ms")
                 print(f"  ganpipe model only, one {pg['session_input']}x"

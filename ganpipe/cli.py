@@ -157,6 +157,8 @@ def generate(model, count, out, seed, labels, codes, batch_size, device, no_grid
               help="Only the files with index % N == I in the sorted list (N workers).")
 @click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100),
               help="JPEG/WebP quality.")
+@click.option("--png-compression", default=4, show_default=True, type=click.IntRange(0, 9),
+              help="zlib level of PNG outputs: 0 none, 1 fastest, 9 smallest.")
 @click.option("--alpha", "alpha", default="model", show_default=True,
               type=click.Choice(["model", "bicubic"]),
               help="How the alpha channel is enlarged.")
@@ -165,7 +167,7 @@ def generate(model, count, out, seed, labels, codes, batch_size, device, no_grid
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar [default: when stderr is a terminal].")
 def upscale(input_, out, model, device, tile, overlap, fmt, suffix, recursive, skip_existing,
-            shard, quality, alpha, workers, progress) -> None:
+            shard, quality, png_compression, alpha, workers, progress) -> None:
     """Upscale images with a super-resolution model (ONNX Runtime; no torch needed).
 
     Exit status: 0 all done (or skipped), 1 some files failed (listed at the end; the
@@ -182,7 +184,7 @@ def upscale(input_, out, model, device, tile, overlap, fmt, suffix, recursive, s
     summary = upscale_path(input_, out, model, device=device, tile=tile, overlap=overlap,
                            format=fmt, suffix=suffix, recursive=recursive,
                            skip_existing=skip_existing, shard=shard, quality=quality,
-                           alpha=alpha, workers=workers or None, progress=progress,
+                           png_compression=png_compression, alpha=alpha, workers=workers or None, progress=progress,
                            log=lambda m: click.echo(f"ganpipe: {m}", err=True))
     for path, reason in summary.failures:
         click.echo(f"ganpipe: failed: {path}: {reason}", err=True)

@@ -26,7 +26,7 @@ from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.inference import png16
 from ganpipe.inference import upscale as up
 from ganpipe.inference.session import cuda_driver_usable
-from ganpipe.inference.tiling import axis_weights, tile_starts
+from ganpipe.inference.tiling import axis_weights, tile_windows, upscale_plane
 from ganpipe.inference.upscale import (
     Upscaler,
     decode_image,
@@ -234,15 +234,71 @@ def test_non_sr_model_and_bad_device_are_one_line_errors(models, tmp_path, cli):
 
 
 # -- tiling ----------------------------------------------------------------------------
-def test_tile_weights_partition_unity():
-    for length, tile, overlap in [(70, 24, 6), (100, 32, 8), (33, 32, 4), (500, 64, 31)]:
-        starts = tile_starts(length, tile, overlap)
-        assert starts[0] == 0 and starts[-1] == length - tile
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
+def test_tile_windows_are_as_small_as_the_overlap_allows():
+    cases = [(70, 24, 6, 1), (100, 32, 8, 1), (33, 32, 4, 1), (500, 64, 31, 1),
+             (256, 128, 32, 1), (1000, 128, 16, 4), (257, 64, 0, 8), (131, 64, 16, 1)]
+    for length, tile, overlap, multiple in cases:
+        size, starts = tile_windows(length, tile, overlap, multiple)
+        n = len(starts)
+        assert starts[0] == 0 and starts[-1] == length - size and size <= tile
+        assert size % multiple == 0
+        assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:], strict=False))
+        # no fewer windows possible, and no smaller window for that many
+        assert n == max(2, -(-(length - overlap) // (tile - overlap)))
+        assert (size - multiple) * n < length + (n - 1) * overlap
         total = np.zeros(length * 2)
-        for s, w in zip(starts, axis_weights(starts, tile, length, 2), strict=True):
-            total[s * 2:(s + tile) * 2] += w
+        for s, w in zip(starts, axis_weights(starts, size, length, 2), strict=True):
+            total[s * 2:(s + size) * 2] += w
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    # a 256 px side in 128 px tiles with overlap 32: three 107 px windows (1.25x the
+    # side through the model), not three 128 px ones (1.5x)
+    assert tile_windows(256, 128, 32) == (107, [0, 74, 149])
+    assert tile_windows(100, 128, 32) == (100, [0])
+
+
+def test_integer_output_is_rounded_band_by_band(models):
+    """uint8 / uint16 outputs are the rounded float output, row bands included."""
+    sr = open_sr_model(models["conv2"], "cpu")
+    for arr in (rand_rgb(70, 53, seed=3), rand_rgb(70, 53, seed=3).astype(np.uint16) * 257):
+        ref = upscale_plane(sr, arr, 2, 24, 6)
+        assert ref.dtype == np.float32 and ref.shape == (140, 106, 3)
+        for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+            got = upscale_plane(sr, arr, 2, 24, 6, dtype=dtype)
+            expected = np.clip(np.floor(ref.astype(np.float64) * top + 0.5), 0, top)
+            assert got.dtype == dtype
+            assert np.abs(got.astype(np.float64) - expected).max() <= 1
+            assert (got == expected).mean() > 0.999
+
+
+def test_small_tiles_shrink_an_overlap_that_does_not_fit(models, tmp_path, cli):
+    """--tile 64 works with the default overlap of 32: the overlap becomes 16."""
+    Image.fromarray(rand_rgb(150, 90, seed=4)).save(tmp_path / "a.png")
+    proc = cli("upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"),
+               "-m", str(models["conv2"]), "--device", "cpu", "--tile", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert "tile overlap 32 is too large for 64x64 tiles; using 16" in proc.stderr
+    whole = run(tmp_path / "a.png", tmp_path / "whole", models["conv2"], tile=0)
+    assert whole.ok
+    a = np.asarray(opened(tmp_path / "out" / "a.png")).astype(int)
+    b = np.asarray(opened(tmp_path / "whole" / "a.png")).astype(int)
+    assert a.shape == b.shape == (300, 180, 3) and np.abs(a - b).max() <= 1
+
+
+def test_png_compression_level(models, tmp_path, cli):
+    arr = np.repeat(np.repeat(rand_rgb(16, 16, seed=5), 4, 0), 4, 1)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    sizes = {}
+    for level in (0, 9):
+        out = tmp_path / f"out{level}"
+        proc = cli("upscale", "-i", str(tmp_path / "a.png"), "-o", str(out), "-m",
+                   str(models["near2"]), "--device", "cpu", "--png-compression", str(level))
+        assert proc.returncode == 0, proc.stderr
+        sizes[level] = (out / "a.png").stat().st_size
+        np.testing.assert_array_equal(np.asarray(opened(out / "a.png")), nearest(arr, 2))
+    assert sizes[0] > 3 * sizes[9]
+    assert_one_line_error(cli("upscale", "-i", str(tmp_path / "a.png"), "-o",
+                              str(tmp_path / "bad"), "-m", str(models["near2"]),
+                              "--png-compression", "10"), 2, "png-compression")
 
 
 def test_tiled_equals_untiled_and_only_tiles_reach_the_model(models, tmp_path):
@@ -578,10 +634,10 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
             state["max_ahead"] = max(state["max_ahead"], state["decoded"] - state["consumed"])
         return pic
 
-    def encode(pic, path, fmt, quality=95):
+    def encode(pic, path, fmt, *args):
         t0 = time.perf_counter()
         time.sleep(0.15)
-        real_encode(pic, path, fmt, quality)
+        real_encode(pic, path, fmt, *args)
         with lock:
             encodes.append((t0, time.perf_counter()))
 
@@ -593,10 +649,10 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
     upscaler = Upscaler(sr, tile=0)
     real_upscale = upscaler.upscale
 
-    def counted(pic):
+    def counted(pic, *args):
         with lock:
             state["consumed"] += 1
-        return real_upscale(pic)
+        return real_upscale(pic, *args)
 
     upscaler.upscale = counted
     plan = plan_jobs(src, tmp_path / "out")

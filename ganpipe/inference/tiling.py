@@ -1,14 +1,23 @@
 """Tiled super-resolution without seams: overlapping tiles, feathered linear blending.
 
-Only tiles go through the model; the output buffer is the only array at output size.
+Only tiles go through the model, and the output is produced band by band: a float32
+buffer one row of tiles high collects the blended tiles, and rows that no later tile
+touches are converted right away into the output array (float32, or uint8 / uint16 when
+the caller asks for integers). So the only full-size array is the output itself, and with
+integer output that is a quarter (uint8) of a float buffer.
 
-Blending: tile starts are spread evenly over each axis so that neighbours overlap by at
-least ``overlap`` input pixels. Inside an overlap of width ``o`` (in output pixels), the
-outer quarter next to each tile's edge gets weight 0 (convolutions see zero padding
-there, so those pixels differ from a whole-image run) and the middle half cross-fades
-linearly from one tile to the other. The weights are separable (a 1-D weight per row of
-tiles times a 1-D weight per column of tiles) and each 1-D set is normalised to sum to 1,
-so the 2-D weights sum to 1 everywhere: no full-size weight buffer is needed.
+Geometry: a side of ``L`` pixels gets ``n = ceil((L - overlap) / (tile - overlap))``
+windows, and the windows are shrunk to the smallest size (a multiple of the model's
+``tile_multiple``, at most ``tile``) with which ``n`` evenly spread windows still overlap
+by ``overlap``: a 256 px side with ``tile`` 128 and overlap 32 gets three 107 px windows,
+not three 128 px ones, so the model sees 1.25x the side instead of 1.5x.
+
+Blending: inside an overlap of width ``o`` (in output pixels), the outer quarter next to
+each tile's edge gets weight 0 (convolutions see zero padding there, so those pixels
+differ from a whole-image run) and the middle half cross-fades linearly from one tile to
+the other. The weights are separable (a 1-D weight per row of tiles times a 1-D weight per
+column of tiles) and each 1-D set is normalised to sum to 1, so the 2-D weights sum to 1
+everywhere: no full-size weight buffer is needed.
 """
 
 from __future__ import annotations
@@ -30,14 +39,27 @@ def is_oom(exc: BaseException) -> bool:
     return "OOM" in text or "failed to allocate" in lower or "out of memory" in lower
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Evenly spread starts of tiles of ``tile`` pixels covering ``length`` pixels, with
-    neighbours overlapping by at least ``overlap`` pixels (``overlap < tile``)."""
+def _spread(length: int, size: int, n: int) -> list[int]:
+    return [int(round(v)) for v in np.linspace(0, length - size, n)]
+
+
+def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1
+                 ) -> tuple[int, list[int]]:
+    """``(size, starts)``: the fewest windows of at most ``tile`` pixels that cover
+    ``length`` pixels with neighbours overlapping by at least ``overlap`` pixels
+    (``overlap < tile / 2``), each as small as that allows (rounded up to a multiple of
+    ``multiple``; ``tile`` must be one), spread evenly from 0 to ``length - size``."""
     if length <= tile:
-        return [0]
-    n = math.ceil((length - overlap) / (tile - overlap))
-    n = max(n, 2)
-    return [int(round(v)) for v in np.linspace(0, length - tile, n)]
+        return length, [0]
+    n = max(2, math.ceil((length - overlap) / (tile - overlap)))
+    size = math.ceil((length + (n - 1) * overlap) / n)
+    size = min(tile, math.ceil(size / multiple) * multiple)
+    while True:  # rounding the starts can cost a pixel of overlap: grow until it holds
+        starts = _spread(length, size, n)
+        if size >= tile or all(size - (b - a) >= overlap
+                               for a, b in zip(starts, starts[1:], strict=False)):
+            return size, starts
+        size = min(tile, size + multiple)
 
 
 def axis_weights(starts: list[int], tile: int, length: int, scale: int) -> list[np.ndarray]:
@@ -77,6 +99,20 @@ def as_unit(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+def store(dst: np.ndarray, src: np.ndarray) -> None:
+    """Write float ``src`` (values in [0, 1]) into ``dst``: copied for a float ``dst``,
+    rounded and clipped to the full range for uint8 / uint16. ``src`` is scaled in place
+    (it is consumed)."""
+    if dst.dtype.kind == "f":
+        dst[...] = src
+        return
+    top = float(np.iinfo(dst.dtype).max)
+    src *= top
+    src += 0.5
+    np.clip(src, 0, top, out=src)
+    dst[...] = src  # truncation of x + 0.5: rounding
+
+
 def _run_hwc(run: Callable[[np.ndarray], np.ndarray], tile: np.ndarray) -> np.ndarray:
     """HWC tile (C = 1 or 3; uint8, uint16 or float) -> float32 HWC model output; gray goes
     through as 3 equal channels."""
@@ -90,25 +126,36 @@ def _run_hwc(run: Callable[[np.ndarray], np.ndarray], tile: np.ndarray) -> np.nd
 
 
 def upscale_plane(run: Callable[[np.ndarray], np.ndarray], image: np.ndarray, scale: int,
-                  tile: int, overlap: int) -> np.ndarray:
+                  tile: int, overlap: int, *, multiple: int = 1,
+                  dtype: type | np.dtype = np.float32) -> np.ndarray:
     """Upscale an HWC image (C = 1 or 3; uint8, uint16, or float32 in [0, 1]) with ``run``
-    (float32 NCHW -> NCHW x ``scale``) into a float32 HWC output buffer.
+    (float32 NCHW -> NCHW x ``scale``) into an HWC output of ``dtype``: float32 in
+    [0, 1], or uint8 / uint16 over their full range (rounded).
 
     ``tile`` 0, or an image no larger than a tile, runs the whole image at once; otherwise
-    ``tile`` x ``tile`` pieces overlapping by ``overlap`` (< tile / 2) pixels go through
-    ``run`` one at a time and are blended into the output buffer.
+    windows of at most ``tile`` x ``tile`` pixels (sizes a multiple of ``multiple``)
+    overlapping by ``overlap`` (< tile / 2) pixels go through ``run`` one at a time and
+    are blended, one row of tiles at a time.
     """
     h, w, c = image.shape
+    out = np.empty((h * scale, w * scale, c), dtype)
     if tile <= 0 or (h <= tile and w <= tile):
-        return np.ascontiguousarray(_run_hwc(run, image), dtype=np.float32)
-    th, tw = min(tile, h), min(tile, w)
-    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+        store(out, _run_hwc(run, image))
+        return out
+    th, ys = tile_windows(h, tile, overlap, multiple)
+    tw, xs = tile_windows(w, tile, overlap, multiple)
     wy, wx = axis_weights(ys, th, h, scale), axis_weights(xs, tw, w, scale)
-    out = np.zeros((h * scale, w * scale, c), np.float32)
+    band = np.zeros((th * scale, w * scale, c), np.float32)  # rows y*s .. (y+th)*s
     for i, y in enumerate(ys):
+        if i:  # rows above this tile row are final: store them, move the overlap up
+            done = (y - ys[i - 1]) * scale
+            store(out[ys[i - 1] * scale:y * scale], band[:done])
+            band[:th * scale - done] = band[done:].copy()  # the overlap rows only
+            band[th * scale - done:] = 0.0
         for j, x in enumerate(xs):
             pred = _run_hwc(run, image[y:y + th, x:x + tw])
             pred *= wy[i][:, None, None]
             pred *= wx[j][None, :, None]
-            out[y * scale:(y + th) * scale, x * scale:(x + tw) * scale] += pred
+            band[:, x * scale:(x + tw) * scale] += pred
+    store(out[ys[-1] * scale:], band)
     return out

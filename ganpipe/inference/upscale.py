@@ -63,7 +63,7 @@ from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
 from ganpipe.fsutil import ensure_writable_dir, write_bytes
 from ganpipe.inference import png16
 from ganpipe.inference.session import OnnxModel, open_model
-from ganpipe.inference.tiling import MIN_TILE, as_unit, is_oom, upscale_plane
+from ganpipe.inference.tiling import MIN_TILE, as_unit, is_oom, store, upscale_plane
 
 TASK = "super_resolve"
 SCALES = (1, 2, 3, 4, 8)
@@ -79,6 +79,9 @@ MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".jpe", ".jfif", ".gif"}
 #: decoded images waiting for the model, and upscaled images waiting to be written
 MAX_PENDING_BYTES = 2 << 30
+#: zlib level of PNG outputs: on photos upscaled x4, level 4 writes files 3-4 % larger
+#: than Pillow's default 6 in less than half the time (1: 4x faster, 15-20 % larger)
+PNG_COMPRESSION = 4
 
 
 # -- the model -------------------------------------------------------------------------
@@ -320,32 +323,49 @@ def fill_transparent(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.where(known[:, :, None], color, fill).astype(np.float32)
 
 
-def _quantize(x: np.ndarray, bits: int) -> np.ndarray:
-    """Float [0, 1] -> uint8 or uint16, rounding; scales ``x`` in place (it is consumed)."""
-    top = 65535.0 if bits == 16 else 255.0
-    x *= top
-    x += 0.5
-    np.clip(x, 0, top, out=x)
-    return x.astype(np.uint16 if bits == 16 else np.uint8)
+def _to_bits(a: np.ndarray, bits: int) -> np.ndarray:
+    """An upscaled plane (uint8, uint16, or float32 in [0, 1], consumed) at ``bits``."""
+    want = np.uint16 if bits == 16 else np.uint8
+    if a.dtype == want:
+        return a
+    if a.dtype == np.uint16:  # 16-bit result, 8-bit format: round to the nearest level
+        return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    out = np.empty(a.shape, want)
+    store(out, as_unit(a))
+    return out
 
 
-def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95) -> None:
-    """Write ``pic`` atomically as ``fmt`` (PNG, JPEG, WEBP, TIFF). Consumes its planes:
-    they are scaled in place, so only the (smaller) integer copy is added in memory."""
-    color, alpha = pic.color, pic.alpha
+def output_bits(pic: Picture, fmt: str) -> int:
+    """16 where the source has 16 bits and ``fmt`` can hold them (PNG, TIFF), else 8."""
+    return 16 if pic.bits == 16 and fmt in ("PNG", "TIFF") else 8
+
+
+def _on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 colour composited over white with uint8 alpha (JPEG has no alpha)."""
+    a = alpha[:, :, None].astype(np.uint16)
+    return ((color * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95,
+                 png_compression: int = PNG_COMPRESSION) -> None:
+    """Write ``pic`` atomically as ``fmt`` (PNG, JPEG, WEBP, TIFF), at 16 bits where the
+    source had 16 and the format can hold them. Planes are normally already integers (see
+    :meth:`Upscaler.upscale`); float planes in [0, 1] are converted (and consumed)."""
+    bits = output_bits(pic, fmt)
+    color = _to_bits(pic.color, bits)
+    alpha = None if pic.alpha is None else _to_bits(pic.alpha, bits)
     if alpha is not None and fmt == "JPEG":  # no alpha in JPEG: composite on white
-        color *= alpha[:, :, None]
-        color += (1.0 - alpha)[:, :, None]
-        alpha = None
-    gray = color.shape[2] == 1
-    sixteen = pic.bits == 16 and (fmt == "PNG" or (fmt == "TIFF" and gray and alpha is None))
-    bits = 16 if sixteen else 8
-    arr = _quantize(color, bits)
-    if alpha is not None:
-        arr = np.concatenate([arr, _quantize(alpha, bits)[:, :, None]], axis=2)
+        color, alpha = _on_white(color, alpha), None
+    arr = color if alpha is None else np.concatenate([color, alpha[:, :, None]], axis=2)
     exif = pic.exif if fmt in ("PNG", "JPEG", "WEBP") else None
-    if sixteen and fmt == "PNG":  # Pillow cannot write 16-bit RGB(A) or gray+alpha
-        write_bytes(path, png16.encode_png16(arr, icc=pic.icc, exif=exif))
+    if bits == 16 and fmt == "PNG":  # Pillow cannot write 16-bit RGB(A) or gray+alpha
+        write_bytes(path, png16.encode_png16(arr, icc=pic.icc, exif=exif,
+                                             level=png_compression))
+        return
+    if bits == 16 and fmt == "TIFF" and arr.shape[2] > 1:  # nor 16-bit RGB(A) TIFFs
+        from ganpipe.inference import tiff16
+
+        write_bytes(path, tiff16.encode_tiff16(arr, icc=pic.icc))
         return
     im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)  # L, LA, RGB, RGBA, I;16
     params: dict[str, Any] = {}
@@ -355,6 +375,8 @@ def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95) ->
         params["exif"] = exif
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
+    if fmt == "PNG":
+        params["compress_level"] = png_compression
     if fmt == "TIFF" and features.check("libtiff"):
         params["compression"] = "tiff_adobe_deflate"
     save_image(im, path, format=fmt, **params)
@@ -362,7 +384,10 @@ def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95) ->
 
 # -- upscaling ---------------------------------------------------------------------------
 class Upscaler:
-    """Tiles, out-of-memory fallback and alpha around an :class:`SRModel`."""
+    """Tiles, out-of-memory fallback and alpha around an :class:`SRModel`.
+
+    An ``overlap`` too large for ``tile`` (at least half of it) becomes a quarter of the
+    tile, with a note through ``log``: ``--tile 64`` works with the default overlap."""
 
     def __init__(self, model: SRModel, tile: int = 512, overlap: int = 32,
                  alpha: str = "model", log: Callable[[str], Any] | None = None):
@@ -371,22 +396,29 @@ class Upscaler:
             raise ConfigError(f"alpha must be 'model' or 'bicubic', got {alpha!r}")
         self.model = model
         self.scale = model.scale
+        self.log = log or (lambda msg: None)
         m = model.multiple
         self.tile = max(m, tile - tile % m) if tile else 0
-        self.overlap = min(overlap, self.tile // 2 - 1) if tile else overlap
+        if self.tile and 2 * overlap >= self.tile:
+            fitted = self.tile // 4
+            self.log(f"tile overlap {overlap} is too large for {self.tile}x{self.tile} "
+                     f"tiles; using {fitted}")
+            overlap = fitted
+        self.overlap = overlap
         self.alpha = alpha
-        self.log = log or (lambda msg: None)
 
-    def plane(self, image: np.ndarray) -> np.ndarray:
-        """Upscale one HWC plane (C = 1 or 3), halving the tile after out-of-memory."""
+    def plane(self, image: np.ndarray, dtype: type | np.dtype = np.float32) -> np.ndarray:
+        """Upscale one HWC plane (C = 1 or 3) into ``dtype`` (float32 in [0, 1], uint8 or
+        uint16), halving the tile after out-of-memory."""
+        m = self.model.multiple
         while True:
             try:
-                return upscale_plane(self.model, image, self.scale, self.tile, self.overlap)
+                return upscale_plane(self.model, image, self.scale, self.tile, self.overlap,
+                                     multiple=m, dtype=dtype)
             except Exception as exc:
                 if not is_oom(exc):
                     raise
                 current = min(self.tile or max(image.shape[:2]), max(image.shape[:2]))
-                m = self.model.multiple
                 smaller = max(m, (current // 2) - (current // 2) % m)
                 if smaller < MIN_TILE or smaller >= current:
                     raise GanpipeError(f"out of memory even with {current}x{current} tiles "
@@ -397,31 +429,38 @@ class Upscaler:
                 self.log(f"out of memory with {current}x{current} tiles; retrying with "
                          f"{smaller}x{smaller} tiles (overlap {self.overlap})")
 
-    def upscale(self, pic: Picture) -> Picture:
+    def upscale(self, pic: Picture, bits: int | None = None) -> Picture:
+        """The upscaled picture: planes float32 in [0, 1], or with ``bits`` 8 or 16
+        integers, converted band by band so no float copy of the output is ever held."""
+        dtype = np.float32 if bits is None else np.uint16 if bits == 16 else np.uint8
         color = pic.color if pic.alpha is None else fill_transparent(pic.color, pic.alpha)
-        up = self.plane(color)
+        up = self.plane(color, dtype)
         alpha = None
         if pic.alpha is not None:
             a = pic.alpha
+            h, w = up.shape[:2]
             if a.min() == a.max():
-                alpha = np.full(up.shape[:2], as_unit(a.reshape(-1)[:1])[0], np.float32)
+                value = as_unit(a.reshape(-1)[:1]).astype(np.float32, copy=True)
+                alpha = np.empty((h, w), dtype)
+                store(alpha[:1, :1], value.reshape(1, 1))
+                alpha.fill(alpha[0, 0])
             elif self.alpha == "bicubic":
-                big = Image.fromarray(as_unit(a), "F").resize((up.shape[1], up.shape[0]),
-                                                              Image.Resampling.BICUBIC)
-                alpha = np.array(big, dtype=np.float32)
+                big = Image.fromarray(as_unit(a), "F").resize((w, h), Image.Resampling.BICUBIC)
+                alpha = np.empty((h, w), dtype)
+                store(alpha, np.clip(np.array(big, dtype=np.float32), 0.0, 1.0))
             else:
-                alpha = self.plane(a[:, :, None])[:, :, 0]
-            np.clip(alpha, 0.0, 1.0, out=alpha)
-        return replace(pic, color=up, alpha=alpha)
+                alpha = self.plane(a[:, :, None], dtype)[:, :, 0]
+                if bits is None:
+                    np.clip(alpha, 0.0, 1.0, out=alpha)
+        return replace(pic, color=up, alpha=alpha, bits=pic.bits if bits is None else bits)
 
 
 def check_tiling(tile: int, overlap: int) -> None:
     if tile < 0 or (0 < tile < MIN_TILE):
         raise ConfigError(f"tile size must be 0 (whole image) or at least {MIN_TILE}, got "
                           f"{tile}")
-    if overlap < 0 or (tile and 2 * overlap >= tile):
-        raise ConfigError(f"tile overlap must be at least 0 and less than half the tile "
-                          f"({tile}), got {overlap}")
+    if overlap < 0:
+        raise ConfigError(f"tile overlap must be at least 0, got {overlap}")
 
 
 # -- planning a batch ------------------------------------------------------------------
@@ -635,7 +674,8 @@ class _Progress:
 
 
 def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
-             workers: int | None = None, progress: bool | None = None
+             png_compression: int = PNG_COMPRESSION, workers: int | None = None,
+             progress: bool | None = None
              ) -> tuple[list[Path], list[tuple[Path, str]], float]:
     """Decode (thread pool, ahead) -> upscale (this thread) -> encode (thread pool,
     behind). Returns the written paths, the failures and the input megapixels."""
@@ -648,7 +688,7 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
     def encode(job: Job, pic: Picture, megapixels: float) -> None:
         try:
             job.dst.parent.mkdir(parents=True, exist_ok=True)
-            encode_image(pic, job.dst, job.fmt, quality)
+            encode_image(pic, job.dst, job.fmt, quality, png_compression)
         except Exception as exc:  # noqa: BLE001 - one file's problem, reported
             fail(job, f"cannot write {job.dst}: {describe_error(exc)}")
             return
@@ -690,7 +730,7 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
                      f"most {MAX_SIDE[job.fmt]} pixels a side); use --format png")
                 continue
             try:
-                result = upscaler.upscale(pic)
+                result = upscaler.upscale(pic, output_bits(pic, job.fmt))
             except GanpipeError:
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. the model rejects this size
@@ -716,7 +756,8 @@ def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
                  device: str = "auto", tile: int = 512, overlap: int = 32,
                  format: str | None = None, suffix: str = "", recursive: bool = False,
                  skip_existing: bool = False, shard: str | tuple[int, int] | None = None,
-                 quality: int = 95, alpha: str = "model", workers: int | None = None,
+                 quality: int = 95, png_compression: int = PNG_COMPRESSION,
+                 alpha: str = "model", workers: int | None = None,
                  progress: bool | None = None, log: Callable[[str], Any] | None = None
                  ) -> UpscaleSummary:
     """Upscale an image file or a folder of images with a ``super_resolve`` model.
@@ -727,6 +768,8 @@ def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
     """
     if not 1 <= quality <= 100:
         raise ConfigError(f"quality must be 1..100, got {quality}")
+    if not 0 <= png_compression <= 9:
+        raise ConfigError(f"PNG compression must be 0..9, got {png_compression}")
     check_tiling(tile, overlap)
     plan = plan_jobs(input, output, format=format, suffix=suffix, recursive=recursive,
                      skip_existing=skip_existing, shard=parse_shard(shard))
@@ -735,6 +778,7 @@ def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
     ensure_writable_dir(plan.out_dir)
     t0 = time.perf_counter()
     written, failures, megapixels = run_jobs(upscaler, plan.jobs, quality=quality,
+                                             png_compression=png_compression,
                                              workers=workers, progress=progress)
     order = {job.src: i for i, job in enumerate(plan.jobs)}
     failures = plan.failures + sorted(failures, key=lambda f: order.get(f[0], -1))
