@@ -188,6 +188,9 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
     cfg = PipelineConfig(path=path, base_dir=path.resolve().parent, run=run, data=data,
                          dataset=dataset, data_options=data_options, model=model,
                          variant=variant, variant_options=variant_options, stages=stages)
+    for opts in (data_options, variant_options, *(sc.options for sc in stages)):
+        if isinstance(opts, Options):  # a plugin may use a plain pydantic model
+            opts._base_dir = cfg.base_dir
     for sc in stages:
         check = getattr(sc.stage, "check", None)
         if check:

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import difflib
+import os
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from ganpipe.errors import ConfigError
 
@@ -15,6 +17,17 @@ class Options(BaseModel):
     """Base for option schemas: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # The folder relative paths in these options are relative to: the pipeline.toml's, set
+    # by load_config (variants get no base_dir argument, unlike datasets and stages). Private,
+    # so not in model_dump: fingerprints and resume checks keep the paths as written, and a
+    # project folder that moves keeps its runs.
+    _base_dir: Path | None = PrivateAttr(None)
+
+    def resolve_path(self, path: str | os.PathLike) -> Path:
+        """``path`` (``~`` expanded) relative to the pipeline.toml's folder; to the current
+        folder for options made in code, not loaded from a file."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or self._base_dir is None else self._base_dir / p
 
 
 def _describe(value: Any) -> str:

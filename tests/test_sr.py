@@ -4,6 +4,7 @@ sample inputs, a pipeline end to end and a short training run that beats bicubic
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from conftest import write_toml
 from PIL import Image
 from safetensors.torch import save_file
 
+from ganpipe.data.base import ImageSet
 from ganpipe.data.sources import PatchesDataset, PatchesOptions, ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError, DataError
 from ganpipe.export.onnx_export import build_metadata, export_onnx
@@ -258,6 +260,55 @@ def test_vgg19_layout_is_torchvision_and_loads_local_weights(tmp_path):
     assert torch.isfinite(losses["perceptual"]) and losses["perceptual"] > 0
 
 
+VGG_PIPELINE = """
+[run]
+name = "vgg"
+device = "cpu"
+
+[data]
+dataset = "shapes"
+image_size = 16
+count = 8
+
+[model]
+variant = "srgan"
+scale = 2
+num_feat = 8
+num_block = 1
+d_width = 4
+vgg_weights = "{weights}"
+vgg_layer = 7
+
+[train]
+steps = 1
+batch_size = 4
+log_every = 1
+sample_every = 0
+checkpoint_every = 0
+num_samples = 4
+progress = false
+"""
+
+
+def test_relative_vgg_weights_are_relative_to_the_pipeline_toml(tmp_path, monkeypatch):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    torch.manual_seed(0)
+    torch.save({f"features.{k}": v for k, v in vgg19_layers(8).state_dict().items()},
+               project / "vgg.pth")
+    monkeypatch.chdir(elsewhere)  # not the toml's folder
+    toml = write_toml(project / "pipeline.toml", VGG_PIPELINE.format(weights="vgg.pth"))
+    run_file(toml, entry_points=False, log=lambda *_: None)
+    first = (project / "runs" / "vgg" / "train" / "metrics.jsonl").read_text().splitlines()[0]
+    assert "perceptual" in json.loads(first)
+    write_toml(project / "pipeline.toml", VGG_PIPELINE.format(weights="missing.pth"))
+    with pytest.raises(ConfigError) as err:
+        run_file(toml, entry_points=False, log=lambda *_: None)
+    assert f"model.vgg_weights: {project.resolve() / 'missing.pth'} is not a file" in \
+        str(err.value)
+
+
 # -- degradations and data ---------------------------------------------------------------------
 
 def test_degradations_shapes_ranges_and_determinism():
@@ -298,6 +349,35 @@ def test_patches_source_crops_native_resolution(tmp_path):
         PatchesOptions(path=root, per_image=6, seed=1), tmp_path)
     with pytest.raises(DataError, match="smaller than"):
         src.load(PatchesOptions(path=root, per_image=1), 128, 3, tmp_path)
+
+
+def test_patches_holdout_keeps_all_crops_of_a_photo_on_one_side(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):  # channel 0 is the photo's number: each crop names its source
+        arr = rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)
+        arr[..., 0] = i
+        Image.fromarray(arr).save(root / f"{i}.png")
+    data = PatchesDataset().load(PatchesOptions(path=root, per_image=4), 16, 3, tmp_path)
+    assert len(data) == 40
+    for seed in range(5):
+        train, held = data.split(0.3, seed)
+        train_src = set(train.images[:, 0, 0, 0].tolist())
+        held_src = set(held.images[:, 0, 0, 0].tolist())
+        assert not train_src & held_src, f"seed {seed}: photos on both sides"
+        assert len(held_src) == 3 and len(held) == 12  # 30 % of the photos, all 4 crops each
+        assert len(train_src) == 7 and len(train) == 28
+    # the crops of one photo cannot be split by photo
+    one = data.subset(np.flatnonzero(data.groups == 0))
+    with pytest.raises(DataError, match="one source file"):
+        one.split(0.2, 0)
+    # a set without sources (folder, shapes): the seeded selection of before, image by image
+    plain = ImageSet(data.images, data.labels, data.class_names)
+    train, held = plain.split(0.3, 7)
+    perm = np.random.default_rng([7, 0x5EED]).permutation(40)
+    assert np.array_equal(held.images, data.images[np.sort(perm[:12])])
+    assert np.array_equal(train.images, data.images[np.sort(perm[12:])])
 
 
 # -- end to end --------------------------------------------------------------------------------

@@ -21,12 +21,20 @@ class ImageSet:
     labels: np.ndarray
     class_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Source file index of each image, for sources that make several images of one file
+    #: (``patches``): :meth:`split` keeps a file's images on one side. ``None``: each image
+    #: is its own source. Not written by :meth:`save` (saved sets are already split).
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.images = np.ascontiguousarray(self.images, dtype=np.uint8)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if self.images.ndim != 4 or len(self.images) != len(self.labels):
             raise ValueError("images must be NHWC with one label per image")
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups, dtype=np.int64)
+            if self.groups.shape != self.labels.shape:
+                raise ValueError("groups must have one source index per image")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -45,15 +53,30 @@ class ImageSet:
         return int(self.images.shape[3])
 
     def subset(self, index: np.ndarray) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index], self.class_names, self.skipped)
+        groups = None if self.groups is None else self.groups[index]
+        return ImageSet(self.images[index], self.labels[index], self.class_names, self.skipped,
+                        groups)
 
     def split(self, holdout: float, seed: int) -> tuple[ImageSet, ImageSet]:
-        """(train, held-out): a seeded random ``holdout`` fraction is held out."""
-        n_hold = int(round(len(self) * holdout)) if holdout > 0 else 0
-        if holdout > 0 and len(self) > 1:
-            n_hold = min(max(1, n_hold), len(self) - 1)
-        perm = np.random.default_rng([seed, 0x5EED]).permutation(len(self))
-        return self.subset(np.sort(perm[n_hold:])), self.subset(np.sort(perm[:n_hold]))
+        """(train, held-out): a seeded random ``holdout`` fraction of the source files is
+        held out, with all their images: crops of one photo on both sides would score the
+        model on pixels it was trained on. Without ``groups`` each image is a source, and
+        the selection is the same as it always was for a given seed."""
+        groups = np.arange(len(self)) if self.groups is None else self.groups
+        sources, inverse = np.unique(groups, return_inverse=True)
+        n = len(sources)
+        if holdout > 0 and n == 1 and self.groups is not None and len(self) > 1:
+            raise DataError(f"data.holdout = {holdout}: all {len(self)} images come from one "
+                            f"source file, and held-out images must come from other files "
+                            f"than the training ones; add images or set holdout = 0")
+        n_hold = int(round(n * holdout)) if holdout > 0 else 0
+        if holdout > 0 and n > 1:
+            n_hold = min(max(1, n_hold), n - 1)
+        perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
+        held = np.zeros(n, dtype=bool)
+        held[perm[:n_hold]] = True
+        held = held[inverse]
+        return self.subset(np.flatnonzero(~held)), self.subset(np.flatnonzero(held))
 
     def save(self, path: str | Path) -> None:
         buf = io.BytesIO()

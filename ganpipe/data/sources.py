@@ -179,7 +179,9 @@ class PatchesOptions(Options):
 class PatchesDataset:
     """Random ``image_size`` crops of native-resolution images: HR patches for
     super-resolution (the variant makes the LR input from each patch). Crop positions
-    depend on (seed, file index) only; images smaller than a patch are skipped."""
+    depend on (seed, file index) only; images smaller than a patch are skipped. Each crop
+    carries its file's index (``ImageSet.groups``), so ``data.holdout`` holds out whole
+    photos, never some crops of a photo that is also trained on."""
 
     name = "patches"
     description = "random HR crops (data.image_size) of native-resolution images, for SR"
@@ -210,12 +212,13 @@ class PatchesDataset:
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             results = list(pool.map(crops, enumerate(files)))
-        patches, skipped = [], []
-        for path, (arrs, err) in zip(files, results, strict=True):
+        patches, groups, skipped = [], [], []
+        for i, (path, (arrs, err)) in enumerate(zip(files, results, strict=True)):
             if err is not None:
                 skipped.append((str(path), err))
             else:
                 patches.extend(arrs)
+                groups.extend([i] * len(arrs))
         if skipped:
             print(f"warning: skipped {len(skipped)} image(s) of {len(files)} in {root} "
                   f"(first: {skipped[0][0]}: {skipped[0][1]})", file=sys.stderr)
@@ -223,7 +226,7 @@ class PatchesDataset:
             raise DataError(f"data folder {root}: no patches from the {len(files)} image "
                             f"file(s) (first problem: {skipped[0][1]})")
         return ImageSet(np.stack(patches), np.zeros(len(patches), dtype=np.int64),
-                        [ROOT_CLASS], skipped)
+                        [ROOT_CLASS], skipped, groups=np.array(groups))
 
 
 @ganpipe.hookimpl

@@ -45,8 +45,8 @@ class SROptions(Options):
     pretrain_steps: int = Field(0, ge=0, description="first steps without adversarial loss "
                                 "(PSNR-oriented warm-up)")
     vgg_weights: Path | None = Field(None, description="local torchvision VGG19 weights "
-                                     "(.pth / .safetensors) for the perceptual loss; never "
-                                     "downloaded")
+                                     "(.pth / .safetensors) for the perceptual loss, "
+                                     "relative to the pipeline.toml; never downloaded")
     vgg_layer: int = Field(34, ge=0, le=36, description="index in VGG19 features: 34 = "
                            "conv5_4 before ReLU (ESRGAN), 35 = after (SRGAN)")
     vgg_weight: float = Field(1.0, ge=0, description="perceptual loss weight")
@@ -86,9 +86,10 @@ class SRVariant(Variant):
         if info.image_size % need:
             raise ConfigError(f"data.image_size = {info.image_size} (the HR patch size) must "
                               f"be a multiple of {need} for {self.name} x{opts.scale}")
-        if opts.vgg_weights is not None and not Path(opts.vgg_weights).is_file():
-            raise ConfigError(f"model.vgg_weights: {opts.vgg_weights} is not a file; give "
-                              f"the path of local torchvision VGG19 weights, or remove it")
+        if opts.vgg_weights is not None and not opts.resolve_path(opts.vgg_weights).is_file():
+            raise ConfigError(f"model.vgg_weights: {opts.resolve_path(opts.vgg_weights)} is "
+                              f"not a file; give the path of local torchvision VGG19 weights "
+                              f"(relative to the pipeline.toml), or remove it")
 
     def build(self, opts: SROptions, info: DataInfo) -> dict[str, nn.Module]:
         nets = {"G": self.build_generator(opts, info)}
@@ -103,10 +104,10 @@ class SRVariant(Variant):
     def vgg(self, opts: SROptions, device: torch.device) -> nn.Module | None:
         if opts.vgg_weights is None or opts.vgg_weight <= 0:
             return None
-        key = (str(opts.vgg_weights), opts.vgg_layer, str(device))
+        path = opts.resolve_path(opts.vgg_weights)
+        key = (str(path), opts.vgg_layer, str(device))
         if key not in self._vgg:
-            self._vgg[key] = VGG19Features.from_file(opts.vgg_weights, opts.vgg_layer
-                                                     ).to(device)
+            self._vgg[key] = VGG19Features.from_file(path, opts.vgg_layer).to(device)
         return self._vgg[key]
 
     # -- inputs ----------------------------------------------------------------------------
