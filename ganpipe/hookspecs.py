@@ -38,7 +38,9 @@ def ganpipe_register_stages(register: Callable[[Any], None]) -> None:
     Call ``register(stage)`` for each stage object. A stage has a unique ``name`` (the
     table name in ``pipeline.toml``), an ``Options`` pydantic model, a tuple ``requires``
     of stage names whose outputs it reads, and ``run(ctx, opts) -> dict[str, str]``
-    returning its outputs (paths relative to the run folder). See
+    returning its outputs (paths relative to the run folder); optionally
+    ``check(config, opts)`` (load-time validation) and ``fingerprint(config, opts)`` (the
+    files it reads from outside the run, so that changing them re-runs it). See
     :class:`ganpipe.stages.base.Stage`.
     """
 

@@ -52,8 +52,10 @@ def _hash(obj: Any) -> str:
 
 
 def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
-    """Fingerprint of each stage: its options, the parts of the config it uses, and the
-    fingerprints of the stages it reads from. ``@data`` is the data source's own."""
+    """Fingerprint of each stage: its options, the parts of the config it uses, the
+    fingerprints of the stages it reads from, and its own ``fingerprint(config, opts)`` of
+    the files it reads from outside the run (when it has one). ``@data`` is the data
+    source's own."""
     fps: dict[str, str] = {
         "@data": _hash([cfg.data.model_dump(mode="json"),
                         cfg.dataset.fingerprint(cfg.data_options, cfg.base_dir)])}
@@ -68,6 +70,10 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
             blob["seed"] = cfg.run.seed
         blob["upstream"] = {up: fps.get(up) for up in (*stage.requires, *stage.optional)
                             if up in fps}
+        own = getattr(stage, "fingerprint", None)  # plugin stages need not derive from Stage
+        inputs = own(cfg, sc.options) if callable(own) else None
+        if inputs is not None:  # no key otherwise: existing runs' fingerprints stay valid
+            blob["inputs"] = inputs
         fps[sc.name] = _hash(blob)
     return fps
 

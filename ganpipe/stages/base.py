@@ -84,5 +84,12 @@ class Stage:
     def check(self, config: Any, opts: Any) -> None:
         """Extra validation at load time (before any stage runs)."""
 
+    def fingerprint(self, config: Any, opts: Any) -> str | None:
+        """What the stage reads from outside the run folder, as a string that changes when
+        those files change (cheap: names, sizes, mtimes; no decoding), so that a re-run
+        does not skip the stage after its input files changed. ``None``: its options and
+        upstream stages cover all its inputs. Computed before any stage runs."""
+        return None
+
     def run(self, ctx: StageContext, opts: Any) -> StageResult:
         raise NotImplementedError

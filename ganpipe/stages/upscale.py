@@ -4,13 +4,20 @@ Runtime, no torch).
 The model is ``model`` (a path relative to the pipeline.toml) or, without it, the export
 stage's output. Files that cannot be read or written are logged and listed in the
 manifest (``info.failed``); the others are written and the stage counts as done: re-run
-it with ``ganpipe run --from upscale`` after fixing them. The stage's fingerprint covers
-its options and the export stage, not the contents of the input folder: after adding
-images, re-run with ``--from upscale`` (``skip_existing = true`` makes that cheap).
+it with ``ganpipe run --from upscale`` after fixing them.
+
+The stage's fingerprint covers its options, the export stage, the ``model`` file (size and
+mtime) and the input: the relative path, size and mtime of each image file the stage would
+read (as listed by the upscaler, ``recursive`` included; no pixel data is read). Adding,
+removing, replacing or touching an input image re-runs the stage on the next ``ganpipe
+run`` (``skip_existing = true`` then redoes only the new images). It is taken before any
+stage runs: an input that an earlier stage of the same pipeline writes is seen as it was
+then, and the next run catches up.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -21,13 +28,49 @@ from ganpipe.options import Options
 from ganpipe.stages.base import Stage, StageContext, StageResult
 
 
+def _resolve(base: Path, p: str) -> Path:
+    """A path of the options: ``~`` expanded, relative ones from the pipeline.toml's folder."""
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _file_line(path: Path, name: str) -> str:
+    try:
+        st = path.stat()
+    except OSError as exc:  # gone or unreadable: the run reports it; hash the fact
+        return f"{name}\0{type(exc).__name__}\n"
+    return f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n"
+
+
+def input_fingerprint(src: Path, recursive: bool) -> str:
+    """Hash of the image files the stage would read from ``src`` (a file or a folder): the
+    relative path, size and mtime of each, from the upscaler's own listing, so the files it
+    ignores do not re-run the stage. Never raises: a missing or unreadable input gets a
+    hash of its own, and the stage's run reports the problem."""
+    from ganpipe.inference.upscale import list_images
+
+    h = hashlib.sha256(f"upscale-input-v1 {recursive}\n".encode())
+    if src.is_dir():
+        try:
+            listed, _ = list_images(src, recursive)
+        except OSError as exc:
+            h.update(f"unlistable\0{type(exc).__name__}\n".encode())
+            listed = []
+        for path, _fmt in listed:
+            h.update(_file_line(path, path.relative_to(src).as_posix()).encode())
+    else:  # a single file (any name), or nothing there yet
+        h.update(f"file\0{_file_line(src, src.name)}".encode())
+    return h.hexdigest()
+
+
 class UpscaleOptions(Options):
     input: str = Field(description="image folder (or file), relative to the pipeline.toml")
     output: str | None = Field(None, description="output folder, relative to the toml; "
                                "default: upscale/ in the run folder")
     model: str | None = Field(None, description="super-resolution .onnx, relative to the "
                               "toml; default: the export stage's model")
-    tile: int = Field(512, ge=0, description="tile size in input pixels; 0 = whole image")
+    tile: int = Field(512, ge=0, description="tile grid in input pixels (tiles also "
+                      "read the overlap); 0 = whole image")
     overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
     format: Literal["png", "jpg", "webp", "tiff"] | None = Field(
@@ -36,6 +79,8 @@ class UpscaleOptions(Options):
     recursive: bool = False
     skip_existing: bool = False
     quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality")
+    png_compression: int = Field(4, ge=0, le=9, description="zlib level of PNG outputs "
+                                 "(1 fastest, 9 smallest)")
     alpha: Literal["model", "bicubic"] = "model"
 
 
@@ -57,14 +102,23 @@ class UpscaleStage(Stage):
         except ConfigError as exc:
             raise ConfigError(f"{config.path}: [upscale] {exc}") from None
 
+    def fingerprint(self, config, opts: UpscaleOptions) -> str:
+        """The input images and an explicit ``model`` file: the pipeline's fingerprint of
+        the options alone would skip the stage after images were added or replaced. (The
+        export stage's model is covered by that stage's fingerprint.)"""
+        base = config.base_dir
+        text = input_fingerprint(_resolve(base, opts.input), opts.recursive)
+        if opts.model:
+            text += " " + _file_line(_resolve(base, opts.model), "model").strip()
+        return text
+
     def run(self, ctx: StageContext, opts: UpscaleOptions) -> StageResult:
         from ganpipe.inference.upscale import upscale_path
 
         base = ctx.config.base_dir
 
         def resolve(p: str) -> Path:
-            path = Path(p).expanduser()
-            return path if path.is_absolute() else base / path
+            return _resolve(base, p)
 
         model = resolve(opts.model) if opts.model else ctx.output("export", "model",
                                                                   needed_by=self.name)
@@ -72,7 +126,9 @@ class UpscaleStage(Stage):
         summary = upscale_path(resolve(opts.input), out, model, device=opts.device,
                                tile=opts.tile, overlap=opts.overlap, format=opts.format,
                                suffix=opts.suffix, recursive=opts.recursive,
-                               skip_existing=opts.skip_existing, log=ctx.log)
+                               skip_existing=opts.skip_existing, quality=opts.quality,
+                               png_compression=opts.png_compression, alpha=opts.alpha,
+                               log=ctx.log)
         for path, reason in summary.failures:
             ctx.log(f"[{self.name}] failed: {path}: {reason}")
         try:
