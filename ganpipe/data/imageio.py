@@ -20,20 +20,26 @@ DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError,
                  Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
+def check_pixels(width: int, height: int) -> None:
+    """Pillow's decompression-bomb limit as an error from its warning threshold on.
+
+    Pillow warns at ``MAX_IMAGE_PIXELS`` and raises at twice that; both count as errors
+    here. Checked explicitly rather than with ``warnings.catch_warnings()``, which mutates
+    global state and is not thread-safe (images are decoded in thread pools)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise Image.DecompressionBombError(
+            f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, could "
+            f"be decompression bomb DOS attack.")
+
+
 def load_image(path: str | Path, channels: int) -> Image.Image:
     """Open, fully decode and orient an image; ``channels`` 1 -> "L", 3 -> "RGB".
 
     Transparent pixels are composited on white. Raises one of :data:`DECODE_ERRORS`.
     """
     with Image.open(path) as im:
-        # Pillow warns at MAX_IMAGE_PIXELS and raises at twice that; treat both as errors.
-        # Checked here rather than with warnings.catch_warnings(), which mutates global
-        # state and is not thread-safe (images are decoded in a thread pool).
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit and im.width * im.height > limit:
-            raise Image.DecompressionBombError(
-                f"Image size ({im.width * im.height} pixels) exceeds limit of {limit} "
-                f"pixels, could be decompression bomb DOS attack.")
+        check_pixels(im.width, im.height)
         im.load()
         im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

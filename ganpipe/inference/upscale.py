@@ -22,10 +22,11 @@ What happens to an image:
   channel goes through the model as a gray image (``alpha="model"``, sharp edges) or is
   resized bicubically (``alpha="bicubic"``, faster); a constant alpha is just enlarged.
   Palette images come out RGB or RGBA. JPEG cannot hold alpha: it is composited on white.
-* **16 bits** per channel (I;16/I;16B PNG and TIFF, and 48/64-bit RGB(A) PNGs, read with
-  :mod:`ganpipe.inference.png16` because Pillow reduces them to 8 bits) stay 16-bit in PNG
-  output, and in TIFF output for gray images; formats without 16-bit support get 8 bits.
-  16-bit RGB TIFFs are read at 8 bits (a Pillow limit).
+* **16 bits** per channel (I;16/I;16B PNG and TIFF; 48/64-bit RGB(A) PNGs, read with
+  :mod:`ganpipe.inference.png16`, and 48/64-bit RGB(A) and gray+alpha TIFFs, read with
+  :mod:`ganpipe.inference.tiff16`, because Pillow reduces them to 8 bits) stay 16-bit in
+  PNG and TIFF output; JPEG and WebP get 8 bits. A 16-bit TIFF compressed with LZW or JPEG
+  is read by Pillow at 8 bits unless ``imagecodecs`` is installed.
 * **Tiling** (:mod:`ganpipe.inference.tiling`): only tiles go through the model; on an
   out-of-memory error the tile size is halved and the image redone, and the smaller tile
   is kept for the following images.
@@ -58,7 +59,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, features
 
-from ganpipe.data.imageio import IMAGE_SUFFIXES, save_image
+from ganpipe.data.imageio import IMAGE_SUFFIXES, check_pixels, save_image
 from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
 from ganpipe.fsutil import ensure_writable_dir, write_bytes
 from ganpipe.inference import png16
@@ -217,16 +218,6 @@ def _sniff(path: Path) -> str | None:
         return None
 
 
-def _check_pixels(width: int, height: int) -> None:
-    """Pillow's decompression-bomb limit as an error from the warning threshold on (as in
-    :func:`ganpipe.data.imageio.load_image`)."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and width * height > limit:
-        raise Image.DecompressionBombError(
-            f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, could "
-            f"be decompression bomb DOS attack.")
-
-
 _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
            5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
            7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
@@ -264,6 +255,18 @@ def _from_pil(im: Image.Image) -> Picture:
     return Picture(arr)
 
 
+def _decode_tiff16(path: Path) -> Picture:
+    """A 48/64-bit RGB(A) or 16-bit gray+alpha TIFF, which Pillow would reduce or refuse."""
+    from ganpipe.inference import tiff16
+
+    arr, info = tiff16.read_tiff16(path)
+    arr = _ORIENT.get(info.orientation, lambda a: a)(arr)
+    n = 3 if arr.shape[2] >= 3 else 1
+    alpha = np.ascontiguousarray(arr[:, :, n]) if arr.shape[2] > n else None
+    color = np.ascontiguousarray(arr[:, :, :n])
+    return Picture(color, alpha, bits=16, icc=_icc_for(info.icc, n == 1), format="TIFF")
+
+
 def decode_image(path: str | Path) -> Picture:
     """Read an image by content, oriented; raises on anything that is not a usable image."""
     path = Path(path)
@@ -271,8 +274,16 @@ def decode_image(path: str | Path) -> Picture:
         head = fh.read(33)
     if not head:
         raise ValueError("empty file (0 bytes)")
+    if sniff_format(head) == "TIFF":
+        from ganpipe.inference import tiff16  # tifffile: only for TIFF inputs
+
+        if tiff16.tiff16_needed(path):
+            try:
+                return _decode_tiff16(path)
+            except tiff16.MissingCodec:
+                pass  # e.g. LZW without imagecodecs: Pillow reads it, at 8 bits
     with Image.open(path) as im:
-        _check_pixels(im.width, im.height)
+        check_pixels(im.width, im.height)
         fmt = im.format
         icc = im.info.get("icc_profile")
         exif = im.getexif()
@@ -497,7 +508,7 @@ def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _list_images(root: Path, recursive: bool) -> tuple[list[tuple[Path, str | None]], int]:
+def list_images(root: Path, recursive: bool) -> tuple[list[tuple[Path, str | None]], int]:
     """Files under ``root`` that are images by content or by name (hidden files and
     folders skipped), sorted by relative path; and the number of other files ignored."""
     found, ignored = [], 0
@@ -562,7 +573,7 @@ def plan_jobs(src: str | Path, out: str | Path, *, format: str | None = None,
             raise ConfigError(f"output folder {out} is inside the input folder {src}; choose "
                               f"a folder outside it (outputs would be read as inputs next "
                               f"time)")
-        listed, ignored = _list_images(src, recursive)
+        listed, ignored = list_images(src, recursive)
         if not listed:
             where = " or its sub-folders" if recursive else ""
             hint = "" if recursive else " (add --recursive for sub-folders)"
