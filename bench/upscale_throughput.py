@@ -33,9 +33,9 @@ B = baseline: what Real-ESRGAN's ``RealESRGANer`` does, written here: PyTorch ea
     its inputs are ``.half()``.
 
 Both sides get the same ``T``. Their tile geometries differ (ganpipe: evenly spread
-windows of at most ``T`` pixels, as small as an overlap of ``--overlap`` allows, blended; RealESRGANer:
-a ``T`` grid plus ``--tile-pad`` context), so the table also shows how many pixels each one
-feeds the model per image. An image no larger than ``T`` is one tile on both sides.
+windows on the ``T`` grid, just large enough to share ``--overlap`` pixels, blended;
+RealESRGANer: the same grid plus ``--tile-pad`` context on each side, pasted), so the
+table also shows how many pixels each one feeds the model per image. An image no larger than ``T`` is one tile on both sides.
 
 Each timed run is a fresh subprocess (no thread pool or allocator state carries over from
 the other side); the time is taken inside it around the work alone - opening the model

@@ -144,7 +144,8 @@ def generate(model, count, out, seed, labels, codes, batch_size, device, no_grid
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N or tensorrt.")
 @click.option("--tile", default=512, show_default=True, type=click.IntRange(min=0),
-              help="Tile size in input pixels; 0 = whole image at once.")
+              help="Tile grid in input pixels (each tile also reads the overlap with its "
+                   "neighbours); 0 = whole image at once.")
 @click.option("--tile-overlap", "overlap", default=32, show_default=True,
               type=click.IntRange(min=0), help="Overlap of neighbouring tiles, blended.")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "tiff"]),

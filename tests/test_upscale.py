@@ -234,25 +234,25 @@ def test_non_sr_model_and_bad_device_are_one_line_errors(models, tmp_path, cli):
 
 
 # -- tiling ----------------------------------------------------------------------------
-def test_tile_windows_are_as_small_as_the_overlap_allows():
+def test_tile_windows_make_the_tile_grid_with_the_overlap_added():
     cases = [(70, 24, 6, 1), (100, 32, 8, 1), (33, 32, 4, 1), (500, 64, 31, 1),
              (256, 128, 32, 1), (1000, 128, 16, 4), (257, 64, 0, 8), (131, 64, 16, 1)]
     for length, tile, overlap, multiple in cases:
         size, starts = tile_windows(length, tile, overlap, multiple)
         n = len(starts)
-        assert starts[0] == 0 and starts[-1] == length - size and size <= tile
-        assert size % multiple == 0
+        assert n == -(-length // tile)  # Real-ESRGAN's grid: ceil(length / tile)
+        assert starts[0] == 0 and starts[-1] == length - size and size % multiple == 0
         assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:], strict=False))
-        # no fewer windows possible, and no smaller window for that many
-        assert n == max(2, -(-(length - overlap) // (tile - overlap)))
+        # the smallest window for that: about tile + overlap, not more
         assert (size - multiple) * n < length + (n - 1) * overlap
+        assert size <= tile + overlap + multiple
         total = np.zeros(length * 2)
         for s, w in zip(starts, axis_weights(starts, size, length, 2), strict=True):
             total[s * 2:(s + size) * 2] += w
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
-    # a 256 px side in 128 px tiles with overlap 32: three 107 px windows (1.25x the
-    # side through the model), not three 128 px ones (1.5x)
-    assert tile_windows(256, 128, 32) == (107, [0, 74, 149])
+    # a 256 px side in 128 px tiles with overlap 32: two 144 px windows (1.125x the side
+    # through the model), not three 128 px ones (1.5x)
+    assert tile_windows(256, 128, 32) == (144, [0, 112])
     assert tile_windows(100, 128, 32) == (100, [0])
 
 
@@ -312,7 +312,7 @@ def test_tiled_equals_untiled_and_only_tiles_reach_the_model(models, tmp_path):
     upscaler = Upscaler(sr, tile=24, overlap=6)
     pic = decode_image(tmp_path / "a.png")
     tiled = upscaler.upscale(pic).color
-    assert len(rec.shapes) > 4 and all(max(s[2:]) <= 24 for s in rec.shapes)
+    assert len(rec.shapes) > 4 and all(max(s[2:]) <= 24 + 6 for s in rec.shapes)
     untiled = Upscaler(open_sr_model(models["conv2"], "cpu"), tile=0).upscale(pic).color
     assert tiled.shape == untiled.shape == (140, 106, 3)
     assert np.abs(tiled - untiled).max() < 1e-4
@@ -338,7 +338,7 @@ def test_out_of_memory_halves_the_tile(models, tmp_path):
     # the smaller tile is kept for the next image
     n = len(sr.session.shapes)
     upscaler.upscale(pic)
-    assert all(max(s[2:]) <= 25 for s in sr.session.shapes[n:])
+    assert all(max(s[2:]) <= 25 + 8 for s in sr.session.shapes[n:])
     # other errors are not retried; out of memory at the smallest tile gives up
     sr.session = Recorder(sr.session.session, fail_above=0, error="Invalid rank")
     with pytest.raises(RuntimeError, match="Invalid rank"):
@@ -435,6 +435,74 @@ def test_48bit_rgb_and_64bit_rgba_png_keep_16_bits(models, tmp_path):
         np.testing.assert_array_equal(got[visible][..., :3], nearest(ref, 2)[visible][..., :3])
     got, _ = png16.read_png16(tmp_path / "out" / "rgba.png")
     np.testing.assert_array_equal(got[:, :, 3], nearest(rgba[:, :, 3], 2))
+
+
+def test_48bit_rgb_64bit_rgba_and_gray_alpha_tiff_keep_16_bits(models, tmp_path):
+    """16-bit colour TIFFs, which Pillow reads at 8 bits (or not at all for gray+alpha),
+    come out 16-bit as TIFF and as PNG; orientation and ICC profile are kept."""
+    import tifffile
+    from PIL import ImageCms
+
+    from ganpipe.inference import tiff16
+
+    src = tmp_path / "in"
+    src.mkdir()
+    ramp = np.linspace(0, 65535, 300).astype(np.uint16)
+    rgb = np.stack([np.tile(ramp, (5, 1)), np.tile(ramp[::-1], (5, 1)),
+                    np.full((5, 300), 12345, np.uint16)], axis=2)
+    rgba = np.dstack([rgb, np.tile(ramp, (5, 1))])
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    (src / "rgb.tif").write_bytes(tiff16.encode_tiff16(rgb, icc=icc))
+    (src / "rgba.tif").write_bytes(tiff16.encode_tiff16(rgba))
+    (src / "ga.tif").write_bytes(tiff16.encode_tiff16(rgba[:, :, [0, 3]]))
+    # big-endian, planar, rotated by the Orientation tag (6: 90 degrees clockwise)
+    tifffile.imwrite(src / "rot.tif", np.moveaxis(rgb, 2, 0), byteorder=">",
+                     planarconfig="separate",
+                     photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    assert opened(src / "rgb.tif").mode == "RGB"  # what Pillow alone would keep
+    assert run(src, tmp_path / "out", models["near2"], tile=64, overlap=8).ok
+    assert run(src, tmp_path / "png", models["near2"], format="png").ok
+
+    def alpha_visible(ref):
+        return nearest(ref, 2)[:, :, -1] > 0
+
+    for name, ref in (("rgb", rgb), ("rgba", rgba), ("ga", rgba[:, :, [0, 3]]),
+                      ("rot", np.rot90(rgb, -1))):
+        for got in (tifffile.imread(tmp_path / "out" / f"{name}.tif"),
+                    png16.read_png16(tmp_path / "png" / f"{name}.png")[0]):
+            got = got if got.ndim == 3 else got[:, :, None]
+            assert got.dtype == np.uint16 and len(np.unique(got[..., 0])) > 256, name
+            expected = nearest(ref, 2)
+            if ref.shape[2] in (2, 4):  # colour under alpha 0 is free; alpha itself exact
+                np.testing.assert_array_equal(got[..., -1], expected[..., -1])
+                mask = alpha_visible(ref)
+                np.testing.assert_array_equal(got[mask][..., :-1], expected[mask][..., :-1])
+            else:
+                np.testing.assert_array_equal(got, expected)
+    with tifffile.TiffFile(tmp_path / "out" / "rgb.tif") as tif:
+        assert tif.pages.first.tags[34675].value == icc
+
+
+def test_16bit_tiff_with_a_codec_tifffile_lacks_falls_back_to_pillow(models, tmp_path,
+                                                                     monkeypatch):
+    """An LZW 16-bit TIFF without imagecodecs is still upscaled (at 8 bits, as Pillow
+    reads it), not reported as failed."""
+    from ganpipe.inference import tiff16
+
+    rgb = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (6, 1))[:, :, None].repeat(3, 2)
+    (tmp_path / "a.tif").write_bytes(tiff16.encode_tiff16(rgb))
+
+    def lacking(path):
+        raise tiff16.MissingCodec("TIFF compression LZW is not supported (it needs the "
+                                  "imagecodecs package)")
+
+    monkeypatch.setattr(tiff16, "read_tiff16", lacking)
+    summary = run(tmp_path / "a.tif", tmp_path / "out", models["near2"])
+    assert summary.ok and len(summary.written) == 1
+    got = np.asarray(opened(tmp_path / "out" / "a.tif"))
+    assert got.dtype == np.uint8 and got.shape == (12, 80, 3)
+    expected = nearest(rgb / 257.0, 2)  # Pillow's own reduction: within a level
+    assert np.abs(got - expected).max() <= 1
 
 
 def _reference_png16(arr: np.ndarray, kinds: list[int]) -> bytes:

@@ -6,11 +6,12 @@ touches are converted right away into the output array (float32, or uint8 / uint
 the caller asks for integers). So the only full-size array is the output itself, and with
 integer output that is a quarter (uint8) of a float buffer.
 
-Geometry: a side of ``L`` pixels gets ``n = ceil((L - overlap) / (tile - overlap))``
-windows, and the windows are shrunk to the smallest size (a multiple of the model's
-``tile_multiple``, at most ``tile``) with which ``n`` evenly spread windows still overlap
-by ``overlap``: a 256 px side with ``tile`` 128 and overlap 32 gets three 107 px windows,
-not three 128 px ones, so the model sees 1.25x the side instead of 1.5x.
+Geometry: as in Real-ESRGAN, ``tile`` sets the grid: a side of ``L`` pixels gets
+``n = ceil(L / tile)`` windows. Where Real-ESRGAN pads each tile with context and pastes
+its centre, here the ``n`` windows are spread evenly and made just large enough
+(``ceil((L + (n - 1) * overlap) / n)``, about ``tile + overlap``) that neighbours share
+``overlap`` pixels, which are blended: a 256 px side in 128 px tiles with overlap 32 gets
+two 144 px windows.
 
 Blending: inside an overlap of width ``o`` (in output pixels), the outer quarter next to
 each tile's edge gets weight 0 (convolutions see zero padding there, so those pixels
@@ -45,21 +46,22 @@ def _spread(length: int, size: int, n: int) -> list[int]:
 
 def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1
                  ) -> tuple[int, list[int]]:
-    """``(size, starts)``: the fewest windows of at most ``tile`` pixels that cover
-    ``length`` pixels with neighbours overlapping by at least ``overlap`` pixels
-    (``overlap < tile / 2``), each as small as that allows (rounded up to a multiple of
-    ``multiple``; ``tile`` must be one), spread evenly from 0 to ``length - size``."""
+    """``(size, starts)``: ``ceil(length / tile)`` windows (the grid Real-ESRGAN's
+    ``--tile`` makes) of one ``size``, the smallest (rounded up to a multiple of
+    ``multiple``) with which they cover ``length`` pixels evenly spread and neighbours
+    overlap by at least ``overlap`` pixels: about ``tile`` plus the overlap, never more
+    than ``length``."""
     if length <= tile:
         return length, [0]
-    n = max(2, math.ceil((length - overlap) / (tile - overlap)))
+    n = math.ceil(length / tile)
     size = math.ceil((length + (n - 1) * overlap) / n)
-    size = min(tile, math.ceil(size / multiple) * multiple)
+    size = min(length, math.ceil(size / multiple) * multiple)
     while True:  # rounding the starts can cost a pixel of overlap: grow until it holds
         starts = _spread(length, size, n)
-        if size >= tile or all(size - (b - a) >= overlap
-                               for a, b in zip(starts, starts[1:], strict=False)):
+        if size >= length or all(size - (b - a) >= overlap
+                                 for a, b in zip(starts, starts[1:], strict=False)):
             return size, starts
-        size = min(tile, size + multiple)
+        size = min(length, size + multiple)
 
 
 def axis_weights(starts: list[int], tile: int, length: int, scale: int) -> list[np.ndarray]:
@@ -133,9 +135,9 @@ def upscale_plane(run: Callable[[np.ndarray], np.ndarray], image: np.ndarray, sc
     [0, 1], or uint8 / uint16 over their full range (rounded).
 
     ``tile`` 0, or an image no larger than a tile, runs the whole image at once; otherwise
-    windows of at most ``tile`` x ``tile`` pixels (sizes a multiple of ``multiple``)
-    overlapping by ``overlap`` (< tile / 2) pixels go through ``run`` one at a time and
-    are blended, one row of tiles at a time.
+    a ``ceil(h / tile)`` x ``ceil(w / tile)`` grid of windows (about ``tile + overlap``
+    pixels a side, a multiple of ``multiple``) overlapping by ``overlap`` (< tile / 2)
+    pixels go through ``run`` one at a time and are blended, one row of tiles at a time.
     """
     h, w, c = image.shape
     out = np.empty((h * scale, w * scale, c), dtype)
