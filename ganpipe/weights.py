@@ -6,6 +6,10 @@
   (DataParallel) is stripped;
 * the architecture and its sizes are read from the keys and shapes: RRDBNet (ESRGAN,
   Real-ESRGAN x4plus / x2plus) or SRVGGNetCompact (realesr-general / animevideo);
+* the two layouts of the original ESRGAN repository are renamed to BasicSR's first: the
+  old ``model.0`` / ``model.1.sub.N.RDBk.convm.0`` one (``RRDB_ESRGAN_x4.pth`` and most
+  community x4 models built on it) and the later ``RRDB_trunk`` / ``trunk_conv`` /
+  ``upconv1`` / ``HRconv`` one. They are the same net as BasicSR's RRDBNet at x4;
 * the net is loaded strictly, exported with the same ONNX contract as trained ``esrgan`` /
   ``compact`` models (parity-checked), and optionally converted to float16.
 """
@@ -111,13 +115,57 @@ class Architecture:
 
 
 def _expected() -> str:
-    return (f"expected RRDBNet keys ({', '.join(RRDB_KEYS[:2])}, ...) or SRVGGNetCompact "
-            f"keys ({', '.join(COMPACT_KEYS)})")
+    return (f"expected RRDBNet keys ({', '.join(RRDB_KEYS[:2])}, ...; or ESRGAN's model.0, "
+            f"model.1.sub... or RRDB_trunk...) or SRVGGNetCompact keys "
+            f"({', '.join(COMPACT_KEYS)})")
+
+
+#: the later ESRGAN-repository RRDBNet names -> BasicSR's
+_ESRGAN_NAMES = {"RRDB_trunk.": "body.", "trunk_conv.": "conv_body.", "upconv1.": "conv_up1.",
+                 "upconv2.": "conv_up2.", "HRconv.": "conv_hr."}
+#: the old ESRGAN ``model.N`` sequential at x4 -> BasicSR's names
+_OLD_ESRGAN_X4 = {"0": "conv_first", "3": "conv_up1", "6": "conv_up2", "8": "conv_hr",
+                  "10": "conv_last"}
+
+
+def to_basicsr_layout(state: dict[str, torch.Tensor], path: str | Path = "weights"
+                      ) -> dict[str, torch.Tensor]:
+    """``state`` with the original ESRGAN repository's RRDBNet names renamed to BasicSR's
+    (``state`` itself when it uses neither)."""
+    if "RRDB_trunk.0.RDB1.conv1.weight" in state:
+        out = {}
+        for key, value in state.items():
+            for old, new in _ESRGAN_NAMES.items():
+                if key.startswith(old):
+                    key = new + key[len(old):]
+                    break
+            out[re.sub(r"\.RDB(\d)\.", r".rdb\1.", key)] = value
+        return out
+    if "model.0.weight" not in state or "model.1.sub.0.RDB1.conv1.0.weight" not in state:
+        return state
+    tops = {k.split(".")[1] for k in state if re.match(r"^model\.\d+\.weight$", k)}
+    if tops != set(_OLD_ESRGAN_X4):
+        ups = len([t for t in tops if t not in ("0", "1")]) - 2
+        raise ModelFileError(f"{path}: old-layout ESRGAN weights with {max(ups, 0)} upsampling "
+                             f"stage(s) (layers model.{', model.'.join(sorted(tops, key=int))})"
+                             f"; only the x4 layout (model.0, 3, 6, 8, 10) can be imported")
+    out = {}
+    for key, value in state.items():
+        if m := re.match(r"^model\.(\d+)\.(weight|bias)$", key):
+            out[f"{_OLD_ESRGAN_X4[m.group(1)]}.{m.group(2)}"] = value
+        elif m := re.match(r"^model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)$", key):
+            out[f"body.{m.group(1)}.rdb{m.group(2)}.conv{m.group(3)}.{m.group(4)}"] = value
+        elif m := re.match(r"^model\.1\.sub\.(\d+)\.(weight|bias)$", key):  # the trunk conv
+            out[f"conv_body.{m.group(2)}"] = value
+        else:
+            out[key] = value  # unknown: load_state_dict(strict=True) names it
+    return out
 
 
 def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "weights",
                         scale: int | None = None) -> Architecture:
-    """Architecture, scale and sizes from the keys and shapes of ``state``."""
+    """Architecture, scale and sizes from the keys and shapes of ``state`` (in BasicSR's
+    layout: see :func:`to_basicsr_layout`)."""
     if "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state:
         first = state["conv_first.weight"]
         channels = int(state["conv_last.weight"].shape[0]) if "conv_last.weight" in state \
@@ -161,7 +209,7 @@ def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "weig
 def load_model(path: str | Path, scale: int | None = None
                ) -> tuple[torch.nn.Module, Architecture]:
     """The net of a weights file, loaded strictly, in eval mode."""
-    state = read_state_dict(path)
+    state = to_basicsr_layout(read_state_dict(path), path)
     arch = detect_architecture(state, path, scale)
     net = arch.build()
     try:

@@ -173,3 +173,98 @@ def test_cli_import(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ganpipe: error:") and "refusing" in lines[0]
     assert not (tmp_path / "e.onnx").exists() and not (tmp_path / "m").exists()
+
+
+# -- the original ESRGAN repository's layouts ---------------------------------------------
+class _OldRDB(torch.nn.Module):
+    """ESRGAN's ResidualDenseBlock_5C: conv_block(...) is Sequential(conv, act), so its
+    weights are ``convK.0.weight``."""
+
+    def __init__(self, nf: int, gc: int):
+        super().__init__()
+        for k in range(1, 6):
+            setattr(self, f"conv{k}", torch.nn.Sequential(
+                torch.nn.Conv2d(nf + (k - 1) * gc, nf if k == 5 else gc, 3, padding=1)))
+
+    def forward(self, x):
+        feats = [x]
+        for k in range(1, 6):
+            y = getattr(self, f"conv{k}")(torch.cat(feats, 1))
+            if k < 5:
+                y = torch.nn.functional.leaky_relu(y, 0.2)
+            feats.append(y)
+        return feats[-1] * 0.2 + x
+
+
+class _OldRRDB(torch.nn.Module):
+    def __init__(self, nf: int, gc: int):
+        super().__init__()
+        self.RDB1, self.RDB2, self.RDB3 = _OldRDB(nf, gc), _OldRDB(nf, gc), _OldRDB(nf, gc)
+
+    def forward(self, x):
+        return self.RDB3(self.RDB2(self.RDB1(x))) * 0.2 + x
+
+
+class _Shortcut(torch.nn.Module):
+    def __init__(self, sub):
+        super().__init__()
+        self.sub = sub
+
+    def forward(self, x):
+        return x + self.sub(x)
+
+
+def old_esrgan(nf: int = 8, nb: int = 2, gc: int = 4, ups: int = 2) -> torch.nn.Module:
+    """The old ESRGAN architecture (``model.N`` keys) written out independently of
+    ganpipe's RRDBNet: conv, shortcut(RRDBs + conv), (upsample, conv, lrelu) x ups,
+    conv, lrelu, conv."""
+    torch.manual_seed(7)
+    lrelu = torch.nn.LeakyReLU(0.2)
+    layers = [torch.nn.Conv2d(3, nf, 3, padding=1),
+              _Shortcut(torch.nn.Sequential(*[_OldRRDB(nf, gc) for _ in range(nb)],
+                                            torch.nn.Conv2d(nf, nf, 3, padding=1)))]
+    for _ in range(ups):
+        layers += [torch.nn.Upsample(scale_factor=2, mode="nearest"),
+                   torch.nn.Conv2d(nf, nf, 3, padding=1), lrelu]
+    layers += [torch.nn.Conv2d(nf, nf, 3, padding=1), lrelu, torch.nn.Conv2d(nf, 3, 3, padding=1)]
+    net = torch.nn.Module()
+    net.model = torch.nn.Sequential(*layers)
+    net.forward = net.model.forward
+    return net.eval()
+
+
+def test_old_esrgan_layouts_are_imported(tmp_path):
+    """``RRDB_ESRGAN_x4.pth``-style ``model.N`` weights and the later ``RRDB_trunk`` names
+    load into the same net and give the original architecture's output."""
+    old = old_esrgan()
+    state = {k: v.clone() for k, v in old.state_dict().items()}
+    assert "model.1.sub.0.RDB1.conv1.0.weight" in state and "model.10.weight" in state
+    torch.save(state, tmp_path / "old.pth")
+    later = {}
+    for key, value in state.items():  # the later repository's names for the same tensors
+        key = key.replace("model.1.sub.2.", "trunk_conv.").replace("model.1.sub.", "RRDB_trunk.")
+        key = key.replace(".0.weight", ".weight").replace(".0.bias", ".bias") \
+            if "RRDB_trunk." in key else key
+        for a, b in (("model.0.", "conv_first."), ("model.3.", "upconv1."),
+                     ("model.6.", "upconv2."), ("model.8.", "HRconv."),
+                     ("model.10.", "conv_last.")):
+            key = key.replace(a, b)
+        later[key] = value
+    save_file(later, str(tmp_path / "later.safetensors"))
+    x = torch.rand(1, 3, 9, 7, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = old(x)
+        for name in ("old.pth", "later.safetensors"):
+            net, arch = load_model(tmp_path / name)
+            assert (arch.variant, arch.scale, arch.kwargs) == (
+                "esrgan", 4, {"num_feat": 8, "num_block": 2, "num_grow_ch": 4})
+            torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-5)
+    result = import_weights(tmp_path / "old.pth", tmp_path / "old.onnx")
+    assert result.max_abs_diff < 1e-4
+    got = open_model(result.path, "cpu", task="super_resolve").run({"image": x.numpy()})
+    assert np.max(np.abs(got - expected.clamp(0, 1).numpy())) < 1e-4  # exported: clamped
+    # x2 / x8 old layouts have other layer numbers: a one-line error, not a wrong net
+    torch.save(old_esrgan(ups=1).state_dict(), tmp_path / "old_x2.pth")
+    with pytest.raises(ModelFileError, match="only the x4 layout") as info:
+        load_model(tmp_path / "old_x2.pth")
+    assert "\n" not in str(info.value)
