@@ -104,11 +104,15 @@ def run(obj, pipeline: str, force: bool, from_stage: str | None) -> None:
               help="Fix a latent code of an InfoGAN model (repeatable): a class index for "
                    "a categorical code (c_cat=3), floats for a continuous one "
                    "(c_cont=0.5,-1, or c_cont=0.5 for every dimension).")
+@click.option("--truncation", type=click.FloatRange(min=0, min_open=True), metavar="T",
+              help="Truncation trick: redraw noise values beyond +-T (e.g. 0.5: less "
+                   "variety, cleaner images).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N or tensorrt.")
 @click.option("--no-grid", is_flag=True, help="Do not write grid.png.")
-def generate(model, count, out, seed, labels, codes, batch_size, device, no_grid) -> None:
+def generate(model, count, out, seed, labels, codes, truncation, batch_size, device,
+             no_grid) -> None:
     """Generate images with an exported model (ONNX Runtime; no torch needed)."""
     from ganpipe.inference.generate import generate_to_folder
 
@@ -127,7 +131,7 @@ def generate(model, count, out, seed, labels, codes, batch_size, device, no_grid
         fixed[name] = value
     summary = generate_to_folder(model, out, count, seed=seed, labels=chosen,
                                  batch_size=batch_size, device=device, grid=not no_grid,
-                                 codes=fixed or None)
+                                 codes=fixed or None, truncation=truncation)
     grid = f" and {summary.grid.name}" if summary.grid else ""
     click.echo(f"wrote {len(summary.files)} images{grid} to {summary.out_dir} "
                f"({summary.providers[0]})")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
@@ -285,6 +286,44 @@ def test_batch_size_does_not_change_images(dcgan_onnx, tmp_path):
     np.testing.assert_array_equal(results[1], results[64])
     # Not a trivial model: the images differ from each other.
     assert len({img.tobytes() for img in results[1]}) == 7
+
+
+def test_truncation_trick(dcgan_onnx, tmp_path):
+    from ganpipe.inference.generate import sample_inputs, truncate
+
+    model = open_model(dcgan_onnx, "cpu", task="generate")
+    name = next(s["name"] for s in model.meta["inputs"] if s["kind"] == "normal")
+    plain = sample_inputs(model, 50, seed=3, labels=None)[name]
+    # no truncation: exactly the seed's standard normal draws
+    np.testing.assert_array_equal(
+        plain, np.random.default_rng(3).standard_normal(plain.shape, dtype=np.float32))
+    for t in (2.0, 0.5, 0.05):
+        z = sample_inputs(model, 50, seed=3, labels=None, truncation=t)[name]
+        inside = np.abs(plain) <= t
+        assert np.abs(z).max() <= t and 0 < inside.mean() < 1
+        np.testing.assert_array_equal(z[inside], plain[inside])  # kept where inside
+        assert not np.array_equal(z[~inside], plain[~inside])
+        again = sample_inputs(model, 50, seed=3, labels=None, truncation=t)[name]
+        np.testing.assert_array_equal(z, again)
+    # redrawn values follow the normal restricted to [-t, t], not a clip to the edges
+    z = truncate(np.full(20000, 9.0, np.float32), 1.0, np.random.default_rng(0))
+    assert np.abs(z).max() <= 1.0 and (np.abs(z) == 1.0).mean() < 0.01
+    assert 0.25 < z.var() < 0.33  # variance of N(0, 1) truncated to +-1: 0.291
+    # through the CLI: less spread between images, one-line errors for bad values
+    out = {}
+    for t in (None, 0.1):
+        extra = [] if t is None else ["--truncation", str(t)]
+        proc = run_cli("generate", "-m", str(dcgan_onnx), "-n", "24", "--seed", "1",
+                       "--device", "cpu", "-o", str(tmp_path / str(t)), *extra)
+        assert proc.returncode == 0, proc.stderr
+        out[t] = pixels(tmp_path / str(t)).astype(np.float64)
+    assert out[0.1].std(axis=0).mean() < out[None].std(axis=0).mean()
+    for bad in ("0", "-1", "x"):
+        proc = run_cli("generate", "-m", str(dcgan_onnx), "--truncation", bad,
+                       "-o", str(tmp_path / "bad"))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "truncation" in proc.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 # -- labels --------------------------------------------------------------------------

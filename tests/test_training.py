@@ -325,6 +325,12 @@ def test_manifest_skips_and_reruns(tiny_pipeline):
     assert onnx.stat().st_mtime_ns == first_onnx
     assert states(run(path)) == {"train": "skipped", "export": "skipped", "generate": "skipped"}
 
+    # the truncation trick reaches the stage: same seed, other (truncated) noise
+    before = (run_dir / "generate" / "sample_00000.png").read_bytes()
+    path.write_text(path.read_text().replace("[generate]\n", "[generate]\ntruncation = 0.3\n"))
+    assert states(run(path)) == {"train": "skipped", "export": "skipped", "generate": "ran"}
+    assert (run_dir / "generate" / "sample_00000.png").read_bytes() != before
+
     # from_stage: that stage and the later ones
     assert states(run(path, from_stage="export")) == \
         {"train": "skipped", "export": "ran", "generate": "ran"}

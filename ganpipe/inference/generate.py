@@ -132,17 +132,38 @@ def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str
     return out
 
 
+def truncate(z: np.ndarray, threshold: float, rng: np.random.Generator) -> np.ndarray:
+    """The truncation trick (BigGAN): every value of ``z`` outside ``[-threshold,
+    threshold]`` is redrawn from the standard normal until it falls inside, which samples
+    a truncated normal. Smaller thresholds trade variety for typical, cleaner images.
+    Values already inside are kept, so one seed gives related images at every threshold."""
+    if not threshold > 0:
+        raise GanpipeError(f"truncation must be greater than 0, got {threshold}")
+    z = z.copy()
+    outside = np.flatnonzero(np.abs(z) > threshold)
+    while outside.size:
+        redraw = rng.standard_normal(outside.size, dtype=np.float32)
+        z.flat[outside] = redraw
+        outside = outside[np.abs(redraw) > threshold]
+    return z
+
+
 def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None,
-                  codes: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+                  codes: Mapping[str, Any] | None = None,
+                  truncation: float | None = None) -> dict[str, np.ndarray]:
     """Inputs for ``n`` samples. Random draws happen for every input in order even where a
-    code is fixed, so the noise of a seed does not depend on the codes chosen."""
+    code is fixed or the noise truncated (redraws come from a stream of their own), so the
+    noise of a seed does not depend on the codes or the truncation chosen."""
     rng = np.random.default_rng(seed)
+    redraws = np.random.default_rng([seed, 0x7C])
     fixed = resolve_codes(model, codes)
     feeds = {}
     for spec in model.meta.get("inputs", []):
         name, shape = spec["name"], tuple(spec["shape"])
         if spec["kind"] == "normal":
             feeds[name] = rng.standard_normal((n, *shape), dtype=np.float32)
+            if truncation is not None:
+                feeds[name] = truncate(feeds[name], truncation, redraws)
         elif spec["kind"] == "label":
             feeds[name] = labels if labels is not None else np.zeros(n, np.int64)
         elif spec["kind"] == "categorical":
@@ -163,10 +184,12 @@ def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None
 
 def generate_batches(model: OnnxModel, n: int, seed: int = 0,
                      labels: np.ndarray | None = None, batch_size: int = 64,
-                     codes: Mapping[str, Any] | None = None) -> Iterator[np.ndarray]:
+                     codes: Mapping[str, Any] | None = None,
+                     truncation: float | None = None) -> Iterator[np.ndarray]:
     """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``.
-    ``codes`` fixes latent codes (see :func:`resolve_codes`)."""
-    feeds = sample_inputs(model, n, seed, labels, codes)
+    ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` truncates
+    the Gaussian noise (see :func:`truncate`)."""
+    feeds = sample_inputs(model, n, seed, labels, codes, truncation)
     value_range = tuple(model.meta.get("value_range", (-1.0, 1.0)))
     for start in range(0, n, batch_size):
         batch = {k: v[start:start + batch_size] for k, v in feeds.items()}
@@ -184,23 +207,31 @@ class GenerateSummary:
 def generate_to_folder(model_path: str | Path, out_dir: str | Path, n: int, *, seed: int = 0,
                        labels: Sequence[str | int] | str | None = None, batch_size: int = 64,
                        device: str = "auto", grid: bool = True, prefix: str = "sample_",
-                       on_batch=None, codes: Mapping[str, Any] | None = None
-                       ) -> GenerateSummary:
+                       on_batch=None, codes: Mapping[str, Any] | None = None,
+                       truncation: float | None = None) -> GenerateSummary:
     """Write ``n`` PNGs (and ``grid.png``) into ``out_dir``; every file written atomically.
     ``codes`` fixes latent codes of InfoGAN-style models: ``{"c_cat": 3}`` (class index;
     one per code, or one for all) and ``{"c_cont": [0.5, -1.0]}`` (one float per
-    dimension, or one for all); strings such as ``"0.5,-1"`` are accepted."""
+    dimension, or one for all); strings such as ``"0.5,-1"`` are accepted. ``truncation``
+    (> 0) redraws Gaussian noise values beyond it (the truncation trick)."""
     if n < 1:
         raise GanpipeError(f"the number of images must be at least 1, got {n}")
     if batch_size < 1:
         raise GanpipeError(f"--batch-size must be at least 1, got {batch_size}")
+    if truncation is not None and not truncation > 0:
+        raise GanpipeError(f"--truncation must be greater than 0 (e.g. 0.5), got {truncation}")
     model = open_model(model_path, device, task="generate")
+    if truncation is not None and not any(s["kind"] == "normal"
+                                          for s in model.meta.get("inputs", [])):
+        raise GanpipeError(f"{model.path.name} has no Gaussian noise input to truncate; "
+                           f"drop --truncation")
     lab = resolve_labels(model, labels, n)
     fixed = resolve_codes(model, codes)
     out = ensure_writable_dir(out_dir)
     files, grid_images = [], []
     width = max(5, len(str(n - 1)))
-    for batch in generate_batches(model, n, seed, lab, batch_size, codes=fixed):
+    for batch in generate_batches(model, n, seed, lab, batch_size, codes=fixed,
+                                  truncation=truncation):
         for img in batch:
             files.append(save_image(img, out / f"{prefix}{len(files):0{width}d}.png"))
         if grid and sum(len(b) for b in grid_images) < 256:

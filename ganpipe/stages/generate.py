@@ -13,6 +13,11 @@ class GenerateOptions(Options):
     seed: int | None = Field(None, description="noise seed; default: run.seed")
     labels: list[int | str] | None = Field(None, description="classes (index or name); "
                                            "default: all classes in turn")
+    codes: dict[str, int | float | str | list[int | float]] | None = Field(
+        None, description="fixed latent codes of InfoGAN models, e.g. {c_cat = 3, "
+        "c_cont = [0.5, -1.0]}")
+    truncation: float | None = Field(None, gt=0, description="truncation trick: redraw "
+                                     "noise values beyond +-truncation")
     batch_size: int = Field(64, ge=1)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
     grid: bool = True
@@ -33,7 +38,8 @@ class GenerateStage(Stage):
         seed = ctx.config.run.seed if opts.seed is None else opts.seed
         summary = generate_to_folder(model, folder, opts.count, seed=seed, labels=opts.labels,
                                      batch_size=opts.batch_size, device=opts.device,
-                                     grid=opts.grid)
+                                     grid=opts.grid, codes=opts.codes,
+                                     truncation=opts.truncation)
         outputs = {"images": self.name}
         if summary.grid:
             outputs["grid"] = f"{self.name}/grid.png"
