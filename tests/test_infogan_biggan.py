@@ -24,10 +24,10 @@ from ganpipe.inference.generate import (
     sample_inputs,
 )
 from ganpipe.inference.session import OnnxModel, open_model
-from ganpipe.nn.layers import has_spectral_norm
+from ganpipe.nn.layers import SelfAttention, has_spectral_norm
 from ganpipe.pipeline import run_file
 from ganpipe.variants.base import Batch, DataInfo, StepContext
-from ganpipe.variants.biggan import BigGAN, hinge_d_loss, hinge_g_loss
+from ganpipe.variants.biggan import BigGAN, hinge_d_loss, hinge_g_loss, orthogonal_penalty
 from ganpipe.variants.infogan import InfoGAN, info_losses
 
 CPU = torch.device("cpu")
@@ -263,7 +263,7 @@ def test_biggan_nets_are_spectrally_normalised():
         assert has_spectral_norm(nets[name]), name
         weighted = [m for m in nets[name].modules() if isinstance(m, nn.Conv2d | nn.Linear)]
         assert weighted and all(hasattr(m, "parametrizations") for m in weighted), name
-    conv = nets["D"].blocks[1].conv1
+    conv = nets["D"].blocks[2].conv1  # blocks[1]: self-attention
     sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
     assert abs(float(sigma) - 1.0) < 0.05
     # The projection: D's embedding is spectrally normalised too, G's shared one is not.
@@ -279,6 +279,71 @@ def test_biggan_rejects_unsupported_sizes():
         v.check_data(v.Options(latent_dim=2), DataInfo(64, 3, ("a", "b")))
     with pytest.raises(ConfigError, match="needs class labels"):
         v.check_data(v.Options(), DataInfo(32, 3))
+
+
+def test_self_attention_is_global_and_starts_as_identity():
+    torch.manual_seed(0)
+    attn = SelfAttention(16).eval()
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(attn(x), x)  # gamma = 0 at the start
+    with torch.no_grad():
+        attn.gamma.fill_(1.0)
+    y = attn(x)
+    x2 = x.clone()
+    x2[:, :, 0, 0] += 3.0  # one corner changes ...
+    changed = (attn(x2) - y).abs().sum(dim=1)
+    assert changed[:, 7, 7].min() > 1e-4  # ... and the opposite corner sees it
+    loss = attn(x).square().mean()
+    loss.backward()
+    assert attn.gamma.grad is not None and attn.gamma.grad != 0
+
+
+@pytest.mark.parametrize("size,attention,g_res,d_res", [
+    (16, None, 8, 8), (32, None, 16, 16), (64, None, 32, 32), (64, 16, 16, 16),
+    (32, 0, None, None)])
+def test_biggan_self_attention_sits_at_its_resolution(size, attention, g_res, d_res):
+    v = BigGAN()
+    opts = v.Options(**{**v.tiny_options, "attention": attention})
+    nets = v.build(opts, DataInfo(size, 3, ("a", "b")))
+    seen: dict[str, list[int]] = {"G": [], "D": []}
+    for name, net in nets.items():
+        for m in net.modules():
+            if isinstance(m, SelfAttention):
+                m.register_forward_hook(lambda mod, inp, out, n=name: seen[n].append(
+                    inp[0].shape[-1]))
+    fake = nets["G"](torch.randn(2, opts.latent_dim), torch.tensor([0, 1]))
+    nets["D"](fake, torch.tensor([0, 1]))
+    assert seen == {"G": [g_res] if g_res else [], "D": [d_res] if d_res else []}
+    for bad in (4, 12, size):
+        with pytest.raises(ConfigError, match=f"model.attention = {bad} is not a power of two"):
+            v.check_data(v.Options(attention=bad), DataInfo(size, 3, ("a", "b")))
+
+
+def test_orthogonal_regularisation():
+    net = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 1.0]]))  # W W^T = [[2, 1], [1, 1]]
+    assert float(orthogonal_penalty(net).detach()) == pytest.approx(2.0)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[3.0, 0.0], [0.0, -2.0]]))  # orthogonal rows
+    assert float(orthogonal_penalty(net).detach()) == 0.0
+    assert float(orthogonal_penalty(net, skip=(net.weight,)).detach()) == 0.0
+    # in a BigGAN step: logged, and it moves G's weights
+    v = BigGAN()
+    info = DataInfo(16, 3, ("a", "b"))
+    results = {}
+    for reg in (0.0, 10.0):
+        torch.manual_seed(0)
+        opts = v.Options(**{**v.tiny_options, "ortho_reg": reg})
+        nets = v.build(opts, info)
+        opt = {k: torch.optim.Adam(n.parameters(), 1e-2) for k, n in nets.items()}
+        ctx = StepContext(nets, opt, opts, info, torch.device("cpu"))
+        torch.manual_seed(1)
+        out = v.train_step(ctx, Batch(torch.rand(4, 3, 16, 16) * 2 - 1,
+                                      torch.tensor([0, 1, 0, 1])))
+        assert ("ortho" in out) == (reg > 0)
+        results[reg] = nets["G"].linear.parametrizations.weight.original.detach().clone()
+    assert not torch.equal(results[0.0], results[10.0])
 
 
 @pytest.mark.slow

@@ -93,3 +93,28 @@ class DownBlock(nn.Module):
         # as BigGAN: convolve then pool inside the net, pool then convolve on the image
         short = self._pool(self.skip(x)) if self.preactivation else self.skip(self._pool(x))
         return h + short
+
+
+class SelfAttention(nn.Module):
+    """SAGAN / BigGAN self-attention: every position attends to every other one (keys and
+    values max-pooled 2x to a quarter of the positions), and the result is added back
+    scaled by a learned ``gamma`` that starts at 0, so the block starts as the identity.
+    Needs an even height and width."""
+
+    def __init__(self, channels: int, use_sn: bool = True):
+        super().__init__()
+        key, value = max(1, channels // 8), max(1, channels // 2)
+        self.theta = sn(nn.Conv2d(channels, key, 1, bias=False), use_sn)
+        self.phi = sn(nn.Conv2d(channels, key, 1, bias=False), use_sn)
+        self.g = sn(nn.Conv2d(channels, value, 1, bias=False), use_sn)
+        self.o = sn(nn.Conv2d(value, channels, 1, bias=False), use_sn)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        theta = self.theta(x).flatten(2)                        # B, k, HW
+        phi = F.max_pool2d(self.phi(x), 2).flatten(2)           # B, k, HW/4
+        g = F.max_pool2d(self.g(x), 2).flatten(2)               # B, v, HW/4
+        attn = torch.softmax(theta.transpose(1, 2) @ phi, -1)   # B, HW, HW/4
+        out = (g @ attn.transpose(1, 2)).reshape(b, -1, h, w)   # B, v, H, W
+        return x + self.gamma * self.o(out)

@@ -2,8 +2,10 @@
 up-blocks with conditional batch norm (gains and biases from a shared class embedding
 concatenated with a chunk of z: the hierarchical latent), a projection discriminator
 (Miyato & Koyama 2018) of residual down-blocks, spectral norm on every conv and linear of
-both nets, hinge loss, TTUR learning rates and ``d_steps`` D steps per G step. Left out for
-size: self-attention, orthogonal regularisation and truncation.
+both nets, hinge loss, TTUR learning rates and ``d_steps`` D steps per G step, a
+self-attention block (SAGAN) in both nets at ``attention`` px, and optional orthogonal
+regularisation of G's weights (``ortho_reg``). The truncation trick is a generation
+option for every model with Gaussian noise (``ganpipe generate --truncation``).
 
 Labels are the data's subfolders; the exported model takes ``z`` and ``label``.
 """
@@ -19,7 +21,7 @@ from torch import nn
 
 import ganpipe
 from ganpipe.errors import ConfigError
-from ganpipe.nn.layers import DownBlock, UpBlock, sn, sn_conv, sn_linear
+from ganpipe.nn.layers import DownBlock, SelfAttention, UpBlock, sn, sn_conv, sn_linear
 from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
@@ -33,6 +35,12 @@ class BigGANOptions(GANOptions):
     lr_d: float = Field(4e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.999)
     d_steps: int = Field(2, ge=1, description="D steps per G step (each on a fresh batch)")
+    attention: int | None = Field(None, ge=0, description="resolution (px) of the "
+                                  "self-attention block in G and D: a power of two from 8 "
+                                  "to image_size / 2; 0 = none; default: image_size / 2, "
+                                  "at most 32")
+    ortho_reg: float = Field(0.0, ge=0, description="orthogonal regularisation of G's "
+                             "weights (BigGAN uses 1e-4); 0 = off")
 
 
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -51,6 +59,33 @@ def _levels(image_size: int) -> int:
         raise ValueError(f"biggan needs an image_size that is a power of two >= 16, "
                          f"got {image_size}")
     return n - 2  # 2x up-samplings from 4x4
+
+
+def attention_resolution(opts: BigGANOptions, image_size: int) -> int:
+    """Where the self-attention block goes (0: nowhere); raises ValueError if impossible."""
+    if opts.attention is None:
+        return min(32, image_size // 2)
+    r = opts.attention
+    if r and (r & (r - 1) or not 8 <= r <= image_size // 2):
+        raise ValueError(f"model.attention = {r} is not a power of two from 8 to "
+                         f"{image_size // 2} (image_size / 2); use one of those, or 0 for none")
+    return r
+
+
+def orthogonal_penalty(net: nn.Module, skip: tuple[nn.Parameter, ...] = ()) -> torch.Tensor:
+    """BigGAN's orthogonal regularisation: sum over G's weight matrices W (conv kernels
+    flattened per output channel) of ``||W W^T * (1 - I)||_F^2``: the filters are pushed
+    towards orthogonality without constraining their norms."""
+    skipped = {id(p) for p in skip}
+    total = None
+    for param in net.parameters():
+        if param.ndim < 2 or id(param) in skipped:
+            continue
+        w = param.flatten(1)
+        gram = w @ w.t()
+        term = (gram * (1.0 - torch.eye(gram.shape[0], device=w.device))).pow(2).sum()
+        total = term if total is None else total + term
+    return total if total is not None else torch.zeros(())
 
 
 def latent_chunks(latent_dim: int, levels: int, hierarchical: bool) -> list[int]:
@@ -79,6 +114,10 @@ class BigGANGenerator(nn.Module):
         self.linear = sn_linear(self.chunks[0], widths[0] * 16)
         self.blocks = nn.ModuleList(UpBlock(a, b, c) for a, b, c in
                                     zip(widths[:-1], widths[1:], cond, strict=True))
+        res = attention_resolution(opts, info.image_size)
+        # block i outputs 8 * 2**i px
+        self.attn_at = int(math.log2(res)) - 3 if res else -1
+        self.attention = SelfAttention(widths[self.attn_at + 1]) if res else None
         self.out_bn = nn.BatchNorm2d(widths[-1])
         self.out_conv = sn_conv(widths[-1], info.channels, 3)
 
@@ -91,8 +130,10 @@ class BigGANGenerator(nn.Module):
         else:
             conds, z0 = [y] * len(self.blocks), z
         h = self.linear(z0).reshape(-1, self.width0, 4, 4)
-        for block, c in zip(self.blocks, conds, strict=True):
+        for i, (block, c) in enumerate(zip(self.blocks, conds, strict=True)):
             h = block(h, c)
+            if i == self.attn_at:
+                h = self.attention(h)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
 
 
@@ -108,6 +149,10 @@ class ProjectionDiscriminator(nn.Module):
         blocks += [DownBlock(a, b) for a, b in zip(widths[:levels - 1], widths[1:levels],
                                                    strict=True)]
         blocks.append(DownBlock(widths[levels - 1], widths[levels], downsample=False))
+        res = attention_resolution(opts, info.image_size)
+        if res:  # after the block that outputs res px: block k outputs size / 2**(k+1)
+            k = int(math.log2(info.image_size // res)) - 1
+            blocks.insert(k + 1, SelfAttention(widths[k]))
         self.blocks = nn.Sequential(*blocks)  # size -> 4x4
         self.linear = sn_linear(widths[-1], 1)
         self.embed = sn(nn.Embedding(info.num_classes, widths[-1]))
@@ -133,6 +178,10 @@ class BigGAN(Variant):
             levels = _levels(info.image_size)
         except ValueError as exc:
             raise ConfigError(f"{exc}; set data.image_size to 16, 32, 64, ...") from None
+        try:
+            attention_resolution(opts, info.image_size)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if opts.hierarchical and opts.latent_dim < levels + 1:
             raise ConfigError(f"model.latent_dim = {opts.latent_dim} is too small for the "
                               f"hierarchical latent at {info.image_size} px: it needs one "
@@ -153,7 +202,12 @@ class BigGAN(Variant):
         out = {"d_loss": d_loss.detach()}
         if (ctx.step + 1) % opts.d_steps == 0:
             g_loss = hinge_g_loss(D(aug(fake), labels))
-            ctx.update("G", g_loss)
+            loss = g_loss
+            if opts.ortho_reg > 0:
+                ortho = orthogonal_penalty(G, tuple(G.shared.parameters()))
+                loss = g_loss + opts.ortho_reg * ortho
+                out["ortho"] = ortho.detach()
+            ctx.update("G", loss)
             out["g_loss"] = g_loss.detach()
         return out
 
