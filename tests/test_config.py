@@ -289,3 +289,19 @@ def test_everything_validated_before_any_stage_runs(tiny_pipeline):
     assert f"pipeline.toml:{line_of(path, 'colour')}" in str(info.value)
     assert not run_dir.exists(), "no run folder is created for an invalid config"
     assert logs == []
+
+
+def test_fp16_on_cpu_and_variant_data_checks_fail_at_load(tiny_pipeline, registries):
+    """Mistakes only training used to find are found when the file is loaded."""
+    path = tiny_pipeline()
+    text = path.read_text()
+    path.write_text(text.replace("[train]\n", "[train]\namp = \"fp16\"\n"))
+    with pytest.raises(ConfigError, match="fp16.*CUDA") as info:
+        load_config(path, registries)
+    assert str(info.value).startswith(str(path))
+    # a size the variant cannot build (biggan needs a power of two >= 16)
+    path.write_text(text.replace('variant = "dcgan"', 'variant = "biggan"')
+                    .replace("image_size = 16", "image_size = 24"))
+    with pytest.raises(ConfigError, match="power of two"):
+        load_config(path, registries)
+    assert not (path.parent / "runs").exists()

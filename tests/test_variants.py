@@ -219,7 +219,6 @@ def test_resolve_labels_error_lists_the_classes(bw_model):
 
 # -- conditional variants need labelled data --------------------------------------------
 
-@pytest.mark.slow
 def test_conditional_variant_on_a_flat_folder_is_a_config_error(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
@@ -240,6 +239,8 @@ def test_conditional_variant_on_a_flat_folder_is_a_config_error(tmp_path):
         latent_dim = 8
         g_width = 4
         d_width = 4
+        [augment]
+        copies = 1
         [train]
         steps = 2
         batch_size = 4
@@ -250,6 +251,9 @@ def test_conditional_variant_on_a_flat_folder_is_a_config_error(tmp_path):
         run(path)
     msg = str(info.value)
     assert "cgan" in msg and "conditional" in msg and "subfolder" in msg
+    assert msg.startswith(str(path))
+    # said when the file is loaded: not even the augment stage before train ran
+    assert not (tmp_path / "runs").exists()
     train_dir = tmp_path / "runs" / "flat" / "train"
     assert not (train_dir / "checkpoints").exists()
     assert not (train_dir / "metrics.jsonl").exists()

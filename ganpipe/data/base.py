@@ -106,3 +106,8 @@ class DatasetSource(Protocol):
 
     def fingerprint(self, opts: Any, base_dir: Path) -> str:
         """A string that changes when the data changes (cheap: no decoding)."""
+
+    # Optional: ``class_names(opts, base_dir) -> list[str] | None``, the class names
+    # ``load`` will give, found without decoding (a folder listing), so that a variant's
+    # data checks (e.g. "conditional variants need labels") run when pipeline.toml is
+    # loaded rather than when training starts. ``None`` or absent: checked at training.

@@ -74,6 +74,11 @@ def folder_fingerprint(tag: str, opts: Options, base_dir: Path) -> str:
     return h.hexdigest()
 
 
+def _label(rel: Path) -> str:
+    """The class of an image at ``rel`` (relative to the data folder): its first folder."""
+    return rel.parts[0] if len(rel.parts) > 1 else ROOT_CLASS
+
+
 class FolderDataset:
     name = "folder"
     description = "images in a folder (PNG/JPEG/WebP/TIFF/BMP); subfolder names are labels"
@@ -81,6 +86,11 @@ class FolderDataset:
 
     def fingerprint(self, opts: FolderOptions, base_dir: Path) -> str:
         return folder_fingerprint("", opts, base_dir)
+
+    def class_names(self, opts: FolderOptions, base_dir: Path) -> list[str]:
+        """The labels ``load`` gives (first-level subfolders), from the file listing."""
+        root, files = image_files(opts.path, base_dir, opts.recursive)
+        return sorted({_label(f.relative_to(root)) for f in files})
 
     def load(self, opts: FolderOptions, image_size: int, channels: int, base_dir: Path
              ) -> ImageSet:
@@ -101,7 +111,7 @@ class FolderDataset:
                 continue
             rel = path.relative_to(root)
             images.append(arr)
-            label_names.append(rel.parts[0] if len(rel.parts) > 1 else ROOT_CLASS)
+            label_names.append(_label(rel))
         if skipped:
             print(f"warning: skipped {len(skipped)} unreadable image(s) of {len(files)} in "
                   f"{root} (first: {skipped[0][0]}: {skipped[0][1]})", file=sys.stderr)
@@ -160,6 +170,9 @@ class ShapesDataset:
     def fingerprint(self, opts: ShapesOptions, base_dir: Path) -> str:
         return hashlib.sha256(f"shapes-v1 {opts.model_dump_json()}".encode()).hexdigest()
 
+    def class_names(self, opts: ShapesOptions, base_dir: Path) -> list[str]:
+        return list(SHAPES[: opts.classes])
+
     def load(self, opts: ShapesOptions, image_size: int, channels: int, base_dir: Path
              ) -> ImageSet:
         rng = np.random.default_rng(opts.seed)
@@ -189,6 +202,9 @@ class PatchesDataset:
 
     def fingerprint(self, opts: PatchesOptions, base_dir: Path) -> str:
         return folder_fingerprint("patches-v1", opts, base_dir)
+
+    def class_names(self, opts: PatchesOptions, base_dir: Path) -> list[str]:
+        return [ROOT_CLASS]
 
     def load(self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
              ) -> ImageSet:

@@ -31,6 +31,29 @@ class TrainStage(Stage):
     optional = ("augment",)
     uses = ("data", "model", "seed")
 
+    def check(self, config, opts: TrainOptions) -> None:
+        """Before anything runs: the device and mixed precision, and the variant's checks
+        of the data (labels for conditional variants, image sizes, local weight files)
+        when the dataset can tell its classes without decoding."""
+        from ganpipe.errors import ConfigError, DataError
+        from ganpipe.training.loop import amp_dtype, resolve_device
+        from ganpipe.variants.base import DataInfo
+
+        lister = getattr(config.dataset, "class_names", None)
+        try:
+            amp_dtype(opts.amp, resolve_device(config.run.device))
+            try:
+                names = lister(config.data_options, config.base_dir) if callable(lister) \
+                    else None
+            except DataError:  # no data here (yet): said when training loads it, if it runs
+                names = None
+            if names is not None:
+                info = DataInfo(config.data.image_size, config.data.channels,
+                                tuple(names) if len(names) > 1 else ())
+                config.variant.check_data(config.variant_options, info)
+        except ConfigError as exc:
+            raise ConfigError(f"{config.path}: {exc}") from None
+
     def run(self, ctx: StageContext, opts: TrainOptions) -> StageResult:
         from ganpipe.training.loop import Trainer
 
