@@ -40,7 +40,10 @@ class TrainStage(Stage):
         from ganpipe.variants.base import DataInfo
 
         lister = getattr(config.dataset, "class_names", None)
+        from ganpipe.training.distributed import check_devices
+
         try:
+            check_devices(opts.devices, config.run.device, opts.batch_size)
             amp_dtype(opts.amp, resolve_device(config.run.device))
             try:
                 names = lister(config.data_options, config.base_dir) if callable(lister) \
@@ -64,10 +67,24 @@ class TrainStage(Stage):
             for sub in ("checkpoints", "samples"):
                 shutil.rmtree(folder / sub, ignore_errors=True)
             (folder / "metrics.jsonl").unlink(missing_ok=True)
-        trainer = Trainer(cfg.variant, cfg.variant_options, opts, data, folder,
-                          seed=cfg.run.seed, device=cfg.run.device,
-                          fingerprint=resume_fingerprint(ctx, opts), log=ctx.log)
-        result = trainer.run()
+        fingerprint = resume_fingerprint(ctx, opts)
+        if opts.devices > 1:
+            from ganpipe.training.distributed import train_distributed
+
+            ctx.log(f"[{self.name}] {opts.devices} data-parallel processes")
+            result, device = train_distributed(
+                {"variant": cfg.variant, "variant_opts": cfg.variant_options, "opts": opts,
+                 "data": data, "out_dir": folder, "seed": cfg.run.seed,
+                 "device": "cpu" if cfg.run.device == "cpu" else "cuda",
+                 "fingerprint": fingerprint}, opts.devices)
+            device = f"{opts.devices}x {device.split(':')[0]}"
+        else:
+            trainer = Trainer(cfg.variant, cfg.variant_options, opts, data, folder,
+                              seed=cfg.run.seed, device=cfg.run.device,
+                              fingerprint=fingerprint, log=ctx.log)
+            result = trainer.run()
+            device = str(trainer.device)
+        class_names = list(data.class_names) if data.labelled else []
         rel = result.checkpoint.relative_to(ctx.run_dir)
         samples = sorted((folder / "samples").glob("step_*.png"))
         outputs = {"checkpoint": str(rel), "metrics": f"{self.name}/metrics.jsonl"}
@@ -79,8 +96,8 @@ class TrainStage(Stage):
         return StageResult(
             outputs,
             f"{result.steps} steps of {cfg.model.variant} on {len(data)} images "
-            f"({trainer.device}, {result.images_per_second:.0f} images/s{resumed})",
-            {"steps": result.steps, "device": str(trainer.device),
+            f"({device}, {result.images_per_second:.0f} images/s{resumed})",
+            {"steps": result.steps, "device": device,
              "data": {"image_size": data.image_size, "channels": data.channels,
-                      "class_names": list(trainer.info.class_names)},
+                      "class_names": class_names},
              "images_per_s": round(result.images_per_second, 2)})

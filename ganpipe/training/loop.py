@@ -26,6 +26,13 @@ from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
 from ganpipe.training import checkpoint as ckpt
 from ganpipe.training.diffaugment import POLICIES, DiffAugment
+from ganpipe.training.distributed import (
+    DistInfo,
+    average_gradients,
+    check_devices,
+    gather_objects,
+    mean_across,
+)
 from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
 
 
@@ -48,6 +55,9 @@ class TrainOptions(Options):
     channels_last: bool | None = Field(None, description="NHWC memory format; default: on CUDA")
     diversity_every: int = Field(0, ge=0, description="steps between mode-collapse checks; "
                                  "0: at every log line")
+    devices: int = Field(1, ge=1, le=64, description="data-parallel processes: GPUs "
+                         "cuda:0..N-1, or CPU processes with run.device = \"cpu\"; "
+                         "batch_size is the global batch")
 
     @field_validator("diffaugment")
     @classmethod
@@ -150,11 +160,14 @@ class TrainResult:
 class Trainer:
     def __init__(self, variant: Variant, variant_opts: Any, opts: TrainOptions, data: ImageSet,
                  out_dir: Path, *, seed: int = 0, device: str = "auto", fingerprint: str = "",
-                 log=print):
+                 log=print, dist_info: DistInfo | None = None):
         self.variant, self.vopts, self.opts, self.data = variant, variant_opts, opts, data
+        self.dist = dist_info or DistInfo(0, 1)
         self.out_dir = Path(out_dir)
         self.seed, self.fingerprint, self.log = seed, fingerprint, log
         self.device = resolve_device(device)
+        check_devices(self.dist.world, "cpu" if self.device.type == "cpu" else "cuda",
+                      opts.batch_size)
         self.info = DataInfo(data.image_size, data.channels,
                              tuple(data.class_names) if data.labelled else ())
         variant.check_data(variant_opts, self.info)
@@ -188,6 +201,9 @@ class Trainer:
         self.images = images.contiguous().to(self.device)
         self.labels = torch.from_numpy(self.data.labels).to(self.device)
         self.sampler = Sampler(len(self.data), self.opts.batch_size, self.seed)
+        if self.dist.world > 1:  # same weights everywhere (built above), own noise per rank
+            self.ctx.reduce_grads = lambda params: average_gradients(params, self.dist.world)
+            torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.dist.rank + 1))
         g = torch.Generator().manual_seed(self.seed + 1)
         n = self.opts.num_samples
         fixed = getattr(self.variant, "fixed_inputs", None)
@@ -226,9 +242,17 @@ class Trainer:
         for name, sc_state in state.get("scalers", {}).items():
             if name in self.scalers and self.scalers[name].is_enabled():
                 self.scalers[name].load_state_dict(sc_state)
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        if self.dist.world > 1:
+            if not ranks or len(ranks) != self.dist.world:
+                raise TrainingError(f"checkpoint {latest} was not made by {self.dist.world} "
+                                    f"processes; re-run with --force to start over")
+            _set_rng_state(ranks[self.dist.rank])
+        else:
+            _set_rng_state(state["rng"])
         step = int(state["step"])
-        self._truncate_metrics(step)
+        if self.dist.main:
+            self._truncate_metrics(step)
         self.log(f"train: resuming from {latest} (step {step})")
         return step
 
@@ -247,10 +271,17 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------
     def save(self, step: int) -> Path:
-        state = {"step": step, "fingerprint": self.fingerprint, "rng": _rng_state(),
+        """Write a checkpoint (process 0; the others only hand over their RNG states)."""
+        rng = _rng_state()
+        ranks = gather_objects(rng) if self.dist.world > 1 else None
+        if not self.dist.main:
+            return self.ckpt_dir / f"step_{step:08d}"  # what process 0 writes
+        state = {"step": step, "fingerprint": self.fingerprint, "rng": rng,
                  "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                  "scalers": {k: sc.state_dict() for k, sc in self.scalers.items()
                              if sc.is_enabled()}}
+        if ranks is not None:
+            state["rng_ranks"] = ranks
         return ckpt.save_checkpoint(self.ckpt_dir, step, self.modules(), state,
                                     self.opts.keep_checkpoints)
 
@@ -277,6 +308,15 @@ class Trainer:
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         return save_image(grid, self.samples_dir / f"step_{step:08d}.png")
 
+    def _check_in_step(self) -> None:
+        """Data-parallel processes must end with the same weights (gradients averaged,
+        same updates); a difference means lost synchronisation, not a usable model."""
+        sums = torch.stack([p.detach().double().sum() for m in self.modules().values()
+                            for p in m.parameters()]).cpu()
+        if any(not torch.equal(sums, other) for other in gather_objects(sums)):
+            raise TrainingError("the data-parallel training processes ended with different "
+                                "weights; re-run with train.devices = 1, and report this")
+
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -289,22 +329,28 @@ class Trainer:
             return TrainResult(latest, start, start, 0.0)
         for net in self.nets.values():
             net.train()
+        main, world = self.dist.main, self.dist.world
         bar = tqdm(total=opts.steps, initial=start, desc="train", unit="step",
-                   disable=None if opts.progress else True, dynamic_ncols=True)
+                   disable=None if opts.progress and main else True, dynamic_ncols=True)
         t0, seen = time.perf_counter(), 0
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
-        metrics = open(self.metrics_path, "a", encoding="utf-8")
+        metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
         step = start
         warned = False
         try:
             while step < opts.steps:
-                idx = self.sampler.indices(step).to(self.device)
+                idx = self.sampler.indices(step)
+                if world > 1:  # this process's share of the global batch
+                    idx = idx[self.dist.rank::world]
+                idx = idx.to(self.device)
                 batch = Batch(self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx])
                 self.ctx.step = step
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
                     losses = self.variant.train_step(self.ctx, batch)
                 values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+                if world > 1:
+                    values = mean_across(values)
                 if not bool(torch.isfinite(values).all()):
                     bad = {k: float(v) for k, v in zip(losses, values.tolist(), strict=True)}
                     where = f"last good checkpoint: {last_ckpt}" if last_ckpt else \
@@ -315,9 +361,9 @@ class Trainer:
                 if self.ema is not None:
                     update_ema(self.ema, self.nets["G"], opts.ema_decay)
                 step += 1
-                seen += batch.images.shape[0]
+                seen += batch.images.shape[0] * world
                 bar.update(1)
-                if step % opts.log_every == 0 or step == opts.steps:
+                if main and (step % opts.log_every == 0 or step == opts.steps):
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
                     rec = {"step": step, **{k: round(float(v), 6) for k, v in
                                             zip(losses, values.tolist(), strict=True)},
@@ -335,14 +381,18 @@ class Trainer:
                     metrics.flush()
                     bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items()
                                      if k not in ("step", "images_per_s")})
-                if (opts.sample_every and step % opts.sample_every == 0) or step == opts.steps:
+                if main and ((opts.sample_every and step % opts.sample_every == 0)
+                             or step == opts.steps):
                     self.sample_grid(step)
                 if (opts.checkpoint_every and step % opts.checkpoint_every == 0) \
                         or step == opts.steps:
                     last_ckpt = self.save(step)
         finally:
-            metrics.close()
+            if metrics is not None:
+                metrics.close()
             bar.close()
+        if world > 1:
+            self._check_in_step()
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         return TrainResult(last_ckpt, step, start, rate)
 

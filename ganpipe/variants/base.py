@@ -6,6 +6,7 @@ devices, checkpoints, EMA, logging and sampling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -77,7 +78,9 @@ class StepContext:
 
     * ``augment(x)``: the run's differentiable augmentation (DiffAugment); variants apply
       it to every image batch they give the discriminator, real and generated alike.
-    * ``update(name, loss)``: zero grads, back-propagate (loss-scaled under fp16 AMP), step.
+    * ``update(name, loss)``: zero grads, back-propagate (loss-scaled under fp16 AMP),
+      average the gradients across processes in data-parallel runs (``reduce_grads``),
+      step.
     """
 
     def __init__(self, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -91,18 +94,22 @@ class StepContext:
         self.step = 0
         self.augment = augment or _identity
         self.scalers = scalers or {}
+        #: set by the loop in data-parallel runs: averages the gradients of a parameter list
+        self.reduce_grads: Callable[[list[nn.Parameter]], None] | None = None
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Zero the grads of optimizer ``name``, back-propagate ``loss``, step."""
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         scaler = self.scalers.get(name)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
+        scaled = scaler is not None and scaler.is_enabled()
+        (scaler.scale(loss) if scaled else loss).backward()
+        if self.reduce_grads is not None:
+            self.reduce_grads([p for group in opt.param_groups for p in group["params"]])
+        if scaled:
             scaler.step(opt)
             scaler.update()
         else:
-            loss.backward()
             opt.step()
 
 

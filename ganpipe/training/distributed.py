@@ -1,0 +1,198 @@
+"""Data-parallel training on several devices: ``[train] devices = N``.
+
+The train stage starts N worker processes (``torch.multiprocessing``, spawn), one per
+device: ``cuda:0`` ... ``cuda:N-1`` on a GPU machine (NCCL), or N CPU processes with
+``run.device = "cpu"`` (Gloo; for CPU clusters, and how the tests run it). Each process:
+
+* builds the nets from the run's seed, so every process starts from the same weights;
+* takes its slice (``batch_size / N`` images) of each global batch, which depends only on
+  (seed, step) as in a one-device run, and draws its own noise (seeded by seed and rank);
+* averages the gradients across processes after every backward pass, before the
+  optimizer steps (one ``all_reduce`` per update). This is what
+  ``DistributedDataParallel`` does, done in :meth:`StepContext.update` instead, because a
+  GAN step runs D several times (real, fake, the generator's pass) per backward, which
+  DDP's reducer does not allow. All processes therefore keep identical weights and EMA;
+* logs the losses averaged across processes.
+
+Process 0 writes the checkpoints (with every process's RNG state, so a resume with the
+same ``devices`` continues exactly), the metrics log, the sample grids and the progress
+bar. Batch norm statistics are per process (as with DDP without SyncBatchNorm).
+
+A :class:`~ganpipe.errors.GanpipeError` in a worker (a non-finite loss, say) comes back to
+the pipeline as the same one-line error; a crash of one worker stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ganpipe import errors
+from ganpipe.errors import ConfigError, GanpipeError, TrainingError
+from ganpipe.fsutil import write_bytes
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a data-parallel run."""
+
+    rank: int
+    world: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Replace each gradient by its mean over the processes (one flat all_reduce per dtype)."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p in params:
+        if p.grad is not None:
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(world)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+
+def mean_across(values: torch.Tensor) -> torch.Tensor:
+    """``values`` averaged over the processes (a copy)."""
+    out = values.detach().clone()
+    dist.all_reduce(out)
+    return out.div_(dist.get_world_size())
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order."""
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def check_devices(devices: int, device: str, batch_size: int) -> None:
+    """Configuration checks for ``devices`` > 1 (one line each, what and how to fix)."""
+    if devices <= 1:
+        return
+    if batch_size % devices:
+        raise ConfigError(f"train.batch_size = {batch_size} must be a multiple of "
+                          f"train.devices = {devices} (each device takes an equal share)")
+    if device == "cpu":
+        return
+    if device not in ("auto", "cuda"):
+        raise ConfigError(f"train.devices = {devices} uses cuda:0..cuda:{devices - 1}; set "
+                          f"run.device to \"auto\" or \"cuda\" (or \"cpu\" for CPU "
+                          f"processes), not {device!r}")
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available < devices:
+        raise ConfigError(f"train.devices = {devices} but {available} CUDA GPU(s) are usable "
+                          f"here; lower train.devices, or set run.device = \"cpu\" to train "
+                          f"in {devices} CPU processes")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _report(job: dict, rank: int, record: dict) -> Path:
+    """Hand a worker's outcome to the parent: a small JSON file in the train folder (a
+    multiprocessing queue would leave semaphores behind when a worker has to exit hard)."""
+    path = Path(job["out_dir"]) / f".devices-{job['token']}-{rank}.json"
+    write_bytes(path, json.dumps(record).encode())
+    return path
+
+
+def _worker(rank: int, world: int, port: int, job: dict) -> None:
+    from ganpipe.training.loop import Trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cuda = job["device"] != "cpu"
+    if cuda:
+        torch.cuda.set_device(rank)
+    else:  # share the cores instead of every process using all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
+                            timeout=timedelta(minutes=30))
+    try:
+        trainer = Trainer(job["variant"], job["variant_opts"], job["opts"], job["data"],
+                          job["out_dir"], seed=job["seed"],
+                          device=f"cuda:{rank}" if cuda else "cpu",
+                          fingerprint=job["fingerprint"],
+                          log=print if rank == 0 else (lambda *_: None),
+                          dist_info=DistInfo(rank, world))
+        result = trainer.run()
+        if rank == 0:
+            _report(job, rank, {"checkpoint": str(result.checkpoint), "steps": result.steps,
+                                "resumed_from": result.resumed_from,
+                                "images_per_second": result.images_per_second,
+                                "device": str(trainer.device)})
+    except GanpipeError as exc:
+        # Mostly raised by every process at once (the loss check and the end check use
+        # values shared by all); a process left waiting in a collective gets an error
+        # when this one leaves the group below, and the parent reports this message.
+        _report(job, rank, {"error": type(exc).__name__, "message": str(exc)})
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
+    """Run :class:`~ganpipe.training.loop.Trainer` in ``devices`` processes; returns
+    process 0's ``(TrainResult, device name)``. ``job`` holds the Trainer's arguments."""
+    from ganpipe.training.loop import TrainResult
+
+    job = {**job, "token": secrets.token_hex(4)}
+    out_dir = Path(job["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reports = [out_dir / f".devices-{job['token']}-{r}.json" for r in range(devices)]
+
+    def read(rank: int) -> dict | None:
+        try:
+            return json.loads(reports[rank].read_text())
+        except (OSError, ValueError):
+            return None
+
+    def raise_reported() -> None:
+        for rank in range(devices):
+            record = read(rank)
+            if record and "error" in record:
+                raise getattr(errors, record["error"], TrainingError)(record["message"])
+
+    try:
+        mp.spawn(_worker, args=(devices, _free_port(), job), nprocs=devices, join=True,
+                 start_method="spawn")
+        raise_reported()
+        record = read(0)
+        if record is None:
+            raise TrainingError(f"training process 0 of {devices} ended without a result")
+    except mp.ProcessExitedException as exc:
+        raise_reported()
+        raise TrainingError(f"training process {exc.error_index} of {devices} stopped "
+                            f"(exit code {exc.exit_code}); see its output above") from None
+    except mp.ProcessRaisedException as exc:
+        raise_reported()
+        last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:]
+        raise TrainingError(f"training process {exc.error_index} of {devices} failed: "
+                            f"{last[0] if last else exc}") from None
+    finally:
+        for path in reports:
+            path.unlink(missing_ok=True)
+    result = TrainResult(Path(record["checkpoint"]), record["steps"], record["resumed_from"],
+                         record["images_per_second"])
+    return result, record["device"]
