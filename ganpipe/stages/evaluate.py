@@ -64,7 +64,8 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 
 class EvaluateStage(Stage):
     name = "evaluate"
-    description = "score generated images against real ones (FID, KID, precision/recall...)"
+    description = ("score the model on held-out images: FID, KID, precision/recall for "
+                   "generators; PSNR/SSIM next to bicubic for super-resolution")
     Options = EvaluateOptions
     requires = ("export",)
     uses = ("data", "seed")
