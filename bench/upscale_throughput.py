@@ -300,7 +300,9 @@ def run_ganpipe(cfg: dict) -> dict:
     t0 = time.perf_counter()
     summary = upscale_path(cfg["input"], cfg["output"], cfg["onnx"], device=cfg["device"],
                            tile=cfg["tile"], overlap=cfg["overlap"], progress=False,
-                           workers=cfg["workers"] or None)
+                           workers=cfg["workers"] or None,
+                           **({} if cfg["ganpipe_png_level"] is None else
+                              {"png_compression": cfg["ganpipe_png_level"]}))
     dt = time.perf_counter() - t0
     if summary.failures:
         raise SystemExit(f"ganpipe failed on {len(summary.failures)} file(s): "
@@ -546,6 +548,8 @@ def main() -> int:
                     help="zlib level of the baseline's PNGs (default: Pillow's, 6; "
                          "ganpipe writes 4 (ganpipe.inference.upscale.PNG_COMPRESSION); "
                          "Real-ESRGAN's cv2.imwrite uses 1)")
+    ap.add_argument("--png-level", type=int, default=None,
+                    help="zlib level of ganpipe's PNGs (its --png-compression; default 4)")
     ap.add_argument("--profile-images", type=int, default=3,
                     help="images in the per-stage profile (0: no profile)")
     ap.add_argument("--seed", type=int, default=0)
@@ -595,7 +599,8 @@ def main() -> int:
               f"{t_images:.1f} s")
         print(f"model: {model_note}")
         print("A = ganpipe: upscale_path() library call (what `ganpipe upscale` runs), "
-              f"--tile-overlap {args.overlap}")
+              f"--tile-overlap {args.overlap}"
+              f"{'' if args.png_level is None else f', --png-compression {args.png_level}'}")
         print(f"B = baseline: RealESRGANer-style torch eager, tile_pad {args.tile_pad}, "
               f"sequential PIL load -> infer -> PIL PNG save"
               f"{'' if args.baseline_png_level is None else f' (level {args.baseline_png_level})'}")
@@ -613,6 +618,7 @@ def main() -> int:
                     "tile": tile, "overlap": overlap_for(tile), "tile_pad": args.tile_pad,
                     "num_feat": args.num_feat, "num_conv": args.num_conv,
                     "workers": args.workers, "png_level": args.baseline_png_level,
+                    "ganpipe_png_level": args.png_level,
                     "profile_images": args.profile_images, "size": args.size,
                     "session_runs": 5, "session_variants": True}
 
