@@ -14,6 +14,19 @@ NON_RESULT_KEYS = {"steps", "log_every", "sample_every", "checkpoint_every",
                    "keep_checkpoints", "num_samples", "resume", "progress"}
 
 
+def init_fingerprint(opts: TrainOptions) -> str | None:
+    """Size and mtime of the ``init_from`` weights (None without them)."""
+    if opts.init_from is None:
+        return None
+    path = opts.resolve_path(opts.init_from)
+    path = path / "model.safetensors" if path.is_dir() else path
+    try:
+        st = path.stat()
+    except OSError:
+        return f"init_from {path} missing"
+    return f"init_from {st.st_size} {st.st_mtime_ns}"
+
+
 def resume_fingerprint(ctx: StageContext, opts: TrainOptions) -> str:
     cfg = ctx.config
     relevant = {k: v for k, v in opts.model_dump(mode="json").items() if k not in NON_RESULT_KEYS}
@@ -21,6 +34,8 @@ def resume_fingerprint(ctx: StageContext, opts: TrainOptions) -> str:
             "train": relevant, "seed": cfg.run.seed,
             "data": ctx.fingerprints.get("augment") or ctx.fingerprints.get("@data"),
             "image_size": cfg.data.image_size, "channels": cfg.data.channels}
+    if opts.init_from is not None:  # no key otherwise: existing checkpoints stay valid
+        blob["init"] = init_fingerprint(opts)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -44,6 +59,10 @@ class TrainStage(Stage):
 
         try:
             check_devices(opts.devices, config.run.device, opts.batch_size)
+            if opts.init_from is not None and not opts.resolve_path(opts.init_from).exists():
+                raise ConfigError(f"train.init_from: {opts.resolve_path(opts.init_from)} does "
+                                  f"not exist; give a checkpoint folder or a weights file "
+                                  f"(relative to the pipeline.toml)")
             amp_dtype(opts.amp, resolve_device(config.run.device))
             try:
                 names = lister(config.data_options, config.base_dir) if callable(lister) \
@@ -56,6 +75,10 @@ class TrainStage(Stage):
                 config.variant.check_data(config.variant_options, info)
         except ConfigError as exc:
             raise ConfigError(f"{config.path}: {exc}") from None
+
+    def fingerprint(self, config, opts: TrainOptions) -> str | None:
+        """The ``init_from`` weights: other starting weights make another run."""
+        return init_fingerprint(opts)
 
     def run(self, ctx: StageContext, opts: TrainOptions) -> StageResult:
         from ganpipe.training.loop import Trainer

@@ -33,6 +33,7 @@ from ganpipe.training.distributed import (
     gather_objects,
     mean_across,
 )
+from ganpipe.training.transfer import initialise
 from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
 
 
@@ -55,6 +56,9 @@ class TrainOptions(Options):
     channels_last: bool | None = Field(None, description="NHWC memory format; default: on CUDA")
     diversity_every: int = Field(0, ge=0, description="steps between mode-collapse checks; "
                                  "0: at every log line")
+    init_from: Path | None = Field(None, description="start a fresh run from these weights: "
+                                   "a ganpipe checkpoint, or released SR weights (.pth / "
+                                   ".safetensors) for G; relative to the pipeline.toml")
     devices: int = Field(1, ge=1, le=64, description="data-parallel processes: GPUs "
                          "cuda:0..N-1, or CPU processes with run.device = \"cpu\"; "
                          "batch_size is the global batch")
@@ -180,6 +184,9 @@ class Trainer:
         torch.manual_seed(self.seed)
         self.nets = {k: v.to(self.device) for k, v in
                      self.variant.build(self.vopts, self.info).items()}
+        fresh = ckpt.latest_checkpoint(self.ckpt_dir) is None or not self.opts.resume
+        if self.opts.init_from is not None and fresh:
+            initialise(self.opts.resolve_path(self.opts.init_from), self.nets, self.log)
         self.optimizers = self.variant.optimizers(self.nets, self.vopts)
         self.ema = None
         if self.opts.ema_decay > 0:
