@@ -143,8 +143,10 @@ def generate(model, count, out, seed, labels, codes, truncation, batch_size, dev
 @click.option("-o", "--out", "out", required=True, metavar="DIR",
               help="Output folder (created; not inside the input folder), or an output "
                    "file name when -i is a file.")
-@click.option("-m", "--model", "model", required=True, metavar="MODEL.onnx",
-              help="Super-resolution model (task super_resolve), e.g. from the export stage.")
+@click.option("-m", "--model", "model", required=True, metavar="MODEL",
+              help="Super-resolution model (task super_resolve), e.g. from the export "
+                   "stage; or released weights (.pth / .safetensors), converted to ONNX once "
+                   "and cached.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N or tensorrt.")
 @click.option("--tile", default=512, show_default=True, type=click.IntRange(min=0),

@@ -789,6 +789,65 @@ def test_upscale_never_imports_torch(models, tmp_path):
     assert opened(tmp_path / "out" / "a.png").size == (12, 12)
 
 
+def test_released_weights_are_converted_once_and_cached(tmp_path):
+    """-m RealESRGAN.pth works: converted with torch once, then opened from the cache
+    without torch; the result is what `ganpipe import` + the .onnx give."""
+    import torch
+
+    from ganpipe.nn.sr import SRVGGNetCompact
+    from ganpipe.weights import import_weights
+
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(3, 3, num_feat=8, num_conv=2, upscale=2)
+    torch.save({"params": net.state_dict()}, tmp_path / "tiny-x2.pth")
+    Image.fromarray(rand_rgb(9, 7, seed=8)).save(tmp_path / "a.png")
+    env = {**os.environ, "GANPIPE_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "ganpipe.cli", "upscale", "-i", str(tmp_path / "a.png"),
+            "-m", str(tmp_path / "tiny-x2.pth"), "--device", "cpu", "-o"]
+    proc = subprocess.run([*args, str(tmp_path / "first")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "converting tiny-x2.pth (compact x2) to ONNX" in proc.stderr
+    cached = list((tmp_path / "cache" / "imported").glob("tiny-x2-*.onnx"))
+    assert len(cached) == 1
+    import_weights(tmp_path / "tiny-x2.pth", tmp_path / "ref.onnx")
+    assert run(tmp_path / "a.png", tmp_path / "ref", tmp_path / "ref.onnx").ok
+    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "first" / "a.png")),
+                                  np.asarray(opened(tmp_path / "ref" / "a.png")))
+    # second time: from the cache, with torch blocked
+    code = textwrap.dedent(f"""
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+
+        sys.meta_path.insert(0, NoTorch())
+        from ganpipe.cli import main
+        sys.argv = ["ganpipe", *{args[3:]!r}, {str(tmp_path / "second")!r}]
+        try:
+            main(prog_name="ganpipe")
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        assert "torch" not in sys.modules
+        print("TORCH-FREE")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and "TORCH-FREE" in proc.stdout, proc.stderr
+    assert "converting" not in proc.stderr
+    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "second" / "a.png")),
+                                  np.asarray(opened(tmp_path / "ref" / "a.png")))
+    # a file holding Python objects is refused before anything is written
+    torch.save({"params": net.state_dict(), "x": Path("x")}, tmp_path / "evil.pth")
+    proc = subprocess.run([*args[:7], str(tmp_path / "evil.pth"), *args[8:],
+                           str(tmp_path / "evil-out")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert_one_line_error(proc, 2, "refusing to load")
+    assert not (tmp_path / "evil-out").exists()
+
+
 # -- the stage ---------------------------------------------------------------------------
 STAGE_PIPELINE = """
 [run]

@@ -157,12 +157,61 @@ class SRModel:
         return y
 
 
-def open_sr_model(path: str | Path, device: str = "auto") -> SRModel:
-    """Open a ``super_resolve`` model; every problem is a one-line :class:`ConfigError`."""
+#: released weight files that ``open_sr_model`` converts to ONNX on first use
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+#: bump when the conversion changes, so cached conversions are redone
+CONVERSION_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept: ``$GANPIPE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/ganpipe``, else ``~/.cache/ganpipe``."""
+    if os.environ.get("GANPIPE_CACHE_DIR"):
+        return Path(os.environ["GANPIPE_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "ganpipe"
+
+
+def converted_model(weights: Path, log: Callable[[str], Any] | None = None) -> Path:
+    """The ONNX model of released SR weights (``.pth`` / ``.safetensors``), converted once
+    with :func:`ganpipe.weights.import_weights` (torch, ``weights_only=True``) and cached
+    by the file's content hash: later runs open the cached ``.onnx`` without torch."""
+    import hashlib
+
+    if not weights.is_file():
+        raise ConfigError(f"model {weights} does not exist")
+    digest = hashlib.sha256(f"ganpipe-import-v{CONVERSION_VERSION}\0".encode())
+    with open(weights, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    target = cache_dir() / "imported" / f"{weights.stem}-{digest.hexdigest()[:16]}.onnx"
+    if target.is_file():
+        return target
+    try:
+        from ganpipe.weights import import_weights, load_model
+    except ImportError:
+        raise ConfigError(f"{weights.name}: converting weights to ONNX needs PyTorch, which "
+                          f"is not installed here; run `ganpipe import {weights.name}` where "
+                          f"it is and pass the .onnx") from None
+    _, arch = load_model(weights)  # a file that cannot be imported fails here, quietly
+    (log or (lambda msg: None))(f"converting {weights.name} ({arch.variant} x{arch.scale}) "
+                                f"to ONNX, once; cached as {target}")
+    ensure_writable_dir(target.parent)
+    import_weights(weights, target)
+    return target
+
+
+def open_sr_model(path: str | Path, device: str = "auto",
+                  log: Callable[[str], Any] | None = None) -> SRModel:
+    """Open a ``super_resolve`` model - an ``.onnx``, or released weights converted on
+    first use (see :func:`converted_model`); every problem is a one-line
+    :class:`ConfigError`."""
     if not DEVICE_RE.match(device):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or "
                           f"tensorrt")
     try:
+        if Path(path).suffix.lower() in WEIGHT_SUFFIXES:
+            path = converted_model(Path(path), log)
         return SRModel(open_model(path, device, task=TASK))
     except ConfigError:
         raise
@@ -784,7 +833,7 @@ def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
     check_tiling(tile, overlap)
     plan = plan_jobs(input, output, format=format, suffix=suffix, recursive=recursive,
                      skip_existing=skip_existing, shard=parse_shard(shard))
-    sr = open_sr_model(model, device)
+    sr = open_sr_model(model, device, log)
     upscaler = Upscaler(sr, tile, overlap, alpha, log)
     ensure_writable_dir(plan.out_dir)
     t0 = time.perf_counter()

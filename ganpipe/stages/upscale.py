@@ -67,7 +67,8 @@ class UpscaleOptions(Options):
     input: str = Field(description="image folder (or file), relative to the pipeline.toml")
     output: str | None = Field(None, description="output folder, relative to the toml; "
                                "default: upscale/ in the run folder")
-    model: str | None = Field(None, description="super-resolution .onnx, relative to the "
+    model: str | None = Field(None, description="super-resolution .onnx (or released "
+                              ".pth / .safetensors weights, converted once), relative to the "
                               "toml; default: the export stage's model")
     tile: int = Field(512, ge=0, description="tile grid in input pixels (tiles also "
                       "read the overlap); 0 = whole image")
