@@ -143,10 +143,10 @@ def generate(model, count, out, seed, labels, codes, truncation, batch_size, dev
 @click.option("-o", "--out", "out", required=True, metavar="DIR",
               help="Output folder (created; not inside the input folder), or an output "
                    "file name when -i is a file.")
-@click.option("-m", "--model", "model", required=True, metavar="MODEL",
+@click.option("-m", "--model", "model", required=True, multiple=True, metavar="MODEL",
               help="Super-resolution model (task super_resolve), e.g. from the export "
                    "stage; or released weights (.pth / .safetensors), converted to ONNX once "
-                   "and cached.")
+                   "and cached. Repeat for an ensemble (outputs averaged).")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N or tensorrt.")
 @click.option("--tile", default=512, show_default=True, type=click.IntRange(min=0),
@@ -166,6 +166,9 @@ def generate(model, count, out, seed, labels, codes, truncation, batch_size, dev
               help="JPEG/WebP quality.")
 @click.option("--png-compression", default=4, show_default=True, type=click.IntRange(0, 9),
               help="zlib level of PNG outputs: 0 none, 1 fastest, 9 smallest.")
+@click.option("--tta", is_flag=True,
+              help="Self-ensemble: average over the 8 flips/rotations (8x slower, "
+                   "usually a little cleaner).")
 @click.option("--alpha", "alpha", default="model", show_default=True,
               type=click.Choice(["model", "bicubic"]),
               help="How the alpha channel is enlarged.")
@@ -174,7 +177,7 @@ def generate(model, count, out, seed, labels, codes, truncation, batch_size, dev
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar [default: when stderr is a terminal].")
 def upscale(input_, out, model, device, tile, overlap, fmt, suffix, recursive, skip_existing,
-            shard, quality, png_compression, alpha, workers, progress) -> None:
+            shard, quality, png_compression, tta, alpha, workers, progress) -> None:
     """Upscale images with a super-resolution model (ONNX Runtime; no torch needed).
 
     Exit status: 0 all done (or skipped), 1 some files failed (listed at the end; the
@@ -188,10 +191,10 @@ def upscale(input_, out, model, device, tile, overlap, fmt, suffix, recursive, s
 
     # Images over Pillow's limit are reported as failed; the warning would be noise.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    summary = upscale_path(input_, out, model, device=device, tile=tile, overlap=overlap,
+    summary = upscale_path(input_, out, list(model), device=device, tile=tile, overlap=overlap,
                            format=fmt, suffix=suffix, recursive=recursive,
                            skip_existing=skip_existing, shard=shard, quality=quality,
-                           png_compression=png_compression, alpha=alpha, workers=workers or None, progress=progress,
+                           png_compression=png_compression, tta=tta, alpha=alpha, workers=workers or None, progress=progress,
                            log=lambda m: click.echo(f"ganpipe: {m}", err=True))
     for path, reason in summary.failures:
         click.echo(f"ganpipe: failed: {path}: {reason}", err=True)

@@ -848,6 +848,45 @@ def test_released_weights_are_converted_once_and_cached(tmp_path):
     assert not (tmp_path / "evil-out").exists()
 
 
+def test_model_ensemble_and_self_ensemble(models, tmp_path, cli):
+    """Several models: outputs averaged; --tta: the 8 flips/rotations, turned back and
+    averaged (computed here by hand on whole images)."""
+    arr = rand_rgb(13, 10, seed=9)
+    pic = decode_image_from(tmp_path, arr)
+
+    def plain(name, image=arr):
+        p = decode_image_from(tmp_path, np.ascontiguousarray(image))
+        return Upscaler(open_sr_model(models[name], "cpu"), tile=0).upscale(p).color
+
+    both = Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu"),
+                                 open_sr_model(models["blur2"], "cpu")]), tile=0)
+    np.testing.assert_allclose(both.upscale(pic).color,
+                               (plain("conv2") + plain("blur2")) / 2, atol=1e-5)
+    expected = np.zeros_like(plain("conv2"))
+    for flip in (False, True):
+        for rot in range(4):
+            image = np.rot90(arr[:, ::-1] if flip else arr, rot)
+            out = np.rot90(plain("conv2", image), -rot)
+            expected += out[:, ::-1] if flip else out
+    expected /= 8
+    tta = Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=0)
+    got = tta.upscale(pic).color
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(got - plain("conv2")).max() > 1e-3  # the model is not flip-invariant
+    # tiled, the self-ensemble still matches the whole-image one
+    tiled = Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=16,
+                     overlap=6).upscale(pic).color
+    assert np.abs(tiled - got).max() < 1e-4
+    with pytest.raises(ConfigError, match="one scale"):
+        up.Ensemble([open_sr_model(models["near2"], "cpu"),
+                     open_sr_model(models["near4m4"], "cpu")])
+    proc = cli("upscale", "-i", str(tmp_path / "src.png"), "-o", str(tmp_path / "out"),
+               "-m", str(models["conv2"]), "-m", str(models["blur2"]), "--tta",
+               "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert opened(tmp_path / "out" / "src.png").size == (20, 26)
+
+
 # -- the stage ---------------------------------------------------------------------------
 STAGE_PIPELINE = """
 [run]

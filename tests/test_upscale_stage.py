@@ -134,3 +134,25 @@ def test_upscale_stage_passes_quality_compression_and_alpha_on(tmp_path):
         sizes[name] = out.stat().st_size
     assert sizes["low"] * 3 < sizes["high"]
     assert sizes["small"] * 3 < sizes["flat"]
+
+
+def test_upscale_stage_with_an_ensemble_and_tta(tmp_path):
+    """model = [a, b] and tta = true reach the upscaler; both files are fingerprinted."""
+    nodes, inits = _resize("image", OUT_NAME, 2)
+    _hand_model(tmp_path / "near2.onnx", nodes, inits, 2)
+    _hand_model(tmp_path / "near2b.onnx", nodes, inits, 2)
+    (tmp_path / "photos").mkdir()
+    save(tmp_path / "photos" / "a.png", 6, 0)
+    text = PIPELINE.format(input="photos", recursive="false").replace(
+        'model = "near2.onnx"', 'model = ["near2.onnx", "near2b.onnx"]\ntta = true')
+    toml = write_toml(tmp_path / "pipeline.toml", text)
+    logs: list[str] = []
+    run_file(toml, entry_points=False, log=logs.append)
+    out = tmp_path / "runs" / "up" / "upscale" / "a_x2.png"
+    src = np.asarray(Image.open(tmp_path / "photos" / "a.png"))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)),
+                                  src.repeat(2, 0).repeat(2, 1))  # nearest: TTA-invariant
+    shift_mtime(tmp_path / "near2b.onnx")
+    logs.clear()
+    run_file(toml, entry_points=False, log=logs.append)
+    assert any(line.startswith("[upscale] running") for line in logs)

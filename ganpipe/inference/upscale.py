@@ -44,6 +44,7 @@ not idle while files are read and written.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -217,6 +218,49 @@ def open_sr_model(path: str | Path, device: str = "auto",
         raise
     except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
         raise ConfigError(str(exc)) from None
+
+
+def _dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """Transform ``k`` (0..7) of the 8 flips / rotations of NCHW ``x``."""
+    if k >= 4:
+        x = x[..., ::-1]
+    return np.ascontiguousarray(np.rot90(x, k % 4, axes=(2, 3)))
+
+
+def _undo_dihedral(y: np.ndarray, k: int) -> np.ndarray:
+    y = np.rot90(y, -(k % 4), axes=(2, 3))
+    return y[..., ::-1] if k >= 4 else y
+
+
+class Ensemble:
+    """Several models of one scale used as one (model ensembling: their outputs are
+    averaged), and/or each model run on the 8 flips and rotations of its input with the
+    results turned back and averaged (``tta``: the self-ensemble of EDSR / RCAN, usually a
+    little sharper and cleaner, 8x the compute). Works per tile, so tiling and memory are
+    unchanged; quacks like :class:`SRModel` for :class:`Upscaler`."""
+
+    def __init__(self, models: list[SRModel], tta: bool = False):
+        scales = {m.scale for m in models}
+        if len(scales) > 1:
+            listing = ", ".join(f"{m.path.name} x{m.scale}" for m in models)
+            raise ConfigError(f"models of an ensemble must have one scale; got {listing}")
+        self.models, self.tta = models, tta
+        self.scale = models[0].scale
+        self.multiple = math.lcm(*(m.multiple for m in models))
+        self.path = models[0].path
+
+    @property
+    def providers(self) -> list[str]:
+        return self.models[0].providers
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        total, count = None, 0
+        for model in self.models:
+            for k in range(8) if self.tta else (0,):
+                y = _undo_dihedral(model(_dihedral(x, k)), k) if k else model(x)
+                total = y.astype(np.float32, copy=True) if total is None else total + y
+                count += 1
+        return total / count
 
 
 # -- images ----------------------------------------------------------------------------
@@ -449,7 +493,7 @@ class Upscaler:
     An ``overlap`` too large for ``tile`` (at least half of it) becomes a quarter of the
     tile, with a note through ``log``: ``--tile 64`` works with the default overlap."""
 
-    def __init__(self, model: SRModel, tile: int = 512, overlap: int = 32,
+    def __init__(self, model: SRModel | Ensemble, tile: int = 512, overlap: int = 32,
                  alpha: str = "model", log: Callable[[str], Any] | None = None):
         check_tiling(tile, overlap)
         if alpha not in ("model", "bicubic"):
@@ -812,18 +856,21 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
     return written, failures, bar.megapixels
 
 
-def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
+def upscale_path(input: str | Path, output: str | Path,
+                 model: str | Path | list[str | Path], *,
                  device: str = "auto", tile: int = 512, overlap: int = 32,
                  format: str | None = None, suffix: str = "", recursive: bool = False,
                  skip_existing: bool = False, shard: str | tuple[int, int] | None = None,
                  quality: int = 95, png_compression: int = PNG_COMPRESSION,
-                 alpha: str = "model", workers: int | None = None,
+                 alpha: str = "model", tta: bool = False, workers: int | None = None,
                  progress: bool | None = None, log: Callable[[str], Any] | None = None
                  ) -> UpscaleSummary:
     """Upscale an image file or a folder of images with a ``super_resolve`` model.
 
-    Problems with the arguments, the input or the model raise :class:`ConfigError` before
-    anything is written. Files that cannot be read, upscaled or written are listed in
+    ``model`` may be a list: the models' outputs are averaged (:class:`Ensemble`);
+    ``tta`` averages each over the 8 flips / rotations of its input. Problems with the
+    arguments, the input or the model raise :class:`ConfigError` before anything is
+    written. Files that cannot be read, upscaled or written are listed in
     ``failures`` and the others are still done.
     """
     if not 1 <= quality <= 100:
@@ -833,7 +880,12 @@ def upscale_path(input: str | Path, output: str | Path, model: str | Path, *,
     check_tiling(tile, overlap)
     plan = plan_jobs(input, output, format=format, suffix=suffix, recursive=recursive,
                      skip_existing=skip_existing, shard=parse_shard(shard))
-    sr = open_sr_model(model, device, log)
+    paths = list(model) if isinstance(model, list | tuple) else [model]
+    if not paths:
+        raise ConfigError("no model given; pass -m MODEL (repeat it for an ensemble)")
+    models = [open_sr_model(p, device, log) for p in paths]
+    sr: SRModel | Ensemble = models[0] if len(models) == 1 and not tta else \
+        Ensemble(models, tta)
     upscaler = Upscaler(sr, tile, overlap, alpha, log)
     ensure_writable_dir(plan.out_dir)
     t0 = time.perf_counter()

@@ -63,13 +63,22 @@ def input_fingerprint(src: Path, recursive: bool) -> str:
     return h.hexdigest()
 
 
+def _models(opts: UpscaleOptions) -> list[str]:
+    """The explicit model path(s), as a list (empty: the export stage's model)."""
+    if opts.model is None:
+        return []
+    return [opts.model] if isinstance(opts.model, str) else list(opts.model)
+
+
 class UpscaleOptions(Options):
     input: str = Field(description="image folder (or file), relative to the pipeline.toml")
     output: str | None = Field(None, description="output folder, relative to the toml; "
                                "default: upscale/ in the run folder")
-    model: str | None = Field(None, description="super-resolution .onnx (or released "
-                              ".pth / .safetensors weights, converted once), relative to the "
-                              "toml; default: the export stage's model")
+    model: str | list[str] | None = Field(
+        None, description="super-resolution .onnx (or released .pth / .safetensors weights, "
+        "converted once), relative to the toml; a list: an ensemble (outputs averaged); "
+        "default: the export stage's model")
+    tta: bool = Field(False, description="self-ensemble over the 8 flips/rotations")
     tile: int = Field(512, ge=0, description="tile grid in input pixels (tiles also "
                       "read the overlap); 0 = whole image")
     overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles")
@@ -95,7 +104,7 @@ class UpscaleStage(Stage):
     def check(self, config, opts: UpscaleOptions) -> None:
         from ganpipe.inference.upscale import check_tiling
 
-        if opts.model is None and config.stage("export") is None:
+        if not _models(opts) and config.stage("export") is None:
             raise ConfigError(f"{config.path}: [upscale] needs a model: set model = "
                               f"\"path/to/model.onnx\" or add an [export] stage before it")
         try:
@@ -109,8 +118,8 @@ class UpscaleStage(Stage):
         export stage's model is covered by that stage's fingerprint.)"""
         base = config.base_dir
         text = input_fingerprint(_resolve(base, opts.input), opts.recursive)
-        if opts.model:
-            text += " " + _file_line(_resolve(base, opts.model), "model").strip()
+        for model in _models(opts):
+            text += " " + _file_line(_resolve(base, model), "model").strip()
         return text
 
     def run(self, ctx: StageContext, opts: UpscaleOptions) -> StageResult:
@@ -121,14 +130,15 @@ class UpscaleStage(Stage):
         def resolve(p: str) -> Path:
             return _resolve(base, p)
 
-        model = resolve(opts.model) if opts.model else ctx.output("export", "model",
-                                                                  needed_by=self.name)
+        models = [resolve(m) for m in _models(opts)] or [
+            ctx.output("export", "model", needed_by=self.name)]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
-        summary = upscale_path(resolve(opts.input), out, model, device=opts.device,
+        summary = upscale_path(resolve(opts.input), out, models, device=opts.device,
                                tile=opts.tile, overlap=opts.overlap, format=opts.format,
                                suffix=opts.suffix, recursive=opts.recursive,
                                skip_existing=opts.skip_existing, quality=opts.quality,
                                png_compression=opts.png_compression, alpha=opts.alpha,
+                               tta=opts.tta,
                                log=ctx.log)
         for path, reason in summary.failures:
             ctx.log(f"[{self.name}] failed: {path}: {reason}")
