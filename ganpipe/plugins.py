@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ganpipe.vae", "ganpipe.variants.vae"),
     ("ganpipe.infogan", "ganpipe.variants.infogan"),
     ("ganpipe.biggan", "ganpipe.variants.biggan"),
+    ("ganpipe.stylegan", "ganpipe.variants.stylegan"),
     ("ganpipe.srgan", "ganpipe.variants.srgan"),
     ("ganpipe.esrgan", "ganpipe.variants.esrgan"),
     ("ganpipe.compact", "ganpipe.variants.compact"),

@@ -1,0 +1,212 @@
+"""Compact StyleGAN2 networks (Karras et al. 2020): a mapping network to W, a synthesis
+network of modulated / demodulated convolutions from a learned constant with per-pixel
+noise and skip-connected RGB outputs, and a residual discriminator with a minibatch
+standard-deviation feature. Equalised learning rate throughout.
+
+Simplifications, for size: bilinear up-sampling and average-pool down-sampling instead of
+FIR filters, and modulation applied to the activations (StyleGAN2's non-fused path: scale
+the input channels by the style, convolve with the shared weight, scale the output
+channels by the demodulation factor), which is the same maths as modulating the weights
+and exports to plain ONNX ops. In eval mode the noise is a fixed buffer per layer
+("const" noise), so the exported generator is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2) * SQRT2
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with the equalised learning rate: weights ~ N(0, 1) / lr_mul, scaled
+    at run time by lr_mul / sqrt(fan_in)."""
+
+    def __init__(self, cin: int, cout: int, bias_init: float = 0.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin) / lr_mul)
+        self.bias = nn.Parameter(torch.full((cout,), float(bias_init)))
+        self.scale, self.lr_mul = lr_mul / math.sqrt(cin), lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.scale, self.padding = 1.0 / math.sqrt(cin * kernel * kernel), kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: pixel norm, then ``layers`` equalised linear layers (lr x 0.01)."""
+
+    def __init__(self, z_dim: int, w_dim: int, layers: int):
+        super().__init__()
+        dims = [z_dim] + [w_dim] * layers
+        self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=0.01)
+                                    for a, b in zip(dims[:-1], dims[1:], strict=True))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        for layer in self.layers:
+            x = _act(layer(x))
+        return x
+
+
+class ModulatedConv(nn.Module):
+    """Convolution whose input channels are scaled by a style from w, with the output
+    demodulated (each output channel brought back to unit variance)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, w_dim: int, demodulate: bool = True,
+                 up: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.affine = EqualLinear(w_dim, cin, bias_init=1.0)
+        self.scale, self.padding = 1.0 / math.sqrt(cin * kernel * kernel), kernel // 2
+        self.demodulate, self.up = demodulate, up
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        style = self.affine(w)                                     # B, cin
+        if self.up:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        weight = self.weight * self.scale
+        out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
+        if self.demodulate:
+            energy = weight.pow(2).sum(dim=(2, 3))                 # cout, cin
+            demod = torch.rsqrt(style.pow(2) @ energy.t() + 1e-8)  # B, cout
+            out = out * demod[:, :, None, None]
+        return out
+
+
+class StyledLayer(nn.Module):
+    """Modulated conv + per-pixel noise (learned strength) + bias + leaky ReLU."""
+
+    def __init__(self, cin: int, cout: int, w_dim: int, resolution: int, up: bool = False):
+        super().__init__()
+        self.conv = ModulatedConv(cin, cout, 3, w_dim, up=up)
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x, w)
+        if self.training:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device,
+                                dtype=x.dtype)
+        else:
+            noise = self.noise_const
+        return _act(x + noise * self.noise_strength + self.bias[None, :, None, None])
+
+
+class ToRGB(nn.Module):
+    def __init__(self, cin: int, channels: int, w_dim: int):
+        super().__init__()
+        self.conv = ModulatedConv(cin, channels, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, w) + self.bias[None, :, None, None]
+
+
+def widths(base: int, levels: int, cap: int) -> list[int]:
+    """Channels at 4, 8, ... px: ``base`` at full resolution, doubling towards 4 px."""
+    return [min(cap, base * 2 ** (levels - i)) for i in range(levels + 1)]
+
+
+class StyleGenerator(nn.Module):
+    """z [B, z_dim] -> image [B, C, S, S] in about [-1, 1]. ``synthesis(ws)`` takes one w
+    per layer ([B, num_ws, w_dim]) for style mixing."""
+
+    def __init__(self, z_dim: int, w_dim: int, mapping_layers: int, image_size: int,
+                 channels: int, base: int, cap: int):
+        super().__init__()
+        levels = int(math.log2(image_size)) - 2
+        ch = widths(base, levels, cap)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers)
+        self.const = nn.Parameter(torch.randn(1, ch[0], 4, 4))
+        self.first = StyledLayer(ch[0], ch[0], w_dim, 4)
+        self.rgbs = nn.ModuleList([ToRGB(ch[0], channels, w_dim)])
+        self.ups, self.convs = nn.ModuleList(), nn.ModuleList()
+        for i in range(1, levels + 1):
+            res = 4 * 2 ** i
+            self.ups.append(StyledLayer(ch[i - 1], ch[i], w_dim, res, up=True))
+            self.convs.append(StyledLayer(ch[i], ch[i], w_dim, res))
+            self.rgbs.append(ToRGB(ch[i], channels, w_dim))
+        self.num_ws = 2 * levels + 2  # first conv, 2 per level, + the last ToRGB's
+
+    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
+        x = self.first(self.const.expand(ws.shape[0], -1, -1, -1), ws[:, 0])
+        rgb = self.rgbs[0](x, ws[:, 1])
+        for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True)):
+            x = up(x, ws[:, 1 + 2 * i])
+            x = conv(x, ws[:, 2 + 2 * i])
+            rgb = F.interpolate(rgb, scale_factor=2.0, mode="bilinear", align_corners=False)
+            rgb = rgb + self.rgbs[i + 1](x, ws[:, 3 + 2 * i])
+        return rgb
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        w = self.mapping(z)
+        # images to look at (samples, export) are clipped to the value range; training
+        # calls synthesis() directly, so D sees the linear output, as in StyleGAN2
+        return self.synthesis(w[:, None].expand(-1, self.num_ws, -1)).clamp(-1.0, 1.0)
+
+
+class MinibatchStd(nn.Module):
+    """Appends the mean (over features and pixels) of the per-pixel standard deviation
+    across groups of ``group`` images: lets D see a batch's lack of variety."""
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g = math.gcd(self.group, b)
+        y = x.reshape(g, -1, c, h, w)
+        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # B/g
+        y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
+class StyleDiscriminator(nn.Module):
+    """Residual discriminator: fromRGB, (conv, conv + down) blocks with 1x1 skips,
+    minibatch std, conv, two linear layers -> logit [B]."""
+
+    def __init__(self, image_size: int, channels: int, base: int, cap: int):
+        super().__init__()
+        levels = int(math.log2(image_size)) - 2
+        ch = widths(base, levels, cap)[::-1]  # full resolution first
+        self.from_rgb = EqualConv2d(channels, ch[0], 1)
+        self.blocks = nn.ModuleList()
+        for a, b in zip(ch[:-1], ch[1:], strict=True):
+            self.blocks.append(nn.ModuleDict({
+                "conv1": EqualConv2d(a, a, 3), "conv2": EqualConv2d(a, b, 3),
+                "skip": EqualConv2d(a, b, 1, bias=False)}))
+        self.stddev = MinibatchStd()
+        self.conv = EqualConv2d(ch[-1] + 1, ch[-1], 3)
+        self.fc = EqualLinear(ch[-1] * 16, ch[-1])
+        self.out = EqualLinear(ch[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _act(self.from_rgb(x))
+        for block in self.blocks:
+            skip = block["skip"](F.avg_pool2d(x, 2))
+            h = _act(block["conv1"](x))
+            h = F.avg_pool2d(_act(block["conv2"](h)), 2)
+            x = (h + skip) / SQRT2
+        x = _act(self.conv(self.stddev(x)))
+        return self.out(_act(self.fc(x.flatten(1)))).reshape(-1)

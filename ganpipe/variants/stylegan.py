@@ -1,0 +1,99 @@
+"""StyleGAN (compact StyleGAN2, Karras et al. 2020): mapping network, modulated convolutions
+with noise, skip generator, residual discriminator with minibatch std; non-saturating
+logistic loss, lazy R1 regularisation of D and style mixing. The nets are in
+:mod:`ganpipe.nn.stylegan` (what is simplified there is said there); path-length
+regularisation is left out. The exported model takes ``z``; ``generate --truncation``
+truncates it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+import ganpipe
+from ganpipe.errors import ConfigError
+from ganpipe.nn.stylegan import StyleDiscriminator, StyleGenerator
+from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+
+
+class StyleGANOptions(GANOptions):
+    latent_dim: int = Field(512, ge=1, le=4096, description="size of z")
+    w_dim: int = Field(512, ge=1, le=4096, description="size of w (the style space)")
+    mapping_layers: int = Field(8, ge=1, le=16)
+    g_width: int = Field(32, ge=1, description="channels at full resolution (G)")
+    d_width: int = Field(32, ge=1, description="channels at full resolution (D)")
+    max_width: int = Field(512, ge=1, description="cap on channels per block")
+    lr_g: float = Field(2e-3, gt=0)
+    lr_d: float = Field(2e-3, gt=0)
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = Field(10.0, ge=0, description="R1 penalty weight on D's real-image "
+                            "gradients; 0 = off")
+    r1_every: int = Field(16, ge=1, description="lazy R1: every this many steps, scaled up")
+    mixing: float = Field(0.9, ge=0, le=1, description="probability of style mixing")
+
+
+def _check_size(image_size: int) -> None:
+    n = int(math.log2(image_size)) if image_size > 0 else 0
+    if 2 ** n != image_size or image_size < 8:
+        raise ConfigError(f"stylegan needs data.image_size a power of two >= 8, got "
+                          f"{image_size}; set it to 16, 32, 64, ...")
+
+
+class StyleGAN(Variant):
+    name = "stylegan"
+    description = "StyleGAN2 (compact): mapping network, modulated convs, noise, R1, mixing"
+    Options = StyleGANOptions
+    tiny_options = {"latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_width": 4,
+                    "d_width": 4, "max_width": 8, "r1_every": 2}
+
+    def check_data(self, opts: StyleGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        _check_size(info.image_size)
+
+    def build(self, opts: StyleGANOptions, info: DataInfo):
+        _check_size(info.image_size)
+        return {"G": StyleGenerator(opts.latent_dim, opts.w_dim, opts.mapping_layers,
+                                    info.image_size, info.channels, opts.g_width,
+                                    opts.max_width),
+                "D": StyleDiscriminator(info.image_size, info.channels, opts.d_width,
+                                        opts.max_width)}
+
+    def _fake(self, G: StyleGenerator, opts: StyleGANOptions, info: DataInfo, n: int,
+              device: torch.device) -> torch.Tensor:
+        """Images from fresh noise, with two styles mixed at a random layer (``mixing``)."""
+        (z,) = self.make_inputs(opts, info, n, device)
+        ws = G.mapping(z)[:, None].expand(-1, G.num_ws, -1)
+        if opts.mixing > 0 and float(torch.rand(())) < opts.mixing:
+            (z2,) = self.make_inputs(opts, info, n, device)
+            cut = int(torch.randint(1, G.num_ws, ()))
+            ws2 = G.mapping(z2)[:, None].expand(-1, G.num_ws, -1)
+            ws = torch.cat([ws[:, :cut], ws2[:, cut:]], dim=1)
+        return G.synthesis(ws)
+
+    def train_step(self, ctx: StepContext, batch: Batch):
+        G, D, opts, aug = ctx.nets["G"], ctx.nets["D"], ctx.opts, ctx.augment
+        real = batch.images
+        n = real.shape[0]
+        fake = self._fake(G, opts, ctx.info, n, ctx.device)
+        d_loss = F.softplus(D(aug(fake.detach()))).mean() + F.softplus(-D(aug(real))).mean()
+        ctx.update("D", d_loss)
+        out = {"d_loss": d_loss.detach()}
+        if opts.r1_gamma > 0 and ctx.step % opts.r1_every == 0:
+            x = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(aug(x)).sum(), x, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            ctx.update("D", r1 * (opts.r1_gamma / 2) * opts.r1_every)
+            out["r1"] = r1.detach()
+        g_loss = F.softplus(-D(aug(self._fake(G, opts, ctx.info, n, ctx.device)))).mean()
+        ctx.update("G", g_loss)
+        out["g_loss"] = g_loss.detach()
+        return out
+
+
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(StyleGAN())
