@@ -178,7 +178,8 @@ def generate(model, count, out, seed, labels, codes, truncation, batch_size, dev
               help="Progress bar [default: when stderr is a terminal].")
 def upscale(input_, out, model, device, tile, overlap, fmt, suffix, recursive, skip_existing,
             shard, quality, png_compression, tta, alpha, workers, progress) -> None:
-    """Upscale images with a super-resolution model (ONNX Runtime; no torch needed).
+    """Upscale images with a super-resolution model, or translate them with a CycleGAN
+    model (ONNX Runtime; no torch needed).
 
     Exit status: 0 all done (or skipped), 1 some files failed (listed at the end; the
     others are written), 2 bad arguments, input or model.

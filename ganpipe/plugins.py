@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ganpipe.esrgan", "ganpipe.variants.esrgan"),
     ("ganpipe.compact", "ganpipe.variants.compact"),
     ("ganpipe.espcn", "ganpipe.variants.espcn"),
+    ("ganpipe.cyclegan", "ganpipe.variants.cyclegan"),
 )
 
 KINDS = ("variants", "stages", "datasets")

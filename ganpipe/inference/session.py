@@ -113,9 +113,10 @@ def read_metadata(props) -> dict[str, Any]:
     return meta
 
 
-def open_model(path: str | Path, device: str = "auto", *, task: str | None = None
-               ) -> OnnxModel:
-    """Open ``path`` in an ONNX Runtime session; one-line errors for user mistakes."""
+def open_model(path: str | Path, device: str = "auto", *,
+               task: str | tuple[str, ...] | None = None) -> OnnxModel:
+    """Open ``path`` in an ONNX Runtime session; one-line errors for user mistakes.
+    ``task``: the ganpipe task (or tasks) the model must have."""
     import onnx
     import onnxruntime as ort
 
@@ -134,10 +135,12 @@ def open_model(path: str | Path, device: str = "auto", *, task: str | None = Non
                              f"an .onnx file exported by ganpipe") from None
     _check_external_data(model, path)
     meta = read_metadata({p.key: p.value for p in model.metadata_props})
-    if task is not None and meta.get("task") != task:
+    tasks = (task,) if isinstance(task, str) else task
+    if tasks is not None and meta.get("task") not in tasks:
         found = meta.get("task")
         what = f"a {found!r} model" if found else "not a ganpipe model (no ganpipe metadata)"
-        raise ModelFileError(f"{path} is {what}; this command needs a {task!r} model")
+        wanted = " or ".join(repr(t) for t in tasks)
+        raise ModelFileError(f"{path} is {what}; this command needs a {wanted} model")
     ort.set_default_logger_severity(3)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -2,7 +2,8 @@
 torch).
 
 The model contract (``ganpipe.*`` metadata, read by :func:`open_sr_model`): ``task`` =
-``"super_resolve"``, ``scale`` 1, 2, 3, 4 or 8, ``channels`` 3, ``value_range`` (default
+``"super_resolve"`` (or ``"translate"``: CycleGAN's image-to-image models, scale 1; their
+alpha channel is kept as it is), ``scale`` 1, 2, 3, 4 or 8, ``channels`` 3, ``value_range`` (default
 [0, 1]), one ``image`` input (NCHW float32, or float16 - inputs are cast), dynamic batch,
 height and width, output NCHW at ``scale`` times the size; optional ``tile_multiple``: the
 input height and width must be multiples of it (each tile is padded by reflection and the
@@ -68,6 +69,8 @@ from ganpipe.inference.session import OnnxModel, open_model
 from ganpipe.inference.tiling import MIN_TILE, as_unit, is_oom, store, upscale_plane
 
 TASK = "super_resolve"
+#: tasks whose models map an image to an image (CycleGAN's ``translate``: scale 1)
+TASKS = (TASK, "translate")
 SCALES = (1, 2, 3, 4, 8)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
 #: --format values -> Pillow format names
@@ -213,7 +216,7 @@ def open_sr_model(path: str | Path, device: str = "auto",
     try:
         if Path(path).suffix.lower() in WEIGHT_SUFFIXES:
             path = converted_model(Path(path), log)
-        return SRModel(open_model(path, device, task=TASK))
+        return SRModel(open_model(path, device, task=TASKS))
     except ConfigError:
         raise
     except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
@@ -543,7 +546,10 @@ class Upscaler:
         if pic.alpha is not None:
             a = pic.alpha
             h, w = up.shape[:2]
-            if a.min() == a.max():
+            if self.scale == 1:  # same geometry: the alpha channel stays as it is
+                alpha = np.empty((h, w), dtype)
+                store(alpha, as_unit(a).copy())
+            elif a.min() == a.max():
                 value = as_unit(a.reshape(-1)[:1]).astype(np.float32, copy=True)
                 alpha = np.empty((h, w), dtype)
                 store(alpha[:1, :1], value.reshape(1, 1))

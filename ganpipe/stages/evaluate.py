@@ -98,6 +98,42 @@ class EvaluateStage(Stage):
                            f"SSIM {scores['ssim']:.4f} on {len(real)} {which} images",
                            {"psnr": scores["psnr"], "psnr_gain": gain})
 
+    def _translate(self, ctx: StageContext, opts: EvaluateOptions, model, real,
+                   which: str) -> StageResult:
+        """Translation models: FID / KID of the translated source-domain images against
+        the real target-domain images."""
+        from ganpipe.metrics.features import extract
+        from ganpipe.metrics.scores import all_scores
+
+        src = 0 if model.meta.get("direction", "AtoB") == "AtoB" else 1
+        if len(real.class_names) != 2:
+            raise ConfigError(f"[{self.name}] a translate model is scored on two domains; "
+                              f"the {which} images have {len(real.class_names)} class(es)")
+        source, target = real.images[real.labels == src], real.images[real.labels != src]
+        if len(source) < 2 or len(target) < 2:
+            raise ConfigError(f"[{self.name}] needs at least 2 {which} images of each domain; "
+                              f"raise data.holdout or add images")
+        fake = []
+        for start in range(0, len(source), opts.batch_size):
+            x = source[start:start + opts.batch_size].transpose(0, 3, 1, 2) / 255.0
+            y = model.run({model.session.get_inputs()[0].name: x.astype(np.float32)})
+            fake.append(np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
+        extractor = opts.extractor(ctx.config.base_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            s = all_scores(extract(extractor, target, opts.batch_size),
+                           extract(extractor, np.concatenate(fake), opts.batch_size),
+                           opts.k, opts.kid_subset_size)
+        folder = ctx.stage_dir(self.name)
+        write_json(folder / "metrics.json", {"real": which, "features": opts.features,
+                                             "direction": model.meta.get("direction"),
+                                             "scores": s})
+        ctx.log(_table({"translated": s}))
+        return StageResult({"metrics": f"{self.name}/metrics.json"},
+                           f"FID {s['fid']:.3f}, KID {s['kid']:.4f} ({len(source)} translated "
+                           f"vs {len(target)} {which} target-domain images)",
+                           {"fid": s["fid"], "kid": s["kid"]})
+
     def run(self, ctx: StageContext, opts: EvaluateOptions) -> StageResult:
         from ganpipe.inference.generate import generate_batches
         from ganpipe.inference.session import open_model
@@ -111,6 +147,8 @@ class EvaluateStage(Stage):
         model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device)
         if model.meta.get("task") == "super_resolve":
             return self._super_resolve(ctx, model, real, which)
+        if model.meta.get("task") == "translate":
+            return self._translate(ctx, opts, model, real, which)
         seed = cfg.run.seed + 1 if opts.seed is None else opts.seed
         names = [str(c) for c in model.meta.get("class_names", [])]
         conditional = any(s["kind"] == "label" for s in model.meta.get("inputs", []))
