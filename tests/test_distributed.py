@@ -71,6 +71,7 @@ def _average_worker(rank: int, world: int, port: int, out) -> None:
     b.grad = torch.arange(4.0).reshape(2, 2) * (rank + 1)
     average_gradients([a, b, c], world)
     out.put((rank, a.grad.tolist(), b.grad.tolist(), c.grad))
+    dist.barrier()  # leave together (see ganpipe.training.distributed._worker)
     dist.destroy_process_group()
 
 

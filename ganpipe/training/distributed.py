@@ -142,6 +142,9 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
                                 "resumed_from": result.resumed_from,
                                 "images_per_second": result.images_per_second,
                                 "device": str(trainer.device)})
+        # leave together: a process tearing down its connections while another still
+        # uses them can abort Gloo ("terminate called without an active exception")
+        dist.barrier()
     except GanpipeError as exc:
         # Mostly raised by every process at once (the loss check and the end check use
         # values shared by all); a process left waiting in a collective gets an error
@@ -183,8 +186,12 @@ def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
             raise TrainingError(f"training process 0 of {devices} ended without a result")
     except mp.ProcessExitedException as exc:
         raise_reported()
-        raise TrainingError(f"training process {exc.error_index} of {devices} stopped "
-                            f"(exit code {exc.exit_code}); see its output above") from None
+        record = read(0)
+        if record is None or "checkpoint" not in record:
+            raise TrainingError(f"training process {exc.error_index} of {devices} stopped "
+                                f"(exit code {exc.exit_code}); see its output above") from None
+        # else: process 0 reported after the last collective, so every process finished
+        # training and the checkpoint is written; one died while shutting down
     except mp.ProcessRaisedException as exc:
         raise_reported()
         last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:]
