@@ -762,8 +762,10 @@ def test_shards_split_the_sorted_list(models, tmp_path, cli):
 
 
 # -- torch-free ------------------------------------------------------------------------
-def test_upscale_never_imports_torch(models, tmp_path):
-    Image.fromarray(rand_rgb(6, 6)).save(tmp_path / "a.png")
+def run_cli_without_torch(args: list[str], env: dict | None = None
+                          ) -> subprocess.CompletedProcess:
+    """``ganpipe ARGS`` in a subprocess where importing torch raises; it prints
+    TORCH-FREE when the command succeeded and torch was never imported."""
     code = textwrap.dedent(f"""
         import sys
 
@@ -774,8 +776,7 @@ def test_upscale_never_imports_torch(models, tmp_path):
 
         sys.meta_path.insert(0, NoTorch())
         from ganpipe.cli import main
-        sys.argv = ["ganpipe", "upscale", "-i", {str(tmp_path / "a.png")!r}, "-o",
-                    {str(tmp_path / "out")!r}, "-m", {str(models["near2"])!r}]
+        sys.argv = ["ganpipe", *{args!r}]
         try:
             main(prog_name="ganpipe")
         except SystemExit as exc:
@@ -783,8 +784,14 @@ def test_upscale_never_imports_torch(models, tmp_path):
         assert "torch" not in sys.modules and "onnxruntime" in sys.modules
         print("TORCH-FREE")
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_upscale_never_imports_torch(models, tmp_path):
+    Image.fromarray(rand_rgb(6, 6)).save(tmp_path / "a.png")
+    proc = run_cli_without_torch(["upscale", "-i", str(tmp_path / "a.png"), "-o",
+                                  str(tmp_path / "out"), "-m", str(models["near2"])])
     assert proc.returncode == 0 and "TORCH-FREE" in proc.stdout, proc.stderr
     assert opened(tmp_path / "out" / "a.png").size == (12, 12)
 
@@ -815,26 +822,7 @@ def test_released_weights_are_converted_once_and_cached(tmp_path):
     np.testing.assert_array_equal(np.asarray(opened(tmp_path / "first" / "a.png")),
                                   np.asarray(opened(tmp_path / "ref" / "a.png")))
     # second time: from the cache, with torch blocked
-    code = textwrap.dedent(f"""
-        import sys
-
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-
-        sys.meta_path.insert(0, NoTorch())
-        from ganpipe.cli import main
-        sys.argv = ["ganpipe", *{args[3:]!r}, {str(tmp_path / "second")!r}]
-        try:
-            main(prog_name="ganpipe")
-        except SystemExit as exc:
-            assert not exc.code, exc.code
-        assert "torch" not in sys.modules
-        print("TORCH-FREE")
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = run_cli_without_torch([*args[3:], str(tmp_path / "second")], env)
     assert proc.returncode == 0 and "TORCH-FREE" in proc.stdout, proc.stderr
     assert "converting" not in proc.stderr
     np.testing.assert_array_equal(np.asarray(opened(tmp_path / "second" / "a.png")),
