@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ganpipe.infogan", "ganpipe.variants.infogan"),
     ("ganpipe.biggan", "ganpipe.variants.biggan"),
     ("ganpipe.stylegan", "ganpipe.variants.stylegan"),
+    ("ganpipe.pggan", "ganpipe.variants.pggan"),
     ("ganpipe.srgan", "ganpipe.variants.srgan"),
     ("ganpipe.esrgan", "ganpipe.variants.esrgan"),
     ("ganpipe.compact", "ganpipe.variants.compact"),

@@ -1,0 +1,199 @@
+"""Progressive growing of GANs (PGGAN, Karras et al. 2018): G and D start at 4x4 and grow
+a resolution at a time, each new block faded in linearly (``phase_steps`` steps to fade
+in, as many to stabilise). Pixel norm and equalised learning rate in G, minibatch std in
+D, WGAN-GP loss with the small drift term.
+
+The growth lives in the nets: ``level`` and ``alpha`` are buffers set from the step at
+every training step (so checkpoints, resume and the EMA copy carry them), and G always
+returns full-resolution images (nearest up-sampling of the current level), so data,
+samples and export need nothing special. The exported model is the generator at the
+level it has reached (the full resolution after ``2 * levels`` phases).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+import ganpipe
+from ganpipe.errors import ConfigError
+from ganpipe.nn.stylegan import EqualConv2d, EqualLinear, MinibatchStd, widths
+from ganpipe.variants.base import Batch, DataInfo, ExportSpec, GANOptions, StepContext, Variant
+
+
+class PGGANOptions(GANOptions):
+    latent_dim: int = Field(128, ge=1, le=4096)
+    g_width: int = Field(32, ge=1, description="channels at full resolution (G)")
+    d_width: int = Field(32, ge=1, description="channels at full resolution (D)")
+    max_width: int = Field(256, ge=1, description="cap on channels per block")
+    phase_steps: int = Field(1000, ge=1, description="steps to fade a resolution in, and "
+                             "again to stabilise it")
+    gp_lambda: float = Field(10.0, ge=0)
+    drift: float = Field(1e-3, ge=0, description="weight of D(real)^2, keeps scores near 0")
+    lr_g: float = Field(1e-3, gt=0)
+    lr_d: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.0, 0.99)
+
+
+def schedule(step: int, phase_steps: int, levels: int) -> tuple[int, float]:
+    """(level, alpha) at ``step``: phase 0 trains 4x4; each later odd phase fades the next
+    level in (alpha 0 -> 1), each even one stabilises it."""
+    phase = step // phase_steps
+    if phase >= 2 * levels:
+        return levels, 1.0
+    level = (phase + 1) // 2
+    alpha = (step % phase_steps) / phase_steps if phase % 2 else 1.0
+    return level, alpha
+
+
+def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2)
+
+
+class _Growing(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("level", torch.zeros((), dtype=torch.long))
+        self.register_buffer("alpha", torch.ones(()))
+
+    def stage(self) -> tuple[int, float]:
+        return int(self.level), float(self.alpha)
+
+
+class ProGenerator(_Growing):
+    def __init__(self, z_dim: int, image_size: int, channels: int, base: int, cap: int):
+        super().__init__()
+        self.levels = int(math.log2(image_size)) - 2
+        ch = widths(base, self.levels, cap)
+        self.size, self.first_ch = image_size, ch[0]
+        self.first_fc = EqualLinear(z_dim, ch[0] * 16)
+        self.first_conv = EqualConv2d(ch[0], ch[0], 3)
+        self.blocks = nn.ModuleList(nn.ModuleList([EqualConv2d(a, b, 3), EqualConv2d(b, b, 3)])
+                                    for a, b in zip(ch[:-1], ch[1:], strict=True))
+        self.to_rgb = nn.ModuleList(EqualConv2d(c, channels, 1) for c in ch)
+
+    def grow(self, z: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
+        x = _pixel_norm(_act(self.first_fc(_pixel_norm(z)).reshape(-1, self.first_ch, 4, 4)))
+        x = _pixel_norm(_act(self.first_conv(x)))
+        prev = x
+        for conv1, conv2 in self.blocks[:level]:
+            prev = x
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = _pixel_norm(_act(conv2(_pixel_norm(_act(conv1(x))))))
+        rgb = self.to_rgb[level](x)
+        if level > 0 and alpha < 1.0:
+            old = F.interpolate(self.to_rgb[level - 1](prev), scale_factor=2.0, mode="nearest")
+            rgb = torch.lerp(old, rgb, alpha)
+        if rgb.shape[-1] != self.size:
+            rgb = F.interpolate(rgb, size=(self.size, self.size), mode="nearest")
+        return torch.tanh(rgb)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.grow(z, *self.stage())
+
+
+class ProDiscriminator(_Growing):
+    def __init__(self, image_size: int, channels: int, base: int, cap: int):
+        super().__init__()
+        self.levels = int(math.log2(image_size)) - 2
+        ch = widths(base, self.levels, cap)
+        self.size = image_size
+        self.from_rgb = nn.ModuleList(EqualConv2d(channels, c, 1) for c in ch)
+        self.blocks = nn.ModuleList(nn.ModuleList([EqualConv2d(b, b, 3), EqualConv2d(b, a, 3)])
+                                    for a, b in zip(ch[:-1], ch[1:], strict=True))
+        self.stddev = MinibatchStd()
+        self.conv = EqualConv2d(ch[0] + 1, ch[0], 3)
+        self.fc = EqualLinear(ch[0] * 16, ch[0])
+        self.out = EqualLinear(ch[0], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        level, alpha = self.stage()
+        res = 4 * 2 ** level
+        if x.shape[-1] != res:
+            x = F.adaptive_avg_pool2d(x, res)
+        h = _act(self.from_rgb[level](x))
+        if level > 0:
+            conv1, conv2 = self.blocks[level - 1]
+            h = F.avg_pool2d(_act(conv2(_act(conv1(h)))), 2)
+            if alpha < 1.0:
+                h = torch.lerp(_act(self.from_rgb[level - 1](F.avg_pool2d(x, 2))), h, alpha)
+        for conv1, conv2 in reversed(self.blocks[:level - 1] if level > 1 else []):
+            h = F.avg_pool2d(_act(conv2(_act(conv1(h)))), 2)
+        h = _act(self.conv(self.stddev(h)))
+        return self.out(_act(self.fc(h.flatten(1)))).reshape(-1)
+
+
+class _AtLevel(nn.Module):
+    """The generator frozen at a level, for export (no data-dependent control flow)."""
+
+    def __init__(self, g: ProGenerator):
+        super().__init__()
+        self.g = g
+        self.level, self.alpha = g.stage()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.g.grow(z, self.level, self.alpha)
+
+
+class PGGAN(Variant):
+    name = "pggan"
+    description = "progressive growing GAN: 4x4 up to full size, new blocks faded in"
+    Options = PGGANOptions
+    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "max_width": 8,
+                    "phase_steps": 1}
+
+    def check_data(self, opts: PGGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        n = int(math.log2(info.image_size)) if info.image_size > 0 else 0
+        if 2 ** n != info.image_size or info.image_size < 8:
+            raise ConfigError(f"pggan needs data.image_size a power of two >= 8, got "
+                              f"{info.image_size}; set it to 16, 32, 64, ...")
+
+    def build(self, opts: PGGANOptions, info: DataInfo):
+        self.check_data(opts, info)
+        return {"G": ProGenerator(opts.latent_dim, info.image_size, info.channels,
+                                  opts.g_width, opts.max_width),
+                "D": ProDiscriminator(info.image_size, info.channels, opts.d_width,
+                                      opts.max_width)}
+
+    def train_step(self, ctx: StepContext, batch: Batch):
+        G, D, opts, aug = ctx.nets["G"], ctx.nets["D"], ctx.opts, ctx.augment
+        level, alpha = schedule(ctx.step, opts.phase_steps, G.levels)
+        for net in (G, D):
+            net.level.fill_(level)
+            net.alpha.fill_(alpha)
+        real = batch.images
+        n = real.shape[0]
+        (z,) = self.make_inputs(opts, ctx.info, n, ctx.device)
+        fake = G(z)
+        d_real, d_fake = D(aug(real)), D(aug(fake.detach()))
+        t = torch.rand(n, 1, 1, 1, device=real.device)
+        mix = (t * real + (1 - t) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(aug(mix)).sum(), mix, create_graph=True)
+        gp = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+        d_loss = d_fake.mean() - d_real.mean() + opts.gp_lambda * gp \
+            + opts.drift * d_real.pow(2).mean()
+        ctx.update("D", d_loss)
+        g_loss = -D(aug(fake)).mean()
+        ctx.update("G", g_loss)
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "gp": gp.detach(),
+                "level": torch.tensor(float(level)), "alpha": torch.tensor(alpha)}
+
+    def export_spec(self, nets, opts, info: DataInfo) -> ExportSpec:
+        spec = super().export_spec(nets, opts, info)
+        spec.module = _AtLevel(spec.module).eval()
+        spec.metadata = {**spec.metadata, "resolution": 4 * 2 ** spec.module.level}
+        return spec
+
+
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(PGGAN())
