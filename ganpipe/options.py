@@ -26,8 +26,14 @@ class Options(BaseModel):
     def resolve_path(self, path: str | os.PathLike) -> Path:
         """``path`` (``~`` expanded) relative to the pipeline.toml's folder; to the current
         folder for options made in code, not loaded from a file."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() or self._base_dir is None else self._base_dir / p
+        return resolve_from(self._base_dir, path)
+
+
+def resolve_from(base: Path | None, path: str | os.PathLike) -> Path:
+    """``path`` with ``~`` expanded, and relative to ``base`` unless absolute (or ``base``
+    is None)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base is None else base / p
 
 
 def _describe(value: Any) -> str:

@@ -38,6 +38,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ganpipe.errors import ConfigError
@@ -175,7 +176,7 @@ class TuneStage(Stage):
                 fakes.append(to_uint8(out.numpy()))
         extractor = RandomFeatures()
         f_real, f_fake = extract(extractor, real.images), extract(extractor,
-                                                                  _concat(fakes))
+                                                                  np.concatenate(fakes))
         return fid(f_real, f_fake) if metric == "fid" else \
             kid(f_real, f_fake, min(1000, len(f_real), len(f_fake)))[0]
 
@@ -263,12 +264,6 @@ class TuneStage(Stage):
             writer.writerow([t.number, t.state.name, "" if t.value is None else t.value,
                              *(t.params.get(k, "") for k in keys)])
         write_bytes(folder / "trials.csv", buf.getvalue().encode())
-
-
-def _concat(batches):
-    import numpy as np
-
-    return np.concatenate(batches)
 
 
 def _fmt(value: Any) -> str:

@@ -24,14 +24,8 @@ from typing import Literal
 from pydantic import Field
 
 from ganpipe.errors import ConfigError
-from ganpipe.options import Options
+from ganpipe.options import Options, resolve_from
 from ganpipe.stages.base import Stage, StageContext, StageResult
-
-
-def _resolve(base: Path, p: str) -> Path:
-    """A path of the options: ``~`` expanded, relative ones from the pipeline.toml's folder."""
-    path = Path(p).expanduser()
-    return path if path.is_absolute() else base / path
 
 
 def _file_line(path: Path, name: str) -> str:
@@ -116,19 +110,16 @@ class UpscaleStage(Stage):
         """The input images and an explicit ``model`` file: the pipeline's fingerprint of
         the options alone would skip the stage after images were added or replaced. (The
         export stage's model is covered by that stage's fingerprint.)"""
-        base = config.base_dir
-        text = input_fingerprint(_resolve(base, opts.input), opts.recursive)
+        text = input_fingerprint(resolve_from(config.base_dir, opts.input), opts.recursive)
         for model in _models(opts):
-            text += " " + _file_line(_resolve(base, model), "model").strip()
+            text += " " + _file_line(resolve_from(config.base_dir, model), "model").strip()
         return text
 
     def run(self, ctx: StageContext, opts: UpscaleOptions) -> StageResult:
         from ganpipe.inference.upscale import upscale_path
 
-        base = ctx.config.base_dir
-
         def resolve(p: str) -> Path:
-            return _resolve(base, p)
+            return resolve_from(ctx.config.base_dir, p)
 
         models = [resolve(m) for m in _models(opts)] or [
             ctx.output("export", "model", needed_by=self.name)]

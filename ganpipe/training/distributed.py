@@ -110,12 +110,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _report(job: dict, rank: int, record: dict) -> Path:
-    """Hand a worker's outcome to the parent: a small JSON file in the train folder (a
-    multiprocessing queue would leave semaphores behind when a worker has to exit hard)."""
-    path = Path(job["out_dir"]) / f".devices-{job['token']}-{rank}.json"
-    write_bytes(path, json.dumps(record).encode())
-    return path
+def _report_path(job: dict, rank: int) -> Path:
+    """Where a worker hands its outcome to the parent: a small JSON file in the train
+    folder (a multiprocessing queue would leave semaphores behind when a worker has to
+    exit hard)."""
+    return Path(job["out_dir"]) / f".devices-{job['token']}-{rank}.json"
+
+
+def _report(job: dict, rank: int, record: dict) -> None:
+    write_bytes(_report_path(job, rank), json.dumps(record).encode())
 
 
 def _worker(rank: int, world: int, port: int, job: dict) -> None:
@@ -163,7 +166,7 @@ def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
     job = {**job, "token": secrets.token_hex(4)}
     out_dir = Path(job["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    reports = [out_dir / f".devices-{job['token']}-{r}.json" for r in range(devices)]
+    reports = [_report_path(job, r) for r in range(devices)]
 
     def read(rank: int) -> dict | None:
         try:
