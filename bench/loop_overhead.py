@@ -28,23 +28,34 @@ from ganpipe.training.loop import Sampler, Trainer, TrainOptions
 from ganpipe.variants.base import Batch, DataInfo, StepContext
 
 SMALL = {"latent_dim": 64, "g_width": 32, "d_width": 32}
-OPTIONS = {"gan": {"latent_dim": 64, "hidden": [256, 512]}, "infogan": SMALL,
-           "biggan": {"latent_dim": 64, "g_width": 16, "d_width": 16}}
+OPTIONS = {
+    "gan": {"latent_dim": 64, "hidden": [256, 512]},
+    "infogan": SMALL,
+    "biggan": {"latent_dim": 64, "g_width": 16, "d_width": 16},
+}
 
 
 def trainer_run(variant, opts, data, steps, batch, seed) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        topts = TrainOptions(steps=steps, batch_size=batch, sample_every=0, checkpoint_every=0,
-                             log_every=max(1, steps // 4), progress=False, num_samples=16)
+        topts = TrainOptions(
+            steps=steps,
+            batch_size=batch,
+            sample_every=0,
+            checkpoint_every=0,
+            log_every=max(1, steps // 4),
+            progress=False,
+            num_samples=16,
+        )
         Trainer(variant, opts, topts, data, Path(tmp), seed=seed, device="cpu").run()
         return time.perf_counter() - t
 
 
 def bare_run(variant, opts, data, steps, batch, seed) -> float:
     t = time.perf_counter()
-    info = DataInfo(data.image_size, data.channels,
-                    tuple(data.class_names) if data.labelled else ())
+    info = DataInfo(
+        data.image_size, data.channels, tuple(data.class_names) if data.labelled else ()
+    )
     torch.manual_seed(seed)
     nets = variant.build(opts, info)
     optims = variant.optimizers(nets, opts)
@@ -70,16 +81,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     reg = load_registry()
-    names = [n for n in (args.variants.split(",") if args.variants else reg.variants)
-             if reg.variants.items[n].task == "generate"]
+    names = [
+        n
+        for n in (args.variants.split(",") if args.variants else reg.variants)
+        if reg.variants.items[n].task == "generate"
+    ]
     data = ShapesDataset().load(ShapesOptions(count=512, classes=4), args.image_size, 3, Path())
-    print(f"{args.steps} steps, batch {args.batch_size}, {args.image_size} px, "
-          f"torch threads {torch.get_num_threads()}, {args.repeats} repeats (median)\n")
+    print(
+        f"{args.steps} steps, batch {args.batch_size}, {args.image_size} px, "
+        f"torch threads {torch.get_num_threads()}, {args.repeats} repeats (median)\n"
+    )
     print(f"{'variant':<10}{'ganpipe img/s':>15}{'bare img/s':>12}{'ratio':>8}")
     for name in names:
         variant = reg.variants.items[name]
-        opts = variant.Options(**OPTIONS.get(name, SMALL if "g_width" in
-                                             variant.Options.model_fields else {}))
+        opts = variant.Options(
+            **OPTIONS.get(name, SMALL if "g_width" in variant.Options.model_fields else {})
+        )
         trainer_run(variant, opts, data, 3, args.batch_size, 0)  # warm-up
         bare_run(variant, opts, data, 3, args.batch_size, 0)
         a, b = [], []

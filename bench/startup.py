@@ -50,8 +50,9 @@ def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, 
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                         f"{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}"
+        )
     return dt, proc.stdout, proc.stderr
 
 
@@ -94,16 +95,20 @@ def export_tiny_model(folder: Path) -> Path:
     torch.manual_seed(0)
     nets = variant.build(opts, info)
     spec = variant.export_spec(nets, opts, info)
-    meta = build_metadata(spec, variant.name, variant.task, info.image_size, info.channels,
-                          info.class_names)
+    meta = build_metadata(
+        spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
+    )
     return export_onnx(spec, folder / "tiny.onnx", meta).path
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per command (median)")
-    ap.add_argument("--skip-generate", action="store_true",
-                    help="skip exporting a tiny model and timing/checking `ganpipe generate`")
+    ap.add_argument(
+        "--skip-generate",
+        action="store_true",
+        help="skip exporting a tiny model and timing/checking `ganpipe generate`",
+    )
     args = ap.parse_args()
 
     exe = sys.executable
@@ -127,13 +132,20 @@ def main() -> int:
         ]
         if script:
             commands.append(("ganpipe --help (console script)", [script, "--help"]))
-        commands.append(("python -c 'import ganpipe.inference.generate'",
-                         [exe, "-c", "import ganpipe.inference.generate"]))
+        commands.append(
+            (
+                "python -c 'import ganpipe.inference.generate'",
+                [exe, "-c", "import ganpipe.inference.generate"],
+            )
+        )
         if model is not None:
             gen = [script, "generate"] if script else [exe, "-m", "ganpipe.cli", "generate"]
-            commands.append(("ganpipe generate -n 16 --device cpu (tiny model)",
-                             gen + ["-m", str(model), "-n", "16", "-o", str(tmp / "gen"),
-                                    "--device", "cpu"]))
+            commands.append(
+                (
+                    "ganpipe generate -n 16 --device cpu (tiny model)",
+                    gen + ["-m", str(model), "-n", "16", "-o", str(tmp / "gen"), "--device", "cpu"],
+                )
+            )
 
         print(f"python {sys.version.split()[0]}  ({exe})")
         print(f"console script: {script or 'not found (rows skipped)'}")
@@ -154,22 +166,31 @@ def main() -> int:
         floor = med["python -c pass (floor)"]
         torch_t = med["python -c 'import torch'"]
         width = max(len(label) for label in times)
-        print(f"{'command':<{width}}  {'median ms':>9}  {'min ms':>8}  {'-floor ms':>9}  "
-              f"{'/ import torch':>14}")
+        print(
+            f"{'command':<{width}}  {'median ms':>9}  {'min ms':>8}  {'-floor ms':>9}  "
+            f"{'/ import torch':>14}"
+        )
         print("-" * (width + 48))
         for label, v in times.items():
-            print(f"{label:<{width}}  {fmt_ms(med[label]):>9}  {fmt_ms(min(v))}  "
-                  f"{fmt_ms(med[label] - floor):>9}  {med[label] / torch_t:14.3f}")
+            print(
+                f"{label:<{width}}  {fmt_ms(med[label]):>9}  {fmt_ms(min(v))}  "
+                f"{fmt_ms(med[label] - floor):>9}  {med[label] / torch_t:14.3f}"
+            )
         print()
-        help_label = ("ganpipe --help (console script)" if script
-                      else "python -m ganpipe.cli --help")
+        help_label = "ganpipe --help (console script)" if script else "python -m ganpipe.cli --help"
         h = med[help_label]
         hm = med["python -m ganpipe.cli --help"]
         ratios = [
-            (f"{help_label} / import torch", h / torch_t,
-             f"torch import alone is {torch_t / h:.1f}x slower"),
-            (f"{help_label} / import torch, floor subtracted", (h - floor) /
-             max(torch_t - floor, 1e-9), "(t - floor) / (t_torch - floor)"),
+            (
+                f"{help_label} / import torch",
+                h / torch_t,
+                f"torch import alone is {torch_t / h:.1f}x slower",
+            ),
+            (
+                f"{help_label} / import torch, floor subtracted",
+                (h - floor) / max(torch_t - floor, 1e-9),
+                "(t - floor) / (t_torch - floor)",
+            ),
             ("python -m ganpipe.cli --help / import torch", hm / torch_t, ""),
         ]
         rw = max(len(r[0]) for r in ratios)
@@ -183,18 +204,40 @@ def main() -> int:
         checks: list[tuple[str, list[str], tuple[str, ...], tuple[str, ...]]] = []
         if script:
             checks.append(("ganpipe --help", [script, "--help"], HEAVY, ()))
-        checks.append(("python -m ganpipe.cli --help", [exe, "-m", "ganpipe.cli", "--help"],
-                       HEAVY, ()))
+        checks.append(
+            ("python -m ganpipe.cli --help", [exe, "-m", "ganpipe.cli", "--help"], HEAVY, ())
+        )
         cli = [script] if script else [exe, "-m", "ganpipe.cli"]
         for sub in ("run", "generate", "plugins"):
             checks.append((f"ganpipe {sub} --help", cli + [sub, "--help"], HEAVY, ()))
-        checks.append(("import ganpipe.inference.generate",
-                       [exe, "-c", "import ganpipe.inference.generate"], ("torch",), ()))
+        checks.append(
+            (
+                "import ganpipe.inference.generate",
+                [exe, "-c", "import ganpipe.inference.generate"],
+                ("torch",),
+                (),
+            )
+        )
         if model is not None:
-            checks.append(("ganpipe generate (tiny model, cpu)",
-                           cli + ["generate", "-m", str(model), "-n", "4", "-o",
-                                  str(tmp / "gen-check"), "--device", "cpu"],
-                           ("torch",), ("onnxruntime",)))
+            checks.append(
+                (
+                    "ganpipe generate (tiny model, cpu)",
+                    cli
+                    + [
+                        "generate",
+                        "-m",
+                        str(model),
+                        "-n",
+                        "4",
+                        "-o",
+                        str(tmp / "gen-check"),
+                        "--device",
+                        "cpu",
+                    ],
+                    ("torch",),
+                    ("onnxruntime",),
+                )
+            )
         ok = True
         top_of_help: list[tuple[int, str]] = []
         for label, cmd, forbidden, required in checks:
@@ -208,18 +251,23 @@ def main() -> int:
             verdict = "OK" if not bad and not missing else "FAIL"
             ok &= verdict == "OK"
             must = f"; must import {', '.join(required)}" if required else ""
-            print(f"  {verdict:<4} {label:<36} {len(modules):4d} modules, heavy: "
-                  f"{', '.join(heavy) or 'none'}  (must not import {', '.join(forbidden)}"
-                  f"{must})")
+            print(
+                f"  {verdict:<4} {label:<36} {len(modules):4d} modules, heavy: "
+                f"{', '.join(heavy) or 'none'}  (must not import {', '.join(forbidden)}"
+                f"{must})"
+            )
         # The same for the module the CLI's generate command uses, via sys.modules.
-        probe = ("import sys, ganpipe.inference.generate; "
-                 "print(','.join(m for m in " + repr(HEAVY) + " if m in sys.modules))")
+        probe = (
+            "import sys, ganpipe.inference.generate; "
+            "print(','.join(m for m in " + repr(HEAVY) + " if m in sys.modules))"
+        )
         _, out, _ = run_once([exe, "-c", probe])
         heavy = out.strip()
         verdict = "OK" if "torch" not in heavy.split(",") else "FAIL"
         ok &= verdict == "OK"
-        print(f"  {verdict:<4} {'sys.modules after import (generate)':<36} heavy: "
-              f"{heavy or 'none'}")
+        print(
+            f"  {verdict:<4} {'sys.modules after import (generate)':<36} heavy: {heavy or 'none'}"
+        )
         if top_of_help:
             print()
             print("slowest top-level imports of `ganpipe --help` (-X importtime, cumulative):")

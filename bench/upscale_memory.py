@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MiB = 2 ** 20
+MiB = 2**20
 
 
 def rss_now() -> int:
@@ -98,9 +98,16 @@ def worker(cfg: dict) -> dict:
     up.open_sr_model = open_and_measure
     up.encode_image = encode_and_measure
     t0 = time.perf_counter()
-    summary = up.upscale_path(cfg["image"], cfg["out"], cfg["model"], device="cpu",
-                              tile=cfg["tile"], overlap=cfg["overlap"], format=cfg["format"],
-                              progress=False)
+    summary = up.upscale_path(
+        cfg["image"],
+        cfg["out"],
+        cfg["model"],
+        device="cpu",
+        tile=cfg["tile"],
+        overlap=cfg["overlap"],
+        format=cfg["format"],
+        progress=False,
+    )
     seconds = time.perf_counter() - t0
     if summary.failures or len(summary.written) != 1:
         raise SystemExit(f"upscale failed: {summary.failures}")
@@ -117,7 +124,7 @@ def spawn(cfg: dict, flag: str = "--worker") -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def make_image(path: Path, size: int, seed: int) -> None:
@@ -127,8 +134,10 @@ def make_image(path: Path, size: int, seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    base = np.stack([np.sin(2 * np.pi * (a * xx + b * yy) + p)
-                     for a, b, p in rng.uniform(-3, 3, (3, 3))], axis=2)
+    base = np.stack(
+        [np.sin(2 * np.pi * (a * xx + b * yy) + p) for a, b, p in rng.uniform(-3, 3, (3, 3))],
+        axis=2,
+    )
     arr = 127.5 + 60 * base + rng.normal(0, 6, (size, size, 3))
     im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(im)
@@ -136,8 +145,9 @@ def make_image(path: Path, size: int, seed: int) -> None:
         x0, y0 = (int(v) for v in rng.integers(0, size, 2))
         w, h = (int(v) for v in rng.integers(size // 32, size // 4, 2))
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)((x0, y0, x0 + w, y0 + h),
-                                                                 fill=colour)
+        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)(
+            (x0, y0, x0 + w, y0 + h), fill=colour
+        )
     im.save(path, compress_level=1)
 
 
@@ -151,8 +161,12 @@ def setup(cfg: dict) -> dict:
     for size in cfg["sizes"]:
         images[size] = str(folder / f"in_{size}.png")
         make_image(Path(images[size]), size, cfg["seed"] + size)
-    return {"model": str(model), "note": note, "images": images,
-            "onnxruntime": onnxruntime.__version__}
+    return {
+        "model": str(model),
+        "note": note,
+        "images": images,
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
 def make_model(folder: Path, num_feat: int, num_conv: int, seed: int) -> tuple[Path, str]:
@@ -167,22 +181,32 @@ def make_model(folder: Path, num_feat: int, num_conv: int, seed: int) -> tuple[P
     torch.save({"params": net.state_dict()}, pth)
     result = import_weights(pth, folder / "small_x4.onnx")
     params = sum(p.numel() for p in net.parameters())
-    return result.path, (f"{result.arch.variant} x{result.arch.scale} "
-                         f"(num_feat {num_feat}, num_conv {num_conv}, {params / 1e3:.1f} k "
-                         f"params), imported with ganpipe.weights.import_weights")
+    return result.path, (
+        f"{result.arch.variant} x{result.arch.scale} "
+        f"(num_feat {num_feat}, num_conv {num_conv}, {params / 1e3:.1f} k "
+        f"params), imported with ganpipe.weights.import_weights"
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="2048:512,2048:256,2048:0,1024:512,1536:512",
-                    help="comma-separated SIZE:TILE (input SIZE x SIZE, TILE 0 = untiled)")
+    ap.add_argument(
+        "--cases",
+        default="2048:512,2048:256,2048:0,1024:512,1536:512",
+        help="comma-separated SIZE:TILE (input SIZE x SIZE, TILE 0 = untiled)",
+    )
     ap.add_argument("--overlap", type=int, default=32, help="ganpipe's --tile-overlap")
-    ap.add_argument("--format", default="jpg", choices=["jpg", "png", "webp", "tiff"],
-                    help="output format (see the module docstring)")
+    ap.add_argument(
+        "--format",
+        default="jpg",
+        choices=["jpg", "png", "webp", "tiff"],
+        help="output format (see the module docstring)",
+    )
     ap.add_argument("--num-feat", type=int, default=16)
     ap.add_argument("--num-conv", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1,
-                    help="subprocesses per case; the table shows the median")
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="subprocesses per case; the table shows the median"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--setup", help=argparse.SUPPRESS)
@@ -208,26 +232,41 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ganpipe-bench-upmem-"))
     try:
         t0 = time.perf_counter()
-        made = spawn({"folder": str(tmp), "num_feat": args.num_feat,
-                      "num_conv": args.num_conv, "seed": args.seed,
-                      "sizes": sorted({s for s, _ in cases})}, "--setup")
+        made = spawn(
+            {
+                "folder": str(tmp),
+                "num_feat": args.num_feat,
+                "num_conv": args.num_conv,
+                "seed": args.seed,
+                "sizes": sorted({s for s, _ in cases}),
+            },
+            "--setup",
+        )
         model, note = made["model"], made["note"]
         images = {int(k): v for k, v in made["images"].items()}
-        print(f"python {sys.version.split()[0]}, onnxruntime {made['onnxruntime']}; "
-              f"cpus: {os.cpu_count()}; device: cpu; RSS of this parent process "
-              f"{rss_now() / MiB:.0f} MiB (a child's ru_maxrss starts there)")
+        print(
+            f"python {sys.version.split()[0]}, onnxruntime {made['onnxruntime']}; "
+            f"cpus: {os.cpu_count()}; device: cpu; RSS of this parent process "
+            f"{rss_now() / MiB:.0f} MiB (a child's ru_maxrss starts there)"
+        )
         print(f"model: {note}")
-        print(f"set-up (model + images) {time.perf_counter() - t0:.1f} s; each case: a fresh "
-              f"subprocess running upscale_path() (the `ganpipe upscale` library call), "
-              f"output format {args.format}, tile overlap {args.overlap}, "
-              f"{args.repeats} run(s) per case (median)")
+        print(
+            f"set-up (model + images) {time.perf_counter() - t0:.1f} s; each case: a fresh "
+            f"subprocess running upscale_path() (the `ganpipe upscale` library call), "
+            f"output format {args.format}, tile overlap {args.overlap}, "
+            f"{args.repeats} run(s) per case (median)"
+        )
         print()
-        header = (f"{'input':>9} {'tile':>5} {'out MP':>7} {'buffer MiB':>10} "
-                  f"{'baseline':>9} {'peak upscale':>12} {'peak':>7} {'+upscale':>9} "
-                  f"{'+peak':>7} {'upscale-buffer':>14} {'seconds':>7}")
+        header = (
+            f"{'input':>9} {'tile':>5} {'out MP':>7} {'buffer MiB':>10} "
+            f"{'baseline':>9} {'peak upscale':>12} {'peak':>7} {'+upscale':>9} "
+            f"{'+peak':>7} {'upscale-buffer':>14} {'seconds':>7}"
+        )
         print(header)
-        print(f"{'':>9} {'':>5} {'':>7} {'(4W*4H*3)':>10} {'MiB':>9} {'MiB':>12} "
-              f"{'MiB':>7} {'MiB':>9} {'MiB':>7} {'MiB':>14} {'':>7}")
+        print(
+            f"{'':>9} {'':>5} {'':>7} {'(4W*4H*3)':>10} {'MiB':>9} {'MiB':>12} "
+            f"{'MiB':>7} {'MiB':>9} {'MiB':>7} {'MiB':>14} {'':>7}"
+        )
         print("-" * len(header))
         rows = []
         worst_gap = 0
@@ -236,49 +275,69 @@ def main() -> int:
             for rep in range(args.repeats):
                 out = tmp / f"out_{size}_{tile}_{rep}"
                 overlap = min(args.overlap, tile // 2 - 1) if tile > 0 else args.overlap
-                results.append(spawn({"image": images[size], "out": str(out),
-                                      "model": model, "tile": tile,
-                                      "overlap": overlap, "format": args.format}))
+                results.append(
+                    spawn(
+                        {
+                            "image": images[size],
+                            "out": str(out),
+                            "model": model,
+                            "tile": tile,
+                            "overlap": overlap,
+                            "format": args.format,
+                        }
+                    )
+                )
                 shutil.rmtree(out, ignore_errors=True)
 
             def med(key: str, results: list[dict] = results) -> float:
                 return statistics.median(r[key] for r in results)
 
-            base, p_up, peak, buf = med("baseline"), med("peak_upscale"), med("peak"), \
-                med("buffer")
+            base, p_up, peak, buf = med("baseline"), med("peak_upscale"), med("peak"), med("buffer")
             expected = (4 * size) ** 2 * 3  # uint8 RGB, what the encoder gets
             hwm_gap = max(abs(r["hwm"] - r["peak"]) for r in results)
             worst_gap = max(worst_gap, hwm_gap)
             rows.append((size, tile, base, p_up, peak, buf))
-            print(f"{f'{size}x{size}':>9} {tile if tile else 'none':>5} "
-                  f"{(4 * size) ** 2 / 1e6:7.1f} {buf / MiB:10.0f} {base / MiB:9.0f} "
-                  f"{p_up / MiB:12.0f} {peak / MiB:7.0f} {(p_up - base) / MiB:9.0f} "
-                  f"{(peak - base) / MiB:7.0f} {(p_up - base - buf) / MiB:14.0f} "
-                  f"{med('seconds'):7.1f}")
+            print(
+                f"{f'{size}x{size}':>9} {tile if tile else 'none':>5} "
+                f"{(4 * size) ** 2 / 1e6:7.1f} {buf / MiB:10.0f} {base / MiB:9.0f} "
+                f"{p_up / MiB:12.0f} {peak / MiB:7.0f} {(p_up - base) / MiB:9.0f} "
+                f"{(peak - base) / MiB:7.0f} {(p_up - base - buf) / MiB:14.0f} "
+                f"{med('seconds'):7.1f}"
+            )
             if buf != expected:
-                print(f"  note: the buffer handed to the encoder is {buf} bytes "
-                      f"({results[0]['buffer_dtype']}), not 4W*4H*3 = {expected}")
+                print(
+                    f"  note: the buffer handed to the encoder is {buf} bytes "
+                    f"({results[0]['buffer_dtype']}), not 4W*4H*3 = {expected}"
+                )
         print()
-        print("baseline = RSS after importing and opening the model, before the image; "
-              "+upscale / +peak = growth of the RSS high-water mark over it, before "
-              "encoding / at the end; buffer = the uint8 HWC output the upscaler fills; "
-              "upscale-buffer = what decode + upscale held besides it.")
-        print(f"check: ru_maxrss and /proc/self/status VmHWM at the end differ by at most "
-              f"{worst_gap / MiB:.1f} MiB over all runs")
+        print(
+            "baseline = RSS after importing and opening the model, before the image; "
+            "+upscale / +peak = growth of the RSS high-water mark over it, before "
+            "encoding / at the end; buffer = the uint8 HWC output the upscaler fills; "
+            "upscale-buffer = what decode + upscale held besides it."
+        )
+        print(
+            f"check: ru_maxrss and /proc/self/status VmHWM at the end differ by at most "
+            f"{worst_gap / MiB:.1f} MiB over all runs"
+        )
         tiled = [(s, t, pu - b - buf) for s, t, b, pu, _, buf in rows if t > 0]
         untiled = [(s, t, pu - b - buf, pk - b) for s, t, b, pu, pk, buf in rows if t == 0]
         if tiled:
             extra = [e / MiB for _, _, e in tiled]
-            print(f"tiled: besides the output buffer, decode + upscale held "
-                  f"{min(extra):.0f}..{max(extra):.0f} MiB over "
-                  f"{', '.join(f'{s}px/tile {t}' for s, t, _ in tiled)}")
+            print(
+                f"tiled: besides the output buffer, decode + upscale held "
+                f"{min(extra):.0f}..{max(extra):.0f} MiB over "
+                f"{', '.join(f'{s}px/tile {t}' for s, t, _ in tiled)}"
+            )
         for s, _, e, pk in untiled:
             same = [(t, pk2 - b) for s2, t, b, _, pk2, _ in rows if s2 == s and t > 0]
             if same:
                 t, pkt = min(same, key=lambda x: x[1])
-                print(f"untiled {s}px: decode + upscale held {e / MiB:.0f} MiB besides the "
-                      f"buffer; peak growth {pk / MiB:.0f} MiB vs {pkt / MiB:.0f} MiB with "
-                      f"tile {t} ({pk / max(pkt, 1):.2f}x)")
+                print(
+                    f"untiled {s}px: decode + upscale held {e / MiB:.0f} MiB besides the "
+                    f"buffer; peak growth {pk / MiB:.0f} MiB vs {pkt / MiB:.0f} MiB with "
+                    f"tile {t} ({pk / max(pkt, 1):.2f}x)"
+                )
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -91,8 +91,10 @@ def make_images(folder: Path, count: int, size: int, seed: int) -> list[Path]:
     for i in range(count):
         rng = np.random.default_rng(seed * 1000 + i)
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-        base = np.stack([np.sin(2 * np.pi * (a * xx + b * yy) + p)
-                         for a, b, p in rng.uniform(-2, 2, (3, 3))], axis=2)
+        base = np.stack(
+            [np.sin(2 * np.pi * (a * xx + b * yy) + p) for a, b, p in rng.uniform(-2, 2, (3, 3))],
+            axis=2,
+        )
         arr = 127.5 + 60 * base + rng.normal(0, 12, (size, size, 3))
         im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(im)
@@ -136,8 +138,10 @@ def fit_to_bicubic(net, image: Path, crop: int = 128) -> float:
     with Image.open(image) as im:
         patch = im.convert("RGB").crop((0, 0, crop, crop))
     lr = np.asarray(patch, dtype=np.float32) / 255.0
-    hr = np.asarray(patch.resize((crop * 4, crop * 4), Image.Resampling.BICUBIC),
-                    dtype=np.float32) / 255.0
+    hr = (
+        np.asarray(patch.resize((crop * 4, crop * 4), Image.Resampling.BICUBIC), dtype=np.float32)
+        / 255.0
+    )
     x = torch.from_numpy(lr.transpose(2, 0, 1)[None].copy())
     y = torch.from_numpy(hr.transpose(2, 0, 1)[None].copy())
     with torch.no_grad():
@@ -156,8 +160,9 @@ def fit_to_bicubic(net, image: Path, crop: int = 128) -> float:
     return err
 
 
-def make_model(folder: Path, num_feat: int, num_conv: int, seed: int, fp16: bool,
-               init: str, fit_image: Path) -> tuple[Path, Path, str]:
+def make_model(
+    folder: Path, num_feat: int, num_conv: int, seed: int, fp16: bool, init: str, fit_image: Path
+) -> tuple[Path, Path, str]:
     """model.pth (``params`` wrapper, Real-ESRGAN layout) and its ONNX import."""
     import torch
 
@@ -168,8 +173,10 @@ def make_model(folder: Path, num_feat: int, num_conv: int, seed: int, fp16: bool
     net = SRVGGNetCompact(3, 3, num_feat, num_conv, 4).eval()
     if init == "fit":
         rmse = fit_to_bicubic(net, fit_image)
-        how = (f"random body (seed {seed}), last conv fitted to bicubic x4 on a 128 px patch "
-               f"(RMSE {rmse:.1f} levels)")
+        how = (
+            f"random body (seed {seed}), last conv fitted to bicubic x4 on a 128 px patch "
+            f"(RMSE {rmse:.1f} levels)"
+        )
     else:
         how = f"PyTorch's default random init (seed {seed})"
     pth = folder / "model.pth"
@@ -180,13 +187,18 @@ def make_model(folder: Path, num_feat: int, num_conv: int, seed: int, fp16: bool
     dt = time.perf_counter() - t0
     arch = result.arch
     sizes = ", ".join(f"{k} {v}" for k, v in arch.kwargs.items())
-    half = (f"; float16 max abs diff {result.fp16_max_abs_diff:.2e}"
-            if result.fp16_max_abs_diff is not None else "")
-    note = (f"{arch.variant} x{arch.scale} ({sizes}), "
-            f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params, {how};\n       "
-            f"{pth.name} -> {onnx_path.name} ({onnx_path.stat().st_size / 2**20:.1f} MiB) "
-            f"with ganpipe.weights.import_weights in {dt:.1f} s (ONNX vs torch max abs diff "
-            f"{result.max_abs_diff:.1e}{half})")
+    half = (
+        f"; float16 max abs diff {result.fp16_max_abs_diff:.2e}"
+        if result.fp16_max_abs_diff is not None
+        else ""
+    )
+    note = (
+        f"{arch.variant} x{arch.scale} ({sizes}), "
+        f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params, {how};\n       "
+        f"{pth.name} -> {onnx_path.name} ({onnx_path.stat().st_size / 2**20:.1f} MiB) "
+        f"with ganpipe.weights.import_weights in {dt:.1f} s (ONNX vs torch max abs diff "
+        f"{result.max_abs_diff:.1e}{half})"
+    )
     return pth, onnx_path, note
 
 
@@ -225,8 +237,9 @@ def esrgan_tile_forward(net, x, tile: int, pad: int, scale: int):
             py1, px1 = min(y1 + pad, h), min(x1 + pad, w)
             pred = net(x[:, :, py0:py1, px0:px1])
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-            out[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-                pred[:, :, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+            out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = pred[
+                :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
+            ]
     return out
 
 
@@ -237,8 +250,7 @@ def load_baseline_net(pth: Path, num_feat: int, num_conv: int, device: str, fp16
 
     net = SRVGGNetCompact(3, 3, num_feat, num_conv, 4)
     state = torch.load(pth, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["params_ema" if "params_ema" in state else "params"],
-                        strict=True)
+    net.load_state_dict(state["params_ema" if "params_ema" in state else "params"], strict=True)
     net = net.eval().to(device)
     return net.half() if fp16 else net
 
@@ -278,8 +290,7 @@ def run_baseline(cfg: dict) -> dict:
     device, fp16 = cfg["device"], cfg["fp16"]
     t0 = time.perf_counter()
     with torch.inference_mode():
-        net = load_baseline_net(Path(cfg["pth"]), cfg["num_feat"], cfg["num_conv"], device,
-                                fp16)
+        net = load_baseline_net(Path(cfg["pth"]), cfg["num_feat"], cfg["num_conv"], device, fp16)
         t_open = time.perf_counter() - t0
         mp = 0.0
         for path in files:
@@ -289,8 +300,13 @@ def run_baseline(cfg: dict) -> dict:
             result = baseline_enhance(net, arr, cfg["tile"], cfg["tile_pad"], device, fp16)
             params = {} if cfg["png_level"] is None else {"compress_level": cfg["png_level"]}
             Image.fromarray(result).save(out_dir / path.name, "PNG", **params)
-    return {"seconds": time.perf_counter() - t0, "images": len(files), "megapixels": mp,
-            "open_s": t_open, "threads": torch.get_num_threads()}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "images": len(files),
+        "megapixels": mp,
+        "open_s": t_open,
+        "threads": torch.get_num_threads(),
+    }
 
 
 # -- ganpipe -----------------------------------------------------------------------------
@@ -298,18 +314,34 @@ def run_ganpipe(cfg: dict) -> dict:
     from ganpipe.inference.upscale import upscale_path
 
     t0 = time.perf_counter()
-    summary = upscale_path(cfg["input"], cfg["output"], cfg["onnx"], device=cfg["device"],
-                           tile=cfg["tile"], overlap=cfg["overlap"], progress=False,
-                           workers=cfg["workers"] or None,
-                           **({} if cfg["ganpipe_png_level"] is None else
-                              {"png_compression": cfg["ganpipe_png_level"]}))
+    summary = upscale_path(
+        cfg["input"],
+        cfg["output"],
+        cfg["onnx"],
+        device=cfg["device"],
+        tile=cfg["tile"],
+        overlap=cfg["overlap"],
+        progress=False,
+        workers=cfg["workers"] or None,
+        **(
+            {}
+            if cfg["ganpipe_png_level"] is None
+            else {"png_compression": cfg["ganpipe_png_level"]}
+        ),
+    )
     dt = time.perf_counter() - t0
     if summary.failures:
-        raise SystemExit(f"ganpipe failed on {len(summary.failures)} file(s): "
-                         f"{summary.failures[0]}")
-    return {"seconds": dt, "images": len(summary.written), "megapixels": summary.megapixels,
-            "open_s": dt - summary.seconds, "providers": summary.providers,
-            "line": summary.line()}
+        raise SystemExit(
+            f"ganpipe failed on {len(summary.failures)} file(s): {summary.failures[0]}"
+        )
+    return {
+        "seconds": dt,
+        "images": len(summary.written),
+        "megapixels": summary.megapixels,
+        "open_s": dt - summary.seconds,
+        "providers": summary.providers,
+        "line": summary.line(),
+    }
 
 
 # -- per-stage profiles (sequential, in their own subprocesses) ---------------------------
@@ -322,30 +354,31 @@ def profile_baseline(cfg: dict) -> dict:
     import torch
     from PIL import Image
 
-    files = sorted(Path(cfg["input"]).glob("*.png"))[:cfg["profile_images"]]
+    files = sorted(Path(cfg["input"]).glob("*.png"))[: cfg["profile_images"]]
     out_dir = Path(cfg["output"])
     out_dir.mkdir(parents=True, exist_ok=True)
     device, fp16 = cfg["device"], cfg["fp16"]
     stages: dict[str, list[float]] = {}
     with torch.inference_mode():
-        net = load_baseline_net(Path(cfg["pth"]), cfg["num_feat"], cfg["num_conv"], device,
-                                fp16)
+        net = load_baseline_net(Path(cfg["pth"]), cfg["num_feat"], cfg["num_conv"], device, fp16)
         with Image.open(files[0]) as im:  # one untimed image: first-call set-up
-            baseline_enhance(net, np.asarray(im.convert("RGB")), cfg["tile"],
-                             cfg["tile_pad"], device, fp16)
+            baseline_enhance(
+                net, np.asarray(im.convert("RGB")), cfg["tile"], cfg["tile_pad"], device, fp16
+            )
         for path in files:
             stamps = [("start", time.perf_counter())]
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("RGB"))
             stamps.append(("decode (PIL)", time.perf_counter()))
-            result = baseline_enhance(net, arr, cfg["tile"], cfg["tile_pad"], device, fp16,
-                                      stamps)
+            result = baseline_enhance(net, arr, cfg["tile"], cfg["tile_pad"], device, fp16, stamps)
             Image.fromarray(result).save(out_dir / path.name, "PNG")
             stamps.append(("PNG encode + write", time.perf_counter()))
             for (_, a), (name, b) in zip(stamps, stamps[1:], strict=False):
                 stages.setdefault(name, []).append(b - a)
-    return {"stages": {k: _med_ms(v) for k, v in stages.items()},
-            "threads": torch.get_num_threads()}
+    return {
+        "stages": {k: _med_ms(v) for k, v in stages.items()},
+        "threads": torch.get_num_threads(),
+    }
 
 
 def profile_ganpipe(cfg: dict) -> dict:
@@ -355,7 +388,7 @@ def profile_ganpipe(cfg: dict) -> dict:
 
     from ganpipe.inference import upscale as up
 
-    files = sorted(Path(cfg["input"]).glob("*.png"))[:cfg["profile_images"]]
+    files = sorted(Path(cfg["input"]).glob("*.png"))[: cfg["profile_images"]]
     out_dir = Path(cfg["output"])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -393,8 +426,7 @@ def profile_ganpipe(cfg: dict) -> dict:
         t_e = time.perf_counter()
         stages.setdefault("decode (decode_image)", []).append(t_b - t_a)
         stages.setdefault("model (SRModel calls)", []).append(model_time[0])
-        stages.setdefault("tiling: to float, blend, quantize", []).append(
-            t_c - t_b - model_time[0])
+        stages.setdefault("tiling: to float, blend, quantize", []).append(t_c - t_b - model_time[0])
         stages.setdefault("encode_image: PNG + write", []).append(t_e - t_d)
         for level, into in png.items():
             buf = io.BytesIO()
@@ -417,15 +449,23 @@ def profile_ganpipe(cfg: dict) -> dict:
     variants = [("as ganpipe opens it (defaults)", {}, None)]
     if cfg["device"] == "cpu" and cfg["session_variants"]:
         ncpu = os.cpu_count() or 1
-        variants += [(f"intra_op_num_threads={n}", {"intra_op_num_threads": n}, None)
-                     for n in sorted({1, ncpu})]
-        variants += [("allow_spinning=0", {}, ("session.intra_op.allow_spinning", "0")),
-                     ("graph_optimization_level=EXTENDED",
-                      {"graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED},
-                      None),
-                     ("graph_optimization_level=BASIC",
-                      {"graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC},
-                      None)]
+        variants += [
+            (f"intra_op_num_threads={n}", {"intra_op_num_threads": n}, None)
+            for n in sorted({1, ncpu})
+        ]
+        variants += [
+            ("allow_spinning=0", {}, ("session.intra_op.allow_spinning", "0")),
+            (
+                "graph_optimization_level=EXTENDED",
+                {"graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED},
+                None,
+            ),
+            (
+                "graph_optimization_level=BASIC",
+                {"graph_optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC},
+                None,
+            ),
+        ]
     session_rows = []
     providers = sr.session.get_providers()
     for label, attrs, entry in variants:
@@ -448,15 +488,26 @@ def profile_ganpipe(cfg: dict) -> dict:
             times.append(time.perf_counter() - t)
         session_rows.append((label, _med_ms(times)))
         del sess
-    return {"stages": {k: _med_ms(v) for k, v in stages.items()}, "open_s": open_s,
-            "png": {str(level): (_med_ms([t for t, _ in v]), statistics.median(n for _, n in v))
-                    for level, v in png.items()},
-            "fsync_ms": _med_ms(fsync), "sessions": session_rows, "session_input": tile,
-            "providers": providers}
+    return {
+        "stages": {k: _med_ms(v) for k, v in stages.items()},
+        "open_s": open_s,
+        "png": {
+            str(level): (_med_ms([t for t, _ in v]), statistics.median(n for _, n in v))
+            for level, v in png.items()
+        },
+        "fsync_ms": _med_ms(fsync),
+        "sessions": session_rows,
+        "session_input": tile,
+        "providers": providers,
+    }
 
 
-WORKERS = {"ganpipe": run_ganpipe, "baseline": run_baseline,
-           "profile-ganpipe": profile_ganpipe, "profile-baseline": profile_baseline}
+WORKERS = {
+    "ganpipe": run_ganpipe,
+    "baseline": run_baseline,
+    "profile-ganpipe": profile_ganpipe,
+    "profile-baseline": profile_baseline,
+}
 
 
 def worker_main(kind: str, cfg_json: str) -> int:
@@ -470,16 +521,21 @@ def worker_main(kind: str, cfg_json: str) -> int:
 
 def spawn(kind: str, cfg: dict) -> dict:
     """Run one worker in a fresh interpreter; its result plus the process's wall time."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind,
-           "--worker-config", json.dumps(cfg)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--worker-config",
+        json.dumps(cfg),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{kind} worker failed (exit {proc.returncode}):\n"
-                         f"{proc.stderr[-3000:]}")
+        raise SystemExit(f"{kind} worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     result["process_s"] = wall
     return result
 
@@ -522,36 +578,66 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=20, help="images in the folder")
     ap.add_argument("--size", type=int, default=256, help="width and height of each image")
-    ap.add_argument("--tiles", default="512,128",
-                    help="comma-separated tile sizes to compare, each on both sides; 0 = "
-                         "whole image (default: 512, ganpipe's default, which holds a whole "
-                         "256 px image, and 128, which tiles it)")
+    ap.add_argument(
+        "--tiles",
+        default="512,128",
+        help="comma-separated tile sizes to compare, each on both sides; 0 = "
+        "whole image (default: 512, ganpipe's default, which holds a whole "
+        "256 px image, and 128, which tiles it)",
+    )
     ap.add_argument("--overlap", type=int, default=32, help="ganpipe's --tile-overlap")
-    ap.add_argument("--tile-pad", type=int, default=10, help="the baseline's tile_pad "
-                    "(RealESRGANer's default)")
+    ap.add_argument(
+        "--tile-pad", type=int, default=10, help="the baseline's tile_pad (RealESRGANer's default)"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed A/B pairs per tile size")
     ap.add_argument("--num-feat", type=int, default=64)
-    ap.add_argument("--num-conv", type=int, default=16,
-                    help="16: realesr-animevideov3 size; 32: realesr-general-x4v3")
-    ap.add_argument("--init", default="fit", choices=["fit", "random"],
-                    help="fit: random body, last conv fitted to bicubic x4 (outputs look like "
-                         "natural upscales, so PNG encoding costs what it costs on real "
-                         "images); random: PyTorch's default init (blocky outputs that "
-                         "encode several times faster)")
+    ap.add_argument(
+        "--num-conv",
+        type=int,
+        default=16,
+        help="16: realesr-animevideov3 size; 32: realesr-general-x4v3",
+    )
+    ap.add_argument(
+        "--init",
+        default="fit",
+        choices=["fit", "random"],
+        help="fit: random body, last conv fitted to bicubic x4 (outputs look like "
+        "natural upscales, so PNG encoding costs what it costs on real "
+        "images); random: PyTorch's default init (blocky outputs that "
+        "encode several times faster)",
+    )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--fp16", action="store_true",
-                    help="ganpipe: an ONNX imported with --fp16; baseline: .half() "
-                         "(only with --device cuda)")
-    ap.add_argument("--workers", type=int, default=0,
-                    help="ganpipe's decode/encode threads each (0: its default)")
-    ap.add_argument("--baseline-png-level", type=int, default=None,
-                    help="zlib level of the baseline's PNGs (default: Pillow's, 6; "
-                         "ganpipe writes 4 (ganpipe.inference.upscale.PNG_COMPRESSION); "
-                         "Real-ESRGAN's cv2.imwrite uses 1)")
-    ap.add_argument("--png-level", type=int, default=None,
-                    help="zlib level of ganpipe's PNGs (its --png-compression; default 4)")
-    ap.add_argument("--profile-images", type=int, default=3,
-                    help="images in the per-stage profile (0: no profile)")
+    ap.add_argument(
+        "--fp16",
+        action="store_true",
+        help="ganpipe: an ONNX imported with --fp16; baseline: .half() (only with --device cuda)",
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="ganpipe's decode/encode threads each (0: its default)",
+    )
+    ap.add_argument(
+        "--baseline-png-level",
+        type=int,
+        default=None,
+        help="zlib level of the baseline's PNGs (default: Pillow's, 6; "
+        "ganpipe writes 4 (ganpipe.inference.upscale.PNG_COMPRESSION); "
+        "Real-ESRGAN's cv2.imwrite uses 1)",
+    )
+    ap.add_argument(
+        "--png-level",
+        type=int,
+        default=None,
+        help="zlib level of ganpipe's PNGs (its --png-compression; default 4)",
+    )
+    ap.add_argument(
+        "--profile-images",
+        type=int,
+        default=3,
+        help="images in the per-stage profile (0: no profile)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -562,14 +648,18 @@ def main() -> int:
 
     tiles = [int(t) for t in args.tiles.split(",") if t.strip()]
     if args.fp16 and args.device != "cuda":
-        ap.error("--fp16 is for --device cuda (ONNX Runtime's CPU provider runs float16 "
-                 "convolutions slowly or not at all)")
+        ap.error(
+            "--fp16 is for --device cuda (ONNX Runtime's CPU provider runs float16 "
+            "convolutions slowly or not at all)"
+        )
     if args.device == "cuda":
         reason = cuda_skip_reason()
         if reason:
-            print(f"SKIPPED: --device cuda needs a CUDA GPU for both torch and ONNX Runtime: "
-                  f"{reason}. Run it on a GPU machine, or without --device for the CPU "
-                  f"comparison.")
+            print(
+                f"SKIPPED: --device cuda needs a CUDA GPU for both torch and ONNX Runtime: "
+                f"{reason}. Run it on a GPU machine, or without --device for the CPU "
+                f"comparison."
+            )
             return 0
 
     import onnxruntime
@@ -586,41 +676,69 @@ def main() -> int:
         for p in sorted(folder.glob("*.png"))[:2]:
             shutil.copy(p, warm / p.name)
         t_images = time.perf_counter() - t0
-        pth, onnx_path, model_note = make_model(tmp, args.num_feat, args.num_conv, args.seed,
-                                                args.fp16, args.init,
-                                                sorted(folder.glob("*.png"))[0])
+        pth, onnx_path, model_note = make_model(
+            tmp,
+            args.num_feat,
+            args.num_conv,
+            args.seed,
+            args.fp16,
+            args.init,
+            sorted(folder.glob("*.png"))[0],
+        )
 
-        print(f"python {sys.version.split()[0]}, torch {torch.__version__} "
-              f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}, "
-              f"Pillow {PIL.__version__}; cpus: {os.cpu_count()}; device: {args.device}"
-              f"{' fp16' if args.fp16 else ''}")
-        print(f"images: {args.count} procedural RGB PNGs, {args.size}x{args.size} "
-              f"({args.count * args.size ** 2 / 1e6:.2f} MP in, x4 out), made in "
-              f"{t_images:.1f} s")
+        print(
+            f"python {sys.version.split()[0]}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}, "
+            f"Pillow {PIL.__version__}; cpus: {os.cpu_count()}; device: {args.device}"
+            f"{' fp16' if args.fp16 else ''}"
+        )
+        print(
+            f"images: {args.count} procedural RGB PNGs, {args.size}x{args.size} "
+            f"({args.count * args.size**2 / 1e6:.2f} MP in, x4 out), made in "
+            f"{t_images:.1f} s"
+        )
         print(f"model: {model_note}")
-        print("A = ganpipe: upscale_path() library call (what `ganpipe upscale` runs), "
-              f"--tile-overlap {args.overlap}"
-              f"{'' if args.png_level is None else f', --png-compression {args.png_level}'}")
-        print(f"B = baseline: RealESRGANer-style torch eager, tile_pad {args.tile_pad}, "
-              f"sequential PIL load -> infer -> PIL PNG save"
-              f"{'' if args.baseline_png_level is None else f' (level {args.baseline_png_level})'}")
-        print(f"each run: a fresh subprocess; {args.repeats} A/B pairs per tile size after "
-              f"one warm-up of each on 2 images; load average before: "
-              f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print(
+            "A = ganpipe: upscale_path() library call (what `ganpipe upscale` runs), "
+            f"--tile-overlap {args.overlap}"
+            f"{'' if args.png_level is None else f', --png-compression {args.png_level}'}"
+        )
+        print(
+            f"B = baseline: RealESRGANer-style torch eager, tile_pad {args.tile_pad}, "
+            f"sequential PIL load -> infer -> PIL PNG save"
+            f"{'' if args.baseline_png_level is None else f' (level {args.baseline_png_level})'}"
+        )
+        print(
+            f"each run: a fresh subprocess; {args.repeats} A/B pairs per tile size after "
+            f"one warm-up of each on 2 images; load average before: "
+            f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+        )
         print()
 
         def overlap_for(tile: int) -> int:  # what ganpipe's Upscaler makes of --overlap
             return tile // 4 if 0 < tile <= 2 * args.overlap else args.overlap
 
         def config(tile: int, src: Path, out: Path) -> dict:
-            return {"input": str(src), "output": str(out), "onnx": str(onnx_path),
-                    "pth": str(pth), "device": args.device, "fp16": args.fp16,
-                    "tile": tile, "overlap": overlap_for(tile), "tile_pad": args.tile_pad,
-                    "num_feat": args.num_feat, "num_conv": args.num_conv,
-                    "workers": args.workers, "png_level": args.baseline_png_level,
-                    "ganpipe_png_level": args.png_level,
-                    "profile_images": args.profile_images, "size": args.size,
-                    "session_runs": 5, "session_variants": True}
+            return {
+                "input": str(src),
+                "output": str(out),
+                "onnx": str(onnx_path),
+                "pth": str(pth),
+                "device": args.device,
+                "fp16": args.fp16,
+                "tile": tile,
+                "overlap": overlap_for(tile),
+                "tile_pad": args.tile_pad,
+                "num_feat": args.num_feat,
+                "num_conv": args.num_conv,
+                "workers": args.workers,
+                "png_level": args.baseline_png_level,
+                "ganpipe_png_level": args.png_level,
+                "profile_images": args.profile_images,
+                "size": args.size,
+                "session_runs": 5,
+                "session_variants": True,
+            }
 
         sides = (("A", "ganpipe"), ("B", "baseline"))
         summary_rows = []
@@ -637,51 +755,64 @@ def main() -> int:
                     shutil.rmtree(out, ignore_errors=True)
                     res = spawn(kind, config(tile, folder, out))
                     if res["images"] != args.count:
-                        raise SystemExit(f"{kind} wrote {res['images']} of {args.count} "
-                                         f"images")
+                        raise SystemExit(f"{kind} wrote {res['images']} of {args.count} images")
                     runs[kind].append(res)
             first = sorted(folder.glob("*.png"))[0].name
-            max_d, mean_d = compare_outputs(tmp / "out-ganpipe" / first,
-                                            tmp / "out-baseline" / first)
-            out_png = statistics.median(p.stat().st_size for p in
-                                        (tmp / "out-ganpipe").glob("*.png"))
+            max_d, mean_d = compare_outputs(
+                tmp / "out-ganpipe" / first, tmp / "out-baseline" / first
+            )
+            out_png = statistics.median(
+                p.stat().st_size for p in (tmp / "out-ganpipe").glob("*.png")
+            )
 
             g_tiles, g_px = ganpipe_geometry(args.size, tile, overlap_for(tile))
             b_tiles, b_px = esrgan_geometry(args.size, tile, args.tile_pad)
-            print(f"== tile {tile}{' (whole image)' if tile == 0 or tile >= args.size else ''}"
-                  f" (ganpipe overlap {overlap_for(tile)})"
-                  f": ganpipe {g_tiles} tile(s), {g_px / args.size ** 2:.2f}x the image's "
-                  f"pixels through the model; baseline {b_tiles} tile(s), "
-                  f"{b_px / args.size ** 2:.2f}x")
-            print(f"{'run':<4} {'side':<9} {'seconds':>8} {'img/s':>7} {'MP/s in':>8} "
-                  f"{'open s':>7} {'process s':>9}")
+            print(
+                f"== tile {tile}{' (whole image)' if tile == 0 or tile >= args.size else ''}"
+                f" (ganpipe overlap {overlap_for(tile)})"
+                f": ganpipe {g_tiles} tile(s), {g_px / args.size**2:.2f}x the image's "
+                f"pixels through the model; baseline {b_tiles} tile(s), "
+                f"{b_px / args.size**2:.2f}x"
+            )
+            print(
+                f"{'run':<4} {'side':<9} {'seconds':>8} {'img/s':>7} {'MP/s in':>8} "
+                f"{'open s':>7} {'process s':>9}"
+            )
             for rep in range(args.repeats):
                 for _, kind in sides:
                     r = runs[kind][rep]
-                    print(f"{rep + 1:<4} {kind:<9} {r['seconds']:8.2f} "
-                          f"{r['images'] / r['seconds']:7.2f} "
-                          f"{r['megapixels'] / r['seconds']:8.3f} {r['open_s']:7.2f} "
-                          f"{r['process_s']:9.2f}")
+                    print(
+                        f"{rep + 1:<4} {kind:<9} {r['seconds']:8.2f} "
+                        f"{r['images'] / r['seconds']:7.2f} "
+                        f"{r['megapixels'] / r['seconds']:8.3f} {r['open_s']:7.2f} "
+                        f"{r['process_s']:9.2f}"
+                    )
             ips = {k: [r["images"] / r["seconds"] for r in v] for k, v in runs.items()}
             mps = {k: [r["megapixels"] / r["seconds"] for r in v] for k, v in runs.items()}
             proc = {k: [r["images"] / r["process_s"] for r in v] for k, v in runs.items()}
             med = {k: statistics.median(v) for k, v in ips.items()}
             ratio = med["ganpipe"] / med["baseline"]
-            paired = statistics.median(a / b for a, b in zip(ips["ganpipe"],
-                                                             ips["baseline"], strict=True))
+            paired = statistics.median(
+                a / b for a, b in zip(ips["ganpipe"], ips["baseline"], strict=True)
+            )
             best = max(ips["ganpipe"]) / max(ips["baseline"])
-            proc_ratio = (statistics.median(proc["ganpipe"]) /
-                          statistics.median(proc["baseline"]))
-            print(f"median    ganpipe  {med['ganpipe']:7.2f} img/s "
-                  f"{statistics.median(mps['ganpipe']):7.3f} MP/s   baseline "
-                  f"{med['baseline']:7.2f} img/s {statistics.median(mps['baseline']):7.3f} "
-                  f"MP/s")
-            print(f"ratio ganpipe/baseline (img/s): {ratio:.2f}x (median of pairs "
-                  f"{paired:.2f}x, best-of {best:.2f}x; whole process incl. imports "
-                  f"{proc_ratio:.2f}x)")
-            print(f"same-work check, {first}: max abs diff {max_d}, mean {mean_d:.2f} "
-                  f"(uint8 levels); median output PNG {out_png / 2**20:.2f} MiB; "
-                  f"ganpipe providers: {','.join(runs['ganpipe'][-1]['providers'])}")
+            proc_ratio = statistics.median(proc["ganpipe"]) / statistics.median(proc["baseline"])
+            print(
+                f"median    ganpipe  {med['ganpipe']:7.2f} img/s "
+                f"{statistics.median(mps['ganpipe']):7.3f} MP/s   baseline "
+                f"{med['baseline']:7.2f} img/s {statistics.median(mps['baseline']):7.3f} "
+                f"MP/s"
+            )
+            print(
+                f"ratio ganpipe/baseline (img/s): {ratio:.2f}x (median of pairs "
+                f"{paired:.2f}x, best-of {best:.2f}x; whole process incl. imports "
+                f"{proc_ratio:.2f}x)"
+            )
+            print(
+                f"same-work check, {first}: max abs diff {max_d}, mean {mean_d:.2f} "
+                f"(uint8 levels); median output PNG {out_png / 2**20:.2f} MiB; "
+                f"ganpipe providers: {','.join(runs['ganpipe'][-1]['providers'])}"
+            )
             print()
             summary_rows.append((tile, med, ratio, paired, best))
 
@@ -695,35 +826,51 @@ def main() -> int:
                 cfg = config(tile, folder, tmp / "prof-b")
                 pb = spawn("profile-baseline", cfg)
                 n = min(args.profile_images, args.count)
-                print(f"== per-stage profile, tile {tile}: median ms per image over {n} "
-                      f"images, sequential (no pipelining)")
+                print(
+                    f"== per-stage profile, tile {tile}: median ms per image over {n} "
+                    f"images, sequential (no pipelining)"
+                )
                 gs, bs = pg["stages"], pb["stages"]
-                rows = [("decode", gs["decode (decode_image)"], bs["decode (PIL)"]),
-                        ("to float / tensor", None, bs["to tensor"]),
-                        ("model (+ paste for B)", gs["model (SRModel calls)"],
-                         bs["model + paste"]),
-                        ("tiling: to float, blend (+ quantize)",
-                         gs["tiling: to float, blend, quantize"], None),
-                        ("quantize", None, bs["quantize"]),
-                        ("encode: PNG + write",
-                         gs["encode_image: PNG + write"], bs["PNG encode + write"])]
+                rows = [
+                    ("decode", gs["decode (decode_image)"], bs["decode (PIL)"]),
+                    ("to float / tensor", None, bs["to tensor"]),
+                    ("model (+ paste for B)", gs["model (SRModel calls)"], bs["model + paste"]),
+                    (
+                        "tiling: to float, blend (+ quantize)",
+                        gs["tiling: to float, blend, quantize"],
+                        None,
+                    ),
+                    ("quantize", None, bs["quantize"]),
+                    (
+                        "encode: PNG + write",
+                        gs["encode_image: PNG + write"],
+                        bs["PNG encode + write"],
+                    ),
+                ]
                 print(f"  {'stage':<34} {'ganpipe ms':>10} {'baseline ms':>11}")
                 for name, g, b in rows:
                     fg = f"{g:10.1f}" if g is not None else f"{'-':>10}"
                     fb = f"{b:11.1f}" if b is not None else f"{'-':>11}"
                     print(f"  {name:<34} {fg} {fb}")
                 tg, tb = sum(gs.values()), sum(bs.values())
-                print(f"  {'sum':<34} {tg:10.1f} {tb:11.1f}   (sums' ratio B/A "
-                      f"{tb / tg:.2f}x)")
-                print("  ganpipe's output, Pillow PNG encode alone (to memory) by zlib level: " +
-                      ", ".join(f"{lv} {ms:.0f} ms {size / 2**20:.2f} MiB"
-                                for lv, (ms, size) in pg["png"].items()) +
-                      f" (ganpipe writes level {PNG_COMPRESSION}; Pillow's default is 6)")
-                print(f"  fsync of one output file {pg['fsync_ms']:.1f} ms; model open "
-                      f"{pg['open_s'] * 1000:.0f} ms")
-                print(f"  ganpipe model only, one {pg['session_input']}x"
-                      f"{pg['session_input']} input, median of {cfg['session_runs']} runs "
-                      f"(providers {','.join(pg['providers'])}):")
+                print(f"  {'sum':<34} {tg:10.1f} {tb:11.1f}   (sums' ratio B/A {tb / tg:.2f}x)")
+                print(
+                    "  ganpipe's output, Pillow PNG encode alone (to memory) by zlib level: "
+                    + ", ".join(
+                        f"{lv} {ms:.0f} ms {size / 2**20:.2f} MiB"
+                        for lv, (ms, size) in pg["png"].items()
+                    )
+                    + f" (ganpipe writes level {PNG_COMPRESSION}; Pillow's default is 6)"
+                )
+                print(
+                    f"  fsync of one output file {pg['fsync_ms']:.1f} ms; model open "
+                    f"{pg['open_s'] * 1000:.0f} ms"
+                )
+                print(
+                    f"  ganpipe model only, one {pg['session_input']}x"
+                    f"{pg['session_input']} input, median of {cfg['session_runs']} runs "
+                    f"(providers {','.join(pg['providers'])}):"
+                )
                 base_ms = pg["sessions"][0][1]
                 for label, ms in pg["sessions"]:
                     print(f"    {label:<36} {ms:8.1f} ms  ({base_ms / ms:.2f}x)")
@@ -732,9 +879,11 @@ def main() -> int:
 
         print("summary (ratio of the medians of images/s, ganpipe / baseline; target >= 1.5x):")
         for tile, med, ratio, paired, best in summary_rows:
-            print(f"  tile {tile:>4}: ganpipe {med['ganpipe']:.2f} img/s, baseline "
-                  f"{med['baseline']:.2f} img/s -> {ratio:.2f}x (pairs {paired:.2f}x, "
-                  f"best-of {best:.2f}x)")
+            print(
+                f"  tile {tile:>4}: ganpipe {med['ganpipe']:.2f} img/s, baseline "
+                f"{med['baseline']:.2f} img/s -> {ratio:.2f}x (pairs {paired:.2f}x, "
+                f"best-of {best:.2f}x)"
+            )
         print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         return 0
     finally:

@@ -32,8 +32,11 @@ RESERVED = ("run", "data", "model")
 
 
 class RunSection(Options):
-    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                      description="run folder name under out_dir")
+    name: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="run folder name under out_dir",
+    )
     out_dir: str = Field("runs", description="parent of run folders, relative to the toml")
     seed: int = Field(0, description="seed for every random number in the run")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -44,8 +47,9 @@ class DataSection(Options):
     dataset: str = "folder"
     image_size: int = Field(64, ge=4, le=4096)
     channels: Literal[1, 3] = 3
-    holdout: float = Field(0.0, ge=0.0, lt=1.0,
-                           description="fraction of images kept out of training, for evaluate")
+    holdout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="fraction of images kept out of training, for evaluate"
+    )
 
 
 class ModelSection(Options):
@@ -104,8 +108,11 @@ class _Locator:
                 if current == table:
                     header_line = i
                 continue
-            if current == table and key is not None and re.match(
-                    rf'^"?{re.escape(key)}"?\s*=', line):
+            if (
+                current == table
+                and key is not None
+                and re.match(rf'^"?{re.escape(key)}"?\s*=', line)
+            ):
                 return f"{self.path}:{i}"
         return f"{self.path}:{header_line}" if header_line else str(self.path)
 
@@ -124,13 +131,15 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         if m:
             msg = msg[: m.start()].strip()
-            raise ConfigError(f"{path}:{m.group(1)}:{m.group(2)}: TOML syntax error: {msg}"
-                              ) from None
+            raise ConfigError(
+                f"{path}:{m.group(1)}:{m.group(2)}: TOML syntax error: {msg}"
+            ) from None
         raise ConfigError(f"{path}: TOML syntax error: {msg}") from None
 
 
-def _check_keys(table: dict[str, Any], section: type[Options], options: type, prefix: str,
-                locate) -> None:
+def _check_keys(
+    table: dict[str, Any], section: type[Options], options: type, prefix: str, locate
+) -> None:
     """Unknown keys of a table shared by a section and a plugin's options ([data], [model]):
     the hint and the allowed list cover both, and come before any "missing key" error."""
     if getattr(options, "model_config", {}).get("extra") != "forbid":
@@ -140,8 +149,10 @@ def _check_keys(table: dict[str, Any], section: type[Options], options: type, pr
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{locate(f'{prefix}.{key}')}: {prefix}.{key}: unknown key{hint} "
-                              f"(allowed: {', '.join(allowed)})")
+            raise ConfigError(
+                f"{locate(f'{prefix}.{key}')}: {prefix}.{key}: unknown key{hint} "
+                f"(allowed: {', '.join(allowed)})"
+            )
 
 
 def load_config(path: str | Path, registries) -> PipelineConfig:
@@ -154,14 +165,18 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean [{close[0]}]?" if close else ""
-            raise ConfigError(f"{locate(key)}: unknown section [{key}]{hint} "
-                              f"(sections: run, data, model, and the stages "
-                              f"{', '.join(registries.stages)})")
+            raise ConfigError(
+                f"{locate(key)}: unknown section [{key}]{hint} "
+                f"(sections: run, data, model, and the stages "
+                f"{', '.join(registries.stages)})"
+            )
         if not isinstance(value, dict):
             raise ConfigError(f"{locate(key)}: '{key}' must be a table, e.g. [{key}]")
     if "model" not in raw:
-        raise ConfigError(f"{path}: missing [model] table; add [model] with variant = "
-                          f"\"{next(iter(registries.variants), 'dcgan')}\"")
+        raise ConfigError(
+            f"{path}: missing [model] table; add [model] with variant = "
+            f'"{next(iter(registries.variants), "dcgan")}"'
+        )
 
     run = validate(RunSection, raw.get("run", {}), "run", locate)
     data = validate(DataSection, raw.get("data", {}), "data", locate)
@@ -171,8 +186,9 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
     data_extra = dict(data.model_extra or {})
     _check_keys(raw.get("data", {}), DataSection, dataset.Options, "data", locate)
     data_options = validate(dataset.Options, data_extra, "data", locate)
-    variant = registries.variants.get(model.variant,
-                                      where=locate("model.variant") + ": model.variant")
+    variant = registries.variants.get(
+        model.variant, where=locate("model.variant") + ": model.variant"
+    )
     _check_keys(raw["model"], ModelSection, variant.Options, "model", locate)
     variant_options = validate(variant.Options, dict(model.model_extra or {}), "model", locate)
 
@@ -183,11 +199,22 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
         stage = registries.stages.get(key)
         stages.append(StageConfig(key, stage, validate(stage.Options, value, key, locate)))
     if not stages:
-        raise ConfigError(f"{path}: no stages; add tables such as [train], [export], "
-                          f"[generate] in the order they should run")
-    cfg = PipelineConfig(path=path, base_dir=path.resolve().parent, run=run, data=data,
-                         dataset=dataset, data_options=data_options, model=model,
-                         variant=variant, variant_options=variant_options, stages=stages)
+        raise ConfigError(
+            f"{path}: no stages; add tables such as [train], [export], "
+            f"[generate] in the order they should run"
+        )
+    cfg = PipelineConfig(
+        path=path,
+        base_dir=path.resolve().parent,
+        run=run,
+        data=data,
+        dataset=dataset,
+        data_options=data_options,
+        model=model,
+        variant=variant,
+        variant_options=variant_options,
+        stages=stages,
+    )
     for opts in (data_options, variant_options, *(sc.options for sc in stages)):
         if isinstance(opts, Options):  # a plugin may use a plain pydantic model
             opts._base_dir = cfg.base_dir

@@ -57,6 +57,8 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") ->
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise GanpipeError(f"{what} {path} is not writable ({reason}); choose another "
-                           f"folder or fix its permissions") from None
+        raise GanpipeError(
+            f"{what} {path} is not writable ({reason}); choose another "
+            f"folder or fix its permissions"
+        ) from None
     return path

@@ -43,8 +43,9 @@ def _describe(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str,
-                            locate=None) -> str:
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], prefix: str, locate=None
+) -> str:
     """First error of ``exc`` as one line: ``[file:line: ]prefix.key: what; fix``."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]

@@ -43,8 +43,11 @@ class Manifest:
 
     def done(self, name: str, fingerprint: str, run_dir: Path) -> bool:
         entry = self.stages.get(name)
-        return bool(entry and entry.get("fingerprint") == fingerprint and all(
-            (run_dir / rel).exists() for rel in entry.get("outputs", {}).values()))
+        return bool(
+            entry
+            and entry.get("fingerprint") == fingerprint
+            and all((run_dir / rel).exists() for rel in entry.get("outputs", {}).values())
+        )
 
 
 def _hash(obj: Any) -> str:
@@ -57,8 +60,13 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
     the files it reads from outside the run (when it has one). ``@data`` is the data
     source's own."""
     fps: dict[str, str] = {
-        "@data": _hash([cfg.data.model_dump(mode="json"),
-                        cfg.dataset.fingerprint(cfg.data_options, cfg.base_dir)])}
+        "@data": _hash(
+            [
+                cfg.data.model_dump(mode="json"),
+                cfg.dataset.fingerprint(cfg.data_options, cfg.base_dir),
+            ]
+        )
+    }
     for sc in cfg.stages:
         stage = sc.stage
         blob: dict[str, Any] = {"stage": sc.name, "options": sc.options.model_dump(mode="json")}
@@ -68,8 +76,9 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
             blob["model"] = [cfg.model.variant, cfg.variant_options.model_dump(mode="json")]
         if "seed" in stage.uses:
             blob["seed"] = cfg.run.seed
-        blob["upstream"] = {up: fps.get(up) for up in (*stage.requires, *stage.optional)
-                            if up in fps}
+        blob["upstream"] = {
+            up: fps.get(up) for up in (*stage.requires, *stage.optional) if up in fps
+        }
         own = getattr(stage, "fingerprint", None)  # plugin stages need not derive from Stage
         inputs = own(cfg, sc.options) if callable(own) else None
         if inputs is not None:  # no key otherwise: existing runs' fingerprints stay valid
@@ -78,12 +87,14 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
     return fps
 
 
-def run_pipeline(cfg: PipelineConfig, *, force: bool = False, from_stage: str | None = None,
-                 log=print) -> Manifest:
+def run_pipeline(
+    cfg: PipelineConfig, *, force: bool = False, from_stage: str | None = None, log=print
+) -> Manifest:
     names = [sc.name for sc in cfg.stages]
     if from_stage is not None and from_stage not in names:
-        raise ConfigError(f"--from {from_stage}: no such stage in {cfg.path} "
-                          f"(stages: {', '.join(names)})")
+        raise ConfigError(
+            f"--from {from_stage}: no such stage in {cfg.path} (stages: {', '.join(names)})"
+        )
     fps = stage_fingerprints(cfg)  # before creating the run folder: may raise DataError
     run_dir = ensure_writable_dir(cfg.run_dir, "run folder")
     manifest = Manifest.load(run_dir / MANIFEST)
@@ -95,8 +106,11 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, from_stage: str | 
         if sc.name == from_stage:
             redo = True
         deps = (*sc.stage.requires, *sc.stage.optional)
-        if not redo and not upstream_ran.intersection(deps) and \
-                manifest.done(sc.name, fps[sc.name], run_dir):
+        if (
+            not redo
+            and not upstream_ran.intersection(deps)
+            and manifest.done(sc.name, fps[sc.name], run_dir)
+        ):
             outs = ", ".join(manifest.stages[sc.name]["outputs"].values())
             log(f"[{sc.name}] up to date, skipped ({outs})")
             continue
@@ -107,17 +121,27 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, from_stage: str | 
         t0 = time.perf_counter()
         result = sc.stage.run(ctx, sc.options)
         seconds = time.perf_counter() - t0
-        manifest.stages[sc.name] = {"fingerprint": fps[sc.name], "outputs": result.outputs,
-                                    "info": result.info, "seconds": round(seconds, 2),
-                                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        manifest.stages[sc.name] = {
+            "fingerprint": fps[sc.name],
+            "outputs": result.outputs,
+            "info": result.info,
+            "seconds": round(seconds, 2),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         manifest.save()
         upstream_ran.add(sc.name)
         log(f"[{sc.name}] done in {seconds:.1f}s: {result.summary}")
     return manifest
 
 
-def run_file(path: str | Path, *, force: bool = False, from_stage: str | None = None,
-             entry_points: bool = True, log=print) -> Manifest:
+def run_file(
+    path: str | Path,
+    *,
+    force: bool = False,
+    from_stage: str | None = None,
+    entry_points: bool = True,
+    log=print,
+) -> Manifest:
     from ganpipe.plugins import load_registry
 
     registries = load_registry(entry_points=entry_points)

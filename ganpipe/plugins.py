@@ -66,8 +66,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def get_plugin_manager(*, entry_points: bool = True, disabled: Iterable[str] | None = None
-                       ) -> pluggy.PluginManager:
+def get_plugin_manager(
+    *, entry_points: bool = True, disabled: Iterable[str] | None = None
+) -> pluggy.PluginManager:
     """A fresh plugin manager with the built-in plugins and, unless ``entry_points`` is
     false, the installed third-party plugins. Raises :class:`PluginError` naming the
     plugin and its distribution when one cannot be loaded."""
@@ -87,8 +88,10 @@ def get_plugin_manager(*, entry_points: bool = True, disabled: Iterable[str] | N
             hint = f"fix or uninstall it, or skip it with GANPIPE_DISABLE_PLUGINS={ep.name}"
             if pm.get_plugin(ep.name) is not None:
                 other = pm.ganpipe_dists.get(ep.name, "ganpipe (built-in)")  # type: ignore[attr-defined]
-                raise PluginError(f"{where}: the plugin name {ep.name!r} is already taken by "
-                                  f"{other}; uninstall one of them")
+                raise PluginError(
+                    f"{where}: the plugin name {ep.name!r} is already taken by "
+                    f"{other}; uninstall one of them"
+                )
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import failure is reported
@@ -117,8 +120,10 @@ class Registry:
     def add(self, obj: Any, owner: str, dists: dict[str, str] | None = None) -> None:
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {owner!r} registered a {self.kind[:-1]} without a "
-                              f"string 'name' attribute: {obj!r}")
+            raise PluginError(
+                f"plugin {owner!r} registered a {self.kind[:-1]} without a "
+                f"string 'name' attribute: {obj!r}"
+            )
         if name in self.items:
             dists = dists or {}
 
@@ -127,7 +132,8 @@ class Registry:
 
             raise PluginError(
                 f"{self.kind[:-1]} {name!r} is registered twice: by {who(self.owners[name])} "
-                f"and by {who(owner)}; disable one with GANPIPE_DISABLE_PLUGINS")
+                f"and by {who(owner)}; disable one with GANPIPE_DISABLE_PLUGINS"
+            )
         self.items[name] = obj
         self.owners[name] = owner
 
@@ -141,7 +147,8 @@ class Registry:
             loc = f"{where}: " if where else ""
             raise ConfigError(
                 f"{loc}unknown {self.kind[:-1]} {name!r}{hint} (known: {known}; "
-                f"`ganpipe plugins` lists what is installed)") from None
+                f"`ganpipe plugins` lists what is installed)"
+            ) from None
 
     def __contains__(self, name: str) -> bool:
         return name in self.items
@@ -158,8 +165,9 @@ class Registries:
     datasets: Registry
 
 
-def load_registry(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True
-                  ) -> Registries:
+def load_registry(
+    pm: pluggy.PluginManager | None = None, *, entry_points: bool = True
+) -> Registries:
     """Call every registration hook, one plugin at a time so each object knows its owner."""
     pm = pm or get_plugin_manager(entry_points=entry_points)
     regs = {kind: Registry(kind) for kind in KINDS}
@@ -181,5 +189,6 @@ def load_registry(pm: pluggy.PluginManager | None = None, *, entry_points: bool 
                 dist = dists.get(owner, "built-in")
                 raise PluginError(
                     f"plugin {owner!r} ({dist}) failed in ganpipe_register_{kind}: "
-                    f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                    f"{type(exc).__name__}: {_one_line(exc)}"
+                ) from exc
     return Registries(pm, regs["variants"], regs["stages"], regs["datasets"])

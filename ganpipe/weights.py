@@ -28,8 +28,15 @@ import torch
 
 from ganpipe.errors import ModelFileError
 
-RRDB_KEYS = ("conv_first.weight", "body.0.rdb1.conv1.weight", "conv_body.weight",
-             "conv_up1.weight", "conv_up2.weight", "conv_hr.weight", "conv_last.weight")
+RRDB_KEYS = (
+    "conv_first.weight",
+    "body.0.rdb1.conv1.weight",
+    "conv_body.weight",
+    "conv_up1.weight",
+    "conv_up2.weight",
+    "conv_hr.weight",
+    "conv_last.weight",
+)
 COMPACT_KEYS = ("body.0.weight", "body.1.weight (PReLU)", "body.N.weight (last conv)")
 PTH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
@@ -51,8 +58,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             raw: Any = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{path}: not a readable .safetensors file "
-                                 f"({_one_line(exc)})") from None
+            raise ModelFileError(
+                f"{path}: not a readable .safetensors file ({_one_line(exc)})"
+            ) from None
     elif path.suffix.lower() in PTH_SUFFIXES:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -64,12 +72,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 raise ModelFileError(
                     f"{path}: refusing to load: the file holds Python objects besides "
                     f"tensors{what}, which could run code when unpickled; only plain state "
-                    f"dicts (or .safetensors) can be imported") from None
-            raise ModelFileError(f"{path}: not a readable PyTorch weights file "
-                                 f"({type(exc).__name__}: {_one_line(exc)})") from None
+                    f"dicts (or .safetensors) can be imported"
+                ) from None
+            raise ModelFileError(
+                f"{path}: not a readable PyTorch weights file "
+                f"({type(exc).__name__}: {_one_line(exc)})"
+            ) from None
     else:
-        raise ModelFileError(f"{path}: unknown weights format {path.suffix!r}; use .pth "
-                             f"or .safetensors")
+        raise ModelFileError(
+            f"{path}: unknown weights format {path.suffix!r}; use .pth or .safetensors"
+        )
     return unwrap(raw, path)
 
 
@@ -82,20 +94,23 @@ def unwrap(raw: Any, path: str | Path = "weights") -> dict[str, torch.Tensor]:
                 raw = raw[key]
                 break
     if not isinstance(raw, dict):
-        raise ModelFileError(f"{path}: expected a state dict (a mapping of names to tensors), "
-                             f"found {type(raw).__name__}")
+        raise ModelFileError(
+            f"{path}: expected a state dict (a mapping of names to tensors), "
+            f"found {type(raw).__name__}"
+        )
     state = {str(k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     if not state:
-        raise ModelFileError(f"{path}: no tensors found (keys: "
-                             f"{', '.join(map(str, list(raw)[:5])) or 'none'})")
+        raise ModelFileError(
+            f"{path}: no tensors found (keys: {', '.join(map(str, list(raw)[:5])) or 'none'})"
+        )
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
 @dataclass
 class Architecture:
-    variant: str                      # "esrgan" (RRDBNet) or "compact" (SRVGGNetCompact)
+    variant: str  # "esrgan" (RRDBNet) or "compact" (SRVGGNetCompact)
     scale: int
     channels: int
     kwargs: dict[str, int] = field(default_factory=dict)
@@ -115,21 +130,34 @@ class Architecture:
 
 
 def _expected() -> str:
-    return (f"expected RRDBNet keys ({', '.join(RRDB_KEYS[:2])}, ...; or ESRGAN's model.0, "
-            f"model.1.sub... or RRDB_trunk...) or SRVGGNetCompact keys "
-            f"({', '.join(COMPACT_KEYS)})")
+    return (
+        f"expected RRDBNet keys ({', '.join(RRDB_KEYS[:2])}, ...; or ESRGAN's model.0, "
+        f"model.1.sub... or RRDB_trunk...) or SRVGGNetCompact keys "
+        f"({', '.join(COMPACT_KEYS)})"
+    )
 
 
 #: the later ESRGAN-repository RRDBNet names -> BasicSR's
-_ESRGAN_NAMES = {"RRDB_trunk.": "body.", "trunk_conv.": "conv_body.", "upconv1.": "conv_up1.",
-                 "upconv2.": "conv_up2.", "HRconv.": "conv_hr."}
+_ESRGAN_NAMES = {
+    "RRDB_trunk.": "body.",
+    "trunk_conv.": "conv_body.",
+    "upconv1.": "conv_up1.",
+    "upconv2.": "conv_up2.",
+    "HRconv.": "conv_hr.",
+}
 #: the old ESRGAN ``model.N`` sequential at x4 -> BasicSR's names
-_OLD_ESRGAN_X4 = {"0": "conv_first", "3": "conv_up1", "6": "conv_up2", "8": "conv_hr",
-                  "10": "conv_last"}
+_OLD_ESRGAN_X4 = {
+    "0": "conv_first",
+    "3": "conv_up1",
+    "6": "conv_up2",
+    "8": "conv_hr",
+    "10": "conv_last",
+}
 
 
-def to_basicsr_layout(state: dict[str, torch.Tensor], path: str | Path = "weights"
-                      ) -> dict[str, torch.Tensor]:
+def to_basicsr_layout(
+    state: dict[str, torch.Tensor], path: str | Path = "weights"
+) -> dict[str, torch.Tensor]:
     """``state`` with the original ESRGAN repository's RRDBNet names renamed to BasicSR's
     (``state`` itself when it uses neither)."""
     if "RRDB_trunk.0.RDB1.conv1.weight" in state:
@@ -137,7 +165,7 @@ def to_basicsr_layout(state: dict[str, torch.Tensor], path: str | Path = "weight
         for key, value in state.items():
             for old, new in _ESRGAN_NAMES.items():
                 if key.startswith(old):
-                    key = new + key[len(old):]
+                    key = new + key[len(old) :]
                     break
             out[re.sub(r"\.RDB(\d)\.", r".rdb\1.", key)] = value
         return out
@@ -146,9 +174,11 @@ def to_basicsr_layout(state: dict[str, torch.Tensor], path: str | Path = "weight
     tops = {k.split(".")[1] for k in state if re.match(r"^model\.\d+\.weight$", k)}
     if tops != set(_OLD_ESRGAN_X4):
         ups = len([t for t in tops if t not in ("0", "1")]) - 2
-        raise ModelFileError(f"{path}: old-layout ESRGAN weights with {max(ups, 0)} upsampling "
-                             f"stage(s) (layers model.{', model.'.join(sorted(tops, key=int))})"
-                             f"; only the x4 layout (model.0, 3, 6, 8, 10) can be imported")
+        raise ModelFileError(
+            f"{path}: old-layout ESRGAN weights with {max(ups, 0)} upsampling "
+            f"stage(s) (layers model.{', model.'.join(sorted(tops, key=int))})"
+            f"; only the x4 layout (model.0, 3, 6, 8, 10) can be imported"
+        )
     out = {}
     for key, value in state.items():
         if m := re.match(r"^model\.(\d+)\.(weight|bias)$", key):
@@ -162,52 +192,75 @@ def to_basicsr_layout(state: dict[str, torch.Tensor], path: str | Path = "weight
     return out
 
 
-def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "weights",
-                        scale: int | None = None) -> Architecture:
+def detect_architecture(
+    state: dict[str, torch.Tensor], path: str | Path = "weights", scale: int | None = None
+) -> Architecture:
     """Architecture, scale and sizes from the keys and shapes of ``state`` (in BasicSR's
     layout: see :func:`to_basicsr_layout`)."""
     if "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state:
         first = state["conv_first.weight"]
-        channels = int(state["conv_last.weight"].shape[0]) if "conv_last.weight" in state \
-            else 3
+        channels = int(state["conv_last.weight"].shape[0]) if "conv_last.weight" in state else 3
         ratio, rem = divmod(int(first.shape[1]), channels)
         found = {1: 4, 4: 2, 16: 1}.get(ratio) if rem == 0 else None
         if found is None:
-            raise ModelFileError(f"{path}: RRDBNet conv_first takes {first.shape[1]} channels "
-                                 f"for {channels}-channel images; expected {channels} (x4), "
-                                 f"{4 * channels} (x2) or {16 * channels} (x1)")
-        blocks = {int(m.group(1)) for k in state
-                  if (m := re.match(r"^body\.(\d+)\.rdb1\.conv1\.weight$", k))}
-        arch = Architecture("esrgan", found, channels, {
-            "num_feat": int(first.shape[0]), "num_block": len(blocks),
-            "num_grow_ch": int(state["body.0.rdb1.conv1.weight"].shape[0])})
+            raise ModelFileError(
+                f"{path}: RRDBNet conv_first takes {first.shape[1]} channels "
+                f"for {channels}-channel images; expected {channels} (x4), "
+                f"{4 * channels} (x2) or {16 * channels} (x1)"
+            )
+        blocks = {
+            int(m.group(1))
+            for k in state
+            if (m := re.match(r"^body\.(\d+)\.rdb1\.conv1\.weight$", k))
+        }
+        arch = Architecture(
+            "esrgan",
+            found,
+            channels,
+            {
+                "num_feat": int(first.shape[0]),
+                "num_block": len(blocks),
+                "num_grow_ch": int(state["body.0.rdb1.conv1.weight"].shape[0]),
+            },
+        )
     elif "body.0.weight" in state and getattr(state.get("body.1.weight"), "ndim", 0) == 1:
-        convs = sorted(int(m.group(1)) for k, v in state.items()
-                       if (m := re.match(r"^body\.(\d+)\.weight$", k)) and v.ndim == 4)
+        convs = sorted(
+            int(m.group(1))
+            for k, v in state.items()
+            if (m := re.match(r"^body\.(\d+)\.weight$", k)) and v.ndim == 4
+        )
         if len(convs) < 2 or convs[0] != 0:
-            raise ModelFileError(f"{path}: SRVGGNetCompact needs 4-D conv weights body.0.weight "
-                                 f"... body.N.weight; found {len(convs)} conv weight(s)")
+            raise ModelFileError(
+                f"{path}: SRVGGNetCompact needs 4-D conv weights body.0.weight "
+                f"... body.N.weight; found {len(convs)} conv weight(s)"
+            )
         first, last = state["body.0.weight"], state[f"body.{convs[-1]}.weight"]
         channels = int(first.shape[1])
         s2, rem = divmod(int(last.shape[0]), channels)
         found = math.isqrt(s2) if rem == 0 else 0
         if found < 1 or found * found != s2:
-            raise ModelFileError(f"{path}: SRVGGNetCompact's last conv has {last.shape[0]} "
-                                 f"output channels, not {channels} x scale^2")
-        arch = Architecture("compact", found, channels, {
-            "num_feat": int(first.shape[0]), "num_conv": len(convs) - 2})
+            raise ModelFileError(
+                f"{path}: SRVGGNetCompact's last conv has {last.shape[0]} "
+                f"output channels, not {channels} x scale^2"
+            )
+        arch = Architecture(
+            "compact",
+            found,
+            channels,
+            {"num_feat": int(first.shape[0]), "num_conv": len(convs) - 2},
+        )
     else:
         keys = ", ".join(list(state)[:3])
-        raise ModelFileError(f"{path}: unknown weight layout (first keys: {keys}); "
-                             f"{_expected()}")
+        raise ModelFileError(f"{path}: unknown weight layout (first keys: {keys}); {_expected()}")
     if scale is not None and scale != arch.scale:
-        raise ModelFileError(f"{path}: these {arch.variant} weights are x{arch.scale}, "
-                             f"not x{scale}; drop --scale or pass --scale {arch.scale}")
+        raise ModelFileError(
+            f"{path}: these {arch.variant} weights are x{arch.scale}, "
+            f"not x{scale}; drop --scale or pass --scale {arch.scale}"
+        )
     return arch
 
 
-def load_model(path: str | Path, scale: int | None = None
-               ) -> tuple[torch.nn.Module, Architecture]:
+def load_model(path: str | Path, scale: int | None = None) -> tuple[torch.nn.Module, Architecture]:
     """The net of a weights file, loaded strictly, in eval mode."""
     state = to_basicsr_layout(read_state_dict(path), path)
     arch = detect_architecture(state, path, scale)
@@ -216,8 +269,10 @@ def load_model(path: str | Path, scale: int | None = None
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise ModelFileError(f"{path}: weights do not fit a {arch.variant} x{arch.scale} net "
-                             f"({' '.join(lines[1:2]) or lines[0]})") from None
+        raise ModelFileError(
+            f"{path}: weights do not fit a {arch.variant} x{arch.scale} net "
+            f"({' '.join(lines[1:2]) or lines[0]})"
+        ) from None
     return net.eval(), arch
 
 
@@ -234,14 +289,21 @@ def export_spec(net: torch.nn.Module, arch: Architecture, source: str = ""):
     from ganpipe.variants.base import ExportSpec, InputSpec
 
     g = torch.Generator().manual_seed(0)
-    meta: dict[str, Any] = {"scale": arch.scale, "tile_multiple": arch.tile_multiple,
-                            "arch": {"variant": arch.variant, **arch.kwargs}}
+    meta: dict[str, Any] = {
+        "scale": arch.scale,
+        "tile_multiple": arch.tile_multiple,
+        "arch": {"variant": arch.variant, **arch.kwargs},
+    }
     if source:
         meta["imported_from"] = source
-    return ExportSpec(module=SRExport(net, arch.scale, arch.tile_multiple).eval(),
-                      inputs=[InputSpec("image", "image", (arch.channels,))],
-                      example_inputs=(torch.rand(2, arch.channels, 16, 12, generator=g),),
-                      output_name="upscaled", value_range=(0.0, 1.0), metadata=meta)
+    return ExportSpec(
+        module=SRExport(net, arch.scale, arch.tile_multiple).eval(),
+        inputs=[InputSpec("image", "image", (arch.channels,))],
+        example_inputs=(torch.rand(2, arch.channels, 16, 12, generator=g),),
+        output_name="upscaled",
+        value_range=(0.0, 1.0),
+        metadata=meta,
+    )
 
 
 def _toposort(graph) -> None:
@@ -308,10 +370,11 @@ def to_float16(src: Path, dst: Path, spec, atol: float = 0.05) -> float:
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - converter / checker errors are many
-        raise ModelFileError(f"float16 conversion of {dst.name} failed ({type(exc).__name__}: "
-                             f"{_one_line(exc)}); use float32 (drop --fp16)") from None
-    x = torch.rand(1, *spec.example_inputs[0].shape[1:], generator=torch.Generator()
-                   .manual_seed(7))
+        raise ModelFileError(
+            f"float16 conversion of {dst.name} failed ({type(exc).__name__}: "
+            f"{_one_line(exc)}); use float32 (drop --fp16)"
+        ) from None
+    x = torch.rand(1, *spec.example_inputs[0].shape[1:], generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         expected = spec.module(x).numpy()
     with atomic_path(dst) as tmp:
@@ -320,13 +383,22 @@ def to_float16(src: Path, dst: Path, spec, atol: float = 0.05) -> float:
         got = sess.run(None, {spec.inputs[0].name: x.numpy()})[0].astype(np.float32)
         diff = float(np.max(np.abs(got - expected)))
         if got.shape != expected.shape or not diff <= atol:
-            raise ModelFileError(f"float16 conversion of {dst.name} is off: max abs diff "
-                                 f"{diff:.3g} > {atol:g}; use float32 (drop --fp16)")
+            raise ModelFileError(
+                f"float16 conversion of {dst.name} is off: max abs diff "
+                f"{diff:.3g} > {atol:g}; use float32 (drop --fp16)"
+            )
     return diff
 
 
-def import_weights(src: str | Path, dst: str | Path, *, scale: int | None = None,
-                   fp16: bool = False, opset: int = 18, atol: float = 1e-3) -> ImportResult:
+def import_weights(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    scale: int | None = None,
+    fp16: bool = False,
+    opset: int = 18,
+    atol: float = 1e-3,
+) -> ImportResult:
     """Read ``src`` (.pth / .safetensors), detect the net, export ``dst`` (.onnx)."""
     from ganpipe.export.onnx_export import build_metadata, export_onnx
 

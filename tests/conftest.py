@@ -61,8 +61,9 @@ def tiny_pipeline(tmp_path):
     """Writes a tiny pipeline.toml (seconds on 2 cores) and returns its path."""
 
     def make(variant: str = "dcgan", steps: int = 4, extra: str = "") -> Path:
-        return write_toml(tmp_path / "pipeline.toml",
-                          TINY_PIPELINE.format(variant=variant, steps=steps) + extra)
+        return write_toml(
+            tmp_path / "pipeline.toml", TINY_PIPELINE.format(variant=variant, steps=steps) + extra
+        )
 
     return make
 
@@ -82,12 +83,19 @@ def image_folder(tmp_path):
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Runs ``python -m ganpipe.cli ARGS`` in a real subprocess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ganpipe.cli", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ganpipe.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

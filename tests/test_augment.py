@@ -50,8 +50,16 @@ def test_without_originals(shapes):
 
 
 def test_transforms_deterministic_for_a_seed(shapes):
-    opts = AugmentOptions(copies=2, hflip=0.5, vflip=0.5, rotate=30, brightness=0.3,
-                          contrast=0.3, saturation=0.3, crop_scale=0.6)
+    opts = AugmentOptions(
+        copies=2,
+        hflip=0.5,
+        vflip=0.5,
+        rotate=30,
+        brightness=0.3,
+        contrast=0.3,
+        saturation=0.3,
+        crop_scale=0.6,
+    )
     a = augment_set(shapes, opts, seed=11)
     b = augment_set(shapes, opts, seed=11)
     c = augment_set(shapes, opts, seed=12)
@@ -59,8 +67,8 @@ def test_transforms_deterministic_for_a_seed(shapes):
     assert not np.array_equal(a.images, c.images)
     # the copies really are transformed
     n = len(shapes)
-    assert not np.array_equal(a.images[n:2 * n], shapes.images)
-    assert not np.array_equal(a.images[n:2 * n], a.images[2 * n:])
+    assert not np.array_equal(a.images[n : 2 * n], shapes.images)
+    assert not np.array_equal(a.images[n : 2 * n], a.images[2 * n :])
 
 
 def test_hflip_one_flips_exactly(shapes):
@@ -75,8 +83,9 @@ def test_hflip_one_flips_exactly(shapes):
 
 def test_grayscale_augment():
     gray = ShapesDataset().load(ShapesOptions(count=4, classes=2), 16, 1, Path("."))
-    opts = AugmentOptions(copies=1, rotate=10, brightness=0.2, contrast=0.2, saturation=0.5,
-                          crop_scale=0.7)
+    opts = AugmentOptions(
+        copies=1, rotate=10, brightness=0.2, contrast=0.2, saturation=0.5, crop_scale=0.7
+    )
     out = augment_set(gray, opts, seed=0)
     assert out.images.shape == (8, 16, 16, 1)
 
@@ -104,13 +113,14 @@ def test_augment_stage_writes_dataset_and_preview(tiny_pipeline):
     with Image.open(folder / "preview.png") as im:
         # 64 of the images in an 8x8 grid of 16px tiles with 2px padding
         assert im.format == "PNG" and im.size == (8 * 18 + 2, 8 * 18 + 2)
-    assert any(line.startswith("[augment] done") and "64 images -> 192" in line
-               for line in logs)
+    assert any(line.startswith("[augment] done") and "64 images -> 192" in line for line in logs)
     # the train stage reads the augmented set
     assert any(line.startswith("[train] done") and "on 192 images" in line for line in logs)
     manifest = json.loads((folder.parent / "manifest.json").read_text())
     assert manifest["stages"]["augment"]["outputs"] == {
-        "dataset": "augment/dataset.npz", "preview": "augment/preview.png"}
+        "dataset": "augment/dataset.npz",
+        "preview": "augment/preview.png",
+    }
     assert manifest["stages"]["augment"]["info"]["images"] == 192
 
     # same seed: a forced re-run rewrites the identical set
@@ -137,7 +147,9 @@ def test_augment_stage_writes_dataset_and_preview(tiny_pipeline):
 
 def test_folder_with_corrupt_file_through_augment(tmp_path, image_folder, capsys):
     (image_folder / "dogs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    path = write(tmp_path / "pipeline.toml", f"""
+    path = write(
+        tmp_path / "pipeline.toml",
+        f"""
         [run]
         name = "aug"
         [data]
@@ -149,7 +161,8 @@ def test_folder_with_corrupt_file_through_augment(tmp_path, image_folder, capsys
         latent_dim = 8
         [augment]
         copies = 1
-    """)
+    """,
+    )
     logs = run(path)
     done = [line for line in logs if line.startswith("[augment] done")]
     assert len(done) == 1

@@ -23,8 +23,10 @@ def make_generator_onnx(path: Path, class_names: list[str] | None) -> Path:
     """A hand-made 4x4 RGB generator with ganpipe metadata (no torch); conditional with a
     ``label`` input when ``class_names`` is given."""
     rng = np.random.default_rng(3)
-    inits = [numpy_helper.from_array(rng.standard_normal((4, 48)).astype(np.float32), "W"),
-             numpy_helper.from_array(np.array([-1, 3, 4, 4], np.int64), "shape")]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 48)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.array([-1, 3, 4, 4], np.int64), "shape"),
+    ]
     nodes = [helper.make_node("MatMul", ["z", "W"], ["zw"])]
     inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 4])]
     specs = [{"name": "z", "kind": "normal", "shape": [4]}]
@@ -32,20 +34,35 @@ def make_generator_onnx(path: Path, class_names: list[str] | None) -> Path:
     if class_names:
         table = np.linspace(-1, 1, len(class_names) * 48, dtype=np.float32).reshape(-1, 48)
         inits.append(numpy_helper.from_array(table, "table"))
-        nodes += [helper.make_node("Gather", ["table", "label"], ["emb"], axis=0),
-                  helper.make_node("Add", ["zw", "emb"], ["sum"])]
+        nodes += [
+            helper.make_node("Gather", ["table", "label"], ["emb"], axis=0),
+            helper.make_node("Add", ["zw", "emb"], ["sum"]),
+        ]
         inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
         specs.append({"name": "label", "kind": "label", "shape": []})
         last = "sum"
-    nodes += [helper.make_node("Tanh", [last], ["t"]),
-              helper.make_node("Reshape", ["t", "shape"], ["image"])]
-    graph = helper.make_graph(nodes, "handmade", inputs, [helper.make_tensor_value_info(
-        "image", TensorProto.FLOAT, ["batch", 3, 4, 4])], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              ir_version=8)
-    meta = {"task": "generate", "variant": "handmade", "image_size": 4, "channels": 3,
-            "class_names": list(class_names or []), "value_range": [-1.0, 1.0],
-            "inputs": specs, "output": "image"}
+    nodes += [
+        helper.make_node("Tanh", [last], ["t"]),
+        helper.make_node("Reshape", ["t", "shape"], ["image"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "handmade",
+        inputs,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    meta = {
+        "task": "generate",
+        "variant": "handmade",
+        "image_size": 4,
+        "channels": 3,
+        "class_names": list(class_names or []),
+        "value_range": [-1.0, 1.0],
+        "inputs": specs,
+        "output": "image",
+    }
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = "ganpipe." + key, json.dumps(value)
@@ -122,8 +139,7 @@ def edit(path: Path, old: str, new: str) -> Path:
 
 
 def torch_modules_in_importtime(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines()
-            if re.search(r"\|\s+torch(\.|$)", line.rstrip())]
+    return [line for line in stderr.splitlines() if re.search(r"\|\s+torch(\.|$)", line.rstrip())]
 
 
 # -- help, plugins ---------------------------------------------------------------------
@@ -133,18 +149,26 @@ def test_help_works_without_importing_torch(cli, tmp_path):
     for command in ("run", "generate", "plugins"):
         assert re.search(rf"^\s+{command}\s", proc.stdout, re.M), proc.stdout
 
-    timed = subprocess.run([sys.executable, "-X", "importtime", "-m", "ganpipe.cli", "--help"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    timed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ganpipe.cli", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert timed.returncode == 0
     assert "ganpipe" in timed.stderr  # importtime did report our imports
     assert torch_modules_in_importtime(timed.stderr) == []
 
-    code = ("import sys\nfrom ganpipe.cli import main\n"
-            "try:\n    main(['--help'], prog_name='ganpipe')\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'onnxruntime', 'onnx'))\nprint('HEAVY', heavy)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys\nfrom ganpipe.cli import main\n"
+        "try:\n    main(['--help'], prog_name='ganpipe')\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'onnxruntime', 'onnx'))\nprint('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
 
@@ -184,8 +208,9 @@ def test_plugins_json(cli, tmp_path):
     assert variants["dcgan"]["description"]
     stages = {s["name"]: s for s in data["stages"]}
     assert {"augment", "train", "export", "generate"} <= set(stages)
-    assert all(stages[s]["plugin"] == "ganpipe.stages"
-               for s in ("augment", "train", "export", "generate"))
+    assert all(
+        stages[s]["plugin"] == "ganpipe.stages" for s in ("augment", "train", "export", "generate")
+    )
     datasets = {d["name"]: d for d in data["datasets"]}
     assert {"folder", "shapes"} <= set(datasets)
     plugins = {p["name"]: p["distribution"] for p in data["plugins"]}
@@ -220,8 +245,9 @@ def test_run_end_to_end_rerun_and_generate(cli, tiny_pipeline, tmp_path):
     assert samples
     with Image.open(samples[-1]) as im:
         assert im.mode == "RGB" and im.size[0] > 16
-    metrics = [json.loads(line) for line in
-               (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["step"] for m in metrics] == [2, 4]
     assert all(np.isfinite(m["d_loss"]) and np.isfinite(m["g_loss"]) for m in metrics)
     model = run_dir / "export" / "model.onnx"
@@ -240,8 +266,9 @@ def test_run_end_to_end_rerun_and_generate(cli, tiny_pipeline, tmp_path):
     second = cli("run", str(pipeline), cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     for stage in STAGES:
-        assert any("up to date" in line for line in stage_lines(second.stdout, stage)), \
+        assert any("up to date" in line for line in stage_lines(second.stdout, stage)), (
             second.stdout
+        )
     assert "running" not in second.stdout
     assert model.stat().st_mtime_ns == model_mtime
 
@@ -251,8 +278,9 @@ def test_run_end_to_end_rerun_and_generate(cli, tiny_pipeline, tmp_path):
         assert any("running" in line for line in stage_lines(forced.stdout, stage))
     assert "up to date" not in forced.stdout
     # Same seed, same config: the retrained model is the same.
-    assert onnx.load_from_string(model.read_bytes()).graph == \
-        onnx.load_from_string(model_bytes).graph
+    assert (
+        onnx.load_from_string(model.read_bytes()).graph == onnx.load_from_string(model_bytes).graph
+    )
 
     partial = cli("run", str(pipeline), "--from", "export", cwd=tmp_path)
     assert partial.returncode == 0, partial.stderr
@@ -264,9 +292,27 @@ def test_run_end_to_end_rerun_and_generate(cli, tiny_pipeline, tmp_path):
     outs = []
     for name in ("out", "out2"):
         proc = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "ganpipe.cli", "generate", "-m",
-             str(model), "-n", "7", "-o", name, "--seed", "3"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-m",
+                "ganpipe.cli",
+                "generate",
+                "-m",
+                str(model),
+                "-n",
+                "7",
+                "-o",
+                name,
+                "--seed",
+                "3",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         assert torch_modules_in_importtime(proc.stderr) == []
         assert "cuda" not in proc.stderr.lower()
@@ -278,8 +324,7 @@ def test_run_end_to_end_rerun_and_generate(cli, tiny_pipeline, tmp_path):
         outs.append({p.name: p.read_bytes() for p in out.iterdir()})
     assert outs[0] == outs[1]
 
-    other = cli("generate", "-m", str(model), "-n", "7", "-o", "out3", "--seed", "4",
-                cwd=tmp_path)
+    other = cli("generate", "-m", str(model), "-n", "7", "-o", "out3", "--seed", "4", cwd=tmp_path)
     assert other.returncode == 0, other.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "out3").iterdir()} != outs[0]
 
@@ -326,8 +371,14 @@ def test_empty_data_folder(cli, tmp_path):
 
 def test_unknown_variant_lists_known(cli, tiny_pipeline, tmp_path):
     proc = cli("run", str(tiny_pipeline(variant="dcgna")), cwd=tmp_path)
-    line = assert_one_line_error(proc, "unknown variant 'dcgna'", "did you mean 'dcgan'",
-                                 "known: ", "dcgan", "pipeline.toml:")
+    line = assert_one_line_error(
+        proc,
+        "unknown variant 'dcgna'",
+        "did you mean 'dcgan'",
+        "known: ",
+        "dcgan",
+        "pipeline.toml:",
+    )
     assert re.search(r"pipeline\.toml:\d+", line)
     assert proc.returncode == 2
     assert not (tmp_path / "runs").exists()
@@ -337,8 +388,13 @@ def test_misspelled_option_suggests(cli, tiny_pipeline, tmp_path):
     pipeline = edit(tiny_pipeline(), "batch_size = 8", "batch_sise = 8")
     proc = cli("run", str(pipeline), cwd=tmp_path)
     line_no = pipeline.read_text().splitlines().index("batch_sise = 8") + 1
-    assert_one_line_error(proc, f"pipeline.toml:{line_no}", "train.batch_sise",
-                          "unknown key", "did you mean 'batch_size'")
+    assert_one_line_error(
+        proc,
+        f"pipeline.toml:{line_no}",
+        "train.batch_sise",
+        "unknown key",
+        "did you mean 'batch_size'",
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -409,8 +465,7 @@ def test_generate_into_unwritable_folder(cli, tmp_path):
     model = make_generator_onnx(tmp_path / "plain.onnx", None)
     blocker = tmp_path / "somefile.txt"
     blocker.write_text("a regular file")
-    proc = cli("generate", "-m", str(model), "-n", "2", "-o", str(blocker / "out"),
-               cwd=tmp_path)
+    proc = cli("generate", "-m", str(model), "-n", "2", "-o", str(blocker / "out"), cwd=tmp_path)
     assert_one_line_error(proc, "is not writable", "somefile.txt")
     assert blocker.read_text() == "a regular file"
 
@@ -419,8 +474,9 @@ def test_generate_into_unwritable_folder(cli, tmp_path):
         locked.mkdir()
         locked.chmod(0o500)
         try:
-            proc = cli("generate", "-m", str(model), "-n", "2", "-o", str(locked / "out"),
-                       cwd=tmp_path)
+            proc = cli(
+                "generate", "-m", str(model), "-n", "2", "-o", str(locked / "out"), cwd=tmp_path
+            )
             assert_one_line_error(proc, "is not writable")
             assert list(locked.iterdir()) == []
         finally:
@@ -433,16 +489,29 @@ def test_generate_into_unwritable_folder(cli, tmp_path):
 
 def test_generate_label_out_of_range(cli, tmp_path):
     model = make_generator_onnx(tmp_path / "cond.onnx", ["red", "green", "blue"])
-    proc = cli("generate", "-m", str(model), "-n", "3", "-o", "out", "--label", "9",
-               cwd=tmp_path)
+    proc = cli("generate", "-m", str(model), "-n", "3", "-o", "out", "--label", "9", cwd=tmp_path)
     assert_one_line_error(proc, "--label '9'", "0=red, 1=green, 2=blue")
     assert not (tmp_path / "out").exists()
 
-    ok = cli("generate", "-m", str(model), "-n", "3", "-o", "out", "--label", "green,0",
-             "--no-grid", cwd=tmp_path)
+    ok = cli(
+        "generate",
+        "-m",
+        str(model),
+        "-n",
+        "3",
+        "-o",
+        "out",
+        "--label",
+        "green,0",
+        "--no-grid",
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
-        ["sample_00000.png", "sample_00001.png", "sample_00002.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "sample_00000.png",
+        "sample_00001.png",
+        "sample_00002.png",
+    ]
 
 
 def test_generate_label_on_unconditional_model(cli, tmp_path):
@@ -452,8 +521,10 @@ def test_generate_label_on_unconditional_model(cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(__import__("ganpipe.inference.session", fromlist=["x"])
-                    .cuda_driver_usable(), reason="a CUDA GPU is usable here")
+@pytest.mark.skipif(
+    __import__("ganpipe.inference.session", fromlist=["x"]).cuda_driver_usable(),
+    reason="a CUDA GPU is usable here",
+)
 def test_generate_cuda_without_gpu(cli, tmp_path):
     model = make_generator_onnx(tmp_path / "plain.onnx", None)
     proc = cli("generate", "-m", str(model), "-o", "out", "--device", "cuda", cwd=tmp_path)

@@ -48,6 +48,7 @@ def config_error(path: Path, registries) -> str:
 
 # -- valid configs ---------------------------------------------------------------------
 
+
 def test_tiny_config_loads_into_typed_objects(tiny_pipeline, registries):
     path = tiny_pipeline(steps=6)
     cfg = load_config(path, registries)
@@ -80,7 +81,9 @@ def test_tiny_config_loads_into_typed_objects(tiny_pipeline, registries):
 
 
 def test_stage_order_follows_the_file(tmp_path, registries):
-    path = write(tmp_path / "p.toml", """
+    path = write(
+        tmp_path / "p.toml",
+        """
         [model]
         variant = "dcgan"
         [data]
@@ -89,16 +92,20 @@ def test_stage_order_follows_the_file(tmp_path, registries):
         [augment]
         copies = 2
         [train]
-    """)
+    """,
+    )
     cfg = load_config(path, registries)
     assert [s.name for s in cfg.stages] == ["generate", "augment", "train"]
     assert cfg.stage("augment").options.copies == 2
 
 
-def test_relative_data_path_resolves_against_toml_folder(tmp_path, image_folder,
-                                                         registries, monkeypatch):
+def test_relative_data_path_resolves_against_toml_folder(
+    tmp_path, image_folder, registries, monkeypatch
+):
     # image_folder is tmp_path/images; the toml lives in tmp_path/conf/, cwd is elsewhere
-    path = write(tmp_path / "conf" / "pipeline.toml", """
+    path = write(
+        tmp_path / "conf" / "pipeline.toml",
+        """
         [run]
         name = "r"
         out_dir = "../out"
@@ -109,7 +116,8 @@ def test_relative_data_path_resolves_against_toml_folder(tmp_path, image_folder,
         [model]
         variant = "dcgan"
         [train]
-    """)
+    """,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -117,12 +125,12 @@ def test_relative_data_path_resolves_against_toml_folder(tmp_path, image_folder,
     assert isinstance(cfg.data_options, FolderOptions)
     assert cfg.base_dir == path.parent.resolve()
     assert cfg.run_dir == (tmp_path / "out" / "r").resolve()
-    data = cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels,
-                            cfg.base_dir)
+    data = cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels, cfg.base_dir)
     assert len(data) == 12 and data.class_names == ["cats", "dogs"]
 
 
 # -- errors ----------------------------------------------------------------------------
+
 
 def test_misspelled_key_suggests_and_points_at_line(tiny_pipeline, registries):
     path = tiny_pipeline()
@@ -186,21 +194,27 @@ def test_unknown_variant_lists_known(tiny_pipeline, registries):
 
 
 def test_missing_model_table(tmp_path, registries):
-    path = write(tmp_path / "pipeline.toml", """
+    path = write(
+        tmp_path / "pipeline.toml",
+        """
         [data]
         dataset = "shapes"
         [train]
-    """)
+    """,
+    )
     msg = config_error(path, registries)
     assert "missing [model]" in msg and "variant" in msg
 
 
 def test_model_without_variant(tmp_path, registries):
-    path = write(tmp_path / "pipeline.toml", """
+    path = write(
+        tmp_path / "pipeline.toml",
+        """
         [model]
         latent_dim = 8
         [train]
-    """)
+    """,
+    )
     msg = config_error(path, registries)
     assert "model.variant" in msg and "missing" in msg
 
@@ -214,12 +228,15 @@ def test_unknown_data_key_for_shapes(tiny_pipeline, registries):
     assert f"pipeline.toml:{line_of(path, 'clases')}" in msg
 
 
-@pytest.mark.parametrize("old,new,key,hint", [
-    ("image_size = 16", "image_sise = 16", "data.image_sise", "image_size"),
-    ('dataset = "shapes"', 'datset = "shapes"', "data.datset", "dataset"),
-    ("latent_dim = 8", "latent_dm = 8", "model.latent_dm", "latent_dim"),
-    ("g_width = 4", "gwidth = 4", "model.gwidth", "g_width"),
-])
+@pytest.mark.parametrize(
+    "old,new,key,hint",
+    [
+        ("image_size = 16", "image_sise = 16", "data.image_sise", "image_size"),
+        ('dataset = "shapes"', 'datset = "shapes"', "data.datset", "dataset"),
+        ("latent_dim = 8", "latent_dm = 8", "model.latent_dm", "latent_dim"),
+        ("g_width = 4", "gwidth = 4", "model.gwidth", "g_width"),
+    ],
+)
 def test_misspelled_key_in_shared_tables(tiny_pipeline, registries, old, new, key, hint):
     # [data] and [model] mix the section's own keys with the dataset's / variant's keys:
     # the hint covers both, and a misspelt key is reported rather than what it hides
@@ -231,13 +248,16 @@ def test_misspelled_key_in_shared_tables(tiny_pipeline, registries, old, new, ke
 
 
 def test_folder_dataset_requires_path(tmp_path, registries):
-    path = write(tmp_path / "pipeline.toml", """
+    path = write(
+        tmp_path / "pipeline.toml",
+        """
         [data]
         dataset = "folder"
         [model]
         variant = "dcgan"
         [train]
-    """)
+    """,
+    )
     msg = config_error(path, registries)
     assert "data.path" in msg and "missing" in msg
 
@@ -267,12 +287,15 @@ def test_section_must_be_a_table(tiny_pipeline, registries):
 
 
 def test_no_stages(tmp_path, registries):
-    path = write(tmp_path / "pipeline.toml", """
+    path = write(
+        tmp_path / "pipeline.toml",
+        """
         [data]
         dataset = "shapes"
         [model]
         variant = "dcgan"
-    """)
+    """,
+    )
     msg = config_error(path, registries)
     assert "no stages" in msg
 
@@ -295,13 +318,16 @@ def test_fp16_on_cpu_and_variant_data_checks_fail_at_load(tiny_pipeline, registr
     """Mistakes only training used to find are found when the file is loaded."""
     path = tiny_pipeline()
     text = path.read_text()
-    path.write_text(text.replace("[train]\n", "[train]\namp = \"fp16\"\n"))
+    path.write_text(text.replace("[train]\n", '[train]\namp = "fp16"\n'))
     with pytest.raises(ConfigError, match="fp16.*CUDA") as info:
         load_config(path, registries)
     assert str(info.value).startswith(str(path))
     # a size the variant cannot build (biggan needs a power of two >= 16)
-    path.write_text(text.replace('variant = "dcgan"', 'variant = "biggan"')
-                    .replace("image_size = 16", "image_size = 24"))
+    path.write_text(
+        text.replace('variant = "dcgan"', 'variant = "biggan"').replace(
+            "image_size = 16", "image_size = 24"
+        )
+    )
     with pytest.raises(ConfigError, match="power of two"):
         load_config(path, registries)
     assert not (path.parent / "runs").exists()

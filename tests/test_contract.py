@@ -18,8 +18,11 @@ from ganpipe.plugins import load_registry
 from ganpipe.variants.base import Batch, DataInfo, StepContext
 
 REGISTRY = load_registry(entry_points=True)
-VARIANTS = [REGISTRY.variants.items[name] for name in REGISTRY.variants
-            if REGISTRY.variants.items[name].task == "generate"]
+VARIANTS = [
+    REGISTRY.variants.items[name]
+    for name in REGISTRY.variants
+    if REGISTRY.variants.items[name].task == "generate"
+]
 IDS = [v.name for v in VARIANTS]
 CPU = torch.device("cpu")
 
@@ -91,12 +94,15 @@ def test_train_step_updates_weights_and_returns_finite_losses(variant):
     before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
 
     def changed(name: str) -> bool:
-        return any(not torch.equal(a, b.detach())
-                   for a, b in zip(before[name], nets[name].parameters(), strict=True))
+        return any(
+            not torch.equal(a, b.detach())
+            for a, b in zip(before[name], nets[name].parameters(), strict=True)
+        )
 
     n = 8
-    images = torch.rand(n, info.channels, info.image_size, info.image_size,
-                        generator=gen(1)) * 2 - 1
+    images = (
+        torch.rand(n, info.channels, info.image_size, info.image_size, generator=gen(1)) * 2 - 1
+    )
     labels = torch.arange(n) % max(1, info.num_classes)
     for step in range(5):  # some variants update G every k-th step only
         ctx.step = step
@@ -119,8 +125,9 @@ def test_train_step_updates_weights_and_returns_finite_losses(variant):
 def test_export_runs_in_onnx_runtime_with_dynamic_batch(variant, tmp_path):
     opts, info, nets = setup_variant(variant)
     spec = variant.export_spec(nets, opts, info)
-    meta = build_metadata(spec, variant.name, variant.task, info.image_size, info.channels,
-                          info.class_names)
+    meta = build_metadata(
+        spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
+    )
     result = export_onnx(spec, tmp_path / "model.onnx", meta)
     assert result.path == tmp_path / "model.onnx" and result.path.is_file()
     assert result.max_abs_diff < 1e-4
@@ -132,8 +139,9 @@ def test_export_runs_in_onnx_runtime_with_dynamic_batch(variant, tmp_path):
         inputs = variant.make_inputs(opts, info, n, CPU, gen(10 + n))
         with torch.no_grad():
             expected = module(*inputs).float().numpy()
-        got = sess.run(None, {s.name: t.numpy() for s, t in
-                              zip(spec.inputs, inputs, strict=True)})[0]
+        got = sess.run(None, {s.name: t.numpy() for s, t in zip(spec.inputs, inputs, strict=True)})[
+            0
+        ]
         assert got.shape == (n, info.channels, info.image_size, info.image_size)
         assert np.max(np.abs(got - expected)) < 1e-4
 

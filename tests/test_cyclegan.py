@@ -64,8 +64,11 @@ def disks(root: Path, n: int = 16) -> None:
 @pytest.mark.slow
 def test_two_folders_train_a_translation_used_by_upscale(tmp_path):
     disks(tmp_path)
-    run_file(write_toml(tmp_path / "pipeline.toml", PIPELINE.format(steps=300)),
-             entry_points=False, log=lambda *_: None)
+    run_file(
+        write_toml(tmp_path / "pipeline.toml", PIPELINE.format(steps=300)),
+        entry_points=False,
+        log=lambda *_: None,
+    )
     run_dir = tmp_path / "runs" / "cg"
     model = open_model(run_dir / "export" / "model.onnx", "cpu")
     assert model.meta["task"] == "translate" and model.meta["scale"] == 1
@@ -80,11 +83,24 @@ def test_two_folders_train_a_translation_used_by_upscale(tmp_path):
     assert out[disk][:, 2].mean() > out[disk][:, 0].mean() + 40  # blue over red
     # the CLI on a folder with an RGBA image: alpha kept as it was, any size
     (tmp_path / "more").mkdir()
-    rgba = np.dstack([np.asarray(Image.open(tmp_path / "data" / "a_red" / "1.png").resize(
-        (21, 13))), np.linspace(0, 255, 21 * 13).astype(np.uint8).reshape(13, 21)])
+    rgba = np.dstack(
+        [
+            np.asarray(Image.open(tmp_path / "data" / "a_red" / "1.png").resize((21, 13))),
+            np.linspace(0, 255, 21 * 13).astype(np.uint8).reshape(13, 21),
+        ]
+    )
     Image.fromarray(rgba, "RGBA").save(tmp_path / "more" / "x.png")
-    proc = run_cli("upscale", "-i", str(tmp_path / "more"), "-o", str(tmp_path / "moreout"),
-                   "-m", str(run_dir / "export" / "model.onnx"), "--device", "cpu")
+    proc = run_cli(
+        "upscale",
+        "-i",
+        str(tmp_path / "more"),
+        "-o",
+        str(tmp_path / "moreout"),
+        "-m",
+        str(run_dir / "export" / "model.onnx"),
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     got = np.asarray(Image.open(tmp_path / "moreout" / "x.png"))
     assert got.shape == (13, 21, 4)
@@ -117,6 +133,9 @@ def test_a_folder_without_two_domains_fails_at_load(tmp_path):
     (tmp_path / "data" / "c_green").mkdir()
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "data" / "c_green" / "0.png")
     with pytest.raises(ConfigError, match="two domains"):
-        run_file(write_toml(tmp_path / "pipeline.toml", PIPELINE.format(steps=2)),
-                 entry_points=False, log=lambda *_: None)
+        run_file(
+            write_toml(tmp_path / "pipeline.toml", PIPELINE.format(steps=2)),
+            entry_points=False,
+            log=lambda *_: None,
+        )
     assert not (tmp_path / "runs").exists()

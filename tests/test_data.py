@@ -18,8 +18,7 @@ from ganpipe.fsutil import atomic_path, write_bytes, write_json
 
 
 def load_folder(root: Path, image_size: int = 16, channels: int = 3, **opts) -> ImageSet:
-    return FolderDataset().load(FolderOptions(path=root, **opts), image_size, channels,
-                                root.parent)
+    return FolderDataset().load(FolderOptions(path=root, **opts), image_size, channels, root.parent)
 
 
 def png_bytes(arr: np.ndarray) -> bytes:
@@ -29,6 +28,7 @@ def png_bytes(arr: np.ndarray) -> bytes:
 
 
 # -- the folder dataset ----------------------------------------------------------------
+
 
 def test_folder_reads_every_format_with_labels(image_folder):
     files = sorted(p.suffix for p in image_folder.rglob("*.*"))
@@ -147,6 +147,7 @@ def test_dataset_fingerprint_changes_with_files(image_folder):
 
 # -- decoding details ------------------------------------------------------------------
 
+
 def test_exif_orientation_applied(tmp_path):
     # 32 wide x 16 tall: left half black, right half white
     arr = np.zeros((16, 32, 3), dtype=np.uint8)
@@ -168,8 +169,8 @@ def test_exif_orientation_applied(tmp_path):
 
 def test_rgba_composited_on_white(tmp_path):
     arr = np.zeros((8, 8, 4), dtype=np.uint8)
-    arr[..., 0] = 255          # red ...
-    arr[:, :4, 3] = 255        # ... opaque on the left, fully transparent on the right
+    arr[..., 0] = 255  # red ...
+    arr[:, :4, 3] = 255  # ... opaque on the left, fully transparent on the right
     path = tmp_path / "alpha.png"
     Image.fromarray(arr, "RGBA").save(path)
     im = load_image(path, 3)
@@ -213,7 +214,7 @@ def test_dark_16_bit_png_stays_dark(tmp_path):
 def test_decompression_bomb_limit_stays_on(tmp_path, monkeypatch, capsys):
     path = tmp_path / "big.png"
     Image.new("RGB", (64, 64), "blue").save(path)  # 4096 pixels
-    assert load_image(path, 3).size == (64, 64)   # fine at Pillow's default limit
+    assert load_image(path, 3).size == (64, 64)  # fine at Pillow's default limit
     # above the limit (Pillow only warns below 2x the limit): an error either way
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     with pytest.raises(Image.DecompressionBombError):
@@ -232,7 +233,8 @@ def test_folder_loader_skips_decompression_bombs(tmp_path, monkeypatch, capsys):
     for i in range(40):
         side = 64 if i % 2 else 16
         Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
-            root / f"{i:02d}.png")
+            root / f"{i:02d}.png"
+        )
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     filters = list(warnings.filters)
     for _ in range(6):
@@ -247,6 +249,7 @@ def test_folder_loader_skips_decompression_bombs(tmp_path, monkeypatch, capsys):
 
 # -- the shapes dataset ----------------------------------------------------------------
 
+
 def test_shapes_deterministic_for_a_seed():
     ds = ShapesDataset()
     a = ds.load(ShapesOptions(count=24, classes=3, seed=5), 16, 3, Path("."))
@@ -257,7 +260,8 @@ def test_shapes_deterministic_for_a_seed():
     opts = ShapesOptions(count=24, classes=3, seed=5)
     assert ds.fingerprint(opts, Path(".")) == ds.fingerprint(opts, Path("."))
     assert ds.fingerprint(opts, Path(".")) != ds.fingerprint(
-        ShapesOptions(count=24, classes=3, seed=6), Path("."))
+        ShapesOptions(count=24, classes=3, seed=6), Path(".")
+    )
 
 
 @pytest.mark.parametrize("count,classes", [(30, 3), (31, 4), (8, 1)])
@@ -278,10 +282,14 @@ def test_shapes_grayscale():
 
 # -- ImageSet files and atomic writes --------------------------------------------------
 
+
 def test_imageset_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    data = ImageSet(rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8),
-                    np.array([0, 1, 2, 1, 0]), ["a", "b", "c"])
+    data = ImageSet(
+        rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8),
+        np.array([0, 1, 2, 1, 0]),
+        ["a", "b", "c"],
+    )
     path = tmp_path / "set.npz"
     data.save(path)
     back = ImageSet.load(path)

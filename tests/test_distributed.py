@@ -45,16 +45,32 @@ ema_decay = 0.9
 """
 
 
-def pipeline(tmp_path: Path, *, steps: int = 6, devices: int = 2, batch: int = 8,
-             device: str = "cpu", variant: str = "dcgan") -> Path:
+def pipeline(
+    tmp_path: Path,
+    *,
+    steps: int = 6,
+    devices: int = 2,
+    batch: int = 8,
+    device: str = "cpu",
+    variant: str = "dcgan",
+) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return write_toml(tmp_path / "pipeline.toml", PIPELINE.format(
-        steps=steps, devices=devices, batch=batch, device=device, variant=variant))
+    return write_toml(
+        tmp_path / "pipeline.toml",
+        PIPELINE.format(steps=steps, devices=devices, batch=batch, device=device, variant=variant),
+    )
 
 
 def weights(tmp_path: Path, step: int) -> dict[str, torch.Tensor]:
-    return load_file(tmp_path / "runs" / "ddp" / "train" / "checkpoints" /
-                     f"step_{step:08d}" / "model.safetensors")
+    return load_file(
+        tmp_path
+        / "runs"
+        / "ddp"
+        / "train"
+        / "checkpoints"
+        / f"step_{step:08d}"
+        / "model.safetensors"
+    )
 
 
 def _average_worker(rank: int, world: int, port: int, out) -> None:
@@ -98,12 +114,17 @@ def test_two_processes_train_and_resume_exactly(tmp_path):
     run_file(pipeline(tmp_path / "a", steps=6), entry_points=False, log=logs.append)
     assert any("2 data-parallel processes" in line for line in logs)
     assert any("2x cpu" in line for line in logs)
-    metrics = [json.loads(line) for line in
-               (tmp_path / "a" / "runs" / "ddp" / "train" / "metrics.jsonl").read_text()
-               .splitlines()]
+    metrics = [
+        json.loads(line)
+        for line in (tmp_path / "a" / "runs" / "ddp" / "train" / "metrics.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert [m["step"] for m in metrics] == [2, 4, 6]  # one writer
-    state = torch.load(tmp_path / "a" / "runs" / "ddp" / "train" / "checkpoints" /
-                       "step_00000006" / "state.pt", weights_only=True)
+    state = torch.load(
+        tmp_path / "a" / "runs" / "ddp" / "train" / "checkpoints" / "step_00000006" / "state.pt",
+        weights_only=True,
+    )
     assert len(state["rng_ranks"]) == 2
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
 
@@ -115,8 +136,7 @@ def test_two_processes_train_and_resume_exactly(tmp_path):
         assert torch.equal(straight[key], resumed[key]), key
     # two processes are not one process with the same global batch (other noise draws),
     # but they train the same nets from the same start
-    run_file(pipeline(tmp_path / "c", steps=6, devices=1), entry_points=False,
-             log=lambda *_: None)
+    run_file(pipeline(tmp_path / "c", steps=6, devices=1), entry_points=False, log=lambda *_: None)
     single = weights(tmp_path / "c", 6)
     assert single.keys() == straight.keys()
     assert any(not torch.equal(single[k], straight[k]) for k in single)
@@ -127,6 +147,5 @@ def test_devices_configuration_errors_at_load(tmp_path):
         run_file(pipeline(tmp_path, batch=7), entry_points=False, log=lambda *_: None)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match='run.device = "cpu"'):
-            run_file(pipeline(tmp_path, device="auto"), entry_points=False,
-                     log=lambda *_: None)
+            run_file(pipeline(tmp_path, device="auto"), entry_points=False, log=lambda *_: None)
     assert not (tmp_path / "runs").exists()

@@ -18,8 +18,9 @@ from ganpipe.plugins import load_registry
 
 
 def shapes(seed: int, count: int = 200) -> np.ndarray:
-    return ShapesDataset().load(ShapesOptions(count=count, classes=4, seed=seed), 16, 3,
-                                None).images
+    return (
+        ShapesDataset().load(ShapesOptions(count=count, classes=4, seed=seed), 16, 3, None).images
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,7 @@ def test_real_vs_real_near_zero_and_real_vs_noise_large(feats):
 
 def test_diversity_and_recall_detect_collapse(feats):
     collapsed = feats["b"][:1].repeat(200, 1)  # one image 200 times
-    s = all_scores(feats["a"], collapsed + 1e-6 * torch.randn_like(collapsed),
-                   kid_subset_size=100)
+    s = all_scores(feats["a"], collapsed + 1e-6 * torch.randn_like(collapsed), kid_subset_size=100)
     assert s["diversity"] < 0.05
     assert s["recall"] < 0.2
 
@@ -54,8 +54,8 @@ def test_prdc_by_hand():
     fake = torch.tensor([[0.5], [10.0]], dtype=torch.float64)
     s = prdc(real, fake, k=1)  # real radii are 1; fake radius is 9.5
     assert s["precision"] == 0.5  # 0.5 is inside, 10 is not
-    assert s["coverage"] == 0.5   # reals 0 and 1 have the fake 0.5 within their radius
-    assert s["recall"] == 1.0     # every real is within 9.5 of some fake
+    assert s["coverage"] == 0.5  # reals 0 and 1 have the fake 0.5 within their radius
+    assert s["recall"] == 1.0  # every real is within 9.5 of some fake
 
 
 def test_random_features_deterministic():
@@ -67,19 +67,32 @@ def test_random_features_deterministic():
 
 
 def test_onnx_feature_extractor_from_a_local_file(tmp_path):
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+    ).eval()
     path = tmp_path / "features.onnx"
-    torch.onnx.export(net, (torch.zeros(2, 3, 24, 24),), str(path), input_names=["x"],
-                      dynamo=True, external_data=False)
+    torch.onnx.export(
+        net,
+        (torch.zeros(2, 3, 24, 24),),
+        str(path),
+        input_names=["x"],
+        dynamo=True,
+        external_data=False,
+    )
     ex = OnnxFeatures(path, value_range=(0.0, 1.0))
     assert ex.size == 24 and ex.num_features == 8
     imgs = shapes(0, 5)
     got = extract(ex, imgs)
     with torch.no_grad():
         x = torch.nn.functional.interpolate(
-            torch.from_numpy(imgs.transpose(0, 3, 1, 2).copy()).float() / 255, size=(24, 24),
-            mode="bilinear", align_corners=False)
+            torch.from_numpy(imgs.transpose(0, 3, 1, 2).copy()).float() / 255,
+            size=(24, 24),
+            mode="bilinear",
+            align_corners=False,
+        )
         want = net(x).double()
     assert torch.allclose(got, want, atol=1e-4)
 

@@ -41,8 +41,11 @@ def exported(dcgan_spec, tmp_path_factory):
 
 
 def _tiny_spec(module: nn.Module) -> ExportSpec:
-    return ExportSpec(module, [InputSpec("z", "normal", (4,))],
-                      (torch.randn(2, 4, generator=torch.Generator().manual_seed(0)),))
+    return ExportSpec(
+        module,
+        [InputSpec("z", "normal", (4,))],
+        (torch.randn(2, 4, generator=torch.Generator().manual_seed(0)),),
+    )
 
 
 class RandomInForward(nn.Module):
@@ -98,8 +101,7 @@ def test_metadata_is_inside_the_file(exported):
     assert json.loads(props["ganpipe.class_names"]) == list(CLASSES)
     assert json.loads(props["ganpipe.num_classes"]) == 2
     assert json.loads(props["ganpipe.value_range"]) == [-1.0, 1.0]
-    assert json.loads(props["ganpipe.inputs"]) == [{"name": "z", "kind": "normal",
-                                                     "shape": [8]}]
+    assert json.loads(props["ganpipe.inputs"]) == [{"name": "z", "kind": "normal", "shape": [8]}]
     assert json.loads(props["ganpipe.latent_dim"]) == 8
     # The inference side reads the same values back, typed.
     meta = open_model(exported.path, "cpu", task="generate").meta
@@ -128,8 +130,7 @@ def test_parity_failure_with_tiny_atol_raises_and_writes_nothing(dcgan_spec, tmp
     # ExportOnlyBranch guarantees a non-zero diff; the DCGAN's float diff is checked too
     # when it happens to be non-zero on this machine.
     with pytest.raises(GanpipeError, match="parity check failed"):
-        export_onnx(_tiny_spec(ExportOnlyBranch()), tmp_path / "branch.onnx", meta,
-                    atol=1e-12)
+        export_onnx(_tiny_spec(ExportOnlyBranch()), tmp_path / "branch.onnx", meta, atol=1e-12)
     probe = export_onnx(spec, tmp_path / "probe.onnx", meta)
     (tmp_path / "probe.onnx").unlink()
     if probe.max_abs_diff > 1e-12:
@@ -138,8 +139,9 @@ def test_parity_failure_with_tiny_atol_raises_and_writes_nothing(dcgan_spec, tmp
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", [RandomInForward(), ExportOnlyBranch()],
-                         ids=["random", "export-only-branch"])
+@pytest.mark.parametrize(
+    "module", [RandomInForward(), ExportOnlyBranch()], ids=["random", "export-only-branch"]
+)
 def test_module_differing_from_its_trace_fails_parity(module, tmp_path):
     meta = build_metadata(_tiny_spec(module), "x", "generate", 4, 3, ())
     with pytest.raises(GanpipeError) as err:
@@ -178,6 +180,7 @@ def test_matching_module_passes_with_default_atol(tmp_path):
             return torch.tanh(z * 0.5)
 
     spec = _tiny_spec(Plain())
-    result = export_onnx(spec, tmp_path / "plain.onnx", build_metadata(spec, "x", "generate",
-                                                                      4, 3, ()))
+    result = export_onnx(
+        spec, tmp_path / "plain.onnx", build_metadata(spec, "x", "generate", 4, 3, ())
+    )
     assert result.path.is_file() and result.max_abs_diff < 1e-6

@@ -48,21 +48,31 @@ def save(net: torch.nn.Module, path, wrap: str):
     return path
 
 
-CASES = [("esrgan", 4, ".pth", "params_ema"), ("esrgan", 2, ".pth", "params"),
-         ("esrgan", 1, ".safetensors", "bare"), ("esrgan", 4, ".pth", "bare"),
-         ("compact", 4, ".pth", "params"), ("compact", 2, ".safetensors", "bare"),
-         ("compact", 1, ".pth", "params_ema"), ("compact", 3, ".pth", "bare")]
+CASES = [
+    ("esrgan", 4, ".pth", "params_ema"),
+    ("esrgan", 2, ".pth", "params"),
+    ("esrgan", 1, ".safetensors", "bare"),
+    ("esrgan", 4, ".pth", "bare"),
+    ("compact", 4, ".pth", "params"),
+    ("compact", 2, ".safetensors", "bare"),
+    ("compact", 1, ".pth", "params_ema"),
+    ("compact", 3, ".pth", "bare"),
+]
 
 
-@pytest.mark.parametrize("kind,scale,suffix,wrap", CASES,
-                         ids=[f"{k}-x{s}-{w}{x}" for k, s, x, w in CASES])
+@pytest.mark.parametrize(
+    "kind,scale,suffix,wrap", CASES, ids=[f"{k}-x{s}-{w}{x}" for k, s, x, w in CASES]
+)
 def test_detects_and_loads_exactly(tmp_path, kind, scale, suffix, wrap):
     net = rrdb(scale) if kind == "esrgan" else compact(scale)
     path = save(net, tmp_path / f"model{suffix}", wrap)
     loaded, arch = load_model(path)
     assert (arch.variant, arch.scale, arch.channels) == (kind, scale, 3)
-    want = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4} if kind == "esrgan" else \
-        {"num_feat": 8, "num_conv": 2}
+    want = (
+        {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}
+        if kind == "esrgan"
+        else {"num_feat": 8, "num_conv": 2}
+    )
     assert arch.kwargs == want
     assert arch.tile_multiple == ({4: 1, 2: 2, 1: 4}[scale] if kind == "esrgan" else 1)
     x = torch.rand(1, 3, 8, 8)
@@ -73,10 +83,16 @@ def test_detects_and_loads_exactly(tmp_path, kind, scale, suffix, wrap):
 def test_full_size_defaults_are_detected():
     arch = detect_architecture(RRDBNet().state_dict())  # Real-ESRGAN x4plus layout
     assert (arch.variant, arch.scale, arch.kwargs) == (
-        "esrgan", 4, {"num_feat": 64, "num_block": 23, "num_grow_ch": 32})
+        "esrgan",
+        4,
+        {"num_feat": 64, "num_block": 23, "num_grow_ch": 32},
+    )
     arch = detect_architecture(SRVGGNetCompact(num_feat=64, num_conv=32).state_dict())
     assert (arch.variant, arch.scale, arch.kwargs) == (
-        "compact", 4, {"num_feat": 64, "num_conv": 32})
+        "compact",
+        4,
+        {"num_feat": 64, "num_conv": 32},
+    )
 
 
 @pytest.mark.parametrize("kind,scale", [("esrgan", 2), ("compact", 4)])
@@ -166,8 +182,9 @@ def test_cli_import(tmp_path):
     proc = run_cli("import", str(src), "--scale", "4", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "compact x4" in proc.stdout and (tmp_path / "realesr-tiny.onnx").is_file()
-    torch.save({"params": {"w": torch.zeros(1)}, "x": Payload(tmp_path / "m")},
-               tmp_path / "evil.pth")
+    torch.save(
+        {"params": {"w": torch.zeros(1)}, "x": Payload(tmp_path / "m")}, tmp_path / "evil.pth"
+    )
     proc = run_cli("import", str(tmp_path / "evil.pth"), "-o", str(tmp_path / "e.onnx"))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -183,8 +200,13 @@ class _OldRDB(torch.nn.Module):
     def __init__(self, nf: int, gc: int):
         super().__init__()
         for k in range(1, 6):
-            setattr(self, f"conv{k}", torch.nn.Sequential(
-                torch.nn.Conv2d(nf + (k - 1) * gc, nf if k == 5 else gc, 3, padding=1)))
+            setattr(
+                self,
+                f"conv{k}",
+                torch.nn.Sequential(
+                    torch.nn.Conv2d(nf + (k - 1) * gc, nf if k == 5 else gc, 3, padding=1)
+                ),
+            )
 
     def forward(self, x):
         feats = [x]
@@ -220,12 +242,20 @@ def old_esrgan(nf: int = 8, nb: int = 2, gc: int = 4, ups: int = 2) -> torch.nn.
     conv, lrelu, conv."""
     torch.manual_seed(7)
     lrelu = torch.nn.LeakyReLU(0.2)
-    layers = [torch.nn.Conv2d(3, nf, 3, padding=1),
-              _Shortcut(torch.nn.Sequential(*[_OldRRDB(nf, gc) for _ in range(nb)],
-                                            torch.nn.Conv2d(nf, nf, 3, padding=1)))]
+    layers = [
+        torch.nn.Conv2d(3, nf, 3, padding=1),
+        _Shortcut(
+            torch.nn.Sequential(
+                *[_OldRRDB(nf, gc) for _ in range(nb)], torch.nn.Conv2d(nf, nf, 3, padding=1)
+            )
+        ),
+    ]
     for _ in range(ups):
-        layers += [torch.nn.Upsample(scale_factor=2, mode="nearest"),
-                   torch.nn.Conv2d(nf, nf, 3, padding=1), lrelu]
+        layers += [
+            torch.nn.Upsample(scale_factor=2, mode="nearest"),
+            torch.nn.Conv2d(nf, nf, 3, padding=1),
+            lrelu,
+        ]
     layers += [torch.nn.Conv2d(nf, nf, 3, padding=1), lrelu, torch.nn.Conv2d(nf, 3, 3, padding=1)]
     net = torch.nn.Module()
     net.model = torch.nn.Sequential(*layers)
@@ -243,11 +273,18 @@ def test_old_esrgan_layouts_are_imported(tmp_path):
     later = {}
     for key, value in state.items():  # the later repository's names for the same tensors
         key = key.replace("model.1.sub.2.", "trunk_conv.").replace("model.1.sub.", "RRDB_trunk.")
-        key = key.replace(".0.weight", ".weight").replace(".0.bias", ".bias") \
-            if "RRDB_trunk." in key else key
-        for a, b in (("model.0.", "conv_first."), ("model.3.", "upconv1."),
-                     ("model.6.", "upconv2."), ("model.8.", "HRconv."),
-                     ("model.10.", "conv_last.")):
+        key = (
+            key.replace(".0.weight", ".weight").replace(".0.bias", ".bias")
+            if "RRDB_trunk." in key
+            else key
+        )
+        for a, b in (
+            ("model.0.", "conv_first."),
+            ("model.3.", "upconv1."),
+            ("model.6.", "upconv2."),
+            ("model.8.", "HRconv."),
+            ("model.10.", "conv_last."),
+        ):
             key = key.replace(a, b)
         later[key] = value
     save_file(later, str(tmp_path / "later.safetensors"))
@@ -257,7 +294,10 @@ def test_old_esrgan_layouts_are_imported(tmp_path):
         for name in ("old.pth", "later.safetensors"):
             net, arch = load_model(tmp_path / name)
             assert (arch.variant, arch.scale, arch.kwargs) == (
-                "esrgan", 4, {"num_feat": 8, "num_block": 2, "num_grow_ch": 4})
+                "esrgan",
+                4,
+                {"num_feat": 8, "num_block": 2, "num_grow_ch": 4},
+            )
             torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-5)
     result = import_weights(tmp_path / "old.pth", tmp_path / "old.onnx")
     assert result.max_abs_diff < 1e-4

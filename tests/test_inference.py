@@ -30,8 +30,14 @@ GPU_HERE = cuda_driver_usable()
 
 
 # -- hand-made models ------------------------------------------------------------------
-def make_generator_onnx(path: Path, class_names: list[str] | None = None, conditional=True,
-                        latent: int = 4, size: int = 4, channels: int = 3) -> Path:
+def make_generator_onnx(
+    path: Path,
+    class_names: list[str] | None = None,
+    conditional=True,
+    latent: int = 4,
+    size: int = 4,
+    channels: int = 3,
+) -> Path:
     """A tiny latent-to-image ONNX model with ganpipe metadata.
 
     image = tanh(reshape(z @ W + table[label])) for a conditional model, without the
@@ -39,9 +45,12 @@ def make_generator_onnx(path: Path, class_names: list[str] | None = None, condit
     """
     rng = np.random.default_rng(7)
     pixels = channels * size * size
-    inits = [numpy_helper.from_array(rng.standard_normal((latent, pixels)).astype(np.float32)
-                                     * 0.3, "W"),
-             numpy_helper.from_array(np.array([-1, channels, size, size], np.int64), "shape")]
+    inits = [
+        numpy_helper.from_array(
+            rng.standard_normal((latent, pixels)).astype(np.float32) * 0.3, "W"
+        ),
+        numpy_helper.from_array(np.array([-1, channels, size, size], np.int64), "shape"),
+    ]
     nodes = [helper.make_node("MatMul", ["z", "W"], ["zw"])]
     inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent])]
     specs = [{"name": "z", "kind": "normal", "shape": [latent]}]
@@ -51,24 +60,43 @@ def make_generator_onnx(path: Path, class_names: list[str] | None = None, condit
         # Well separated class offsets so that every class gives visibly other images.
         table = np.repeat(np.linspace(-2, 2, max(k, 1), dtype=np.float32)[:, None], pixels, 1)
         inits.append(numpy_helper.from_array(table, "table"))
-        nodes += [helper.make_node("Gather", ["table", "label"], ["emb"], axis=0),
-                  helper.make_node("Add", ["zw", "emb"], ["sum"])]
+        nodes += [
+            helper.make_node("Gather", ["table", "label"], ["emb"], axis=0),
+            helper.make_node("Add", ["zw", "emb"], ["sum"]),
+        ]
         inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
         specs.append({"name": "label", "kind": "label", "shape": []})
         last = "sum"
-    nodes += [helper.make_node("Tanh", [last], ["t"]),
-              helper.make_node("Reshape", ["t", "shape"], ["image"])]
+    nodes += [
+        helper.make_node("Tanh", [last], ["t"]),
+        helper.make_node("Reshape", ["t", "shape"], ["image"]),
+    ]
     graph = helper.make_graph(
-        nodes, "handmade", inputs,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT,
-                                       ["batch", channels, size, size])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              ir_version=8, producer_name="test")
-    meta = {"format_version": "1", "variant": "handmade", "task": "generate",
-            "image_size": size, "channels": channels,
-            "num_classes": len(class_names or []), "class_names": list(class_names or []),
-            "value_range": [-1.0, 1.0], "inputs": specs, "output": "image"}
+        nodes,
+        "handmade",
+        inputs,
+        [
+            helper.make_tensor_value_info(
+                "image", TensorProto.FLOAT, ["batch", channels, size, size]
+            )
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8, producer_name="test"
+    )
+    meta = {
+        "format_version": "1",
+        "variant": "handmade",
+        "task": "generate",
+        "image_size": size,
+        "channels": channels,
+        "num_classes": len(class_names or []),
+        "class_names": list(class_names or []),
+        "value_range": [-1.0, 1.0],
+        "inputs": specs,
+        "output": "image",
+    }
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key = "ganpipe." + key
@@ -78,8 +106,9 @@ def make_generator_onnx(path: Path, class_names: list[str] | None = None, condit
     return path
 
 
-def make_add_model_with_external_data(model_path: Path, location: str, data_file: Path
-                                      ) -> np.ndarray:
+def make_add_model_with_external_data(
+    model_path: Path, location: str, data_file: Path
+) -> np.ndarray:
     """``y = x + B`` where initializer ``B`` lives in external data at ``location``; the
     bytes of B are written to ``data_file``. Returns B."""
     b_value = np.array([1.0, 2.0, 3.0], np.float32)
@@ -91,10 +120,12 @@ def make_add_model_with_external_data(model_path: Path, location: str, data_file
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "B"], ["y"])], "add",
+        [helper.make_node("Add", ["x", "B"], ["y"])],
+        "add",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-        initializer=[tensor])
+        initializer=[tensor],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model_path.write_bytes(model.SerializeToString())
@@ -138,9 +169,14 @@ def pixels(folder: Path) -> np.ndarray:
 
 
 def run_python(code: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # -- torch-free ----------------------------------------------------------------------
@@ -277,8 +313,9 @@ def test_same_seed_gives_identical_images(dcgan_onnx, tmp_path):
 def test_batch_size_does_not_change_images(dcgan_onnx, tmp_path):
     results = {}
     for bs in (1, 3, 64):
-        generate_to_folder(dcgan_onnx, tmp_path / f"bs{bs}", 7, seed=2, batch_size=bs,
-                           device="cpu", grid=False)
+        generate_to_folder(
+            dcgan_onnx, tmp_path / f"bs{bs}", 7, seed=2, batch_size=bs, device="cpu", grid=False
+        )
         results[bs] = pixels(tmp_path / f"bs{bs}")
         assert not (tmp_path / f"bs{bs}" / "grid.png").exists()
     assert results[1].shape == (7, 16, 16, 3)
@@ -296,7 +333,8 @@ def test_truncation_trick(dcgan_onnx, tmp_path):
     plain = sample_inputs(model, 50, seed=3, labels=None)[name]
     # no truncation: exactly the seed's standard normal draws
     np.testing.assert_array_equal(
-        plain, np.random.default_rng(3).standard_normal(plain.shape, dtype=np.float32))
+        plain, np.random.default_rng(3).standard_normal(plain.shape, dtype=np.float32)
+    )
     for t in (2.0, 0.5, 0.05):
         z = sample_inputs(model, 50, seed=3, labels=None, truncation=t)[name]
         inside = np.abs(plain) <= t
@@ -313,14 +351,27 @@ def test_truncation_trick(dcgan_onnx, tmp_path):
     out = {}
     for t in (None, 0.1):
         extra = [] if t is None else ["--truncation", str(t)]
-        proc = run_cli("generate", "-m", str(dcgan_onnx), "-n", "24", "--seed", "1",
-                       "--device", "cpu", "-o", str(tmp_path / str(t)), *extra)
+        proc = run_cli(
+            "generate",
+            "-m",
+            str(dcgan_onnx),
+            "-n",
+            "24",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / str(t)),
+            *extra,
+        )
         assert proc.returncode == 0, proc.stderr
         out[t] = pixels(tmp_path / str(t)).astype(np.float64)
     assert out[0.1].std(axis=0).mean() < out[None].std(axis=0).mean()
     for bad in ("0", "-1", "x"):
-        proc = run_cli("generate", "-m", str(dcgan_onnx), "--truncation", bad,
-                       "-o", str(tmp_path / "bad"))
+        proc = run_cli(
+            "generate", "-m", str(dcgan_onnx), "--truncation", bad, "-o", str(tmp_path / "bad")
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "truncation" in proc.stderr
     assert not (tmp_path / "bad").exists()
@@ -340,11 +391,9 @@ def test_labels_resolve_from_names_and_indices(cond_onnx):
 
 
 def test_label_name_and_index_give_the_same_images(cond_onnx, tmp_path):
-    generate_to_folder(cond_onnx, tmp_path / "name", 4, seed=1, labels=["banana"],
-                       device="cpu")
+    generate_to_folder(cond_onnx, tmp_path / "name", 4, seed=1, labels=["banana"], device="cpu")
     generate_to_folder(cond_onnx, tmp_path / "index", 4, seed=1, labels=[1], device="cpu")
-    generate_to_folder(cond_onnx, tmp_path / "other", 4, seed=1, labels=["apple"],
-                       device="cpu")
+    generate_to_folder(cond_onnx, tmp_path / "other", 4, seed=1, labels=["apple"], device="cpu")
     assert read_pngs(tmp_path / "name") == read_pngs(tmp_path / "index")
     assert not np.array_equal(pixels(tmp_path / "name"), pixels(tmp_path / "other"))
 

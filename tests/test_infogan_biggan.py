@@ -38,8 +38,10 @@ def pipeline_file(folder: Path, variant: str, steps: int, model_extra: str = "")
     its spectral norm) and DiffAugment on D's inputs."""
     text = TINY_PIPELINE.format(variant=variant, steps=steps)
     text = text.replace("d_width = 4\n", f"d_width = 4\n{model_extra}")
-    text = text.replace("progress = false\n", "progress = false\nema_decay = 0.9\n"
-                        'diffaugment = ["color", "translation", "cutout"]\n')
+    text = text.replace(
+        "progress = false\n",
+        'progress = false\nema_decay = 0.9\ndiffaugment = ["color", "translation", "cutout"]\n',
+    )
     return write_toml(folder / "pipeline.toml", text)
 
 
@@ -63,7 +65,8 @@ def test_infogan_exported_inputs_and_metadata(infogan_model):
     assert model.meta["inputs"] == [
         {"name": "z", "kind": "normal", "shape": [8]},
         {"name": "c_cat", "kind": "categorical", "shape": [4]},
-        {"name": "c_cont", "kind": "uniform", "shape": [2]}]
+        {"name": "c_cont", "kind": "uniform", "shape": [2]},
+    ]
     # Random codes: one-hot categorical, continuous in [-1, 1].
     feeds = sample_inputs(model, 50, 0, None)
     assert feeds["c_cat"].shape == (50, 4) and (feeds["c_cat"].sum(1) == 1).all()
@@ -78,8 +81,9 @@ def test_infogan_exported_inputs_and_metadata(infogan_model):
 
 def test_infogan_codes_steer_the_onnx_model(infogan_model, tmp_path):
     def images(name: str, **codes) -> np.ndarray:
-        generate_to_folder(infogan_model, tmp_path / name, 6, seed=3, device="cpu",
-                           grid=False, codes=codes)
+        generate_to_folder(
+            infogan_model, tmp_path / name, 6, seed=3, device="cpu", grid=False, codes=codes
+        )
         return read_pngs(tmp_path / name)
 
     cat0, cat0_again, cat3 = images("a", c_cat=0), images("b", c_cat=0), images("c", c_cat=3)
@@ -91,21 +95,59 @@ def test_infogan_codes_steer_the_onnx_model(infogan_model, tmp_path):
 
     # Through the CLI: the same images as the library for the same seed and codes.
     out = tmp_path / "cli"
-    proc = run_cli("generate", "-m", str(infogan_model), "-n", "6", "--seed", "3",
-                   "-o", str(out), "--code", "c_cat=3", "--device", "cpu", "--no-grid")
+    proc = run_cli(
+        "generate",
+        "-m",
+        str(infogan_model),
+        "-n",
+        "6",
+        "--seed",
+        "3",
+        "-o",
+        str(out),
+        "--code",
+        "c_cat=3",
+        "--device",
+        "cpu",
+        "--no-grid",
+    )
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(read_pngs(out), cat3)
     out2 = tmp_path / "cli2"
-    proc = run_cli("generate", "-m", str(infogan_model), "-n", "6", "--seed", "3",
-                   "-o", str(out2), "--code", "c_cat=1", "--code", "c_cont=1",
-                   "--device", "cpu", "--no-grid")
+    proc = run_cli(
+        "generate",
+        "-m",
+        str(infogan_model),
+        "-n",
+        "6",
+        "--seed",
+        "3",
+        "-o",
+        str(out2),
+        "--code",
+        "c_cat=1",
+        "--code",
+        "c_cont=1",
+        "--device",
+        "cpu",
+        "--no-grid",
+    )
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(read_pngs(out2), c_hi)
 
 
 def test_bad_code_is_one_line_error(infogan_model, tmp_path):
-    proc = run_cli("generate", "-m", str(infogan_model), "-o", str(tmp_path / "x"),
-                   "--code", "colour=1", "--code", "c_cat=9")
+    proc = run_cli(
+        "generate",
+        "-m",
+        str(infogan_model),
+        "-o",
+        str(tmp_path / "x"),
+        "--code",
+        "colour=1",
+        "--code",
+        "c_cat=9",
+    )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ganpipe: error:"), proc.stderr
@@ -115,15 +157,18 @@ def test_bad_code_is_one_line_error(infogan_model, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("codes, needle", [
-    ({"c_cat": 4}, "out of range 0..3"),
-    ({"c_cat": "two"}, "not a class index"),
-    ({"c_cat": 1.5}, "not a class index"),
-    ({"c_cont": "0.5,x"}, "'x' is not a number"),
-    ({"c_cont": [0.1, 0.2, 0.3]}, "3 values given, it takes 1 or 2"),
-    ({"c_cont": "nan"}, "not finite"),
-    ({"z": 1}, "has no code 'z'"),
-])
+@pytest.mark.parametrize(
+    "codes, needle",
+    [
+        ({"c_cat": 4}, "out of range 0..3"),
+        ({"c_cat": "two"}, "not a class index"),
+        ({"c_cat": 1.5}, "not a class index"),
+        ({"c_cont": "0.5,x"}, "'x' is not a number"),
+        ({"c_cont": [0.1, 0.2, 0.3]}, "3 values given, it takes 1 or 2"),
+        ({"c_cont": "nan"}, "not finite"),
+        ({"z": 1}, "has no code 'z'"),
+    ],
+)
 def test_bad_code_values(infogan_model, tmp_path, codes, needle):
     with pytest.raises(GanpipeError) as err:
         generate_to_folder(infogan_model, tmp_path / "x", 2, device="cpu", codes=codes)
@@ -134,12 +179,16 @@ def test_bad_code_values(infogan_model, tmp_path, codes, needle):
 
 
 def test_code_on_a_model_without_codes_and_several_categorical_codes(tmp_path):
-    plain = OnnxModel(tmp_path / "m.onnx", None, {"inputs": [
-        {"name": "z", "kind": "normal", "shape": [4]}]})
+    plain = OnnxModel(
+        tmp_path / "m.onnx", None, {"inputs": [{"name": "z", "kind": "normal", "shape": [4]}]}
+    )
     with pytest.raises(GanpipeError, match="has no latent code inputs; drop --code"):
         resolve_codes(plain, {"c_cat": 1})
-    multi = OnnxModel(tmp_path / "m.onnx", None, {"inputs": [
-        {"name": "c_cat", "kind": "categorical", "shape": [3, 5]}]})
+    multi = OnnxModel(
+        tmp_path / "m.onnx",
+        None,
+        {"inputs": [{"name": "c_cat", "kind": "categorical", "shape": [3, 5]}]},
+    )
     assert resolve_codes(multi, {"c_cat": "0,4,2"})["c_cat"].tolist() == [0, 4, 2]
     assert resolve_codes(multi, {"c_cat": 1})["c_cat"].tolist() == [1, 1, 1]
     with pytest.raises(GanpipeError, match="3 comma-separated class indices"):
@@ -151,7 +200,9 @@ def test_infogan_options_and_inputs():
     info = DataInfo(16, 3)
     opts = v.Options(latent_dim=8, n_categorical=2, categories=5, n_continuous=0)
     assert [(s.name, s.kind, s.shape) for s in v.inputs(opts, info)] == [
-        ("z", "normal", (8,)), ("c_cat", "categorical", (2, 5))]
+        ("z", "normal", (8,)),
+        ("c_cat", "categorical", (2, 5)),
+    ]
     z, c_cat = v.make_inputs(opts, info, 7, CPU, torch.Generator().manual_seed(0))
     assert c_cat.shape == (7, 2, 5) and torch.equal(c_cat.sum(-1), torch.ones(7, 2))
     with pytest.raises(ValueError, match="at least one latent code"):
@@ -246,8 +297,8 @@ def test_information_term_trains_the_generator():
 
 # -- BigGAN ----------------------------------------------------------------------------
 def test_hinge_losses_on_known_values():
-    real = torch.tensor([2.0, 0.5, -1.0])   # relu(1 - x) = 0, 0.5, 2
-    fake = torch.tensor([-2.0, 0.0, 1.0])   # relu(1 + x) = 0, 1, 2
+    real = torch.tensor([2.0, 0.5, -1.0])  # relu(1 - x) = 0, 0.5, 2
+    fake = torch.tensor([-2.0, 0.0, 1.0])  # relu(1 + x) = 0, 1, 2
     assert torch.isclose(hinge_d_loss(real, fake), torch.tensor(2.5 / 3 + 1.0))
     assert torch.isclose(hinge_g_loss(fake), torch.tensor(1.0 / 3))
     # Confident, correct D: no loss at all.
@@ -298,9 +349,16 @@ def test_self_attention_is_global_and_starts_as_identity():
     assert attn.gamma.grad is not None and attn.gamma.grad != 0
 
 
-@pytest.mark.parametrize("size,attention,g_res,d_res", [
-    (16, None, 8, 8), (32, None, 16, 16), (64, None, 32, 32), (64, 16, 16, 16),
-    (32, 0, None, None)])
+@pytest.mark.parametrize(
+    "size,attention,g_res,d_res",
+    [
+        (16, None, 8, 8),
+        (32, None, 16, 16),
+        (64, None, 32, 32),
+        (64, 16, 16, 16),
+        (32, 0, None, None),
+    ],
+)
 def test_biggan_self_attention_sits_at_its_resolution(size, attention, g_res, d_res):
     v = BigGAN()
     opts = v.Options(**{**v.tiny_options, "attention": attention})
@@ -309,8 +367,9 @@ def test_biggan_self_attention_sits_at_its_resolution(size, attention, g_res, d_
     for name, net in nets.items():
         for m in net.modules():
             if isinstance(m, SelfAttention):
-                m.register_forward_hook(lambda mod, inp, out, n=name: seen[n].append(
-                    inp[0].shape[-1]))
+                m.register_forward_hook(
+                    lambda mod, inp, out, n=name: seen[n].append(inp[0].shape[-1])
+                )
     fake = nets["G"](torch.randn(2, opts.latent_dim), torch.tensor([0, 1]))
     nets["D"](fake, torch.tensor([0, 1]))
     assert seen == {"G": [g_res] if g_res else [], "D": [d_res] if d_res else []}
@@ -339,8 +398,7 @@ def test_orthogonal_regularisation():
         opt = {k: torch.optim.Adam(n.parameters(), 1e-2) for k, n in nets.items()}
         ctx = StepContext(nets, opt, opts, info, torch.device("cpu"))
         torch.manual_seed(1)
-        out = v.train_step(ctx, Batch(torch.rand(4, 3, 16, 16) * 2 - 1,
-                                      torch.tensor([0, 1, 0, 1])))
+        out = v.train_step(ctx, Batch(torch.rand(4, 3, 16, 16) * 2 - 1, torch.tensor([0, 1, 0, 1])))
         assert ("ortho" in out) == (reg > 0)
         results[reg] = nets["G"].linear.parametrizations.weight.original.detach().clone()
     assert not torch.equal(results[0.0], results[10.0])
@@ -354,8 +412,9 @@ def test_biggan_pipeline_end_to_end_with_label(tmp_path):
     assert set(manifest.stages) >= {"train", "export", "generate"}
     assert manifest.stages["export"]["info"]["ema"] is True
     assert manifest.stages["export"]["info"]["max_abs_diff"] < 1e-4
-    metrics = [json.loads(line) for line in
-               (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert metrics and all(np.isfinite(m["d_loss"]) for m in metrics)
     assert any("g_loss" in m for m in metrics)  # d_steps = 2: G steps every other step
     model_path = run_dir / "export" / "model.onnx"
@@ -366,8 +425,19 @@ def test_biggan_pipeline_end_to_end_with_label(tmp_path):
     assert len(list((run_dir / "generate").glob("sample_*.png"))) == 5
 
     out = tmp_path / "gen"
-    proc = run_cli("generate", "-m", str(model_path), "-n", "3", "-o", str(out),
-                   "--label", "1", "--device", "cpu")
+    proc = run_cli(
+        "generate",
+        "-m",
+        str(model_path),
+        "-n",
+        "3",
+        "-o",
+        str(out),
+        "--label",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list(out.glob("sample_*.png"))) == 3 and (out / "grid.png").is_file()
     # The label steers the model: same noise, other class, other images.

@@ -16,8 +16,18 @@ from ganpipe.variants.pggan import PGGAN, schedule
 
 def test_schedule_fades_in_then_stabilises_each_level():
     got = [schedule(s, 4, 2) for s in range(0, 20, 2)]
-    assert got == [(0, 1.0), (0, 1.0), (1, 0.0), (1, 0.5), (1, 1.0), (1, 1.0), (2, 0.0),
-                   (2, 0.5), (2, 1.0), (2, 1.0)]
+    assert got == [
+        (0, 1.0),
+        (0, 1.0),
+        (1, 0.0),
+        (1, 0.5),
+        (1, 1.0),
+        (1, 1.0),
+        (2, 0.0),
+        (2, 0.5),
+        (2, 1.0),
+        (2, 1.0),
+    ]
 
 
 def test_fading_blends_the_previous_level_and_images_stay_full_size():
@@ -32,8 +42,9 @@ def test_fading_blends_the_previous_level_and_images_stay_full_size():
     assert low.shape == high.shape == half.shape == (3, 3, 16, 16)
     # at 4x4, 16x16 images are blocks of 4x4 equal pixels; a level up they are not
     assert torch.equal(low, low[..., ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3))
-    assert not torch.equal(high, high[..., ::4, ::4].repeat_interleave(4, 2)
-                           .repeat_interleave(4, 3))
+    assert not torch.equal(
+        high, high[..., ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3)
+    )
     pre = torch.atanh(torch.stack([low, high, half]).clamp(-0.999999, 0.999999))
     torch.testing.assert_close(pre[2], (pre[0] + pre[1]) / 2, atol=1e-4, rtol=1e-4)
     for level, alpha in ((0, 1.0), (1, 0.3), (2, 1.0)):
@@ -44,12 +55,14 @@ def test_fading_blends_the_previous_level_and_images_stay_full_size():
 
 def test_a_run_grows_to_full_resolution_and_exports_it(tmp_path):
     toml = TINY_PIPELINE.format(variant="pggan", steps=10).replace(
-        "d_width = 4\n", "d_width = 4\nphase_steps = 2\nmax_width = 8\n")
+        "d_width = 4\n", "d_width = 4\nphase_steps = 2\nmax_width = 8\n"
+    )
     path = write_toml(tmp_path / "pipeline.toml", toml)
     run_file(path, entry_points=False, log=lambda *_: None)
     run_dir = tmp_path / "runs" / "tiny"
-    metrics = [json.loads(line) for line in
-               (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["level"] for m in metrics] == [0.0, 1.0, 1.0, 2.0, 2.0]
     model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
     assert model.meta["resolution"] == 16

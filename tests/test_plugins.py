@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = {name for name, _ in DEFAULT_PLUGINS}
 
 # -- fixtures and helpers ----------------------------------------------------------------
 
+
 def _find_lsgan() -> metadata.Distribution | None:
     importlib.invalidate_caches()
     try:
@@ -57,17 +58,28 @@ def lsgan_dist() -> metadata.Distribution:
         return dist
     errors = []
     for extra in (["--no-build-isolation"], []):  # offline first, then with isolation
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
-               "--disable-pip-version-check", *extra, str(LSGAN_DIR)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-input",
+            "--disable-pip-version-check",
+            *extra,
+            str(LSGAN_DIR),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         dist = _find_lsgan()
         if proc.returncode == 0 and dist is not None:
             return dist
         errors.append(f"$ {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-1500:]}")
-    pytest.fail("the test plugin ganpipe-lsgan is not installed in this interpreter "
-                f"({sys.executable}) and installing it failed; run "
-                f"`pip install {LSGAN_DIR}` and try again.\n" + "\n".join(errors),
-                pytrace=False)
+    pytest.fail(
+        "the test plugin ganpipe-lsgan is not installed in this interpreter "
+        f"({sys.executable}) and installing it failed; run "
+        f"`pip install {LSGAN_DIR}` and try again.\n" + "\n".join(errors),
+        pytrace=False,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +88,9 @@ def _plugins_enabled(monkeypatch):
     monkeypatch.delenv("GANPIPE_DISABLE_PLUGINS", raising=False)
 
 
-def write_dist(site: Path, dist: str, version: str, modules: dict[str, str],
-               entry_points: dict[str, str]) -> Path:
+def write_dist(
+    site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]
+) -> Path:
     """Installs a real (if minimal) distribution into the folder ``site``: top-level
     modules plus ``<dist>-<version>.dist-info`` with METADATA, entry_points.txt and
     RECORD, which is all ``importlib.metadata`` needs to find its entry points."""
@@ -88,11 +101,13 @@ def write_dist(site: Path, dist: str, version: str, modules: dict[str, str],
         (site / f"{mod}.py").write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nRequires-Dist: ganpipe\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     eps = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
     (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{eps}", encoding="utf-8")
     record = [f"{mod}.py,," for mod in modules] + [
-        f"{info.name}/{f},," for f in ("METADATA", "entry_points.txt", "RECORD")]
+        f"{info.name}/{f},," for f in ("METADATA", "entry_points.txt", "RECORD")
+    ]
     (info / "RECORD").write_text("\n".join(record) + "\n", encoding="utf-8")
     return site
 
@@ -113,8 +128,9 @@ def names(data: dict, kind: str) -> set[str]:
     return {entry["name"] for entry in data[kind]}
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str,
-                          code: int | None = None) -> str:
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess, *needles: str, code: int | None = None
+) -> str:
     """Non-zero exit, no traceback, exactly one line on stderr containing ``needles``."""
     err = proc.stderr
     assert proc.returncode != 0, (proc.stdout, err)
@@ -130,6 +146,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str,
 
 
 # -- discovery of the real ganpipe-lsgan distribution ------------------------------------
+
 
 def test_lsgan_is_discovered_through_its_entry_point(lsgan_dist):
     eps = [ep for ep in lsgan_dist.entry_points if ep.group == ENTRY_POINT_GROUP]
@@ -172,8 +189,9 @@ def test_plugins_command_lists_lsgan_with_its_distribution(lsgan_dist, cli):
     data = plugins_json(cli)
     dist = f"ganpipe-lsgan {lsgan_dist.version}"
     assert {"name": "lsgan", "distribution": dist} in data["plugins"]
-    assert {p["name"]: p["distribution"] for p in data["plugins"]}["ganpipe.dcgan"] == \
-        "ganpipe (built-in)"
+    assert {p["name"]: p["distribution"] for p in data["plugins"]}[
+        "ganpipe.dcgan"
+    ] == "ganpipe (built-in)"
     lsgan = next(v for v in data["variants"] if v["name"] == "lsgan")
     assert lsgan["plugin"] == "lsgan" and lsgan["task"] == "generate"
     assert "Least-squares" in lsgan["description"]
@@ -184,11 +202,15 @@ def test_plugins_command_lists_lsgan_with_its_distribution(lsgan_dist, cli):
     assert re.search(r"^\s+lsgan\s+\[generate\] .*\(lsgan\)$", text.stdout, re.M), text.stdout
 
 
-@pytest.mark.parametrize("args, env", [
-    (["--no-plugins"], {}),
-    ([], {"GANPIPE_DISABLE_PLUGINS": "lsgan"}),
-    ([], {"GANPIPE_DISABLE_PLUGINS": "not-installed, lsgan"}),
-], ids=["--no-plugins", "disable-env", "disable-env-list"])
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["--no-plugins"], {}),
+        ([], {"GANPIPE_DISABLE_PLUGINS": "lsgan"}),
+        ([], {"GANPIPE_DISABLE_PLUGINS": "not-installed, lsgan"}),
+    ],
+    ids=["--no-plugins", "disable-env", "disable-env-list"],
+)
 def test_lsgan_can_be_hidden(lsgan_dist, cli, args, env):
     data = plugins_json(cli, *args, env=env)
     assert "lsgan" not in names(data, "plugins")
@@ -199,6 +221,7 @@ def test_lsgan_can_be_hidden(lsgan_dist, cli, args, env):
 
 # -- a whole pipeline with the third-party variant ---------------------------------------
 
+
 @pytest.mark.slow
 def test_run_trains_exports_and_generates_with_lsgan(lsgan_dist, tiny_pipeline, cli, tmp_path):
     import onnx
@@ -207,8 +230,9 @@ def test_run_trains_exports_and_generates_with_lsgan(lsgan_dist, tiny_pipeline, 
 
     path = tiny_pipeline(variant="lsgan")
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("d_width = 4\n", "d_width = 4\na = -1.0\nb = 1.0\nc = 0.0\n"),
-                    encoding="utf-8")  # the paper's chi^2 targets, through pipeline.toml
+    path.write_text(
+        text.replace("d_width = 4\n", "d_width = 4\na = -1.0\nb = 1.0\nc = 0.0\n"), encoding="utf-8"
+    )  # the paper's chi^2 targets, through pipeline.toml
     proc = cli("run", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -218,8 +242,11 @@ def test_run_trains_exports_and_generates_with_lsgan(lsgan_dist, tiny_pipeline, 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert set(manifest["stages"]) == {"train", "export", "generate"}
     assert (run_dir / manifest["stages"]["train"]["outputs"]["checkpoint"]).is_dir()
-    metrics = [json.loads(line) for line in
-               (run_dir / "train" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = [
+        json.loads(line)
+        for line in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     assert metrics and {"d_loss", "g_loss"} <= set(metrics[-1])
 
     model = run_dir / "export" / "model.onnx"
@@ -242,7 +269,8 @@ BROKEN = {
         import ganpipe
         import ganpipe_dependency_that_is_not_installed
         """,
-        ["failed to load", "ModuleNotFoundError", "ganpipe_dependency_that_is_not_installed"]),
+        ["failed to load", "ModuleNotFoundError", "ganpipe_dependency_that_is_not_installed"],
+    ),
     "bad-signature": (
         """
         import ganpipe
@@ -251,7 +279,8 @@ BROKEN = {
         def ganpipe_register_variants(register, colour):
             register(colour)
         """,
-        ["is invalid", "ganpipe_register_variants", "'colour'"]),
+        ["is invalid", "ganpipe_register_variants", "'colour'"],
+    ),
     "unknown-hook": (
         """
         import ganpipe
@@ -260,7 +289,8 @@ BROKEN = {
         def ganpipe_register_widgets(register):
             pass
         """,
-        ["is invalid", "unknown hook 'ganpipe_register_widgets'"]),
+        ["is invalid", "unknown hook 'ganpipe_register_widgets'"],
+    ),
     "failing-hook": (
         """
         import ganpipe
@@ -269,7 +299,8 @@ BROKEN = {
         def ganpipe_register_variants(register):
             raise RuntimeError("no licence server")
         """,
-        ["failed in ganpipe_register_variants", "RuntimeError: no licence server"]),
+        ["failed in ganpipe_register_variants", "RuntimeError: no licence server"],
+    ),
 }
 
 
@@ -283,8 +314,7 @@ def broken_site(tmp_path: Path, case: str) -> tuple[Path, str, str]:
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_broken_plugin_is_one_line_naming_plugin_and_distribution(lsgan_dist, cli, tmp_path,
-                                                                  case):
+def test_broken_plugin_is_one_line_naming_plugin_and_distribution(lsgan_dist, cli, tmp_path, case):
     site, ep_name, dist = broken_site(tmp_path, case)
     proc = cli("plugins", env=with_site(site))
     assert_one_line_error(proc, f"plugin {ep_name!r}", f"{dist} 1.2.3", *BROKEN[case][1])
@@ -301,8 +331,9 @@ def test_broken_plugin_is_one_line_naming_plugin_and_distribution(lsgan_dist, cl
 def test_broken_plugin_stops_run_before_any_stage(lsgan_dist, cli, tmp_path, tiny_pipeline):
     site, ep_name, dist = broken_site(tmp_path, "import-error")
     proc = cli("run", str(tiny_pipeline(variant="lsgan")), env=with_site(site))
-    assert_one_line_error(proc, f"plugin {ep_name!r}", dist,
-                          f"GANPIPE_DISABLE_PLUGINS={ep_name}", code=1)
+    assert_one_line_error(
+        proc, f"plugin {ep_name!r}", dist, f"GANPIPE_DISABLE_PLUGINS={ep_name}", code=1
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -323,11 +354,15 @@ def test_broken_plugin_raises_plugin_error_in_process(tmp_path, monkeypatch):
 
 # -- names -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, taken, owner", [
-    ("variants", "dcgan", "ganpipe.dcgan"),
-    ("stages", "train", "ganpipe.stages"),
-    ("datasets", "shapes", "ganpipe.datasets"),
-])
+
+@pytest.mark.parametrize(
+    "kind, taken, owner",
+    [
+        ("variants", "dcgan", "ganpipe.dcgan"),
+        ("stages", "train", "ganpipe.stages"),
+        ("datasets", "shapes", "ganpipe.datasets"),
+    ],
+)
 def test_duplicate_names_are_refused_naming_both_plugins(kind, taken, owner):
     plugin = types.ModuleType("ganpipe_test_duplicate")
 
@@ -350,18 +385,26 @@ def test_duplicate_names_are_refused_naming_both_plugins(kind, taken, owner):
 
 
 def test_duplicate_name_between_third_party_distributions(lsgan_dist, cli, tmp_path):
-    site = write_dist(tmp_path / "site", "ganpipe-lsgan-fork", "0.0.1", {
-        "ganpipe_lsgan_fork": """
+    site = write_dist(
+        tmp_path / "site",
+        "ganpipe-lsgan-fork",
+        "0.0.1",
+        {
+            "ganpipe_lsgan_fork": """
             import types
             import ganpipe
 
             @ganpipe.hookimpl
             def ganpipe_register_variants(register):
                 register(types.SimpleNamespace(name="lsgan", task="generate"))
-            """}, {"lsgan-fork": "ganpipe_lsgan_fork"})
+            """
+        },
+        {"lsgan-fork": "ganpipe_lsgan_fork"},
+    )
     proc = cli("plugins", env=with_site(site))
-    assert_one_line_error(proc, "variant 'lsgan' is registered twice", "'lsgan'",
-                          "'lsgan-fork'", code=1)
+    assert_one_line_error(
+        proc, "variant 'lsgan' is registered twice", "'lsgan'", "'lsgan-fork'", code=1
+    )
     data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS="lsgan-fork"))
     assert next(v for v in data["variants"] if v["name"] == "lsgan")["plugin"] == "lsgan"
 
@@ -374,11 +417,18 @@ def _known(line: str) -> set[str]:
 
 def test_unknown_variant_lists_the_known_ones(lsgan_dist, cli, tiny_pipeline, tmp_path):
     path = tiny_pipeline(variant="lsgna")
-    line_no = next(i for i, line in enumerate(path.read_text().splitlines(), 1)
-                   if line.startswith("variant ="))
+    line_no = next(
+        i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("variant =")
+    )
     proc = cli("run", str(path))
-    line = assert_one_line_error(proc, f"{path}:{line_no}", "model.variant",
-                                 "unknown variant 'lsgna'", "did you mean 'lsgan'?", code=2)
+    line = assert_one_line_error(
+        proc,
+        f"{path}:{line_no}",
+        "model.variant",
+        "unknown variant 'lsgna'",
+        "did you mean 'lsgan'?",
+        code=2,
+    )
     assert {"dcgan", "lsgan"} <= _known(line)
     assert not (tmp_path / "runs").exists()
 
@@ -390,15 +440,20 @@ def test_unknown_variant_lists_the_known_ones(lsgan_dist, cli, tiny_pipeline, tm
 
 # -- the hooks themselves ----------------------------------------------------------------
 
+
 def _hookspecs() -> dict[str, types.FunctionType]:
-    return {name: fn for name, fn in vars(hookspecs).items()
-            if inspect.isfunction(fn) and hasattr(fn, "ganpipe_spec")}
+    return {
+        name: fn
+        for name, fn in vars(hookspecs).items()
+        if inspect.isfunction(fn) and hasattr(fn, "ganpipe_spec")
+    }
 
 
 def test_every_hookspec_is_documented_and_exercised_by_a_builtin_plugin():
     specs = _hookspecs()
-    assert set(specs) == {f"ganpipe_register_{kind}" for kind in KINDS}, \
+    assert set(specs) == {f"ganpipe_register_{kind}" for kind in KINDS}, (
         "load_registry calls exactly the ganpipe_register_<kind> hooks of KINDS"
+    )
     pm = get_plugin_manager(entry_points=False, disabled=())
     reg = load_registry(pm)
     for name, fn in specs.items():

@@ -37,8 +37,11 @@ from ganpipe.variants.base import Batch, DataInfo, StepContext
 from ganpipe.variants.srbase import SRVariant
 
 REGISTRY = load_registry(entry_points=True)
-VARIANTS = [REGISTRY.variants.items[name] for name in REGISTRY.variants
-            if REGISTRY.variants.items[name].task == "super_resolve"]
+VARIANTS = [
+    REGISTRY.variants.items[name]
+    for name in REGISTRY.variants
+    if REGISTRY.variants.items[name].task == "super_resolve"
+]
 IDS = [v.name for v in VARIANTS]
 CPU = torch.device("cpu")
 
@@ -62,6 +65,7 @@ def hr_batch(n: int, size: int, seed: int = 1) -> torch.Tensor:
 # -- the SR contract ---------------------------------------------------------------------------
 # Generic over every registered super_resolve variant (third-party ones included): the scale
 # and tile multiple come from the export spec's metadata, as the upscaler reads them.
+
 
 def scale_of(variant, opts, info, nets) -> tuple[int, int]:
     meta = variant.export_spec(nets, opts, info).metadata
@@ -106,8 +110,9 @@ def test_train_step_changes_g_and_returns_finite_losses(variant):
     for name, value in losses.items():
         assert isinstance(value, torch.Tensor) and value.numel() == 1, name
         assert not value.requires_grad and torch.isfinite(value).all(), f"{name} = {value}"
-    assert any(not torch.equal(a, b) for a, b in
-               zip(before["G"], nets["G"].parameters(), strict=True)), "G unchanged"
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before["G"], nets["G"].parameters(), strict=True)
+    ), "G unchanged"
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
@@ -153,6 +158,7 @@ def test_sample_inputs_come_from_real_images(variant):
 
 # -- the built-in SR variants ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["srgan", "esrgan", "compact", "espcn"])
 def test_builtin_losses_and_tile_multiple(name):
     v = REGISTRY.variants.items[name]
@@ -162,8 +168,9 @@ def test_builtin_losses_and_tile_multiple(name):
     d_before = [p.detach().clone() for p in nets["D"].parameters()]
     losses = v.train_step(ctx, Batch(hr_batch(4, 16), torch.zeros(4).long()))
     assert {"content", "adv", "g_loss", "d_loss"} <= set(losses)
-    assert any(not torch.equal(a, b) for a, b in
-               zip(d_before, nets["D"].parameters(), strict=True)), "D unchanged"
+    assert any(
+        not torch.equal(a, b) for a, b in zip(d_before, nets["D"].parameters(), strict=True)
+    ), "D unchanged"
     want = {"esrgan": {1: 4, 2: 2, 4: 1}[opts.scale]}.get(name, 1)
     assert v.tile_multiple(opts) == want == scale_of(v, opts, info, nets)[1]
 
@@ -198,11 +205,14 @@ def test_no_discriminator_without_adversarial_weight():
     opts, info, nets = setup_variant(v, adv_weight=0.0)
     assert set(nets) == {"G"} and set(v.optimizers(nets, opts)) == {"G"}
     ctx = StepContext(nets, v.optimizers(nets, opts), opts, info, CPU)
-    assert set(v.train_step(ctx, Batch(hr_batch(2, 16), torch.zeros(2).long()))) == \
-        {"content", "g_loss"}
+    assert set(v.train_step(ctx, Batch(hr_batch(2, 16), torch.zeros(2).long()))) == {
+        "content",
+        "g_loss",
+    }
 
 
 # -- reference layouts -------------------------------------------------------------------------
+
 
 def rrdb_reference_keys(num_block: int) -> list[str]:
     """BasicSR / Real-ESRGAN RRDBNet state-dict keys, in order."""
@@ -231,11 +241,20 @@ def test_rrdbnet_key_layout_matches_reference():
 
 def test_compact_key_layout_matches_reference():
     sd = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4).state_dict()
-    assert list(sd) == ["body.0.weight", "body.0.bias", "body.1.weight",
-                        "body.2.weight", "body.2.bias", "body.3.weight",
-                        "body.4.weight", "body.4.bias", "body.5.weight",
-                        "body.6.weight", "body.6.bias"]
-    assert sd["body.1.weight"].shape == (8,)          # PReLU, one slope per channel
+    assert list(sd) == [
+        "body.0.weight",
+        "body.0.bias",
+        "body.1.weight",
+        "body.2.weight",
+        "body.2.bias",
+        "body.3.weight",
+        "body.4.weight",
+        "body.4.bias",
+        "body.5.weight",
+        "body.6.weight",
+        "body.6.bias",
+    ]
+    assert sd["body.1.weight"].shape == (8,)  # PReLU, one slope per channel
     assert sd["body.6.weight"].shape == (3 * 16, 8, 3, 3)
 
 
@@ -295,8 +314,9 @@ def test_relative_vgg_weights_are_relative_to_the_pipeline_toml(tmp_path, monkey
     project.mkdir()
     elsewhere.mkdir()
     torch.manual_seed(0)
-    torch.save({f"features.{k}": v for k, v in vgg19_layers(8).state_dict().items()},
-               project / "vgg.pth")
+    torch.save(
+        {f"features.{k}": v for k, v in vgg19_layers(8).state_dict().items()}, project / "vgg.pth"
+    )
     monkeypatch.chdir(elsewhere)  # not the toml's folder
     toml = write_toml(project / "pipeline.toml", VGG_PIPELINE.format(weights="vgg.pth"))
     run_file(toml, entry_points=False, log=lambda *_: None)
@@ -305,11 +325,11 @@ def test_relative_vgg_weights_are_relative_to_the_pipeline_toml(tmp_path, monkey
     write_toml(project / "pipeline.toml", VGG_PIPELINE.format(weights="missing.pth"))
     with pytest.raises(ConfigError) as err:
         run_file(toml, entry_points=False, log=lambda *_: None)
-    assert f"model.vgg_weights: {project.resolve() / 'missing.pth'} is not a file" in \
-        str(err.value)
+    assert f"model.vgg_weights: {project.resolve() / 'missing.pth'} is not a file" in str(err.value)
 
 
 # -- degradations and data ---------------------------------------------------------------------
+
 
 def test_degradations_shapes_ranges_and_determinism():
     hr = (hr_batch(3, 16) + 1) / 2
@@ -339,14 +359,16 @@ def test_patches_source_crops_native_resolution(tmp_path):
     assert data.images.shape == (10, 32, 32, 3) and len(data.skipped) == 2
     full = np.asarray(Image.open(root / "a.png"))
     first = data.images[0]  # a.png's crops are the native pixels, not resized
-    assert any(np.array_equal(first, full[y:y + 32, x:x + 32])
-               for y in range(9) for x in range(19))
+    assert any(
+        np.array_equal(first, full[y : y + 32, x : x + 32]) for y in range(9) for x in range(19)
+    )
     again = src.load(opts, 32, 3, tmp_path)
     assert np.array_equal(data.images, again.images)
     other = src.load(PatchesOptions(path=root, per_image=5, seed=2), 32, 3, tmp_path)
     assert not np.array_equal(data.images, other.images)
     assert src.fingerprint(opts, tmp_path) != src.fingerprint(
-        PatchesOptions(path=root, per_image=6, seed=1), tmp_path)
+        PatchesOptions(path=root, per_image=6, seed=1), tmp_path
+    )
     with pytest.raises(DataError, match="smaller than"):
         src.load(PatchesOptions(path=root, per_image=1), 128, 3, tmp_path)
 
@@ -426,8 +448,7 @@ def test_espcn_pipeline_end_to_end(tmp_path):
     held = ShapesDataset().load(ShapesOptions(count=8, seed=9), 16, 3, Path("."))
     from_path = sr_validation(onnx_path, held.images, 2)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    from_callable = sr_validation(lambda x: session.run(None, {"image": x})[0],
-                                  held.images, 2)
+    from_callable = sr_validation(lambda x: session.run(None, {"image": x})[0], held.images, 2)
     assert from_path == pytest.approx(from_callable)
     assert set(from_path) == {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "count"}
     assert from_path["count"] == 8 and 0 < from_path["ssim"] <= 1
@@ -445,8 +466,7 @@ def test_sr_validation_of_bicubic_itself_is_the_baseline():
     assert r["psnr"] == pytest.approx(r["bicubic_psnr"], abs=1e-4)
     assert r["ssim"] == pytest.approx(r["bicubic_ssim"], abs=1e-4)
     # uneven sizes one by one, and a shaved border
-    r2 = sr_validation(Bicubic(), [held.images[0][:23, :21], held.images[1]], 2,
-                       crop_border=2)
+    r2 = sr_validation(Bicubic(), [held.images[0][:23, :21], held.images[1]], 2, crop_border=2)
     assert r2["count"] == 2
 
 
@@ -471,8 +491,10 @@ def test_short_espcn_training_beats_bicubic():
         v.train_step(ctx, Batch(images[idx], torch.zeros(16).long()))
     r = sr_validation(SRExport(nets["G"], 2), held.images, 2)
     gain = r["psnr"] - r["bicubic_psnr"]
-    print(f"espcn x2: {gain:+.2f} dB over bicubic (SSIM {r['ssim']:.3f} vs "
-          f"{r['bicubic_ssim']:.3f}) after 800 steps, {time.perf_counter() - t0:.1f} s")
+    print(
+        f"espcn x2: {gain:+.2f} dB over bicubic (SSIM {r['ssim']:.3f} vs "
+        f"{r['bicubic_ssim']:.3f}) after 800 steps, {time.perf_counter() - t0:.1f} s"
+    )
     assert gain > 1.0
 
 
@@ -486,17 +508,27 @@ def test_sr_training_resumes_exactly_on_patches(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(
-            root / f"{i}.png")
+            root / f"{i}.png"
+        )
     data = PatchesDataset().load(PatchesOptions(path=root, per_image=4), 16, 3, tmp_path)
     v = REGISTRY.variants.items["espcn"]
     vopts = v.Options(**v.tiny_options, degrade=["blur", "noise", "jpeg"])
 
     def train(out, steps):
-        opts = TrainOptions(steps=steps, batch_size=4, ema_decay=0.9, log_every=1,
-                            sample_every=0, checkpoint_every=2, num_samples=4, progress=False,
-                            diffaugment=["translation"])
-        return Trainer(v, vopts, opts, data, out, device="cpu", fingerprint="fp",
-                       log=lambda *_: None).run()
+        opts = TrainOptions(
+            steps=steps,
+            batch_size=4,
+            ema_decay=0.9,
+            log_every=1,
+            sample_every=0,
+            checkpoint_every=2,
+            num_samples=4,
+            progress=False,
+            diffaugment=["translation"],
+        )
+        return Trainer(
+            v, vopts, opts, data, out, device="cpu", fingerprint="fp", log=lambda *_: None
+        ).run()
 
     straight = train(tmp_path / "a", 4)
     train(tmp_path / "b", 2)

@@ -20,11 +20,12 @@ def test_modulated_conv_equals_per_sample_weight_modulation():
     conv = ModulatedConv(5, 7, 3, w_dim=6)
     x, w = torch.randn(3, 5, 8, 8), torch.randn(3, 6)
     got = conv(x, w)
-    style = conv.affine(w)                                           # B, cin
+    style = conv.affine(w)  # B, cin
     weight = conv.weight[None] * conv.scale * style[:, None, :, None, None]
     weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-    ref = F.conv2d(x.reshape(1, 15, 8, 8), weight.reshape(21, 5, 3, 3), padding=1,
-                   groups=3).reshape(3, 7, 8, 8)
+    ref = F.conv2d(
+        x.reshape(1, 15, 8, 8), weight.reshape(21, 5, 3, 3), padding=1, groups=3
+    ).reshape(3, 7, 8, 8)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
     # demodulation keeps unit-variance inputs at about unit variance
     big = conv(torch.randn(64, 5, 16, 16), torch.randn(64, 6))

@@ -29,9 +29,17 @@ def _srgb() -> bytes:
 def _hand_tiff(arr: np.ndarray, compression: int, strip: bytes) -> bytes:
     """A little-endian single-strip 16-bit RGB TIFF whose strip is ``strip`` as given."""
     h, w, c = arr.shape
-    entries = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, c, None), (259, 3, 1, compression),
-               (262, 3, 1, 2), (273, 4, 1, None), (277, 3, 1, c), (278, 4, 1, h),
-               (279, 4, 1, len(strip))]
+    entries = [
+        (256, 4, 1, w),
+        (257, 4, 1, h),
+        (258, 3, c, None),
+        (259, 3, 1, compression),
+        (262, 3, 1, 2),
+        (273, 4, 1, None),
+        (277, 3, 1, c),
+        (278, 4, 1, h),
+        (279, 4, 1, len(strip)),
+    ]
     bps_at = 8 + 2 + 12 * len(entries) + 4
     strip_at = bps_at + 2 * c
     ifd = struct.pack("<H", len(entries))
@@ -48,7 +56,7 @@ def _packbits(data: bytes) -> bytes:
     """PackBits: 128-byte blocks, a replicate run where a block is one repeated byte."""
     out = bytearray()
     for i in range(0, len(data), 128):
-        block = data[i:i + 128]
+        block = data[i : i + 128]
         if len(set(block)) == 1:
             out += bytes([257 - len(block), block[0]])
         else:
@@ -102,22 +110,33 @@ def test_icc_profile_round_trip(tmp_path):
         assert im.info.get("icc_profile") == icc
 
 
-@pytest.mark.parametrize(("byteorder", "planar", "compression", "tile"), [
-    (">", "contig", None, None),
-    (">", "separate", "zlib", None),
-    ("<", "separate", None, (16, 16)),
-    (">", "contig", "zlib", (16, 16)),
-])
+@pytest.mark.parametrize(
+    ("byteorder", "planar", "compression", "tile"),
+    [
+        (">", "contig", None, None),
+        (">", "separate", "zlib", None),
+        ("<", "separate", None, (16, 16)),
+        (">", "contig", "zlib", (16, 16)),
+    ],
+)
 @pytest.mark.parametrize("channels", [3, 4])
-def test_reads_files_written_by_tifffile(tmp_path, byteorder, planar, compression, tile,
-                                         channels):
+def test_reads_files_written_by_tifffile(tmp_path, byteorder, planar, compression, tile, channels):
     arr = _random((45, 38, channels), seed=7)
     data = np.moveaxis(arr, -1, 0) if planar == "separate" else arr
     path = tmp_path / "a.tif"
-    tifffile.imwrite(path, data, byteorder=byteorder, photometric="rgb", planarconfig=planar,
-                     extrasamples=("unassalpha",) if channels == 4 else None,
-                     compression=compression, predictor=compression is not None, tile=tile,
-                     rowsperstrip=None if tile else 8, metadata=None)
+    tifffile.imwrite(
+        path,
+        data,
+        byteorder=byteorder,
+        photometric="rgb",
+        planarconfig=planar,
+        extrasamples=("unassalpha",) if channels == 4 else None,
+        compression=compression,
+        predictor=compression is not None,
+        tile=tile,
+        rowsperstrip=None if tile else 8,
+        metadata=None,
+    )
     assert tiff16_needed(path)
     got, _ = read_tiff16(path)
     assert got.dtype == np.dtype(np.uint16) and got.dtype.isnative
@@ -134,8 +153,10 @@ def test_reads_packbits(tmp_path):
     np.testing.assert_array_equal(got, arr)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("imagecodecs") is not None,
-                    reason="imagecodecs is installed: LZW is supported")
+@pytest.mark.skipif(
+    importlib.util.find_spec("imagecodecs") is not None,
+    reason="imagecodecs is installed: LZW is supported",
+)
 def test_compression_needing_imagecodecs_is_named(tmp_path, monkeypatch):
     path = tmp_path / "a.tif"
     path.write_bytes(_hand_tiff(_random((4, 5, 3)), 5, b"\x80\x00" * 20))  # LZW
@@ -159,16 +180,24 @@ def test_premultiplied_alpha_is_divided_out_and_padding_dropped(tmp_path):
     alpha = np.array([0, 65535, 32768, 65535, 32768, 0], np.uint16)[None, :, None]
     alpha = np.broadcast_to(alpha, (4, 6, 1))
     premul = np.round(straight * (alpha / 65535)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "assoc.tif", np.concatenate([premul, alpha], axis=2),
-                     photometric="rgb", extrasamples=("assocalpha",))
+    tifffile.imwrite(
+        tmp_path / "assoc.tif",
+        np.concatenate([premul, alpha], axis=2),
+        photometric="rgb",
+        extrasamples=("assocalpha",),
+    )
     got, _ = read_tiff16(tmp_path / "assoc.tif")
     assert got.shape == (4, 6, 4)
     np.testing.assert_array_equal(got[:, :, 3:], alpha)
     visible = np.broadcast_to(alpha > 0, straight.shape)
     assert np.abs(got[:, :, :3].astype(int) - straight)[visible].max() <= 2
     assert not got[:, :, :3][~visible].any()
-    tifffile.imwrite(tmp_path / "pad.tif", np.concatenate([straight, alpha], axis=2),
-                     photometric="rgb", extrasamples=("unspecified",))
+    tifffile.imwrite(
+        tmp_path / "pad.tif",
+        np.concatenate([straight, alpha], axis=2),
+        photometric="rgb",
+        extrasamples=("unspecified",),
+    )
     got, _ = read_tiff16(tmp_path / "pad.tif")
     np.testing.assert_array_equal(got, straight)
 
@@ -200,7 +229,7 @@ def test_decompression_bomb_limit_before_decoding(tmp_path, monkeypatch):
 def test_truncated_files_raise(tmp_path):
     data = encode_tiff16(_random((40, 50, 4)))
     path = tmp_path / "a.tif"
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="TIFF file is truncated"):
         read_tiff16(path)
     for cut in (6, 30, len(data) - 1):
@@ -215,7 +244,7 @@ def test_corrupt_compressed_data_raises_value_error(tmp_path):
     with tifffile.TiffFile(path) as tif:
         start = tif.pages.first.dataoffsets[0]
     data = bytearray(path.read_bytes())
-    data[start:start + 64] = bytes(range(64))
+    data[start : start + 64] = bytes(range(64))
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupt"):
         read_tiff16(path)

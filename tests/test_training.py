@@ -30,16 +30,34 @@ def data():
 
 
 def options(**kw) -> TrainOptions:
-    base = dict(steps=6, batch_size=8, ema_decay=0.9, log_every=1, sample_every=0,
-                checkpoint_every=3, keep_checkpoints=3, num_samples=4, progress=False)
+    base = dict(
+        steps=6,
+        batch_size=8,
+        ema_decay=0.9,
+        log_every=1,
+        sample_every=0,
+        checkpoint_every=3,
+        keep_checkpoints=3,
+        num_samples=4,
+        progress=False,
+    )
     return TrainOptions(**{**base, **kw})
 
 
-def trainer(out: Path, data, variant=None, seed: int = 0, fingerprint: str = "fp",
-            log=None, **kw) -> Trainer:
-    return Trainer(variant or DCGAN(), VOPTS, options(**kw), data, out, seed=seed,
-                   device="cpu", fingerprint=fingerprint,
-                   log=log if log is not None else (lambda *_: None))
+def trainer(
+    out: Path, data, variant=None, seed: int = 0, fingerprint: str = "fp", log=None, **kw
+) -> Trainer:
+    return Trainer(
+        variant or DCGAN(),
+        VOPTS,
+        options(**kw),
+        data,
+        out,
+        seed=seed,
+        device="cpu",
+        fingerprint=fingerprint,
+        log=log if log is not None else (lambda *_: None),
+    )
 
 
 def weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
@@ -64,8 +82,9 @@ def assert_same(a, b, where="state"):
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def losses_of(metrics: Path) -> list[dict]:
@@ -77,6 +96,7 @@ def losses_of(metrics: Path) -> list[dict]:
 
 # -- resume --------------------------------------------------------------------------------
 
+
 def test_resume_is_exact(tmp_path, data):
     n = 3
     straight = trainer(tmp_path / "straight", data, steps=2 * n, checkpoint_every=n).run()
@@ -86,8 +106,9 @@ def test_resume_is_exact(tmp_path, data):
     assert first.steps == n
     assert first.checkpoint.name == f"step_{n:08d}"
     logs: list[str] = []
-    second = trainer(tmp_path / "split", data, steps=2 * n, checkpoint_every=n,
-                     resume=True, log=logs.append).run()
+    second = trainer(
+        tmp_path / "split", data, steps=2 * n, checkpoint_every=n, resume=True, log=logs.append
+    ).run()
     assert second.resumed_from == n and second.steps == 2 * n
     assert any("resuming" in line and f"step {n}" in line for line in logs)
 
@@ -105,12 +126,12 @@ def test_resume_is_exact(tmp_path, data):
     assert_same(sa["optimizers"], sb["optimizers"], "optimizers")
     assert_same(sa["rng"], sb["rng"], "rng")
     # the metrics log of the resumed run equals the uninterrupted one, step for step
-    assert losses_of(tmp_path / "split" / "metrics.jsonl") == \
-        losses_of(tmp_path / "straight" / "metrics.jsonl")
+    assert losses_of(tmp_path / "split" / "metrics.jsonl") == losses_of(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
     # and so does the final sample grid
     final = f"samples/step_{2 * n:08d}.png"
-    assert (tmp_path / "split" / final).read_bytes() == \
-        (tmp_path / "straight" / final).read_bytes()
+    assert (tmp_path / "split" / final).read_bytes() == (tmp_path / "straight" / final).read_bytes()
 
 
 def test_resume_after_crash_mid_log(tmp_path, data):
@@ -143,6 +164,7 @@ def test_already_finished_does_nothing(tmp_path, data):
 
 
 # -- checkpoint files --------------------------------------------------------------------
+
 
 def test_checkpoint_layout_and_safe_loading(tmp_path, data):
     result = trainer(tmp_path, data, steps=4, checkpoint_every=2).run()
@@ -203,6 +225,7 @@ def test_changed_config_refuses_to_resume(tmp_path, data):
 
 # -- non-finite losses ---------------------------------------------------------------------
 
+
 class NaNAt(DCGAN):
     """DCGAN whose train_step reports a NaN loss at (1-based) step ``bad``."""
 
@@ -231,8 +254,11 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, data):
     # nothing was written for the bad step
     after = snapshot(tmp_path / "checkpoints")
     assert {k: v for k, v in after.items() if k in before} == before
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
-        ["step_00000002", "step_00000004", "step_00000005"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step_00000002",
+        "step_00000004",
+        "step_00000005",
+    ]
     steps = [r["step"] for r in losses_of(tmp_path / "metrics.jsonl")]
     assert max(steps) == 5
 
@@ -249,9 +275,11 @@ def test_nan_loss_in_a_fresh_run(tmp_path, data):
 
 # -- metrics, samples, reproducibility -----------------------------------------------------
 
+
 def test_metrics_and_sample_grids(tmp_path, data):
-    trainer(tmp_path, data, steps=7, log_every=2, sample_every=3, num_samples=4,
-            checkpoint_every=0).run()
+    trainer(
+        tmp_path, data, steps=7, log_every=2, sample_every=3, num_samples=4, checkpoint_every=0
+    ).run()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
     assert [r["step"] for r in recs] == [2, 4, 6, 7]  # every log_every, and the last step
@@ -282,6 +310,7 @@ def test_same_seed_same_weights(tmp_path, data):
 
 
 # -- the pipeline manifest ----------------------------------------------------------------
+
 
 def run(path: Path, **kw) -> list[str]:
     logs: list[str] = []
@@ -332,8 +361,11 @@ def test_manifest_skips_and_reruns(tiny_pipeline):
     assert (run_dir / "generate" / "sample_00000.png").read_bytes() != before
 
     # from_stage: that stage and the later ones
-    assert states(run(path, from_stage="export")) == \
-        {"train": "skipped", "export": "ran", "generate": "ran"}
+    assert states(run(path, from_stage="export")) == {
+        "train": "skipped",
+        "export": "ran",
+        "generate": "ran",
+    }
     assert ckpt_file.stat().st_mtime_ns == first_ckpt
     assert onnx.stat().st_mtime_ns != first_onnx
 
@@ -352,8 +384,9 @@ def test_manifest_skips_and_reruns(tiny_pipeline):
 def train_only(tiny_pipeline, steps: int) -> Path:
     path = tiny_pipeline(steps=steps)
     text = path.read_text()
-    path.write_text(text[: text.index("[export]")].replace("checkpoint_every = 0",
-                                                           "checkpoint_every = 2"))
+    path.write_text(
+        text[: text.index("[export]")].replace("checkpoint_every = 0", "checkpoint_every = 2")
+    )
     return path
 
 

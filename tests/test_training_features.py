@@ -36,14 +36,30 @@ def data():
 
 
 def options(**kw) -> TrainOptions:
-    base = dict(steps=6, batch_size=8, log_every=1, sample_every=0, checkpoint_every=3,
-                num_samples=4, progress=False)
+    base = dict(
+        steps=6,
+        batch_size=8,
+        log_every=1,
+        sample_every=0,
+        checkpoint_every=3,
+        num_samples=4,
+        progress=False,
+    )
     return TrainOptions(**{**base, **kw})
 
 
 def trainer(out: Path, data, variant=None, vopts=VOPTS, log=None, **kw) -> Trainer:
-    return Trainer(variant or DCGAN(), vopts, options(**kw), data, out, seed=0, device="cpu",
-                   fingerprint="fp", log=log if log is not None else (lambda *_: None))
+    return Trainer(
+        variant or DCGAN(),
+        vopts,
+        options(**kw),
+        data,
+        out,
+        seed=0,
+        device="cpu",
+        fingerprint="fp",
+        log=log if log is not None else (lambda *_: None),
+    )
 
 
 def weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
@@ -62,8 +78,9 @@ def metrics(path: Path) -> list[dict]:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def images(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -72,10 +89,13 @@ def images(n: int = 4, seed: int = 0) -> torch.Tensor:
 
 # -- DiffAugment -------------------------------------------------------------------------
 
+
 def test_unknown_diffaugment_policy_is_a_config_error_at_load(tmp_path):
     path = tmp_path / "pipeline.toml"
-    path.write_text('[data]\ndataset = "shapes"\n\n[model]\nvariant = "dcgan"\n\n'
-                    '[train]\nsteps = 2\ndiffaugment = ["color", "zoom"]\n')
+    path.write_text(
+        '[data]\ndataset = "shapes"\n\n[model]\nvariant = "dcgan"\n\n'
+        '[train]\nsteps = 2\ndiffaugment = ["color", "zoom"]\n'
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, load_registry(entry_points=False))
     msg = str(info.value)
@@ -125,7 +145,8 @@ class DInputs(DCGAN):
     def train_step(self, ctx, batch):
         seen: list[torch.Tensor] = []
         hook = ctx.nets["D"].register_forward_pre_hook(
-            lambda _m, args: seen.append(args[0].detach().clone()))
+            lambda _m, args: seen.append(args[0].detach().clone())
+        )
         try:
             out = super().train_step(ctx, batch)
         finally:
@@ -152,8 +173,7 @@ def test_the_loop_augments_what_d_sees(tmp_path, data, policy):
 
 
 def test_resume_is_exact_with_diffaugment_and_ema(tmp_path, data):
-    kw = dict(diffaugment=["color", "translation", "cutout"], ema_decay=0.9,
-              checkpoint_every=3)
+    kw = dict(diffaugment=["color", "translation", "cutout"], ema_decay=0.9, checkpoint_every=3)
     straight = trainer(tmp_path / "straight", data, steps=6, **kw).run()
     trainer(tmp_path / "split", data, steps=3, **kw).run()
     second = trainer(tmp_path / "split", data, steps=6, **kw).run()
@@ -161,10 +181,13 @@ def test_resume_is_exact_with_diffaugment_and_ema(tmp_path, data):
     assert straight.checkpoint.name == second.checkpoint.name == "step_00000006"
     assert_same_weights(straight.checkpoint, second.checkpoint)
     assert {k.split("/")[0] for k in weights(second.checkpoint)} == {"G", "D", "G_ema"}
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "images_per_s"}  # noqa: E731
-                          for r in recs]
-    assert strip(metrics(tmp_path / "split" / "metrics.jsonl")) == \
-        strip(metrics(tmp_path / "straight" / "metrics.jsonl"))
+
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k != "images_per_s"} for r in recs]
+
+    assert strip(metrics(tmp_path / "split" / "metrics.jsonl")) == strip(
+        metrics(tmp_path / "straight" / "metrics.jsonl")
+    )
     # the augmentation is really part of the run: without it the weights differ
     plain = trainer(tmp_path / "plain", data, steps=6, ema_decay=0.9).run()
     wa, wb = weights(plain.checkpoint), weights(straight.checkpoint)
@@ -172,6 +195,7 @@ def test_resume_is_exact_with_diffaugment_and_ema(tmp_path, data):
 
 
 # -- mixed precision ---------------------------------------------------------------------
+
 
 class AutocastProbe(DCGAN):
     name = "autocast-probe"
@@ -186,15 +210,19 @@ class AutocastProbe(DCGAN):
 
 def test_bf16_on_cpu_trains_and_resumes_exactly(tmp_path, data):
     probe = AutocastProbe()
-    straight = trainer(tmp_path / "straight", data, probe, steps=4, amp="bf16",
-                       checkpoint_every=2).run()
+    straight = trainer(
+        tmp_path / "straight", data, probe, steps=4, amp="bf16", checkpoint_every=2
+    ).run()
     assert probe.seen == [(True, torch.bfloat16)] * 4
     recs = metrics(tmp_path / "straight" / "metrics.jsonl")
     assert len(recs) == 4
     assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in recs)
     # weights and optimizer state stay float32 under autocast
-    assert all(v.dtype == torch.float32 for v in weights(straight.checkpoint).values()
-               if v.is_floating_point())
+    assert all(
+        v.dtype == torch.float32
+        for v in weights(straight.checkpoint).values()
+        if v.is_floating_point()
+    )
     trainer(tmp_path / "split", data, steps=2, amp="bf16", checkpoint_every=2).run()
     second = trainer(tmp_path / "split", data, steps=4, amp="bf16", checkpoint_every=2).run()
     assert second.resumed_from == 2
@@ -222,13 +250,13 @@ def test_amp_dtype():
 
 # -- mode collapse -----------------------------------------------------------------------
 
+
 class ConstantImage(nn.Module):
     """A collapsed generator: one learned image whatever the noise."""
 
     def __init__(self, info: DataInfo):
         super().__init__()
-        self.image = nn.Parameter(torch.randn(1, info.channels, info.image_size,
-                                              info.image_size))
+        self.image = nn.Parameter(torch.randn(1, info.channels, info.image_size, info.image_size))
 
     def forward(self, z):
         return torch.tanh(self.image).expand(z.shape[0], -1, -1, -1)
@@ -268,8 +296,16 @@ def test_healthy_generator_has_diversity_and_no_warning(tmp_path, data, capsys, 
     monkeypatch.setattr(loop, "COLLAPSE_WARMUP", 0)
     vopts = DCGANOptions(latent_dim=8, g_width=16, d_width=16, lr_g=1e-3, lr_d=1e-3)
     # diversity_every: the check runs on every 50th step only
-    trainer(tmp_path, data, vopts=vopts, steps=100, batch_size=16, log_every=10,
-            diversity_every=50, checkpoint_every=0).run()
+    trainer(
+        tmp_path,
+        data,
+        vopts=vopts,
+        steps=100,
+        batch_size=16,
+        log_every=10,
+        diversity_every=50,
+        checkpoint_every=0,
+    ).run()
     recs = metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in recs if "diversity" in r] == [50, 100]
     assert recs[-1]["diversity"] > 2 * loop.COLLAPSE_THRESHOLD, recs  # about 0.7
@@ -287,10 +323,12 @@ def test_pairwise_spread():
 
 # -- EMA export ------------------------------------------------------------------------------
 
+
 def pipeline(tmp_path: Path, tiny_pipeline, ema: float) -> tuple[Path, list[str]]:
     path = tiny_pipeline(steps=6)
-    path.write_text(path.read_text().replace("batch_size = 8",
-                                             f"batch_size = 8\nema_decay = {ema}"))
+    path.write_text(
+        path.read_text().replace("batch_size = 8", f"batch_size = 8\nema_decay = {ema}")
+    )
     logs: list[str] = []
     run_file(path, entry_points=False, log=logs.append)
     return path.parent / "runs" / "tiny", logs
@@ -313,7 +351,8 @@ def test_export_uses_the_ema_generator(tmp_path, tiny_pipeline):
     with torch.no_grad():
         want, other = ema.eval()(z).numpy(), raw.eval()(z).numpy()
     got = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate").run(
-        {"z": z.numpy()})
+        {"z": z.numpy()}
+    )
     assert np.abs(got - want).max() < 1e-4
     assert np.abs(got - other).max() > 10 * np.abs(got - want).max() + 1e-4
 
@@ -330,6 +369,7 @@ def test_no_ema_without_decay(tmp_path, tiny_pipeline):
 
 
 # -- non-finite loss --------------------------------------------------------------------------
+
 
 class NaNWGAN(WGANGP):
     name = "nan-wgan"
@@ -357,6 +397,9 @@ def test_nan_loss_stops_and_keeps_checkpoints(tmp_path, data):
     assert f"last good checkpoint: {tmp_path / 'checkpoints' / 'step_00000005'}" in msg
     after = snapshot(tmp_path / "checkpoints")
     assert {k: v for k, v in after.items() if k in before} == before
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
-        ["step_00000002", "step_00000004", "step_00000005"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step_00000002",
+        "step_00000004",
+        "step_00000005",
+    ]
     assert max(r["step"] for r in metrics(tmp_path / "metrics.jsonl")) == 5

@@ -40,9 +40,9 @@ count = 32
 {space}
 """
 
-SPACE = '''"model.lr_g" = {low = 1e-4, high = 1e-2, log = true}
+SPACE = """"model.lr_g" = {low = 1e-4, high = 1e-2, log = true}
 "train.batch_size" = [8, 16]
-"train.ema_decay" = {low = 0.0, high = 0.9}'''
+"train.ema_decay" = {low = 0.0, high = 0.9}"""
 
 
 def tune(path: Path, trials: int = 3, space: str = SPACE) -> list[str]:
@@ -73,8 +73,11 @@ def test_trials_train_score_and_the_best_is_written(tmp_path):
     assert pasted["train"]["batch_size"] == params["train.batch_size"]
     assert sum(line.startswith("[tune] trial ") for line in logs) == 3
     for i in range(3):  # each trial really trained, with its own values
-        ckpts = list((tmp_path / "a" / "runs" / "t" / "tune" / f"trial_{i:04d}" /
-                      "checkpoints").glob("step_*"))
+        ckpts = list(
+            (tmp_path / "a" / "runs" / "t" / "tune" / f"trial_{i:04d}" / "checkpoints").glob(
+                "step_*"
+            )
+        )
         assert [c.name for c in ckpts] == ["step_00000006"]
     # seeded: the same search elsewhere proposes the same values and gets the same scores
     tune(tmp_path / "b")
@@ -92,7 +95,9 @@ def test_more_trials_continue_the_study(tmp_path):
 
 
 def test_super_resolution_maximises_psnr(tmp_path):
-    toml = write_toml(tmp_path / "pipeline.toml", """
+    toml = write_toml(
+        tmp_path / "pipeline.toml",
+        """
         [run]
         name = "t"
         device = "cpu"
@@ -112,7 +117,8 @@ def test_super_resolution_maximises_psnr(tmp_path):
         steps = 5
         [tune.space]
         "model.lr_g" = [1e-4, 3e-3]
-        """)
+        """,
+    )
     run_file(toml, entry_points=False, log=lambda *_: None)
     best = json.loads((tmp_path / "runs" / "t" / "tune" / "best.json").read_text())
     rows = read_trials(tmp_path)
@@ -120,15 +126,18 @@ def test_super_resolution_maximises_psnr(tmp_path):
     assert best["value"] == max(float(r["psnr"]) for r in rows) > 10
 
 
-@pytest.mark.parametrize("space,needle", [
-    ('"model.nope" = [1, 2]', "'model.nope' is not a [model] or [train] option"),
-    ('"data.count" = [1, 2]', "'data.count' is not a [model] or [train] option"),
-    ('"model.lr_g" = []', "the list of values is empty"),
-    ('"model.lr_g" = {low = 1e-2, high = 1e-4}', "low must be below high"),
-    ('"model.lr_g" = {low = 0.0, high = 1e-2, log = true}', "a log range needs low > 0"),
-    ('"model.lr_g" = {low = 1e-4, high = 1e-2, lo = 1}', "tune.space"),
-    ('"model.latent_dim" = [8, -3]', "latent_dim"),
-])
+@pytest.mark.parametrize(
+    "space,needle",
+    [
+        ('"model.nope" = [1, 2]', "'model.nope' is not a [model] or [train] option"),
+        ('"data.count" = [1, 2]', "'data.count' is not a [model] or [train] option"),
+        ('"model.lr_g" = []', "the list of values is empty"),
+        ('"model.lr_g" = {low = 1e-2, high = 1e-4}', "low must be below high"),
+        ('"model.lr_g" = {low = 0.0, high = 1e-2, log = true}', "a log range needs low > 0"),
+        ('"model.lr_g" = {low = 1e-4, high = 1e-2, lo = 1}', "tune.space"),
+        ('"model.latent_dim" = [8, -3]', "latent_dim"),
+    ],
+)
 def test_bad_search_spaces_are_one_line_errors(tmp_path, space, needle):
     with pytest.raises(ConfigError) as info:
         tune(tmp_path, space=space)
@@ -137,8 +146,9 @@ def test_bad_search_spaces_are_one_line_errors(tmp_path, space, needle):
 
 
 def test_metric_must_suit_the_task(tmp_path):
-    toml = write_toml(tmp_path / "pipeline.toml",
-                      GAN.format(trials=1, space=SPACE).replace("[tune]\n",
-                                                                "[tune]\nmetric = \"psnr\"\n"))
+    toml = write_toml(
+        tmp_path / "pipeline.toml",
+        GAN.format(trials=1, space=SPACE).replace("[tune]\n", '[tune]\nmetric = "psnr"\n'),
+    )
     with pytest.raises(ConfigError, match="metric 'psnr' is for super_resolve models"):
         run_file(toml, entry_points=False, log=lambda *_: None)

@@ -46,32 +46,49 @@ def _torch_model(path: Path, module, scale: int) -> Path:
     from ganpipe.export.onnx_export import build_metadata, export_onnx
     from ganpipe.variants.base import ExportSpec, InputSpec
 
-    spec = ExportSpec(module, inputs=[InputSpec("image", "image", (3,))],
-                      example_inputs=(torch.rand(2, 3, 8, 8),), output_name=OUT_NAME,
-                      value_range=(0.0, 1.0), metadata={"scale": scale})
+    spec = ExportSpec(
+        module,
+        inputs=[InputSpec("image", "image", (3,))],
+        example_inputs=(torch.rand(2, 3, 8, 8),),
+        output_name=OUT_NAME,
+        value_range=(0.0, 1.0),
+        metadata={"scale": scale},
+    )
     export_onnx(spec, path, build_metadata(spec, "test", "super_resolve", 8, 3, ()))
     return path
 
 
 def _resize(src: str, dst: str, scale: int) -> tuple[list, list]:
-    scales = numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32),
-                                     f"scales_{dst}")
-    node = helper.make_node("Resize", [src, "", scales.name], [dst], mode="nearest",
-                            coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    scales = numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), f"scales_{dst}")
+    node = helper.make_node(
+        "Resize",
+        [src, "", scales.name],
+        [dst],
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
     return [node], [scales]
 
 
-def _hand_model(path: Path, nodes, inits, scale: int, *, dtype=TensorProto.FLOAT,
-                **meta) -> Path:
+def _hand_model(path: Path, nodes, inits, scale: int, *, dtype=TensorProto.FLOAT, **meta) -> Path:
     graph = helper.make_graph(
-        nodes, "sr", [helper.make_tensor_value_info("image", dtype, ["n", 3, "h", "w"])],
+        nodes,
+        "sr",
+        [helper.make_tensor_value_info("image", dtype, ["n", 3, "h", "w"])],
         [helper.make_tensor_value_info(OUT_NAME, dtype, ["n", 3, "H", "W"])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
-                              ir_version=8)
-    full = {"task": "super_resolve", "scale": scale, "channels": 3, "value_range": [0.0, 1.0],
-            "inputs": [{"name": "image", "kind": "image", "shape": [3]}], "output": OUT_NAME,
-            **meta}
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    full = {
+        "task": "super_resolve",
+        "scale": scale,
+        "channels": 3,
+        "value_range": [0.0, 1.0],
+        "inputs": [{"name": "image", "kind": "image", "shape": [3]}],
+        "output": OUT_NAME,
+        **meta,
+    }
     for key, value in full.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = "ganpipe." + key, json.dumps(value)
@@ -95,33 +112,62 @@ def models(tmp_path_factory):
     with torch.no_grad():
         conv[0].weight.mul_(0.5)
         conv[0].bias.fill_(0.3)
-    out = {"conv2": _torch_model(d / "conv2.onnx", conv, 2),
-           "near2": _torch_model(d / "near2.onnx", Nearest(), 2)}
+    out = {
+        "conv2": _torch_model(d / "conv2.onnx", conv, 2),
+        "near2": _torch_model(d / "near2.onnx", Nearest(), 2),
+    }
     # x4 nearest that only accepts multiples of 4 (SpaceToDepth) -> needs tile_multiple
     nodes, inits = _resize("d2s", OUT_NAME, 4)
-    out["near4m4"] = _hand_model(d / "near4m4.onnx", [
-        helper.make_node("SpaceToDepth", ["image"], ["s2d"], blocksize=4),
-        helper.make_node("DepthToSpace", ["s2d"], ["d2s"], blocksize=4, mode="DCR"),
-        *nodes], inits, 4, tile_multiple=4)
+    out["near4m4"] = _hand_model(
+        d / "near4m4.onnx",
+        [
+            helper.make_node("SpaceToDepth", ["image"], ["s2d"], blocksize=4),
+            helper.make_node("DepthToSpace", ["s2d"], ["d2s"], blocksize=4, mode="DCR"),
+            *nodes,
+        ],
+        inits,
+        4,
+        tile_multiple=4,
+    )
     # float16 in and out
     nodes, inits = _resize("f32", "r32", 2)
-    out["near2fp16"] = _hand_model(d / "near2fp16.onnx", [
-        helper.make_node("Cast", ["image"], ["f32"], to=TensorProto.FLOAT), *nodes,
-        helper.make_node("Cast", ["r32"], [OUT_NAME], to=TensorProto.FLOAT16)], inits, 2,
-        dtype=TensorProto.FLOAT16)
+    out["near2fp16"] = _hand_model(
+        d / "near2fp16.onnx",
+        [
+            helper.make_node("Cast", ["image"], ["f32"], to=TensorProto.FLOAT),
+            *nodes,
+            helper.make_node("Cast", ["r32"], [OUT_NAME], to=TensorProto.FLOAT16),
+        ],
+        inits,
+        2,
+        dtype=TensorProto.FLOAT16,
+    )
     # value range [-1, 1] with a negation: the output must be 1 - input
     nodes, inits = _resize("neg", OUT_NAME, 2)
-    out["neg2"] = _hand_model(d / "neg2.onnx", [helper.make_node("Neg", ["image"], ["neg"]),
-                                                *nodes], inits, 2, value_range=[-1.0, 1.0])
+    out["neg2"] = _hand_model(
+        d / "neg2.onnx",
+        [helper.make_node("Neg", ["image"], ["neg"]), *nodes],
+        inits,
+        2,
+        value_range=[-1.0, 1.0],
+    )
     # 3x3 box blur, then nearest x2: mixes each pixel with its neighbours
     box = numpy_helper.from_array(np.full((3, 1, 3, 3), 1 / 9, np.float32), "box")
     nodes, inits = _resize("blur", OUT_NAME, 2)
-    out["blur2"] = _hand_model(d / "blur2.onnx", [
-        helper.make_node("Conv", ["image", "box"], ["blur"], group=3, pads=[1, 1, 1, 1]),
-        *nodes], [box, *inits], 2)
+    out["blur2"] = _hand_model(
+        d / "blur2.onnx",
+        [helper.make_node("Conv", ["image", "box"], ["blur"], group=3, pads=[1, 1, 1, 1]), *nodes],
+        [box, *inits],
+        2,
+    )
     # not a super-resolution model
-    out["generate"] = _hand_model(d / "gen.onnx", [
-        helper.make_node("Identity", ["image"], [OUT_NAME])], [], 1, task="generate")
+    out["generate"] = _hand_model(
+        d / "gen.onnx",
+        [helper.make_node("Identity", ["image"], [OUT_NAME])],
+        [],
+        1,
+        task="generate",
+    )
     return out
 
 
@@ -159,8 +205,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragmen
 class Recorder:
     """Wraps an ONNX Runtime session: records input shapes, can fail or sleep."""
 
-    def __init__(self, session, fail_above: int | None = None, error: str = "",
-                 sleep: float = 0.0):
+    def __init__(self, session, fail_above: int | None = None, error: str = "", sleep: float = 0.0):
         self.session, self.fail_above, self.error, self.sleep = session, fail_above, error, sleep
         self.shapes: list[tuple[int, ...]] = []
         self.intervals: list[tuple[float, float]] = []
@@ -203,16 +248,16 @@ def test_fp16_model_gets_float16_input(models, tmp_path):
     arr = rand_rgb(9, 11)
     Image.fromarray(arr).save(tmp_path / "a.png")
     assert run(tmp_path / "a.png", tmp_path / "out", models["near2fp16"]).ok
-    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "out" / "a.png")),
-                                  nearest(arr, 2))
+    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "out" / "a.png")), nearest(arr, 2))
 
 
 def test_device_goes_to_choose_providers(models, monkeypatch):
     import ganpipe.inference.session as session
 
     seen = []
-    monkeypatch.setattr(session, "choose_providers",
-                        lambda device: seen.append(device) or ["CPUExecutionProvider"])
+    monkeypatch.setattr(
+        session, "choose_providers", lambda device: seen.append(device) or ["CPUExecutionProvider"]
+    )
     assert open_sr_model(models["near2"], "cuda:1").providers == ["CPUExecutionProvider"]
     assert seen == ["cuda:1"]
     with pytest.raises(ConfigError, match="unknown device"):
@@ -222,21 +267,30 @@ def test_device_goes_to_choose_providers(models, monkeypatch):
 def test_non_sr_model_and_bad_device_are_one_line_errors(models, tmp_path, cli):
     Image.fromarray(rand_rgb(4, 4)).save(tmp_path / "a.png")
     base = ["upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
-    assert_one_line_error(cli(*base, "-m", str(models["generate"])), 2, "super_resolve",
-                          "generate")
+    assert_one_line_error(cli(*base, "-m", str(models["generate"])), 2, "super_resolve", "generate")
     assert_one_line_error(cli(*base, "-m", str(tmp_path / "missing.onnx")), 2, "does not exist")
-    assert_one_line_error(cli(*base, "-m", str(models["near2"]), "--device", "gpu"), 2,
-                          "unknown device")
+    assert_one_line_error(
+        cli(*base, "-m", str(models["near2"]), "--device", "gpu"), 2, "unknown device"
+    )
     if not cuda_driver_usable():
-        assert_one_line_error(cli(*base, "-m", str(models["near2"]), "--device", "cuda"), 2,
-                              "no usable CUDA GPU")
+        assert_one_line_error(
+            cli(*base, "-m", str(models["near2"]), "--device", "cuda"), 2, "no usable CUDA GPU"
+        )
     assert not (tmp_path / "out").exists()
 
 
 # -- tiling ----------------------------------------------------------------------------
 def test_tile_windows_make_the_tile_grid_with_the_overlap_added():
-    cases = [(70, 24, 6, 1), (100, 32, 8, 1), (33, 32, 4, 1), (500, 64, 31, 1),
-             (256, 128, 32, 1), (1000, 128, 16, 4), (257, 64, 0, 8), (131, 64, 16, 1)]
+    cases = [
+        (70, 24, 6, 1),
+        (100, 32, 8, 1),
+        (33, 32, 4, 1),
+        (500, 64, 31, 1),
+        (256, 128, 32, 1),
+        (1000, 128, 16, 4),
+        (257, 64, 0, 8),
+        (131, 64, 16, 1),
+    ]
     for length, tile, overlap, multiple in cases:
         size, starts = tile_windows(length, tile, overlap, multiple)
         n = len(starts)
@@ -248,7 +302,7 @@ def test_tile_windows_make_the_tile_grid_with_the_overlap_added():
         assert size <= tile + overlap + multiple
         total = np.zeros(length * 2)
         for s, w in zip(starts, axis_weights(starts, size, length, 2), strict=True):
-            total[s * 2:(s + size) * 2] += w
+            total[s * 2 : (s + size) * 2] += w
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
     # a 256 px side in 128 px tiles with overlap 32: two 144 px windows (1.125x the side
     # through the model), not three 128 px ones (1.5x)
@@ -273,8 +327,19 @@ def test_integer_output_is_rounded_band_by_band(models):
 def test_small_tiles_shrink_an_overlap_that_does_not_fit(models, tmp_path, cli):
     """--tile 64 works with the default overlap of 32: the overlap becomes 16."""
     Image.fromarray(rand_rgb(150, 90, seed=4)).save(tmp_path / "a.png")
-    proc = cli("upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"),
-               "-m", str(models["conv2"]), "--device", "cpu", "--tile", "64")
+    proc = cli(
+        "upscale",
+        "-i",
+        str(tmp_path / "a.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        str(models["conv2"]),
+        "--device",
+        "cpu",
+        "--tile",
+        "64",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "tile overlap 32 is too large for 64x64 tiles; using 16" in proc.stderr
     whole = run(tmp_path / "a.png", tmp_path / "whole", models["conv2"], tile=0)
@@ -290,15 +355,38 @@ def test_png_compression_level(models, tmp_path, cli):
     sizes = {}
     for level in (0, 9):
         out = tmp_path / f"out{level}"
-        proc = cli("upscale", "-i", str(tmp_path / "a.png"), "-o", str(out), "-m",
-                   str(models["near2"]), "--device", "cpu", "--png-compression", str(level))
+        proc = cli(
+            "upscale",
+            "-i",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(out),
+            "-m",
+            str(models["near2"]),
+            "--device",
+            "cpu",
+            "--png-compression",
+            str(level),
+        )
         assert proc.returncode == 0, proc.stderr
         sizes[level] = (out / "a.png").stat().st_size
         np.testing.assert_array_equal(np.asarray(opened(out / "a.png")), nearest(arr, 2))
     assert sizes[0] > 3 * sizes[9]
-    assert_one_line_error(cli("upscale", "-i", str(tmp_path / "a.png"), "-o",
-                              str(tmp_path / "bad"), "-m", str(models["near2"]),
-                              "--png-compression", "10"), 2, "png-compression")
+    assert_one_line_error(
+        cli(
+            "upscale",
+            "-i",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "bad"),
+            "-m",
+            str(models["near2"]),
+            "--png-compression",
+            "10",
+        ),
+        2,
+        "png-compression",
+    )
 
 
 def test_tiled_equals_untiled_and_only_tiles_reach_the_model(models, tmp_path):
@@ -327,8 +415,12 @@ def test_out_of_memory_halves_the_tile(models, tmp_path):
     pic = decode_image_from(tmp_path, rand_rgb(100, 90, seed=2))
     expected = Upscaler(open_sr_model(models["conv2"], "cpu"), tile=0).upscale(pic).color
     sr = open_sr_model(models["conv2"], "cpu")
-    sr.session = Recorder(sr.session, fail_above=32, error="[ONNXRuntimeError] : 6 : "
-                          "RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
+    sr.session = Recorder(
+        sr.session,
+        fail_above=32,
+        error="[ONNXRuntimeError] : 6 : "
+        "RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer",
+    )
     logs: list[str] = []
     upscaler = Upscaler(sr, tile=128, overlap=8, log=logs.append)
     got = upscaler.upscale(pic).color
@@ -421,8 +513,10 @@ def test_48bit_rgb_and_64bit_rgba_png_keep_16_bits(models, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     ramp = np.linspace(0, 65535, 400).astype(np.uint16)
-    rgb = np.stack([np.tile(ramp, (4, 1)), np.tile(ramp[::-1], (4, 1)),
-                    np.full((4, 400), 12345, np.uint16)], axis=2)
+    rgb = np.stack(
+        [np.tile(ramp, (4, 1)), np.tile(ramp[::-1], (4, 1)), np.full((4, 400), 12345, np.uint16)],
+        axis=2,
+    )
     (src / "rgb.png").write_bytes(png16.encode_png16(rgb))
     rgba = np.dstack([rgb, np.tile(ramp, (4, 1))])
     (src / "rgba.png").write_bytes(png16.encode_png16(rgba))
@@ -448,17 +542,24 @@ def test_48bit_rgb_64bit_rgba_and_gray_alpha_tiff_keep_16_bits(models, tmp_path)
     src = tmp_path / "in"
     src.mkdir()
     ramp = np.linspace(0, 65535, 300).astype(np.uint16)
-    rgb = np.stack([np.tile(ramp, (5, 1)), np.tile(ramp[::-1], (5, 1)),
-                    np.full((5, 300), 12345, np.uint16)], axis=2)
+    rgb = np.stack(
+        [np.tile(ramp, (5, 1)), np.tile(ramp[::-1], (5, 1)), np.full((5, 300), 12345, np.uint16)],
+        axis=2,
+    )
     rgba = np.dstack([rgb, np.tile(ramp, (5, 1))])
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     (src / "rgb.tif").write_bytes(tiff16.encode_tiff16(rgb, icc=icc))
     (src / "rgba.tif").write_bytes(tiff16.encode_tiff16(rgba))
     (src / "ga.tif").write_bytes(tiff16.encode_tiff16(rgba[:, :, [0, 3]]))
     # big-endian, planar, rotated by the Orientation tag (6: 90 degrees clockwise)
-    tifffile.imwrite(src / "rot.tif", np.moveaxis(rgb, 2, 0), byteorder=">",
-                     planarconfig="separate",
-                     photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    tifffile.imwrite(
+        src / "rot.tif",
+        np.moveaxis(rgb, 2, 0),
+        byteorder=">",
+        planarconfig="separate",
+        photometric="rgb",
+        extratags=[(274, "H", 1, 6, True)],
+    )
     assert opened(src / "rgb.tif").mode == "RGB"  # what Pillow alone would keep
     assert run(src, tmp_path / "out", models["near2"], tile=64, overlap=8).ok
     assert run(src, tmp_path / "png", models["near2"], format="png").ok
@@ -466,10 +567,16 @@ def test_48bit_rgb_64bit_rgba_and_gray_alpha_tiff_keep_16_bits(models, tmp_path)
     def alpha_visible(ref):
         return nearest(ref, 2)[:, :, -1] > 0
 
-    for name, ref in (("rgb", rgb), ("rgba", rgba), ("ga", rgba[:, :, [0, 3]]),
-                      ("rot", np.rot90(rgb, -1))):
-        for got in (tifffile.imread(tmp_path / "out" / f"{name}.tif"),
-                    png16.read_png16(tmp_path / "png" / f"{name}.png")[0]):
+    for name, ref in (
+        ("rgb", rgb),
+        ("rgba", rgba),
+        ("ga", rgba[:, :, [0, 3]]),
+        ("rot", np.rot90(rgb, -1)),
+    ):
+        for got in (
+            tifffile.imread(tmp_path / "out" / f"{name}.tif"),
+            png16.read_png16(tmp_path / "png" / f"{name}.png")[0],
+        ):
             got = got if got.ndim == 3 else got[:, :, None]
             assert got.dtype == np.uint16 and len(np.unique(got[..., 0])) > 256, name
             expected = nearest(ref, 2)
@@ -483,8 +590,7 @@ def test_48bit_rgb_64bit_rgba_and_gray_alpha_tiff_keep_16_bits(models, tmp_path)
         assert tif.pages.first.tags[34675].value == icc
 
 
-def test_16bit_tiff_with_a_codec_tifffile_lacks_falls_back_to_pillow(models, tmp_path,
-                                                                     monkeypatch):
+def test_16bit_tiff_with_a_codec_tifffile_lacks_falls_back_to_pillow(models, tmp_path, monkeypatch):
     """An LZW 16-bit TIFF without imagecodecs is still upscaled (at 8 bits, as Pillow
     reads it), not reported as failed."""
     from ganpipe.inference import tiff16
@@ -493,8 +599,9 @@ def test_16bit_tiff_with_a_codec_tifffile_lacks_falls_back_to_pillow(models, tmp
     (tmp_path / "a.tif").write_bytes(tiff16.encode_tiff16(rgb))
 
     def lacking(path):
-        raise tiff16.MissingCodec("TIFF compression LZW is not supported (it needs the "
-                                  "imagecodecs package)")
+        raise tiff16.MissingCodec(
+            "TIFF compression LZW is not supported (it needs the imagecodecs package)"
+        )
 
     monkeypatch.setattr(tiff16, "read_tiff16", lacking)
     summary = run(tmp_path / "a.tif", tmp_path / "out", models["near2"])
@@ -520,19 +627,32 @@ def _reference_png16(arr: np.ndarray, kinds: list[int]) -> bytes:
             a = row[x - bpp] if x >= bpp else 0
             b, cc = prev[x], prev[x - bpp] if x >= bpp else 0
             p = a + b - cc
-            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - cc) else \
-                b if abs(p - b) <= abs(p - cc) else cc
+            paeth = (
+                a
+                if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - cc)
+                else b
+                if abs(p - b) <= abs(p - cc)
+                else cc
+            )
             pred = [0, a, b, (a + b) // 2, paeth][kind]
             out.append((v - pred) & 255)
         raw += bytes([kind, *out])
         prev = row
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
 
-    return (png16.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        png16.SIGNATURE
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("kinds", [[0, 1, 2, 3, 4], [1, 2], [3], [4]])
@@ -580,14 +700,17 @@ def test_formats_by_content_names_and_recursive_tree(models, tmp_path):
     Image.fromarray(rand_rgb(8, 8)).save(src / "sub" / "deeper" / "noext", format="PNG")
     (src / "notes.txt").write_text("not an image")
     s = run(src, tmp_path / "flat", models["near2"], suffix="_x2")
-    assert sorted(p.name for p in s.written) == ["photo_x2.jpeg", "png_named_x2.png",
-                                                  "w_x2.webp"]
+    assert sorted(p.name for p in s.written) == ["photo_x2.jpeg", "png_named_x2.png", "w_x2.webp"]
     assert s.ok and s.ignored == 1
     s = run(src, tmp_path / "tree", models["near2"], recursive=True)
-    formats = {p.relative_to(tmp_path / "tree").as_posix(): opened(p).format
-               for p in s.written}
-    assert formats == {"png_named.png": "PNG", "photo.jpeg": "JPEG", "w.webp": "WEBP",
-                       "sub/t.tiff": "TIFF", "sub/deeper/noext.png": "PNG"}
+    formats = {p.relative_to(tmp_path / "tree").as_posix(): opened(p).format for p in s.written}
+    assert formats == {
+        "png_named.png": "PNG",
+        "photo.jpeg": "JPEG",
+        "w.webp": "WEBP",
+        "sub/t.tiff": "TIFF",
+        "sub/deeper/noext.png": "PNG",
+    }
     s = run(src, tmp_path / "as_png", models["near2"], recursive=True, format="png")
     assert {opened(p).format for p in s.written} == {"PNG"} and len(s.written) == 5
     assert {p.suffix for p in s.written} == {".png"}
@@ -603,8 +726,17 @@ def test_outputs_never_overwrite_inputs(models, tmp_path, cli):
     arr = rand_rgb(6, 6)
     Image.fromarray(arr).save(tmp_path / "a.png")
     before = (tmp_path / "a.png").read_bytes()
-    proc = cli("upscale", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path), "-m",
-               str(models["near2"]), "--device", "cpu")
+    proc = cli(
+        "upscale",
+        "-i",
+        str(tmp_path / "a.png"),
+        "-o",
+        str(tmp_path),
+        "-m",
+        str(models["near2"]),
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 1 and "would overwrite an input" in proc.stderr
     assert "Traceback" not in proc.stderr and (tmp_path / "a.png").read_bytes() == before
     s = run(tmp_path / "a.png", tmp_path, models["near2"], suffix="_x2")
@@ -612,8 +744,15 @@ def test_outputs_never_overwrite_inputs(models, tmp_path, cli):
     (tmp_path / "in").mkdir()
     Image.fromarray(arr).save(tmp_path / "in" / "b.png")
     for out in ("in", "in/out"):
-        proc = cli("upscale", "-i", str(tmp_path / "in"), "-o", str(tmp_path / out), "-m",
-                   str(models["near2"]))
+        proc = cli(
+            "upscale",
+            "-i",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / out),
+            "-m",
+            str(models["near2"]),
+        )
         assert_one_line_error(proc, 2, "inside the input folder")
 
 
@@ -657,8 +796,17 @@ def test_bad_files_are_reported_and_the_batch_goes_on(models, tmp_path, cli):
     (src / "corrupt.png").write_bytes(os.urandom(300))
     (src / "empty.jpg").write_bytes(b"")
     (src / "text.webp").write_text("hello")
-    proc = cli("upscale", "-i", str(src), "-o", str(tmp_path / "out"), "-m",
-               str(models["near2"]), "--device", "cpu")
+    proc = cli(
+        "upscale",
+        "-i",
+        str(src),
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        str(models["near2"]),
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("ganpipe: failed: ")]
@@ -674,8 +822,7 @@ def test_decompression_bomb_limit_stays_on(models, tmp_path, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(rand_rgb(40, 40)).save(src / "big.png")
-    (src / "big16.png").write_bytes(png16.encode_png16(
-        np.zeros((40, 40, 3), np.uint16)))
+    (src / "big16.png").write_bytes(png16.encode_png16(np.zeros((40, 40, 3), np.uint16)))
     Image.fromarray(rand_rgb(20, 20)).save(src / "small.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 px: Pillow only warns
     s = run(src, tmp_path / "out", models["near2"])
@@ -726,8 +873,7 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
     plan = plan_jobs(src, tmp_path / "out")
     written, failures, _ = up.run_jobs(upscaler, plan.jobs, workers=2, progress=False)
     assert len(written) == 8 and not failures
-    overlapping = sum(1 for a0, a1 in rec.intervals for b0, b1 in encodes
-                      if a0 < b1 and b0 < a1)
+    overlapping = sum(1 for a0, a1 in rec.intervals for b0, b1 in encodes if a0 < b1 and b0 < a1)
     assert overlapping >= 3  # the model ran while earlier images were being written
     assert state["max_ahead"] <= 2 + 2  # decoded images waiting: bounded
 
@@ -735,8 +881,18 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
 def test_progress_bar_shows_images_and_megapixels_per_second(models, tmp_path, cli):
     for i in range(3):
         Image.fromarray(rand_rgb(8, 8, seed=i)).save(tmp_path / f"{i}.png")
-    proc = cli("upscale", "-i", str(tmp_path), "-o", str(tmp_path.parent / "prog_out"),
-               "-m", str(models["near2"]), "--progress", "--device", "cpu")
+    proc = cli(
+        "upscale",
+        "-i",
+        str(tmp_path),
+        "-o",
+        str(tmp_path.parent / "prog_out"),
+        "-m",
+        str(models["near2"]),
+        "--progress",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "img/s" in proc.stderr and "MP/s" in proc.stderr and "3/3" in proc.stderr
     assert "upscaled 3 images (x2)" in proc.stdout
@@ -756,14 +912,22 @@ def test_shards_split_the_sorted_list(models, tmp_path, cli):
     assert sorted(seen) == names
     assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
     for bad in ("4/4", "x", "1/0", "-1/2"):
-        proc = cli("upscale", "-i", str(tmp_path), "-o", str(tmp_path.parent / "s"), "-m",
-                   str(models["near2"]), "--shard", bad)
+        proc = cli(
+            "upscale",
+            "-i",
+            str(tmp_path),
+            "-o",
+            str(tmp_path.parent / "s"),
+            "-m",
+            str(models["near2"]),
+            "--shard",
+            bad,
+        )
         assert_one_line_error(proc, 2, "--shard")
 
 
 # -- torch-free ------------------------------------------------------------------------
-def run_cli_without_torch(args: list[str], env: dict | None = None
-                          ) -> subprocess.CompletedProcess:
+def run_cli_without_torch(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     """``ganpipe ARGS`` in a subprocess where importing torch raises; it prints
     TORCH-FREE when the command succeeded and torch was never imported."""
     code = textwrap.dedent(f"""
@@ -784,14 +948,24 @@ def run_cli_without_torch(args: list[str], env: dict | None = None
         assert "torch" not in sys.modules and "onnxruntime" in sys.modules
         print("TORCH-FREE")
     """)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_upscale_never_imports_torch(models, tmp_path):
     Image.fromarray(rand_rgb(6, 6)).save(tmp_path / "a.png")
-    proc = run_cli_without_torch(["upscale", "-i", str(tmp_path / "a.png"), "-o",
-                                  str(tmp_path / "out"), "-m", str(models["near2"])])
+    proc = run_cli_without_torch(
+        [
+            "upscale",
+            "-i",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "-m",
+            str(models["near2"]),
+        ]
+    )
     assert proc.returncode == 0 and "TORCH-FREE" in proc.stdout, proc.stderr
     assert opened(tmp_path / "out" / "a.png").size == (12, 12)
 
@@ -809,29 +983,49 @@ def test_released_weights_are_converted_once_and_cached(tmp_path):
     torch.save({"params": net.state_dict()}, tmp_path / "tiny-x2.pth")
     Image.fromarray(rand_rgb(9, 7, seed=8)).save(tmp_path / "a.png")
     env = {**os.environ, "GANPIPE_CACHE_DIR": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "ganpipe.cli", "upscale", "-i", str(tmp_path / "a.png"),
-            "-m", str(tmp_path / "tiny-x2.pth"), "--device", "cpu", "-o"]
-    proc = subprocess.run([*args, str(tmp_path / "first")], capture_output=True, text=True,
-                          env=env, timeout=300)
+    args = [
+        sys.executable,
+        "-m",
+        "ganpipe.cli",
+        "upscale",
+        "-i",
+        str(tmp_path / "a.png"),
+        "-m",
+        str(tmp_path / "tiny-x2.pth"),
+        "--device",
+        "cpu",
+        "-o",
+    ]
+    proc = subprocess.run(
+        [*args, str(tmp_path / "first")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "converting tiny-x2.pth (compact x2) to ONNX" in proc.stderr
     cached = list((tmp_path / "cache" / "imported").glob("tiny-x2-*.onnx"))
     assert len(cached) == 1
     import_weights(tmp_path / "tiny-x2.pth", tmp_path / "ref.onnx")
     assert run(tmp_path / "a.png", tmp_path / "ref", tmp_path / "ref.onnx").ok
-    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "first" / "a.png")),
-                                  np.asarray(opened(tmp_path / "ref" / "a.png")))
+    np.testing.assert_array_equal(
+        np.asarray(opened(tmp_path / "first" / "a.png")),
+        np.asarray(opened(tmp_path / "ref" / "a.png")),
+    )
     # second time: from the cache, with torch blocked
     proc = run_cli_without_torch([*args[3:], str(tmp_path / "second")], env)
     assert proc.returncode == 0 and "TORCH-FREE" in proc.stdout, proc.stderr
     assert "converting" not in proc.stderr
-    np.testing.assert_array_equal(np.asarray(opened(tmp_path / "second" / "a.png")),
-                                  np.asarray(opened(tmp_path / "ref" / "a.png")))
+    np.testing.assert_array_equal(
+        np.asarray(opened(tmp_path / "second" / "a.png")),
+        np.asarray(opened(tmp_path / "ref" / "a.png")),
+    )
     # a file holding Python objects is refused before anything is written
     torch.save({"params": net.state_dict(), "x": Path("x")}, tmp_path / "evil.pth")
-    proc = subprocess.run([*args[:7], str(tmp_path / "evil.pth"), *args[8:],
-                           str(tmp_path / "evil-out")], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [*args[:7], str(tmp_path / "evil.pth"), *args[8:], str(tmp_path / "evil-out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert_one_line_error(proc, 2, "refusing to load")
     assert not (tmp_path / "evil-out").exists()
 
@@ -846,10 +1040,13 @@ def test_model_ensemble_and_self_ensemble(models, tmp_path, cli):
         p = decode_image_from(tmp_path, np.ascontiguousarray(image))
         return Upscaler(open_sr_model(models[name], "cpu"), tile=0).upscale(p).color
 
-    both = Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu"),
-                                 open_sr_model(models["blur2"], "cpu")]), tile=0)
-    np.testing.assert_allclose(both.upscale(pic).color,
-                               (plain("conv2") + plain("blur2")) / 2, atol=1e-5)
+    both = Upscaler(
+        up.Ensemble([open_sr_model(models["conv2"], "cpu"), open_sr_model(models["blur2"], "cpu")]),
+        tile=0,
+    )
+    np.testing.assert_allclose(
+        both.upscale(pic).color, (plain("conv2") + plain("blur2")) / 2, atol=1e-5
+    )
     expected = np.zeros_like(plain("conv2"))
     for flip in (False, True):
         for rot in range(4):
@@ -862,15 +1059,30 @@ def test_model_ensemble_and_self_ensemble(models, tmp_path, cli):
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.abs(got - plain("conv2")).max() > 1e-3  # the model is not flip-invariant
     # tiled, the self-ensemble still matches the whole-image one
-    tiled = Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=16,
-                     overlap=6).upscale(pic).color
+    tiled = (
+        Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=16, overlap=6)
+        .upscale(pic)
+        .color
+    )
     assert np.abs(tiled - got).max() < 1e-4
     with pytest.raises(ConfigError, match="one scale"):
-        up.Ensemble([open_sr_model(models["near2"], "cpu"),
-                     open_sr_model(models["near4m4"], "cpu")])
-    proc = cli("upscale", "-i", str(tmp_path / "src.png"), "-o", str(tmp_path / "out"),
-               "-m", str(models["conv2"]), "-m", str(models["blur2"]), "--tta",
-               "--device", "cpu")
+        up.Ensemble(
+            [open_sr_model(models["near2"], "cpu"), open_sr_model(models["near4m4"], "cpu")]
+        )
+    proc = cli(
+        "upscale",
+        "-i",
+        str(tmp_path / "src.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        str(models["conv2"]),
+        "-m",
+        str(models["blur2"]),
+        "--tta",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     assert opened(tmp_path / "out" / "src.png").size == (20, 26)
 
@@ -925,8 +1137,9 @@ def test_upscale_stage_defaults_to_the_export_model(models, tmp_path):
     shutil.copy(models["near2"], run_dir / "export" / "model.onnx")
     (tmp_path / "photos").mkdir()
     Image.fromarray(rand_rgb(5, 6)).save(tmp_path / "photos" / "a.png")
-    manifest = Manifest(run_dir / "manifest.json",
-                        {"export": {"outputs": {"model": "export/model.onnx"}}})
+    manifest = Manifest(
+        run_dir / "manifest.json", {"export": {"outputs": {"model": "export/model.onnx"}}}
+    )
     config = SimpleNamespace(base_dir=tmp_path, path=tmp_path / "pipeline.toml")
     ctx = StageContext(config, run_dir, manifest, {}, log=lambda m: None)
     opts = UpscaleOptions(input="photos", device="cpu", format="webp")

@@ -50,8 +50,10 @@ def project(tmp_path):
     save(tmp_path / "photos" / "a.png", 6, 0)
 
     def run(input: str = "photos", recursive: bool = False) -> bool:
-        toml = write_toml(tmp_path / "pipeline.toml",
-                          PIPELINE.format(input=input, recursive=str(recursive).lower()))
+        toml = write_toml(
+            tmp_path / "pipeline.toml",
+            PIPELINE.format(input=input, recursive=str(recursive).lower()),
+        )
         logs: list[str] = []
         run_file(toml, entry_points=False, log=logs.append)
         ran = any(line.startswith("[upscale] running") for line in logs)
@@ -123,13 +125,18 @@ def test_upscale_stage_passes_quality_compression_and_alpha_on(tmp_path):
     smooth = np.repeat(np.repeat(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 4, 0), 4, 1)
     Image.fromarray(smooth).save(tmp_path / "photos" / "a.png")
     sizes = {}
-    for name, extra in (("low", 'format = "jpg"\nquality = 10'),
-                        ("high", 'format = "jpg"\nquality = 100'),
-                        ("flat", "png_compression = 0"), ("small", "png_compression = 9")):
+    for name, extra in (
+        ("low", 'format = "jpg"\nquality = 10'),
+        ("high", 'format = "jpg"\nquality = 100'),
+        ("flat", "png_compression = 0"),
+        ("small", "png_compression = 9"),
+    ):
         text = PIPELINE.format(input="photos", recursive="false").replace(
-            'suffix = "_x2"', f'suffix = "_{name}"\n{extra}')
-        run_file(write_toml(tmp_path / "pipeline.toml", text), entry_points=False,
-                 log=lambda m: None)
+            'suffix = "_x2"', f'suffix = "_{name}"\n{extra}'
+        )
+        run_file(
+            write_toml(tmp_path / "pipeline.toml", text), entry_points=False, log=lambda m: None
+        )
         out = next((tmp_path / "runs" / "up" / "upscale").glob(f"a_{name}.*"))
         sizes[name] = out.stat().st_size
     assert sizes["low"] * 3 < sizes["high"]
@@ -144,14 +151,16 @@ def test_upscale_stage_with_an_ensemble_and_tta(tmp_path):
     (tmp_path / "photos").mkdir()
     save(tmp_path / "photos" / "a.png", 6, 0)
     text = PIPELINE.format(input="photos", recursive="false").replace(
-        'model = "near2.onnx"', 'model = ["near2.onnx", "near2b.onnx"]\ntta = true')
+        'model = "near2.onnx"', 'model = ["near2.onnx", "near2b.onnx"]\ntta = true'
+    )
     toml = write_toml(tmp_path / "pipeline.toml", text)
     logs: list[str] = []
     run_file(toml, entry_points=False, log=logs.append)
     out = tmp_path / "runs" / "up" / "upscale" / "a_x2.png"
     src = np.asarray(Image.open(tmp_path / "photos" / "a.png"))
-    np.testing.assert_array_equal(np.asarray(Image.open(out)),
-                                  src.repeat(2, 0).repeat(2, 1))  # nearest: TTA-invariant
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out)), src.repeat(2, 0).repeat(2, 1)
+    )  # nearest: TTA-invariant
     shift_mtime(tmp_path / "near2b.onnx")
     logs.clear()
     run_file(toml, entry_points=False, log=logs.append)

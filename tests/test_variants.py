@@ -39,11 +39,11 @@ def run(path: Path) -> list[str]:
 
 def batch_of(n: int = 8, size: int = 16, channels: int = 3, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    return Batch(torch.rand(n, channels, size, size, generator=g) * 2 - 1,
-                 torch.arange(n) % 2)
+    return Batch(torch.rand(n, channels, size, size, generator=g) * 2 - 1, torch.arange(n) % 2)
 
 
 # -- every variant end to end ----------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["gan", "dcgan", "cgan", "wgan-gp", "vae"])
@@ -77,7 +77,9 @@ def test_variant_runs_the_pipeline_end_to_end(tiny_pipeline, variant):
 
 @pytest.mark.slow
 def test_cgan_on_a_real_image_folder(tmp_path, image_folder):
-    path = write_toml(tmp_path / "pipeline.toml", f"""
+    path = write_toml(
+        tmp_path / "pipeline.toml",
+        f"""
         [run]
         name = "folder"
         device = "cpu"
@@ -100,7 +102,8 @@ def test_cgan_on_a_real_image_folder(tmp_path, image_folder):
         [generate]
         count = 4
         labels = ["dogs"]
-        """)
+        """,
+    )
     run(path)
     run_dir = tmp_path / "runs" / "folder"
     info = json.loads((run_dir / "manifest.json").read_text())["stages"]["train"]["info"]
@@ -185,28 +188,42 @@ def test_cgan_generates_the_requested_class(bw_model, tmp_path):
     assert white.min() > black.max()
     # by index too, and through generate_to_folder (what the CLI and the stage use)
     assert np.array_equal(brightness(model, "1"), white)
-    summary = generate_to_folder(bw_model, tmp_path / "white", 4, seed=3, labels=["white"],
-                                 device="cpu", grid=False)
+    summary = generate_to_folder(
+        bw_model, tmp_path / "white", 4, seed=3, labels=["white"], device="cpu", grid=False
+    )
     files = [np.asarray(Image.open(p)) for p in summary.files]
     assert len(files) == 4 and all(f.mean() > 165 for f in files)
-    summary = generate_to_folder(bw_model, tmp_path / "black", 4, seed=3, labels=[0],
-                                 device="cpu", grid=False)
+    summary = generate_to_folder(
+        bw_model, tmp_path / "black", 4, seed=3, labels=[0], device="cpu", grid=False
+    )
     assert all(np.asarray(Image.open(p)).mean() < 90 for p in summary.files)
 
 
 @pytest.mark.slow
 def test_cli_label_outside_the_classes(bw_model, tmp_path, cli):
     for bad in ("2", "grey", "-1"):
-        proc = cli("generate", "-m", str(bw_model), "-n", "2", "-o", "out",
-                       "--label", bad, cwd=tmp_path)
+        proc = cli(
+            "generate", "-m", str(bw_model), "-n", "2", "-o", "out", "--label", bad, cwd=tmp_path
+        )
         assert proc.returncode != 0
         assert "Traceback" not in proc.stderr + proc.stdout
         err = proc.stderr.strip()
         assert err.startswith("ganpipe: error:") and len(err.splitlines()) == 1, err
         assert f"--label {bad!r}" in err and "0=black, 1=white" in err and "0..1" in err
         assert not (tmp_path / "out").exists()
-    ok = cli("generate", "-m", str(bw_model), "-n", "2", "-o", "out", "--label", "white",
-                 "--no-grid", cwd=tmp_path)
+    ok = cli(
+        "generate",
+        "-m",
+        str(bw_model),
+        "-n",
+        "2",
+        "-o",
+        "out",
+        "--label",
+        "white",
+        "--no-grid",
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr
     assert len(list((tmp_path / "out").glob("sample_*.png"))) == 2
 
@@ -219,14 +236,16 @@ def test_resolve_labels_error_lists_the_classes(bw_model):
 
 # -- conditional variants need labelled data --------------------------------------------
 
+
 def test_conditional_variant_on_a_flat_folder_is_a_config_error(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     rng = np.random.default_rng(0)
     for i in range(6):
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
-            flat / f"{i}.png")
-    path = write_toml(tmp_path / "pipeline.toml", f"""
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(flat / f"{i}.png")
+    path = write_toml(
+        tmp_path / "pipeline.toml",
+        f"""
         [run]
         name = "flat"
         device = "cpu"
@@ -246,7 +265,8 @@ def test_conditional_variant_on_a_flat_folder_is_a_config_error(tmp_path):
         batch_size = 4
         progress = false
         [export]
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         run(path)
     msg = str(info.value)
@@ -264,13 +284,19 @@ def test_conditional_variant_on_one_class_fails_before_training(tmp_path):
     data = ShapesDataset().load(ShapesOptions(count=8, classes=1), 16, 3, Path("."))
     variant = CGAN()
     with pytest.raises(ConfigError, match="subfolder"):
-        Trainer(variant, variant.Options(**variant.tiny_options),
-                TrainOptions(steps=2, batch_size=4, progress=False), data, tmp_path,
-                device="cpu")
+        Trainer(
+            variant,
+            variant.Options(**variant.tiny_options),
+            TrainOptions(steps=2, batch_size=4, progress=False),
+            data,
+            tmp_path,
+            device="cpu",
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 # -- WGAN-GP -----------------------------------------------------------------------------
+
 
 def wgan(info: DataInfo | None = None, **opts):
     variant = WGANGP()
@@ -322,8 +348,7 @@ def test_gradient_penalty():
     gp = gradient_penalty(ctx.nets["D"], real.tanh(), fake.tanh())
     assert gp.item() > 0
     gp.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0
-               for p in ctx.nets["D"].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in ctx.nets["D"].parameters())
 
 
 def params(net: nn.Module) -> list[torch.Tensor]:
@@ -370,6 +395,7 @@ def test_wgan_weight_clipping():
 
 # -- VAE ------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_vae_learns_and_its_decoder_generates(tiny_pipeline):
     path = tiny_pipeline(variant="vae", steps=30)
@@ -393,12 +419,15 @@ def test_vae_learns_and_its_decoder_generates(tiny_pipeline):
 
 # -- the MLP GAN -------------------------------------------------------------------------------
 
+
 def test_gan_hidden_widths_are_honoured():
     variant = VanillaGAN()
     opts = variant.Options(latent_dim=8, hidden=[16, 24])
     nets = variant.build(opts, DataInfo(16, 1))
-    shape = lambda net: [(m.in_features, m.out_features) for m in net.modules()  # noqa: E731
-                         if isinstance(m, nn.Linear)]
+
+    def shape(net):
+        return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
+
     assert shape(nets["G"]) == [(8, 16), (16, 24), (24, 256)]
     assert shape(nets["D"]) == [(256, 24), (24, 16), (16, 1)]
     assert nets["G"](torch.randn(3, 8)).shape == (3, 1, 16, 16)

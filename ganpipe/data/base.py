@@ -54,8 +54,9 @@ class ImageSet:
 
     def subset(self, index: np.ndarray) -> ImageSet:
         groups = None if self.groups is None else self.groups[index]
-        return ImageSet(self.images[index], self.labels[index], self.class_names, self.skipped,
-                        groups)
+        return ImageSet(
+            self.images[index], self.labels[index], self.class_names, self.skipped, groups
+        )
 
     def split(self, holdout: float, seed: int) -> tuple[ImageSet, ImageSet]:
         """(train, held-out): a seeded random ``holdout`` fraction of the source files is
@@ -66,9 +67,11 @@ class ImageSet:
         sources, inverse = np.unique(groups, return_inverse=True)
         n = len(sources)
         if holdout > 0 and n == 1 and self.groups is not None and len(self) > 1:
-            raise DataError(f"data.holdout = {holdout}: all {len(self)} images come from one "
-                            f"source file, and held-out images must come from other files "
-                            f"than the training ones; add images or set holdout = 0")
+            raise DataError(
+                f"data.holdout = {holdout}: all {len(self)} images come from one "
+                f"source file, and held-out images must come from other files "
+                f"than the training ones; add images or set holdout = 0"
+            )
         n_hold = int(round(n * holdout)) if holdout > 0 else 0
         if holdout > 0 and n > 1:
             n_hold = min(max(1, n_hold), n - 1)
@@ -80,8 +83,12 @@ class ImageSet:
 
     def save(self, path: str | Path) -> None:
         buf = io.BytesIO()
-        np.savez(buf, images=self.images, labels=self.labels,
-                 class_names=np.array(self.class_names, dtype=str))
+        np.savez(
+            buf,
+            images=self.images,
+            labels=self.labels,
+            class_names=np.array(self.class_names, dtype=str),
+        )
         write_bytes(path, buf.getvalue())
 
     @classmethod
@@ -90,8 +97,10 @@ class ImageSet:
             with np.load(path, allow_pickle=False) as z:
                 return cls(z["images"], z["labels"], [str(s) for s in z["class_names"]])
         except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"{path}: not a ganpipe image set ({exc}); re-run the stage "
-                            f"that made it with --force") from None
+            raise DataError(
+                f"{path}: not a ganpipe image set ({exc}); re-run the stage "
+                f"that made it with --force"
+            ) from None
 
 
 class DatasetSource(Protocol):

@@ -16,8 +16,14 @@ from ganpipe.fsutil import atomic_path
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 #: Errors that mean "this file is not a usable image" (skipped, counted, reported).
-DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-                 Image.DecompressionBombError, Image.DecompressionBombWarning)
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 def check_pixels(width: int, height: int) -> None:
@@ -30,7 +36,8 @@ def check_pixels(width: int, height: int) -> None:
     if limit and width * height > limit:
         raise Image.DecompressionBombError(
             f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, could "
-            f"be decompression bomb DOS attack.")
+            f"be decompression bomb DOS attack."
+        )
 
 
 def load_image(path: str | Path, channels: int) -> Image.Image:
@@ -91,7 +98,7 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.n
     for i in range(n):
         r, col = divmod(i, nrow)
         y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y:y + h, x:x + w] = images[i]
+        grid[y : y + h, x : x + w] = images[i]
     return grid
 
 

@@ -39,8 +39,7 @@ def _resolve(path: Path, base_dir: Path) -> Path:
 def scan_folder(root: Path, recursive: bool = True) -> list[Path]:
     """Image files under ``root`` by suffix, sorted, hidden files and folders skipped."""
     if not root.exists():
-        raise DataError(f"data folder {root} does not exist; set data.path to a folder "
-                        f"of images")
+        raise DataError(f"data folder {root} does not exist; set data.path to a folder of images")
     if not root.is_dir():
         raise DataError(f"data.path {root} is not a folder; point it to a folder of images")
     files = []
@@ -59,8 +58,10 @@ def image_files(path: Path, base_dir: Path, recursive: bool) -> tuple[Path, list
     root = _resolve(path, base_dir)
     files = scan_folder(root, recursive)
     if not files:
-        raise DataError(f"data folder {root} has no images (looked for "
-                        f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix data.path")
+        raise DataError(
+            f"data folder {root} has no images (looked for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or fix data.path"
+        )
     return root, files
 
 
@@ -92,8 +93,7 @@ class FolderDataset:
         root, files = image_files(opts.path, base_dir, opts.recursive)
         return sorted({_label(f.relative_to(root)) for f in files})
 
-    def load(self, opts: FolderOptions, image_size: int, channels: int, base_dir: Path
-             ) -> ImageSet:
+    def load(self, opts: FolderOptions, image_size: int, channels: int, base_dir: Path) -> ImageSet:
         root, files = image_files(opts.path, base_dir, opts.recursive)
 
         def decode(path: Path):
@@ -113,15 +113,21 @@ class FolderDataset:
             images.append(arr)
             label_names.append(_label(rel))
         if skipped:
-            print(f"warning: skipped {len(skipped)} unreadable image(s) of {len(files)} in "
-                  f"{root} (first: {skipped[0][0]}: {skipped[0][1]})", file=sys.stderr)
+            print(
+                f"warning: skipped {len(skipped)} unreadable image(s) of {len(files)} in "
+                f"{root} (first: {skipped[0][0]}: {skipped[0][1]})",
+                file=sys.stderr,
+            )
         if not images:
-            raise DataError(f"data folder {root}: none of the {len(files)} image files could "
-                            f"be read (first error: {skipped[0][1]})")
+            raise DataError(
+                f"data folder {root}: none of the {len(files)} image files could "
+                f"be read (first error: {skipped[0][1]})"
+            )
         class_names = sorted(set(label_names))
         index = {n: i for i, n in enumerate(class_names)}
-        return ImageSet(np.stack(images), np.array([index[n] for n in label_names]),
-                        class_names, skipped)
+        return ImageSet(
+            np.stack(images), np.array([index[n] for n in label_names]), class_names, skipped
+        )
 
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
@@ -173,8 +179,7 @@ class ShapesDataset:
     def class_names(self, opts: ShapesOptions, base_dir: Path) -> list[str]:
         return list(SHAPES[: opts.classes])
 
-    def load(self, opts: ShapesOptions, image_size: int, channels: int, base_dir: Path
-             ) -> ImageSet:
+    def load(self, opts: ShapesOptions, image_size: int, channels: int, base_dir: Path) -> ImageSet:
         rng = np.random.default_rng(opts.seed)
         labels = np.arange(opts.count) % opts.classes
         rng.shuffle(labels)
@@ -206,8 +211,9 @@ class PatchesDataset:
     def class_names(self, opts: PatchesOptions, base_dir: Path) -> list[str]:
         return [ROOT_CLASS]
 
-    def load(self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
-             ) -> ImageSet:
+    def load(
+        self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
+    ) -> ImageSet:
         root, files = image_files(opts.path, base_dir, opts.recursive)
         p = image_size
 
@@ -223,8 +229,10 @@ class PatchesDataset:
             rng = np.random.default_rng([opts.seed, i])
             tops = rng.integers(0, h - p + 1, opts.per_image)
             lefts = rng.integers(0, w - p + 1, opts.per_image)
-            return [to_array(im.crop((int(x), int(y), int(x) + p, int(y) + p)))
-                    for y, x in zip(tops, lefts, strict=True)], None
+            return [
+                to_array(im.crop((int(x), int(y), int(x) + p, int(y) + p)))
+                for y, x in zip(tops, lefts, strict=True)
+            ], None
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             results = list(pool.map(crops, enumerate(files)))
@@ -236,13 +244,23 @@ class PatchesDataset:
                 patches.extend(arrs)
                 groups.extend([i] * len(arrs))
         if skipped:
-            print(f"warning: skipped {len(skipped)} image(s) of {len(files)} in {root} "
-                  f"(first: {skipped[0][0]}: {skipped[0][1]})", file=sys.stderr)
+            print(
+                f"warning: skipped {len(skipped)} image(s) of {len(files)} in {root} "
+                f"(first: {skipped[0][0]}: {skipped[0][1]})",
+                file=sys.stderr,
+            )
         if not patches:
-            raise DataError(f"data folder {root}: no patches from the {len(files)} image "
-                            f"file(s) (first problem: {skipped[0][1]})")
-        return ImageSet(np.stack(patches), np.zeros(len(patches), dtype=np.int64),
-                        [ROOT_CLASS], skipped, groups=np.array(groups))
+            raise DataError(
+                f"data folder {root}: no patches from the {len(files)} image "
+                f"file(s) (first problem: {skipped[0][1]})"
+            )
+        return ImageSet(
+            np.stack(patches),
+            np.zeros(len(patches), dtype=np.int64),
+            [ROOT_CLASS],
+            skipped,
+            groups=np.array(groups),
+        )
 
 
 @ganpipe.hookimpl

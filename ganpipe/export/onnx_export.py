@@ -37,8 +37,14 @@ class ExportResult:
     metadata: dict[str, str]
 
 
-def build_metadata(spec: ExportSpec, variant: str, task: str, image_size: int, channels: int,
-                   class_names: tuple[str, ...]) -> dict[str, str]:
+def build_metadata(
+    spec: ExportSpec,
+    variant: str,
+    task: str,
+    image_size: int,
+    channels: int,
+    class_names: tuple[str, ...],
+) -> dict[str, str]:
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "variant": variant,
@@ -52,8 +58,9 @@ def build_metadata(spec: ExportSpec, variant: str, task: str, image_size: int, c
         "output": spec.output_name,
         **spec.metadata,
     }
-    return {METADATA_PREFIX + k: v if isinstance(v, str) else json.dumps(v)
-            for k, v in meta.items()}
+    return {
+        METADATA_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()
+    }
 
 
 def _dynamic_shapes(spec: ExportSpec):
@@ -62,8 +69,12 @@ def _dynamic_shapes(spec: ExportSpec):
     for s in spec.inputs:
         dims = {0: batch}
         if s.kind == "image":
-            dims.update({2: torch.export.Dim(f"{s.name}_h", min=1, max=65536),
-                         3: torch.export.Dim(f"{s.name}_w", min=1, max=65536)})
+            dims.update(
+                {
+                    2: torch.export.Dim(f"{s.name}_h", min=1, max=65536),
+                    3: torch.export.Dim(f"{s.name}_w", min=1, max=65536),
+                }
+            )
         shapes.append(dims)
     return tuple(shapes)
 
@@ -71,14 +82,19 @@ def _dynamic_shapes(spec: ExportSpec):
 @contextlib.contextmanager
 def _quiet():
     """The exporter prints progress and warnings; keep the user's console readable."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript",
-                                              "torch._dynamo", "torch.fx")]
+    loggers = [
+        logging.getLogger(n)
+        for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo", "torch.fx")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -92,9 +108,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
-def export_onnx(spec: ExportSpec, path: str | Path, metadata: dict[str, str],
-                opset: int = 18, atol: float = 1e-3, parity_batch: int = 3,
-                seed: int = 1234) -> ExportResult:
+def export_onnx(
+    spec: ExportSpec,
+    path: str | Path,
+    metadata: dict[str, str],
+    opset: int = 18,
+    atol: float = 1e-3,
+    parity_batch: int = 3,
+    seed: int = 1234,
+) -> ExportResult:
     """Export ``spec.module`` to ``path`` atomically; raise if parity fails."""
     import onnxruntime as ort  # noqa: PLC0415
 
@@ -104,13 +126,21 @@ def export_onnx(spec: ExportSpec, path: str | Path, metadata: dict[str, str],
     with atomic_path(path) as tmp, _quiet():
         try:
             program = torch.onnx.export(
-                module, tuple(x.cpu() for x in spec.example_inputs), input_names=names,
-                output_names=[spec.output_name], dynamic_shapes=_dynamic_shapes(spec),
-                opset_version=opset, dynamo=True, external_data=False, verbose=False)
+                module,
+                tuple(x.cpu() for x in spec.example_inputs),
+                input_names=names,
+                output_names=[spec.output_name],
+                dynamic_shapes=_dynamic_shapes(spec),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
         except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep
-            raise GanpipeError(f"ONNX export of {type(module).__name__} failed: "
-                               f"{type(exc).__name__}: {_first_line(exc)}"
-                               ) from exc
+            raise GanpipeError(
+                f"ONNX export of {type(module).__name__} failed: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
         model = program.model_proto
         for key, value in metadata.items():
             entry = model.metadata_props.add()
@@ -135,7 +165,9 @@ def export_onnx(spec: ExportSpec, path: str | Path, metadata: dict[str, str],
         got = sess.run(None, feeds)[0]
         diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         if got.shape != expected.shape or not diff <= atol:
-            raise GanpipeError(f"ONNX parity check failed for {path.name}: max abs diff "
-                               f"{diff:.3g} > {atol:g} (shapes {got.shape} vs "
-                               f"{expected.shape}); nothing was written")
+            raise GanpipeError(
+                f"ONNX parity check failed for {path.name}: max abs diff "
+                f"{diff:.3g} > {atol:g} (shapes {got.shape} vs "
+                f"{expected.shape}); nothing was written"
+            )
     return ExportResult(path, diff, metadata)

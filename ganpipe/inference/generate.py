@@ -17,8 +17,9 @@ from ganpipe.fsutil import ensure_writable_dir
 from ganpipe.inference.session import OnnxModel, open_model
 
 
-def resolve_labels(model: OnnxModel, labels: Sequence[str | int] | str | None, n: int
-                   ) -> np.ndarray | None:
+def resolve_labels(
+    model: OnnxModel, labels: Sequence[str | int] | str | None, n: int
+) -> np.ndarray | None:
     """Labels for ``n`` samples from class indices or names, ``"all"`` or ``None``.
 
     ``None`` on a conditional model cycles through all classes. The labels repeat to ``n``.
@@ -30,8 +31,10 @@ def resolve_labels(model: OnnxModel, labels: Sequence[str | int] | str | None, n
             raise GanpipeError(f"{model.path.name} is not conditional; drop --label")
         return None
     if not names:
-        raise GanpipeError(f"{model.path}: conditional model without class names in its "
-                           f"metadata; re-export it with ganpipe")
+        raise GanpipeError(
+            f"{model.path}: conditional model without class names in its "
+            f"metadata; re-export it with ganpipe"
+        )
     if labels in (None, "all", []):
         chosen = list(range(len(names)))
     else:
@@ -46,8 +49,10 @@ def resolve_labels(model: OnnxModel, labels: Sequence[str | int] | str | None, n
                 chosen.append(int(text))
             else:
                 listing = ", ".join(f"{i}={c}" for i, c in enumerate(names))
-                raise GanpipeError(f"--label {text!r} is not a class of {model.path.name}; "
-                                   f"use an index 0..{len(names) - 1} or a name ({listing})")
+                raise GanpipeError(
+                    f"--label {text!r} is not a class of {model.path.name}; "
+                    f"use an index 0..{len(names) - 1} or a name ({listing})"
+                )
     return np.resize(np.array(chosen, dtype=np.int64), n)
 
 
@@ -59,8 +64,11 @@ def _describe_code(spec: dict) -> str:
     name, shape = spec["name"], tuple(spec["shape"])
     if spec["kind"] == "categorical":
         count, k = math.prod(shape[:-1]), shape[-1]
-        what = (f"{count} comma-separated class indices or one for all, each"
-                if count > 1 else "class index")
+        what = (
+            f"{count} comma-separated class indices or one for all, each"
+            if count > 1
+            else "class index"
+        )
         return f"{name} (categorical: {what} 0..{k - 1})"
     count = math.prod(shape)
     what = f"{count} comma-separated floats or one for all" if count > 1 else "one float"
@@ -121,14 +129,16 @@ def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str
     out = {}
     for name, value in codes.items():
         if name not in specs:
-            raise GanpipeError(f"--code {name}: {model.path.name} has no code {name!r}; its "
-                               f"codes are: {listing}")
+            raise GanpipeError(
+                f"--code {name}: {model.path.name} has no code {name!r}; its codes are: {listing}"
+            )
         try:
             out[name] = _parse_code(specs[name], value)
         except ValueError as exc:
             shown = value if isinstance(value, str) else repr(value)
-            raise GanpipeError(f"--code {name}={shown}: {exc}; {model.path.name} codes: "
-                               f"{listing}") from None
+            raise GanpipeError(
+                f"--code {name}={shown}: {exc}; {model.path.name} codes: {listing}"
+            ) from None
     return out
 
 
@@ -148,9 +158,14 @@ def truncate(z: np.ndarray, threshold: float, rng: np.random.Generator) -> np.nd
     return z
 
 
-def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None,
-                  codes: Mapping[str, Any] | None = None,
-                  truncation: float | None = None) -> dict[str, np.ndarray]:
+def sample_inputs(
+    model: OnnxModel,
+    n: int,
+    seed: int,
+    labels: np.ndarray | None,
+    codes: Mapping[str, Any] | None = None,
+    truncation: float | None = None,
+) -> dict[str, np.ndarray]:
     """Inputs for ``n`` samples. Random draws happen for every input in order even where a
     code is fixed or the noise truncated (redraws come from a stream of their own), so the
     noise of a seed does not depend on the codes or the truncation chosen."""
@@ -177,22 +192,29 @@ def sample_inputs(model: OnnxModel, n: int, seed: int, labels: np.ndarray | None
                 values = np.broadcast_to(fixed[name], values.shape).copy()
             feeds[name] = values
         else:
-            raise GanpipeError(f"{model.path.name}: input kind {spec['kind']!r} is not "
-                               f"supported by this version of ganpipe; upgrade ganpipe")
+            raise GanpipeError(
+                f"{model.path.name}: input kind {spec['kind']!r} is not "
+                f"supported by this version of ganpipe; upgrade ganpipe"
+            )
     return feeds
 
 
-def generate_batches(model: OnnxModel, n: int, seed: int = 0,
-                     labels: np.ndarray | None = None, batch_size: int = 64,
-                     codes: Mapping[str, Any] | None = None,
-                     truncation: float | None = None) -> Iterator[np.ndarray]:
+def generate_batches(
+    model: OnnxModel,
+    n: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+    batch_size: int = 64,
+    codes: Mapping[str, Any] | None = None,
+    truncation: float | None = None,
+) -> Iterator[np.ndarray]:
     """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``.
     ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` truncates
     the Gaussian noise (see :func:`truncate`)."""
     feeds = sample_inputs(model, n, seed, labels, codes, truncation)
     value_range = tuple(model.meta.get("value_range", (-1.0, 1.0)))
     for start in range(0, n, batch_size):
-        batch = {k: v[start:start + batch_size] for k, v in feeds.items()}
+        batch = {k: v[start : start + batch_size] for k, v in feeds.items()}
         yield to_uint8(model.run(batch), value_range)
 
 
@@ -204,11 +226,21 @@ class GenerateSummary:
     providers: list[str]
 
 
-def generate_to_folder(model_path: str | Path, out_dir: str | Path, n: int, *, seed: int = 0,
-                       labels: Sequence[str | int] | str | None = None, batch_size: int = 64,
-                       device: str = "auto", grid: bool = True, prefix: str = "sample_",
-                       on_batch=None, codes: Mapping[str, Any] | None = None,
-                       truncation: float | None = None) -> GenerateSummary:
+def generate_to_folder(
+    model_path: str | Path,
+    out_dir: str | Path,
+    n: int,
+    *,
+    seed: int = 0,
+    labels: Sequence[str | int] | str | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    grid: bool = True,
+    prefix: str = "sample_",
+    on_batch=None,
+    codes: Mapping[str, Any] | None = None,
+    truncation: float | None = None,
+) -> GenerateSummary:
     """Write ``n`` PNGs (and ``grid.png``) into ``out_dir``; every file written atomically.
     ``codes`` fixes latent codes of InfoGAN-style models: ``{"c_cat": 3}`` (class index;
     one per code, or one for all) and ``{"c_cont": [0.5, -1.0]}`` (one float per
@@ -221,17 +253,20 @@ def generate_to_folder(model_path: str | Path, out_dir: str | Path, n: int, *, s
     if truncation is not None and not truncation > 0:
         raise GanpipeError(f"--truncation must be greater than 0 (e.g. 0.5), got {truncation}")
     model = open_model(model_path, device, task="generate")
-    if truncation is not None and not any(s["kind"] == "normal"
-                                          for s in model.meta.get("inputs", [])):
-        raise GanpipeError(f"{model.path.name} has no Gaussian noise input to truncate; "
-                           f"drop --truncation")
+    if truncation is not None and not any(
+        s["kind"] == "normal" for s in model.meta.get("inputs", [])
+    ):
+        raise GanpipeError(
+            f"{model.path.name} has no Gaussian noise input to truncate; drop --truncation"
+        )
     lab = resolve_labels(model, labels, n)
     fixed = resolve_codes(model, codes)
     out = ensure_writable_dir(out_dir)
     files, grid_images = [], []
     width = max(5, len(str(n - 1)))
-    for batch in generate_batches(model, n, seed, lab, batch_size, codes=fixed,
-                                  truncation=truncation):
+    for batch in generate_batches(
+        model, n, seed, lab, batch_size, codes=fixed, truncation=truncation
+    ):
         for img in batch:
             files.append(save_image(img, out / f"{prefix}{len(files):0{width}d}.png"))
         if grid and sum(len(b) for b in grid_images) < 256:

@@ -34,8 +34,7 @@ def png16_header(head: bytes) -> tuple[int, int, int] | None:
     bits); ``None`` otherwise."""
     if len(head) < 33 or not head.startswith(SIGNATURE) or head[12:16] != b"IHDR":
         return None
-    width, height, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB",
-                                                                        head[16:29])
+    width, height, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB", head[16:29])
     if depth != 16 or ctype not in (2, 4, 6) or interlace != 0:
         return None
     return width, height, CHANNELS[ctype]
@@ -46,8 +45,8 @@ def _chunks(data: bytes):
     while True:
         if pos + 8 > len(data):
             raise ValueError("PNG file is truncated (no IEND chunk)")
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if len(body) < length:
             raise ValueError(f"PNG file is truncated (in a {kind.decode('latin-1')} chunk)")
         yield kind, body
@@ -92,14 +91,14 @@ def _unfilter(raw: np.ndarray, bpp: int) -> np.ndarray:
         b = pad[rr, xx + 1].astype(np.int16)
         c = pad[rr, xx].astype(np.int16)
         kind = kinds[rr][:, None]
-        pred = np.select([kind == 0, kind == 1, kind == 2, kind == 3],
-                         [0, a, b, (a + b) >> 1], _paeth(a, b, c))
+        pred = np.select(
+            [kind == 0, kind == 1, kind == 2, kind == 3], [0, a, b, (a + b) >> 1], _paeth(a, b, c)
+        )
         pad[rr + 1, xx + 1] = (f + pred) & 255
     return pad[1:, 1:].reshape(h, stride)
 
 
-def read_png16(path: str | Path, max_pixels: int | None = None
-               ) -> tuple[np.ndarray, bytes | None]:
+def read_png16(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, bytes | None]:
     """Read a file accepted by :func:`png16_header`: ``(uint16 HxWxC array, ICC profile)``.
 
     Raises ``ValueError`` on a malformed or truncated file, and when the image has more
@@ -111,8 +110,10 @@ def read_png16(path: str | Path, max_pixels: int | None = None
         raise ValueError("not a non-interlaced 16-bit RGB/RGBA/gray+alpha PNG")
     width, height, channels = info
     if max_pixels and width * height > max_pixels:
-        raise ValueError(f"Image size ({width * height} pixels) exceeds limit of "
-                         f"{max_pixels} pixels, could be decompression bomb DOS attack.")
+        raise ValueError(
+            f"Image size ({width * height} pixels) exceeds limit of "
+            f"{max_pixels} pixels, could be decompression bomb DOS attack."
+        )
     if width == 0 or height == 0:
         raise ValueError("PNG has a zero width or height")
     icc, idat = None, []
@@ -122,7 +123,7 @@ def read_png16(path: str | Path, max_pixels: int | None = None
         elif kind == b"iCCP":
             name_end = body.find(b"\0")
             try:
-                icc = zlib.decompress(body[name_end + 2:])
+                icc = zlib.decompress(body[name_end + 2 :])
             except zlib.error:
                 icc = None  # a broken profile is dropped, as Pillow does
     bpp = channels * 2
@@ -140,12 +141,21 @@ def read_png16(path: str | Path, max_pixels: int | None = None
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
-def encode_png16(arr: np.ndarray, icc: bytes | None = None, exif: bytes | None = None,
-                 level: int = 6, band: int = 64) -> bytes:
+def encode_png16(
+    arr: np.ndarray,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+    level: int = 6,
+    band: int = 64,
+) -> bytes:
     """A 16-bit PNG of ``arr`` (uint16, HxW or HxWxC with C = 1..4), Paeth-filtered and
     compressed ``band`` rows at a time."""
     if arr.ndim == 2:
@@ -154,8 +164,7 @@ def encode_png16(arr: np.ndarray, icc: bytes | None = None, exif: bytes | None =
     if c not in _COLOR_TYPE or h == 0 or w == 0:
         raise ValueError(f"cannot write a {w}x{h}x{c} array as a 16-bit PNG")
     bpp, stride = 2 * c, 2 * c * w
-    out = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _COLOR_TYPE[c],
-                                                  0, 0, 0))]
+    out = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _COLOR_TYPE[c], 0, 0, 0))]
     if icc:
         out.append(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))
     if exif:
@@ -164,7 +173,7 @@ def encode_png16(arr: np.ndarray, icc: bytes | None = None, exif: bytes | None =
     idat = []
     prev = np.zeros(stride, np.int16)
     for top in range(0, h, band):
-        rows = np.ascontiguousarray(arr[top:top + band].astype(">u2")).view(np.uint8)
+        rows = np.ascontiguousarray(arr[top : top + band].astype(">u2")).view(np.uint8)
         rows = rows.reshape(-1, stride).astype(np.int16)
         up = np.vstack([prev[None], rows[:-1]])
         left = np.zeros_like(rows)
@@ -180,6 +189,6 @@ def encode_png16(arr: np.ndarray, icc: bytes | None = None, exif: bytes | None =
     idat.append(comp.flush())
     payload = b"".join(idat)
     step = 1 << 23
-    out += [_chunk(b"IDAT", payload[i:i + step]) for i in range(0, len(payload), step)]
+    out += [_chunk(b"IDAT", payload[i : i + step]) for i in range(0, len(payload), step)]
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)

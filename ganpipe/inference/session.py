@@ -44,8 +44,9 @@ def choose_providers(device: str = "auto") -> list[Any]:
 
     kind, _, index = device.partition(":")
     if kind not in DEVICES:
-        raise GanpipeError(f"unknown device {device!r}; use one of auto, cpu, cuda, cuda:N, "
-                           f"tensorrt")
+        raise GanpipeError(
+            f"unknown device {device!r}; use one of auto, cpu, cuda, cuda:N, tensorrt"
+        )
     if kind == "cpu":
         return ["CPUExecutionProvider"]
     available = set(ort.get_available_providers())
@@ -53,9 +54,11 @@ def choose_providers(device: str = "auto") -> list[Any]:
     if not has_cuda:
         if kind == "auto":
             return ["CPUExecutionProvider"]
-        raise GanpipeError(f"--device {device}: no usable CUDA GPU for ONNX Runtime here "
-                           f"(providers: {', '.join(sorted(available))}); install "
-                           f"onnxruntime-gpu with a CUDA driver, or use --device cpu")
+        raise GanpipeError(
+            f"--device {device}: no usable CUDA GPU for ONNX Runtime here "
+            f"(providers: {', '.join(sorted(available))}); install "
+            f"onnxruntime-gpu with a CUDA driver, or use --device cpu"
+        )
     if hasattr(ort, "preload_dlls"):
         try:
             ort.preload_dlls()
@@ -64,11 +67,14 @@ def choose_providers(device: str = "auto") -> list[Any]:
     cuda = ("CUDAExecutionProvider", {"device_id": int(index or 0)})
     if kind == "tensorrt":
         if "TensorrtExecutionProvider" not in available:
-            raise GanpipeError("--device tensorrt: this onnxruntime has no TensorRT provider; "
-                               "use --device cuda")
-        return [("TensorrtExecutionProvider", {"device_id": int(index or 0),
-                                               "trt_fp16_enable": True}), cuda,
-                "CPUExecutionProvider"]
+            raise GanpipeError(
+                "--device tensorrt: this onnxruntime has no TensorRT provider; use --device cuda"
+            )
+        return [
+            ("TensorrtExecutionProvider", {"device_id": int(index or 0), "trt_fp16_enable": True}),
+            cuda,
+            "CPUExecutionProvider",
+        ]
     return [cuda, "CPUExecutionProvider"]
 
 
@@ -85,7 +91,8 @@ def _check_external_data(model, model_path: Path) -> None:
         if os.path.isabs(location) or not target.is_relative_to(root):
             raise ModelFileError(
                 f"{model_path}: external data {location!r} points outside the model's folder; "
-                f"refusing to load it (keep the data file next to the .onnx)")
+                f"refusing to load it (keep the data file next to the .onnx)"
+            )
 
 
 @dataclass
@@ -107,14 +114,15 @@ def read_metadata(props) -> dict[str, Any]:
     for key, value in props.items():
         if key.startswith(METADATA_PREFIX):
             try:
-                meta[key[len(METADATA_PREFIX):]] = json.loads(value)
+                meta[key[len(METADATA_PREFIX) :]] = json.loads(value)
             except json.JSONDecodeError:
-                meta[key[len(METADATA_PREFIX):]] = value
+                meta[key[len(METADATA_PREFIX) :]] = value
     return meta
 
 
-def open_model(path: str | Path, device: str = "auto", *,
-               task: str | tuple[str, ...] | None = None) -> OnnxModel:
+def open_model(
+    path: str | Path, device: str = "auto", *, task: str | tuple[str, ...] | None = None
+) -> OnnxModel:
     """Open ``path`` in an ONNX Runtime session; one-line errors for user mistakes.
     ``task``: the ganpipe task (or tasks) the model must have."""
     import onnx
@@ -122,8 +130,10 @@ def open_model(path: str | Path, device: str = "auto", *,
 
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"model file {path} does not exist; pass the .onnx written by "
-                             f"the export stage (runs/<name>/export/model.onnx)")
+        raise ModelFileError(
+            f"model file {path} does not exist; pass the .onnx written by "
+            f"the export stage (runs/<name>/export/model.onnx)"
+        )
     if not path.is_file():
         raise ModelFileError(f"model path {path} is not a file; pass an .onnx file")
     try:
@@ -131,8 +141,10 @@ def open_model(path: str | Path, device: str = "auto", *,
         if not model.graph.node:
             raise ValueError("the graph is empty")
     except Exception as exc:  # noqa: BLE001 - protobuf raises many kinds
-        raise ModelFileError(f"{path} is not a valid ONNX model ({type(exc).__name__}); pass "
-                             f"an .onnx file exported by ganpipe") from None
+        raise ModelFileError(
+            f"{path} is not a valid ONNX model ({type(exc).__name__}); pass "
+            f"an .onnx file exported by ganpipe"
+        ) from None
     _check_external_data(model, path)
     meta = read_metadata({p.key: p.value for p in model.metadata_props})
     tasks = (task,) if isinstance(task, str) else task
@@ -145,8 +157,9 @@ def open_model(path: str | Path, device: str = "auto", *,
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts,
-                                       providers=choose_providers(device))
+        session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=choose_providers(device)
+        )
     except GanpipeError:
         raise
     except Exception as exc:  # noqa: BLE001

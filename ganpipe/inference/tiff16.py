@@ -50,16 +50,20 @@ class Tiff16Info:
     """What :func:`read_tiff16` carries over besides the pixels."""
 
     icc: bytes | None  # the InterColorProfile tag (34675), None when absent or empty
-    orientation: int   # the Orientation tag (274), 1..8; 1 when absent or invalid
+    orientation: int  # the Orientation tag (274), 1..8; 1 when absent or invalid
 
 
 def _is_16bit_color(page: tifffile.TiffPage) -> bool:
     """16-bit unsigned RGB with 0 or 1 extra sample, or gray with 1 extra sample (what
     Pillow reduces or rejects); 16-bit gray (I;16) is left to Pillow."""
     base = COLOR_SAMPLES.get(int(page.photometric))
-    return (base is not None and page.bitspersample == 16 and page.sampleformat == 1
-            and page.imagedepth == 1
-            and page.samplesperpixel - base in ((0, 1) if base == 3 else (1,)))
+    return (
+        base is not None
+        and page.bitspersample == 16
+        and page.sampleformat == 1
+        and page.imagedepth == 1
+        and page.samplesperpixel - base in ((0, 1) if base == 3 else (1,))
+    )
 
 
 def tiff16_needed(path: str | Path) -> bool:
@@ -78,19 +82,24 @@ def tiff16_needed(path: str | Path) -> bool:
 
 def _check_decodable(page: tifffile.TiffPage, file_size: int) -> None:
     """Raise ``ValueError`` before decoding when a codec is missing or data is cut off."""
-    for kind, value, codecs in (("compression", page.compression, tifffile.TIFF.DECOMPRESSORS),
-                                ("predictor", page.predictor, tifffile.TIFF.UNPREDICTORS)):
+    for kind, value, codecs in (
+        ("compression", page.compression, tifffile.TIFF.DECOMPRESSORS),
+        ("predictor", page.predictor, tifffile.TIFF.UNPREDICTORS),
+    ):
         if value in codecs:
             continue
         if not isinstance(value, enum.Enum):  # tifffile keeps unknown values as int
             raise ValueError(f"unknown TIFF {kind} {value}")
-        raise MissingCodec(f"TIFF {kind} {value.name} is not supported (it needs the "
-                         f"imagecodecs package); save the file uncompressed or with Deflate "
-                         f"(ZIP)")
+        raise MissingCodec(
+            f"TIFF {kind} {value.name} is not supported (it needs the "
+            f"imagecodecs package); save the file uncompressed or with Deflate "
+            f"(ZIP)"
+        )
     offsets, counts = page.dataoffsets, page.databytecounts
     if len(offsets) != len(counts):
-        raise ValueError("TIFF file is corrupt (strip or tile offsets and byte counts differ "
-                         "in number)")
+        raise ValueError(
+            "TIFF file is corrupt (strip or tile offsets and byte counts differ in number)"
+        )
     if max((o + n for o, n in zip(offsets, counts, strict=True)), default=0) > file_size:
         raise ValueError("TIFF file is truncated (image data past the end of the file)")
 
@@ -167,9 +176,18 @@ def encode_tiff16(arr: np.ndarray, icc: bytes | None = None) -> bytes:
     if arr.dtype != np.uint16 or c not in (1, 2, 3, 4) or h == 0 or w == 0:
         raise ValueError(f"cannot write a {w}x{h}x{c} {arr.dtype} array as a 16-bit TIFF")
     buf = io.BytesIO()
-    tifffile.imwrite(buf, arr if c > 1 else arr[:, :, 0],
-                     photometric="rgb" if c >= 3 else "minisblack", planarconfig="contig",
-                     extrasamples=("unassalpha",) if c in (2, 4) else None,
-                     compression="zlib", compressionargs={"level": 6}, predictor=True,
-                     iccprofile=icc or None, metadata=None, software=False, maxworkers=1)
+    tifffile.imwrite(
+        buf,
+        arr if c > 1 else arr[:, :, 0],
+        photometric="rgb" if c >= 3 else "minisblack",
+        planarconfig="contig",
+        extrasamples=("unassalpha",) if c in (2, 4) else None,
+        compression="zlib",
+        compressionargs={"level": 6},
+        predictor=True,
+        iccprofile=icc or None,
+        metadata=None,
+        software=False,
+        maxworkers=1,
+    )
     return buf.getvalue()

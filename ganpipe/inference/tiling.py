@@ -44,8 +44,7 @@ def _spread(length: int, size: int, n: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, length - size, n)]
 
 
-def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1
-                 ) -> tuple[int, list[int]]:
+def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
     """``(size, starts)``: ``ceil(length / tile)`` windows (the grid Real-ESRGAN's
     ``--tile`` makes) of one ``size``, the smallest (rounded up to a multiple of
     ``multiple``) with which they cover ``length`` pixels evenly spread and neighbours
@@ -58,8 +57,9 @@ def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1
     size = min(length, math.ceil(size / multiple) * multiple)
     while True:  # rounding the starts can cost a pixel of overlap: grow until it holds
         starts = _spread(length, size, n)
-        if size >= length or all(size - (b - a) >= overlap
-                                 for a, b in zip(starts, starts[1:], strict=False)):
+        if size >= length or all(
+            size - (b - a) >= overlap for a, b in zip(starts, starts[1:], strict=False)
+        ):
             return size, starts
         size = min(length, size + multiple)
 
@@ -87,9 +87,11 @@ def axis_weights(starts: list[int], tile: int, length: int, scale: int) -> list[
         raw.append(np.maximum(w, 1e-9))
     total = np.zeros(length * scale)
     for s, w in zip(starts, raw, strict=True):
-        total[s * scale:s * scale + size] += w
-    return [(w / total[s * scale:s * scale + size]).astype(np.float32)
-            for s, w in zip(starts, raw, strict=True)]
+        total[s * scale : s * scale + size] += w
+    return [
+        (w / total[s * scale : s * scale + size]).astype(np.float32)
+        for s, w in zip(starts, raw, strict=True)
+    ]
 
 
 def as_unit(a: np.ndarray) -> np.ndarray:
@@ -127,9 +129,16 @@ def _run_hwc(run: Callable[[np.ndarray], np.ndarray], tile: np.ndarray) -> np.nd
     return y.transpose(1, 2, 0)
 
 
-def upscale_plane(run: Callable[[np.ndarray], np.ndarray], image: np.ndarray, scale: int,
-                  tile: int, overlap: int, *, multiple: int = 1,
-                  dtype: type | np.dtype = np.float32) -> np.ndarray:
+def upscale_plane(
+    run: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    scale: int,
+    tile: int,
+    overlap: int,
+    *,
+    multiple: int = 1,
+    dtype: type | np.dtype = np.float32,
+) -> np.ndarray:
     """Upscale an HWC image (C = 1 or 3; uint8, uint16, or float32 in [0, 1]) with ``run``
     (float32 NCHW -> NCHW x ``scale``) into an HWC output of ``dtype``: float32 in
     [0, 1], or uint8 / uint16 over their full range (rounded).
@@ -151,13 +160,13 @@ def upscale_plane(run: Callable[[np.ndarray], np.ndarray], image: np.ndarray, sc
     for i, y in enumerate(ys):
         if i:  # rows above this tile row are final: store them, move the overlap up
             done = (y - ys[i - 1]) * scale
-            store(out[ys[i - 1] * scale:y * scale], band[:done])
-            band[:th * scale - done] = band[done:].copy()  # the overlap rows only
-            band[th * scale - done:] = 0.0
+            store(out[ys[i - 1] * scale : y * scale], band[:done])
+            band[: th * scale - done] = band[done:].copy()  # the overlap rows only
+            band[th * scale - done :] = 0.0
         for j, x in enumerate(xs):
-            pred = _run_hwc(run, image[y:y + th, x:x + tw])
+            pred = _run_hwc(run, image[y : y + th, x : x + tw])
             pred *= wy[i][:, None, None]
             pred *= wx[j][None, :, None]
-            band[:, x * scale:(x + tw) * scale] += pred
-    store(out[ys[-1] * scale:], band)
+            band[:, x * scale : (x + tw) * scale] += pred
+    store(out[ys[-1] * scale :], band)
     return out

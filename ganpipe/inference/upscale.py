@@ -74,11 +74,21 @@ TASKS = (TASK, "translate")
 SCALES = (1, 2, 3, 4, 8)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
 #: --format values -> Pillow format names
-FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF",
-           "tif": "TIFF"}
+FORMATS = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "tiff": "TIFF",
+    "tif": "TIFF",
+}
 #: file name suffixes per output format; the first is used for new names
-SUFFIXES = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
-            "WEBP": (".webp",), "TIFF": (".tif", ".tiff")}
+SUFFIXES = {
+    "PNG": (".png",),
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "WEBP": (".webp",),
+    "TIFF": (".tif", ".tiff"),
+}
 #: largest width or height each format can hold
 MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".jpe", ".jfif", ".gif"}
@@ -102,33 +112,46 @@ class SRModel:
         name = self.path.name
         scale = meta.get("scale")
         if isinstance(scale, bool) or scale not in SCALES:
-            raise ConfigError(f"{name}: metadata 'scale' is {scale!r}, expected 1, 2, 3, 4 or 8; "
-                              f"re-export the model with ganpipe")
+            raise ConfigError(
+                f"{name}: metadata 'scale' is {scale!r}, expected 1, 2, 3, 4 or 8; "
+                f"re-export the model with ganpipe"
+            )
         self.scale = int(scale)
         channels = meta.get("channels", 3)
         if channels != 3:
-            raise ConfigError(f"{name}: {channels}-channel super-resolution models are not "
-                              f"supported (expected channels = 3)")
+            raise ConfigError(
+                f"{name}: {channels}-channel super-resolution models are not "
+                f"supported (expected channels = 3)"
+            )
         try:
             lo, hi = (float(v) for v in meta.get("value_range", (0.0, 1.0)))
         except (TypeError, ValueError):
             lo, hi = 0.0, 0.0
         if not hi > lo:
-            raise ConfigError(f"{name}: metadata 'value_range' {meta.get('value_range')!r} "
-                              f"is not [low, high]")
+            raise ConfigError(
+                f"{name}: metadata 'value_range' {meta.get('value_range')!r} is not [low, high]"
+            )
         self.value_range = (lo, hi)
         multiple = meta.get("tile_multiple", 1) or 1
         if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-            raise ConfigError(f"{name}: metadata 'tile_multiple' {multiple!r} is not a "
-                              f"positive integer")
+            raise ConfigError(
+                f"{name}: metadata 'tile_multiple' {multiple!r} is not a positive integer"
+            )
         self.multiple = multiple
         inputs = self.session.get_inputs()
-        wanted = next((s.get("name") for s in meta.get("inputs", [])
-                       if isinstance(s, dict) and s.get("kind") == "image"), None)
+        wanted = next(
+            (
+                s.get("name")
+                for s in meta.get("inputs", [])
+                if isinstance(s, dict) and s.get("kind") == "image"
+            ),
+            None,
+        )
         chosen = next((i for i in inputs if i.name == wanted), inputs[0] if inputs else None)
         if chosen is None or len(inputs) != 1:
-            raise ConfigError(f"{name}: expected one image input, the model has "
-                              f"{len(inputs)} inputs")
+            raise ConfigError(
+                f"{name}: expected one image input, the model has {len(inputs)} inputs"
+            )
         self.input_name = chosen.name
         self.dtype = np.float16 if chosen.type == "tensor(float16)" else np.float32
         outputs = [o.name for o in self.session.get_outputs()]
@@ -147,15 +170,18 @@ class SRModel:
         lo, hi = self.value_range
         if (lo, hi) != (0.0, 1.0):
             x = x * (hi - lo) + lo
-        y = self.session.run([self.output_name],
-                             {self.input_name: x.astype(self.dtype, copy=False)})[0]
+        y = self.session.run(
+            [self.output_name], {self.input_name: x.astype(self.dtype, copy=False)}
+        )[0]
         y = np.asarray(y, dtype=np.float32)
         if y.shape != (n, c, (h + ph) * s, (w + pw) * s):
-            raise ModelFileError(f"{self.path.name}: output shape {tuple(y.shape)} for input "
-                                 f"{(n, c, h + ph, w + pw)} does not match scale {s} from "
-                                 f"its metadata")
+            raise ModelFileError(
+                f"{self.path.name}: output shape {tuple(y.shape)} for input "
+                f"{(n, c, h + ph, w + pw)} does not match scale {s} from "
+                f"its metadata"
+            )
         if ph or pw:
-            y = y[:, :, :h * s, :w * s]
+            y = y[:, :, : h * s, : w * s]
         if (lo, hi) != (0.0, 1.0):
             y = (y - lo) / (hi - lo)
         return y
@@ -194,25 +220,29 @@ def converted_model(weights: Path, log: Callable[[str], Any] | None = None) -> P
     try:
         from ganpipe.weights import import_weights, load_model
     except ImportError:
-        raise ConfigError(f"{weights.name}: converting weights to ONNX needs PyTorch, which "
-                          f"is not installed here; run `ganpipe import {weights.name}` where "
-                          f"it is and pass the .onnx") from None
+        raise ConfigError(
+            f"{weights.name}: converting weights to ONNX needs PyTorch, which "
+            f"is not installed here; run `ganpipe import {weights.name}` where "
+            f"it is and pass the .onnx"
+        ) from None
     _, arch = load_model(weights)  # a file that cannot be imported fails here, quietly
-    (log or (lambda msg: None))(f"converting {weights.name} ({arch.variant} x{arch.scale}) "
-                                f"to ONNX, once; cached as {target}")
+    (log or (lambda msg: None))(
+        f"converting {weights.name} ({arch.variant} x{arch.scale}) "
+        f"to ONNX, once; cached as {target}"
+    )
     ensure_writable_dir(target.parent)
     import_weights(weights, target)
     return target
 
 
-def open_sr_model(path: str | Path, device: str = "auto",
-                  log: Callable[[str], Any] | None = None) -> SRModel:
+def open_sr_model(
+    path: str | Path, device: str = "auto", log: Callable[[str], Any] | None = None
+) -> SRModel:
     """Open a ``super_resolve`` model - an ``.onnx``, or released weights converted on
     first use (see :func:`converted_model`); every problem is a one-line
     :class:`ConfigError`."""
     if not DEVICE_RE.match(device):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or "
-                          f"tensorrt")
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or tensorrt")
     try:
         if Path(path).suffix.lower() in WEIGHT_SUFFIXES:
             path = converted_model(Path(path), log)
@@ -273,12 +303,12 @@ class Picture:
     uint16 as in the file (a quarter or half the memory of floats while they wait in the
     queue; only tiles become float32), upscaled planes float32 in [0, 1]."""
 
-    color: np.ndarray                 # H x W x C, C = 1 (gray) or 3
-    alpha: np.ndarray | None = None   # H x W
-    bits: int = 8                     # 16 for 16-bit sources
+    color: np.ndarray  # H x W x C, C = 1 (gray) or 3
+    alpha: np.ndarray | None = None  # H x W
+    bits: int = 8  # 16 for 16-bit sources
     icc: bytes | None = None
     exif: bytes | None = None
-    format: str | None = None         # the source's format, by content
+    format: str | None = None  # the source's format, by content
 
     @property
     def gray(self) -> bool:
@@ -314,9 +344,15 @@ def _sniff(path: Path) -> str | None:
         return None
 
 
-_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
-           7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 def _icc_for(icc: bytes | None, gray: bool) -> bytes | None:
@@ -387,9 +423,11 @@ def decode_image(path: str | Path) -> Picture:
         if png16.png16_header(head):  # 16-bit RGB(A)/LA: Pillow would keep 8 bits only
             arr, _ = png16.read_png16(path)
             arr = _ORIENT.get(orientation, lambda a: a)(arr)
-            pic = Picture(np.ascontiguousarray(arr[:, :, :3 if arr.shape[2] >= 3 else 1]),
-                          None if arr.shape[2] in (1, 3) else
-                          np.ascontiguousarray(arr[:, :, -1]), bits=16)
+            pic = Picture(
+                np.ascontiguousarray(arr[:, :, : 3 if arr.shape[2] >= 3 else 1]),
+                None if arr.shape[2] in (1, 3) else np.ascontiguousarray(arr[:, :, -1]),
+                bits=16,
+            )
         else:
             im.load()
             pic = _from_pil(ImageOps.exif_transpose(im) if orientation != 1 else im)
@@ -424,7 +462,7 @@ def fill_transparent(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         w = w.reshape(h2, 2, w2, 2).sum(axis=(1, 3))
     fill = c / w[:, :, None]
     for c_l, w_l in reversed(levels):
-        up = np.repeat(np.repeat(fill, 2, axis=0), 2, axis=1)[:w_l.shape[0], :w_l.shape[1]]
+        up = np.repeat(np.repeat(fill, 2, axis=0), 2, axis=1)[: w_l.shape[0], : w_l.shape[1]]
         with np.errstate(invalid="ignore", divide="ignore"):
             fill = np.where((w_l > 0)[:, :, None], c_l / w_l[:, :, None], up)
     return np.where(known[:, :, None], color, fill).astype(np.float32)
@@ -453,8 +491,13 @@ def _on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return ((color * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
 
 
-def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95,
-                 png_compression: int = PNG_COMPRESSION) -> None:
+def encode_image(
+    pic: Picture,
+    path: str | Path,
+    fmt: str,
+    quality: int = 95,
+    png_compression: int = PNG_COMPRESSION,
+) -> None:
     """Write ``pic`` atomically as ``fmt`` (PNG, JPEG, WEBP, TIFF), at 16 bits where the
     source had 16 and the format can hold them. Planes are normally already integers (see
     :meth:`Upscaler.upscale`); float planes in [0, 1] are converted (and consumed)."""
@@ -466,8 +509,7 @@ def encode_image(pic: Picture, path: str | Path, fmt: str, quality: int = 95,
     arr = color if alpha is None else np.concatenate([color, alpha[:, :, None]], axis=2)
     exif = pic.exif if fmt in ("PNG", "JPEG", "WEBP") else None
     if bits == 16 and fmt == "PNG":  # Pillow cannot write 16-bit RGB(A) or gray+alpha
-        write_bytes(path, png16.encode_png16(arr, icc=pic.icc, exif=exif,
-                                             level=png_compression))
+        write_bytes(path, png16.encode_png16(arr, icc=pic.icc, exif=exif, level=png_compression))
         return
     if bits == 16 and fmt == "TIFF" and arr.shape[2] > 1:  # nor 16-bit RGB(A) TIFFs
         from ganpipe.inference import tiff16
@@ -496,8 +538,14 @@ class Upscaler:
     An ``overlap`` too large for ``tile`` (at least half of it) becomes a quarter of the
     tile, with a note through ``log``: ``--tile 64`` works with the default overlap."""
 
-    def __init__(self, model: SRModel | Ensemble, tile: int = 512, overlap: int = 32,
-                 alpha: str = "model", log: Callable[[str], Any] | None = None):
+    def __init__(
+        self,
+        model: SRModel | Ensemble,
+        tile: int = 512,
+        overlap: int = 32,
+        alpha: str = "model",
+        log: Callable[[str], Any] | None = None,
+    ):
         check_tiling(tile, overlap)
         if alpha not in ("model", "bicubic"):
             raise ConfigError(f"alpha must be 'model' or 'bicubic', got {alpha!r}")
@@ -508,8 +556,10 @@ class Upscaler:
         self.tile = max(m, tile - tile % m) if tile else 0
         if self.tile and 2 * overlap >= self.tile:
             fitted = self.tile // 4
-            self.log(f"tile overlap {overlap} is too large for {self.tile}x{self.tile} "
-                     f"tiles; using {fitted}")
+            self.log(
+                f"tile overlap {overlap} is too large for {self.tile}x{self.tile} "
+                f"tiles; using {fitted}"
+            )
             overlap = fitted
         self.overlap = overlap
         self.alpha = alpha
@@ -520,21 +570,26 @@ class Upscaler:
         m = self.model.multiple
         while True:
             try:
-                return upscale_plane(self.model, image, self.scale, self.tile, self.overlap,
-                                     multiple=m, dtype=dtype)
+                return upscale_plane(
+                    self.model, image, self.scale, self.tile, self.overlap, multiple=m, dtype=dtype
+                )
             except Exception as exc:
                 if not is_oom(exc):
                     raise
                 current = min(self.tile or max(image.shape[:2]), max(image.shape[:2]))
                 smaller = max(m, (current // 2) - (current // 2) % m)
                 if smaller < MIN_TILE or smaller >= current:
-                    raise GanpipeError(f"out of memory even with {current}x{current} tiles "
-                                       f"({str(exc).strip().splitlines()[0][:200]}); try "
-                                       f"--device cpu or a smaller model") from None
+                    raise GanpipeError(
+                        f"out of memory even with {current}x{current} tiles "
+                        f"({str(exc).strip().splitlines()[0][:200]}); try "
+                        f"--device cpu or a smaller model"
+                    ) from None
                 self.tile = smaller
                 self.overlap = min(self.overlap, smaller // 4)
-                self.log(f"out of memory with {current}x{current} tiles; retrying with "
-                         f"{smaller}x{smaller} tiles (overlap {self.overlap})")
+                self.log(
+                    f"out of memory with {current}x{current} tiles; retrying with "
+                    f"{smaller}x{smaller} tiles (overlap {self.overlap})"
+                )
 
     def upscale(self, pic: Picture, bits: int | None = None) -> Picture:
         """The upscaled picture: planes float32 in [0, 1], or with ``bits`` 8 or 16
@@ -567,8 +622,7 @@ class Upscaler:
 
 def check_tiling(tile: int, overlap: int) -> None:
     if tile < 0 or (0 < tile < MIN_TILE):
-        raise ConfigError(f"tile size must be 0 (whole image) or at least {MIN_TILE}, got "
-                          f"{tile}")
+        raise ConfigError(f"tile size must be 0 (whole image) or at least {MIN_TILE}, got {tile}")
     if overlap < 0:
         raise ConfigError(f"tile overlap must be at least 0, got {overlap}")
 
@@ -599,8 +653,9 @@ def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
     else:
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
         if not m:
-            raise ConfigError(f"--shard {spec!r}: expected I/N, e.g. 0/4 for the first of "
-                              f"4 workers")
+            raise ConfigError(
+                f"--shard {spec!r}: expected I/N, e.g. 0/4 for the first of 4 workers"
+            )
         i, n = int(m.group(1)), int(m.group(2))
     if not (n >= 1 and 0 <= i < n):
         raise ConfigError(f"--shard {i}/{n}: need N >= 1 and 0 <= I < N, e.g. 0/{max(n, 2)}")
@@ -638,9 +693,16 @@ def _output_name(src: Path, fmt: str, suffix: str) -> str:
     return f"{src.stem}{suffix}{ext}"
 
 
-def plan_jobs(src: str | Path, out: str | Path, *, format: str | None = None,
-              suffix: str = "", recursive: bool = False, skip_existing: bool = False,
-              shard: tuple[int, int] | None = None) -> Plan:
+def plan_jobs(
+    src: str | Path,
+    out: str | Path,
+    *,
+    format: str | None = None,
+    suffix: str = "",
+    recursive: bool = False,
+    skip_existing: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> Plan:
     """Which files to upscale to which outputs. A file input may have an output file
     (``out`` with an image suffix that is not a folder) or an output folder."""
     src, out = Path(src), Path(out)
@@ -669,15 +731,19 @@ def plan_jobs(src: str | Path, out: str | Path, *, format: str | None = None,
     elif src.is_dir():
         rin, rout = src.resolve(), out.resolve()
         if rout == rin or rin in rout.parents:
-            raise ConfigError(f"output folder {out} is inside the input folder {src}; choose "
-                              f"a folder outside it (outputs would be read as inputs next "
-                              f"time)")
+            raise ConfigError(
+                f"output folder {out} is inside the input folder {src}; choose "
+                f"a folder outside it (outputs would be read as inputs next "
+                f"time)"
+            )
         listed, ignored = list_images(src, recursive)
         if not listed:
             where = " or its sub-folders" if recursive else ""
             hint = "" if recursive else " (add --recursive for sub-folders)"
-            raise ConfigError(f"no images in {src}{where}{hint}; looked for PNG, JPEG, WebP, "
-                              f"TIFF, BMP and GIF files")
+            raise ConfigError(
+                f"no images in {src}{where}{hint}; looked for PNG, JPEG, WebP, "
+                f"TIFF, BMP and GIF files"
+            )
         for path, sniffed in listed:
             fmt = _output_format(sniffed, explicit)
             rel = path.relative_to(src)
@@ -693,8 +759,10 @@ def plan_jobs(src: str | Path, out: str | Path, *, format: str | None = None,
         key = os.path.normcase(str(dst.resolve()))
         reason = None
         if dst.resolve() in inputs:
-            reason = (f"output {dst} would overwrite an input file; use --suffix, --format "
-                      f"or another output folder")
+            reason = (
+                f"output {dst} would overwrite an input file; use --suffix, --format "
+                f"or another output folder"
+            )
         elif key in claimed:
             reason = f"output {dst} is also the output of {claimed[key]}; rename one of them"
         else:
@@ -721,8 +789,8 @@ class UpscaleSummary:
     providers: list[str]
     scale: int
     seconds: float
-    megapixels: float      # input megapixels upscaled
-    tile: int              # tile size in use at the end (smaller after out-of-memory)
+    megapixels: float  # input megapixels upscaled
+    tile: int  # tile size in use at the end (smaller after out-of-memory)
 
     @property
     def ok(self) -> bool:
@@ -731,9 +799,11 @@ class UpscaleSummary:
     def line(self) -> str:
         rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
         mps = self.megapixels / self.seconds if self.seconds > 0 else 0.0
-        parts = [f"upscaled {len(self.written)} image{'s' * (len(self.written) != 1)} "
-                 f"(x{self.scale}) to {self.out_dir} in {self.seconds:.1f}s "
-                 f"({rate:.2f} img/s, {mps:.2f} MP/s in)"]
+        parts = [
+            f"upscaled {len(self.written)} image{'s' * (len(self.written) != 1)} "
+            f"(x{self.scale}) to {self.out_dir} in {self.seconds:.1f}s "
+            f"({rate:.2f} img/s, {mps:.2f} MP/s in)"
+        ]
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)} existing")
         if self.failures:
@@ -749,8 +819,7 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    if text and isinstance(exc, OSError | ValueError | SyntaxError |
-                           Image.DecompressionBombError):
+    if text and isinstance(exc, OSError | ValueError | SyntaxError | Image.DecompressionBombError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -761,9 +830,14 @@ class _Progress:
     def __init__(self, total: int, enabled: bool | None):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="img", disable=(None if enabled is None
-                                                          else not enabled),
-                        dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+        self.bar = tqdm(
+            total=total,
+            unit="img",
+            disable=(None if enabled is None else not enabled),
+            dynamic_ncols=True,
+            smoothing=0.1,
+            file=sys.stderr,
+        )
         self.lock = threading.Lock()
         self.start = time.perf_counter()
         self.megapixels = 0.0
@@ -783,10 +857,15 @@ class _Progress:
         self.bar.close()
 
 
-def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
-             png_compression: int = PNG_COMPRESSION, workers: int | None = None,
-             progress: bool | None = None
-             ) -> tuple[list[Path], list[tuple[Path, str]], float]:
+def run_jobs(
+    upscaler: Upscaler,
+    jobs: list[Job],
+    *,
+    quality: int = 95,
+    png_compression: int = PNG_COMPRESSION,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> tuple[list[Path], list[tuple[Path, str]], float]:
     """Decode (thread pool, ahead) -> upscale (this thread) -> encode (thread pool,
     behind). Returns the written paths, the failures and the input megapixels."""
     workers = workers or min(4, os.cpu_count() or 2)
@@ -817,6 +896,7 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
     behind: deque[tuple[Future, int]] = deque()
     pending = iter(jobs)
     try:
+
         def refill() -> None:
             while len(ahead) < workers + 1:
                 job = next(pending, None)
@@ -836,8 +916,11 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
             h, w = pic.color.shape[:2]
             s = upscaler.scale
             if max(h, w) * s > MAX_SIDE[job.fmt]:
-                fail(job, f"the output ({w * s}x{h * s}) is too large for {job.fmt} (at "
-                     f"most {MAX_SIDE[job.fmt]} pixels a side); use --format png")
+                fail(
+                    job,
+                    f"the output ({w * s}x{h * s}) is too large for {job.fmt} (at "
+                    f"most {MAX_SIDE[job.fmt]} pixels a side); use --format png",
+                )
                 continue
             try:
                 result = upscaler.upscale(pic, output_bits(pic, job.fmt))
@@ -846,10 +929,10 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
             except Exception as exc:  # noqa: BLE001 - e.g. the model rejects this size
                 fail(job, f"upscaling failed: {describe_error(exc)}")
                 continue
-            size = result.color.nbytes + (result.alpha.nbytes if result.alpha is not None
-                                          else 0)
-            while behind and (len(behind) >= workers or
-                              sum(b for _, b in behind) + size > MAX_PENDING_BYTES):
+            size = result.color.nbytes + (result.alpha.nbytes if result.alpha is not None else 0)
+            while behind and (
+                len(behind) >= workers or sum(b for _, b in behind) + size > MAX_PENDING_BYTES
+            ):
                 behind.popleft()[0].result()
             behind.append((encoders.submit(encode, job, result, pic.megapixels), size))
             del pic, result
@@ -862,15 +945,27 @@ def run_jobs(upscaler: Upscaler, jobs: list[Job], *, quality: int = 95,
     return written, failures, bar.megapixels
 
 
-def upscale_path(input: str | Path, output: str | Path,
-                 model: str | Path | list[str | Path], *,
-                 device: str = "auto", tile: int = 512, overlap: int = 32,
-                 format: str | None = None, suffix: str = "", recursive: bool = False,
-                 skip_existing: bool = False, shard: str | tuple[int, int] | None = None,
-                 quality: int = 95, png_compression: int = PNG_COMPRESSION,
-                 alpha: str = "model", tta: bool = False, workers: int | None = None,
-                 progress: bool | None = None, log: Callable[[str], Any] | None = None
-                 ) -> UpscaleSummary:
+def upscale_path(
+    input: str | Path,
+    output: str | Path,
+    model: str | Path | list[str | Path],
+    *,
+    device: str = "auto",
+    tile: int = 512,
+    overlap: int = 32,
+    format: str | None = None,
+    suffix: str = "",
+    recursive: bool = False,
+    skip_existing: bool = False,
+    shard: str | tuple[int, int] | None = None,
+    quality: int = 95,
+    png_compression: int = PNG_COMPRESSION,
+    alpha: str = "model",
+    tta: bool = False,
+    workers: int | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> UpscaleSummary:
     """Upscale an image file or a folder of images with a ``super_resolve`` model.
 
     ``model`` may be a list: the models' outputs are averaged (:class:`Ensemble`);
@@ -884,22 +979,42 @@ def upscale_path(input: str | Path, output: str | Path,
     if not 0 <= png_compression <= 9:
         raise ConfigError(f"PNG compression must be 0..9, got {png_compression}")
     check_tiling(tile, overlap)
-    plan = plan_jobs(input, output, format=format, suffix=suffix, recursive=recursive,
-                     skip_existing=skip_existing, shard=parse_shard(shard))
+    plan = plan_jobs(
+        input,
+        output,
+        format=format,
+        suffix=suffix,
+        recursive=recursive,
+        skip_existing=skip_existing,
+        shard=parse_shard(shard),
+    )
     paths = list(model) if isinstance(model, list | tuple) else [model]
     if not paths:
         raise ConfigError("no model given; pass -m MODEL (repeat it for an ensemble)")
     models = [open_sr_model(p, device, log) for p in paths]
-    sr: SRModel | Ensemble = models[0] if len(models) == 1 and not tta else \
-        Ensemble(models, tta)
+    sr: SRModel | Ensemble = models[0] if len(models) == 1 and not tta else Ensemble(models, tta)
     upscaler = Upscaler(sr, tile, overlap, alpha, log)
     ensure_writable_dir(plan.out_dir)
     t0 = time.perf_counter()
-    written, failures, megapixels = run_jobs(upscaler, plan.jobs, quality=quality,
-                                             png_compression=png_compression,
-                                             workers=workers, progress=progress)
+    written, failures, megapixels = run_jobs(
+        upscaler,
+        plan.jobs,
+        quality=quality,
+        png_compression=png_compression,
+        workers=workers,
+        progress=progress,
+    )
     order = {job.src: i for i, job in enumerate(plan.jobs)}
     failures = plan.failures + sorted(failures, key=lambda f: order.get(f[0], -1))
-    return UpscaleSummary(plan.out_dir, written, plan.skipped, failures, plan.ignored,
-                          sr.providers, sr.scale, time.perf_counter() - t0, megapixels,
-                          upscaler.tile)
+    return UpscaleSummary(
+        plan.out_dir,
+        written,
+        plan.skipped,
+        failures,
+        plan.ignored,
+        sr.providers,
+        sr.scale,
+        time.perf_counter() - t0,
+        megapixels,
+        upscaler.tile,
+    )

@@ -20,15 +20,15 @@ from torch import nn
 from ganpipe.errors import ModelFileError
 
 
-def _to_float(images: torch.Tensor, size: int, value_range: tuple[float, float]
-              ) -> torch.Tensor:
+def _to_float(images: torch.Tensor, size: int, value_range: tuple[float, float]) -> torch.Tensor:
     """uint8 NCHW -> float NCHW, 3 channels, ``size`` x ``size``, in ``value_range``."""
     x = images.float() / 255.0
     if x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     lo, hi = value_range
     return x * (hi - lo) + lo
 
@@ -45,8 +45,9 @@ class RandomFeatures(nn.Module):
         for a, b in zip(chans[:-1], chans[1:], strict=True):
             conv = nn.Conv2d(a, b, 3, stride=2, padding=1)
             with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g)
-                                  * (2.0 / (a * 9)) ** 0.5)
+                conv.weight.copy_(
+                    torch.randn(conv.weight.shape, generator=g) * (2.0 / (a * 9)) ** 0.5
+                )
                 conv.bias.zero_()
             self.convs.append(conv)
         self.size = size
@@ -67,8 +68,13 @@ class RandomFeatures(nn.Module):
 class OnnxFeatures(nn.Module):
     """Features from a local ONNX model (first output, flattened per image)."""
 
-    def __init__(self, path: str | Path, value_range: tuple[float, float] = (-1.0, 1.0),
-                 size: int | None = None, device: str = "auto"):
+    def __init__(
+        self,
+        path: str | Path,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        size: int | None = None,
+        device: str = "auto",
+    ):
         super().__init__()
         from ganpipe.inference.session import open_model
 
@@ -79,8 +85,9 @@ class OnnxFeatures(nn.Module):
         static = [d for d in shape[2:] if isinstance(d, int)]
         if size is None:
             if len(static) != 2:
-                raise ModelFileError(f"{path}: input {inp.name} has no fixed size; set "
-                                     f"evaluate.feature_size")
+                raise ModelFileError(
+                    f"{path}: input {inp.name} has no fixed size; set evaluate.feature_size"
+                )
             size = int(static[0])
         self.size = size
         self.value_range = value_range
@@ -94,22 +101,24 @@ class OnnxFeatures(nn.Module):
         step = self.fixed_batch or len(x)
         outs = []
         for start in range(0, len(x), step):  # models exported with a fixed batch size
-            chunk = x[start:start + step]
+            chunk = x[start : start + step]
             n = len(chunk)
             if self.fixed_batch and n < step:
-                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]),
-                                                        np.float32)])
-            outs.append(np.asarray(self.model.run({self.input_name: chunk}),
-                                   dtype=np.float32).reshape(len(chunk), -1)[:n])
+                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)])
+            outs.append(
+                np.asarray(self.model.run({self.input_name: chunk}), dtype=np.float32).reshape(
+                    len(chunk), -1
+                )[:n]
+            )
         return torch.from_numpy(np.concatenate(outs))
 
 
-def extract(extractor: nn.Module, images_nhwc: np.ndarray, batch_size: int = 64
-            ) -> torch.Tensor:
+def extract(extractor: nn.Module, images_nhwc: np.ndarray, batch_size: int = 64) -> torch.Tensor:
     """Features of uint8 NHWC images, float64 [N, D]."""
     out = []
     for start in range(0, len(images_nhwc), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(
-            images_nhwc[start:start + batch_size].transpose(0, 3, 1, 2)))
+        batch = torch.from_numpy(
+            np.ascontiguousarray(images_nhwc[start : start + batch_size].transpose(0, 3, 1, 2))
+        )
         out.append(extractor(batch).double())
     return torch.cat(out) if out else torch.zeros(0, getattr(extractor, "num_features", 1))

@@ -33,13 +33,19 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(metric.compute())
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000, subsets: int = 50,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    subset_size: int = 1000,
+    subsets: int = 50,
+    seed: int = 0,
+) -> tuple[float, float]:
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = max(2, min(subset_size, len(real), len(fake)))
-    metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets,
-                                     subset_size=size, normalize=False)
+    metric = KernelInceptionDistance(
+        feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, normalize=False
+    )
     metric.update(real.float(), real=True)
     metric.update(fake.float(), real=False)
     with torch.random.fork_rng():
@@ -56,8 +62,12 @@ def _kth_radius(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
     if len(real) < 2 or len(fake) < 2:
-        return {"precision": float("nan"), "recall": float("nan"),
-                "density": float("nan"), "coverage": float("nan")}
+        return {
+            "precision": float("nan"),
+            "recall": float("nan"),
+            "density": float("nan"),
+            "coverage": float("nan"),
+        }
     r_real, r_fake = _kth_radius(real, k), _kth_radius(fake, k)
     d = torch.cdist(real, fake)  # [R, F]
     inside = d <= r_real[:, None]
@@ -76,11 +86,17 @@ def spread(x: torch.Tensor) -> float:
     return float(d.sum() / (len(x) * (len(x) - 1)))
 
 
-def all_scores(real: torch.Tensor, fake: torch.Tensor, k: int = 5,
-               kid_subset_size: int = 1000) -> dict[str, float]:
+def all_scores(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_subset_size: int = 1000
+) -> dict[str, float]:
     """Every score for one pair of feature sets (float64 [N, D])."""
     kid_mean, kid_std = kid(real, fake, kid_subset_size)
-    return {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std,
-            **prdc(real, fake, k),
-            "diversity": spread(fake) / max(spread(real), 1e-12),
-            "n_real": len(real), "n_fake": len(fake)}
+    return {
+        "fid": fid(real, fake),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        **prdc(real, fake, k),
+        "diversity": spread(fake) / max(spread(real), 1e-12),
+        "n_real": len(real),
+        "n_fake": len(fake),
+    }

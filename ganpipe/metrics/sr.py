@@ -25,16 +25,16 @@ def _as_batches(hr: Any, batch_size: int):
     if isinstance(hr, torch.Tensor):
         x = hr.detach().float().cpu()
         for i in range(0, len(x), batch_size):
-            yield x[i:i + batch_size]
+            yield x[i : i + batch_size]
         return
     if isinstance(hr, np.ndarray) and hr.ndim == 4:
         if hr.dtype == np.uint8:
             for i in range(0, len(hr), batch_size):
-                yield torch.from_numpy(hr[i:i + batch_size]).permute(0, 3, 1, 2).float() / 255
+                yield torch.from_numpy(hr[i : i + batch_size]).permute(0, 3, 1, 2).float() / 255
         else:
             x = torch.from_numpy(np.asarray(hr, dtype=np.float32))
             for i in range(0, len(x), batch_size):
-                yield x[i:i + batch_size]
+                yield x[i : i + batch_size]
         return
     for img in hr:  # one by one: sizes may differ
         arr = np.asarray(img)
@@ -74,17 +74,25 @@ def _upscaler(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
 
         return run_onnx
     if callable(model):
+
         def run_numpy(lr: torch.Tensor) -> torch.Tensor:
             return torch.from_numpy(np.asarray(model(lr.numpy()), dtype=np.float32))
 
         return run_numpy
-    raise TypeError(f"cannot up-scale with a {type(model).__name__}; pass a torch module, "
-                    f"an .onnx path or a numpy callable")
+    raise TypeError(
+        f"cannot up-scale with a {type(model).__name__}; pass a torch module, "
+        f"an .onnx path or a numpy callable"
+    )
 
 
-def sr_validation(model: Any, hr_images: np.ndarray | torch.Tensor | Sequence[np.ndarray],
-                  scale: int, *, batch_size: int = 16, crop_border: int = 0
-                  ) -> dict[str, float]:
+def sr_validation(
+    model: Any,
+    hr_images: np.ndarray | torch.Tensor | Sequence[np.ndarray],
+    scale: int,
+    *,
+    batch_size: int = 16,
+    crop_border: int = 0,
+) -> dict[str, float]:
     """Mean per-image PSNR (dB) and SSIM of ``model`` and of bicubic up-scaling on
     ``hr_images``: ``{"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "count"}``.
     ``crop_border`` pixels are shaved off each side before scoring (``scale`` is the
@@ -92,8 +100,10 @@ def sr_validation(model: Any, hr_images: np.ndarray | torch.Tensor | Sequence[np
     from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
     up = _upscaler(model)
-    psnr = {k: PeakSignalNoiseRatio(data_range=1.0, reduction="none", dim=(1, 2, 3))
-            for k in ("model", "bicubic")}
+    psnr = {
+        k: PeakSignalNoiseRatio(data_range=1.0, reduction="none", dim=(1, 2, 3))
+        for k in ("model", "bicubic")
+    }
     ssim: dict[str, list[torch.Tensor]] = {"model": [], "bicubic": []}
     count = 0
     for hr in _as_batches(hr_images, batch_size):
@@ -106,15 +116,18 @@ def sr_validation(model: Any, hr_images: np.ndarray | torch.Tensor | Sequence[np
             hr = hr[..., b:-b, b:-b]
         for key, out in outs.items():
             if out.shape != (hr.shape[0], hr.shape[1], h, w):
-                raise ValueError(f"the model returned {tuple(out.shape)} for LR "
-                                 f"{tuple(lr.shape)}; expected {(hr.shape[0], hr.shape[1], h, w)}"
-                                 f" (scale {scale})")
+                raise ValueError(
+                    f"the model returned {tuple(out.shape)} for LR "
+                    f"{tuple(lr.shape)}; expected {(hr.shape[0], hr.shape[1], h, w)}"
+                    f" (scale {scale})"
+                )
             if b:
                 out = out[..., b:-b, b:-b]
             psnr[key].update(out, hr)
             k = min(11, min(hr.shape[-2:]) - (1 - min(hr.shape[-2:]) % 2))
-            metric = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=max(k, 1),
-                                                      reduction="none")
+            metric = StructuralSimilarityIndexMeasure(
+                data_range=1.0, kernel_size=max(k, 1), reduction="none"
+            )
             ssim[key].append(metric(out, hr).reshape(-1))
         count += hr.shape[0]
     if not count:
@@ -124,6 +137,10 @@ def sr_validation(model: Any, hr_images: np.ndarray | torch.Tensor | Sequence[np
         v = m.compute().reshape(-1)
         return float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")
 
-    return {"psnr": mean_psnr(psnr["model"]), "ssim": float(torch.cat(ssim["model"]).mean()),
-            "bicubic_psnr": mean_psnr(psnr["bicubic"]),
-            "bicubic_ssim": float(torch.cat(ssim["bicubic"]).mean()), "count": count}
+    return {
+        "psnr": mean_psnr(psnr["model"]),
+        "ssim": float(torch.cat(ssim["model"]).mean()),
+        "bicubic_psnr": mean_psnr(psnr["bicubic"]),
+        "bicubic_ssim": float(torch.cat(ssim["bicubic"]).mean()),
+        "count": count,
+    }

@@ -13,7 +13,7 @@ from torch import nn
 
 def _levels(image_size: int) -> int:
     n = int(math.log2(image_size))
-    if 2 ** n != image_size or image_size < 8:
+    if 2**n != image_size or image_size < 8:
         raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
     return n - 2  # number of 2x up-samplings from 4x4
 
@@ -32,18 +32,30 @@ def init_weights(module: nn.Module) -> None:
 class Generator(nn.Module):
     """z [B, latent] -> image [B, C, S, S] in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, image_size: int, channels: int, width: int = 64,
-                 max_width: int = 512, extra_inputs: int = 0):
+    def __init__(
+        self,
+        latent_dim: int,
+        image_size: int,
+        channels: int,
+        width: int = 64,
+        max_width: int = 512,
+        extra_inputs: int = 0,
+    ):
         super().__init__()
         levels = _levels(image_size)
-        widths = [min(max_width, width * 2 ** i) for i in range(levels)][::-1]
+        widths = [min(max_width, width * 2**i) for i in range(levels)][::-1]
         self.latent_dim = latent_dim
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim + extra_inputs, widths[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
         for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b),
-                       nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(True),
+            ]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(init_weights)
@@ -55,13 +67,22 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """image [B, C, S, S] -> one logit per image [B]."""
 
-    def __init__(self, image_size: int, channels: int, width: int = 64, max_width: int = 512,
-                 batch_norm: bool = True, extra_channels: int = 0):
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        width: int = 64,
+        max_width: int = 512,
+        batch_norm: bool = True,
+        extra_channels: int = 0,
+    ):
         super().__init__()
         levels = _levels(image_size)
-        widths = [min(max_width, width * 2 ** i) for i in range(levels)]
-        layers: list[nn.Module] = [nn.Conv2d(channels + extra_channels, widths[0], 4, 2, 1),
-                                   nn.LeakyReLU(0.2, True)]
+        widths = [min(max_width, width * 2**i) for i in range(levels)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels + extra_channels, widths[0], 4, 2, 1),
+            nn.LeakyReLU(0.2, True),
+        ]
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=not batch_norm)]
             if batch_norm:

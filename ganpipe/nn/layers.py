@@ -74,8 +74,14 @@ class DownBlock(nn.Module):
     """BigGAN discriminator block: (ReLU)-conv3-ReLU-conv3-avgpool2, + conv1 shortcut.
     The first block of a discriminator has no pre-activation (it sees the image)."""
 
-    def __init__(self, cin: int, cout: int, preactivation: bool = True,
-                 downsample: bool = True, use_sn: bool = True):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        preactivation: bool = True,
+        downsample: bool = True,
+        use_sn: bool = True,
+    ):
         super().__init__()
         self.preactivation, self.downsample = preactivation, downsample
         self.conv1 = sn_conv(cin, cout, 3, use_sn)
@@ -112,9 +118,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        theta = self.theta(x).flatten(2)                        # B, k, HW
-        phi = F.max_pool2d(self.phi(x), 2).flatten(2)           # B, k, HW/4
-        g = F.max_pool2d(self.g(x), 2).flatten(2)               # B, v, HW/4
-        attn = torch.softmax(theta.transpose(1, 2) @ phi, -1)   # B, HW, HW/4
-        out = (g @ attn.transpose(1, 2)).reshape(b, -1, h, w)   # B, v, H, W
+        theta = self.theta(x).flatten(2)  # B, k, HW
+        phi = F.max_pool2d(self.phi(x), 2).flatten(2)  # B, k, HW/4
+        g = F.max_pool2d(self.g(x), 2).flatten(2)  # B, v, HW/4
+        attn = torch.softmax(theta.transpose(1, 2) @ phi, -1)  # B, HW, HW/4
+        out = (g @ attn.transpose(1, 2)).reshape(b, -1, h, w)  # B, v, H, W
         return x + self.gamma * self.o(out)

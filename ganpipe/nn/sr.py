@@ -29,6 +29,7 @@ from ganpipe.errors import ConfigError
 
 # -- generators ------------------------------------------------------------------------------
 
+
 def upsample_factors(scale: int) -> list[int]:
     """PixelShuffle steps for ``scale``: 2 -> [2], 3 -> [3], 4 -> [2, 2], 8 -> [2, 2, 2]."""
     if scale == 3:
@@ -55,17 +56,20 @@ class SRResNet(nn.Module):
     """SRGAN generator: conv9-PReLU, ``num_block`` residual blocks, conv3-BN + skip,
     PixelShuffle up-sampling blocks (conv3-shuffle-PReLU), conv9."""
 
-    def __init__(self, channels: int = 3, scale: int = 4, num_feat: int = 64,
-                 num_block: int = 16):
+    def __init__(self, channels: int = 3, scale: int = 4, num_feat: int = 64, num_block: int = 16):
         super().__init__()
         self.head = nn.Sequential(nn.Conv2d(channels, num_feat, 9, 1, 4), nn.PReLU(num_feat))
         self.body = nn.Sequential(*[_SRResBlock(num_feat) for _ in range(num_block)])
-        self.body_tail = nn.Sequential(nn.Conv2d(num_feat, num_feat, 3, 1, 1),
-                                       nn.BatchNorm2d(num_feat))
+        self.body_tail = nn.Sequential(
+            nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.BatchNorm2d(num_feat)
+        )
         up: list[nn.Module] = []
         for f in upsample_factors(scale):
-            up += [nn.Conv2d(num_feat, num_feat * f * f, 3, 1, 1), nn.PixelShuffle(f),
-                   nn.PReLU(num_feat)]
+            up += [
+                nn.Conv2d(num_feat, num_feat * f * f, 3, 1, 1),
+                nn.PixelShuffle(f),
+                nn.PReLU(num_feat),
+            ]
         self.upsample = nn.Sequential(*up)
         self.tail = nn.Conv2d(num_feat, channels, 9, 1, 4)
 
@@ -123,14 +127,21 @@ class RRDBNet(nn.Module):
     """ESRGAN / Real-ESRGAN generator (BasicSR layout). Always up-samples x4 (nearest x2
     twice); scale 2 and 1 pixel-unshuffle the input by 2 and 4 first."""
 
-    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 4,
-                 num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32):
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_block: int = 23,
+        num_grow_ch: int = 32,
+    ):
         super().__init__()
         if scale not in RRDB_UNSHUFFLE:
             raise ValueError(f"RRDBNet supports scale 1, 2 or 4, not {scale}")
         self.scale = scale
         self.unshuffle = RRDB_UNSHUFFLE[scale]
-        self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle ** 2, num_feat, 3, 1, 1)
+        self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -153,8 +164,14 @@ class SRVGGNetCompact(nn.Module):
     pairs, a last conv to ``C*scale^2`` channels, PixelShuffle, plus the nearest-upsampled
     input."""
 
-    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64,
-                 num_conv: int = 16, upscale: int = 4):
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_conv: int = 16,
+        upscale: int = 4,
+    ):
         super().__init__()
         self.upscale = upscale
         layers: list[nn.Module] = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
@@ -177,8 +194,12 @@ class ESPCN(nn.Module):
 
     def __init__(self, channels: int = 3, scale: int = 2, feat1: int = 64, feat2: int = 32):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(channels, feat1, 5, 1, 2), nn.Tanh(),
-                                      nn.Conv2d(feat1, feat2, 3, 1, 1), nn.Tanh())
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, feat1, 5, 1, 2),
+            nn.Tanh(),
+            nn.Conv2d(feat1, feat2, 3, 1, 1),
+            nn.Tanh(),
+        )
         self.sub_pixel = nn.Conv2d(feat2, channels * scale * scale, 3, 1, 1)
         self.shuffle = nn.PixelShuffle(scale)
 
@@ -208,30 +229,42 @@ class SRExport(nn.Module):
 
 # -- discriminator ------------------------------------------------------------------------------
 
+
 class SRDiscriminator(nn.Module):
     """SRGAN's VGG-style discriminator: conv-LReLU, then (conv-BN-LReLU, strided conv-BN-
     LReLU) blocks doubling the width, then a dense head. Global average pooling before the
     head makes it work at any patch size (SRGAN flattened a fixed 96 px map)."""
 
-    def __init__(self, channels: int = 3, image_size: int = 96, width: int = 64,
-                 max_levels: int = 4):
+    def __init__(
+        self, channels: int = 3, image_size: int = 96, width: int = 64, max_levels: int = 4
+    ):
         super().__init__()
         levels = max(1, min(max_levels, int(math.log2(max(image_size, 4))) - 2))
 
         def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                    nn.LeakyReLU(0.2, inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
 
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1),
-                                   nn.LeakyReLU(0.2, inplace=True), *block(width, width, 2)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, 1, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            *block(width, width, 2),
+        ]
         c = width
         for _ in range(levels - 1):
             layers += block(c, c * 2, 1) + block(c * 2, c * 2, 2)
             c *= 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(c, 2 * c), nn.LeakyReLU(0.2, inplace=True),
-                                  nn.Linear(2 * c, 1))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(c, 2 * c),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(2 * c, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).squeeze(1)
@@ -240,8 +273,29 @@ class SRDiscriminator(nn.Module):
 # -- perceptual features ------------------------------------------------------------------------
 
 #: torchvision's VGG19 "E" configuration: channels, "M" = max-pool.
-VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-             512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+VGG19_CFG = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -290,32 +344,38 @@ class VGG19Features(nn.Module):
         want = {k: v for k, v in model.features.state_dict().items()}
         missing = [f"features.{k}" for k in want if f"features.{k}" not in state]
         if missing:
-            raise ConfigError(f"{path}: not torchvision VGG19 weights; missing "
-                              f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+            raise ConfigError(
+                f"{path}: not torchvision VGG19 weights; missing "
+                f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+            )
         try:
             model.features.load_state_dict({k: state[f"features.{k}"] for k in want})
         except RuntimeError as exc:
-            raise ConfigError(f"{path}: VGG19 weights do not fit "
-                              f"({str(exc).splitlines()[-1].strip()})") from None
+            raise ConfigError(
+                f"{path}: VGG19 weights do not fit ({str(exc).splitlines()[-1].strip()})"
+            ) from None
         return model.requires_grad_(False).eval()
 
 
 # -- degradations -----------------------------------------------------------------------------
+
 
 def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """Bicubic down-scaling with anti-aliasing (``hr`` in [0, 1]), clamped to [0, 1]."""
     if scale == 1:
         return hr
     h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
-    return F.interpolate(hr, size=(h, w), mode="bicubic", antialias=True,
-                         align_corners=False).clamp(0.0, 1.0)
+    return F.interpolate(
+        hr, size=(h, w), mode="bicubic", antialias=True, align_corners=False
+    ).clamp(0.0, 1.0)
 
 
 def upscale_bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
     if scale == 1:
         return lr
-    return F.interpolate(lr, scale_factor=scale, mode="bicubic",
-                         align_corners=False).clamp(0.0, 1.0)
+    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(
+        0.0, 1.0
+    )
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -325,7 +385,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     radius = min(radius, max(1, min(h, w) - 1))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k1 = torch.exp(-(t[None, :] ** 2) / (2.0 * sigma.to(x.dtype)[:, None] ** 2))
-    k1 = k1 / k1.sum(dim=1, keepdim=True)                      # [B, k]
+    k1 = k1 / k1.sum(dim=1, keepdim=True)  # [B, k]
     k2 = (k1[:, :, None] * k1[:, None, :]).repeat_interleave(c, dim=0)  # [B*C, k, k]
     xp = F.pad(x.reshape(1, b * c, h, w), (radius,) * 4, mode="reflect")
     return F.conv2d(xp, k2[:, None], groups=b * c).reshape(b, c, h, w)
@@ -352,10 +412,14 @@ def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, device=device)
 
 
-def degrade(hr: torch.Tensor, scale: int, kinds: list[str] | tuple[str, ...] = (),
-            blur_sigma: tuple[float, float] = (0.2, 2.0),
-            noise_sigma: tuple[float, float] = (0.0, 0.04),
-            jpeg_quality: tuple[int, int] = (40, 95)) -> torch.Tensor:
+def degrade(
+    hr: torch.Tensor,
+    scale: int,
+    kinds: list[str] | tuple[str, ...] = (),
+    blur_sigma: tuple[float, float] = (0.2, 2.0),
+    noise_sigma: tuple[float, float] = (0.0, 0.04),
+    jpeg_quality: tuple[int, int] = (40, 95),
+) -> torch.Tensor:
     """The LR input for ``hr`` ([0, 1]): optional blur (at HR), bicubic anti-aliased
     down-scaling, optional Gaussian noise, optional JPEG, in the Real-ESRGAN order (one
     pass; random strengths per sample from torch's RNG, so resume stays exact)."""

@@ -57,8 +57,9 @@ class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, w_dim: int, layers: int):
         super().__init__()
         dims = [z_dim] + [w_dim] * layers
-        self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=0.01)
-                                    for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.layers = nn.ModuleList(
+            EqualLinear(a, b, lr_mul=0.01) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
@@ -71,8 +72,15 @@ class ModulatedConv(nn.Module):
     """Convolution whose input channels are scaled by a style from w, with the output
     demodulated (each output channel brought back to unit variance)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, w_dim: int, demodulate: bool = True,
-                 up: bool = False):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        w_dim: int,
+        demodulate: bool = True,
+        up: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
         self.affine = EqualLinear(w_dim, cin, bias_init=1.0)
@@ -80,13 +88,13 @@ class ModulatedConv(nn.Module):
         self.demodulate, self.up = demodulate, up
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        style = self.affine(w)                                     # B, cin
+        style = self.affine(w)  # B, cin
         if self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         weight = self.weight * self.scale
         out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
-            energy = weight.pow(2).sum(dim=(2, 3))                 # cout, cin
+            energy = weight.pow(2).sum(dim=(2, 3))  # cout, cin
             demod = torch.rsqrt(style.pow(2) @ energy.t() + 1e-8)  # B, cout
             out = out * demod[:, :, None, None]
         return out
@@ -105,8 +113,9 @@ class StyledLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         x = self.conv(x, w)
         if self.training:
-            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device,
-                                dtype=x.dtype)
+            noise = torch.randn(
+                x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype
+            )
         else:
             noise = self.noise_const
         return _act(x + noise * self.noise_strength + self.bias[None, :, None, None])
@@ -131,8 +140,16 @@ class StyleGenerator(nn.Module):
     """z [B, z_dim] -> image [B, C, S, S] in about [-1, 1]. ``synthesis(ws)`` takes one w
     per layer ([B, num_ws, w_dim]) for style mixing."""
 
-    def __init__(self, z_dim: int, w_dim: int, mapping_layers: int, image_size: int,
-                 channels: int, base: int, cap: int):
+    def __init__(
+        self,
+        z_dim: int,
+        w_dim: int,
+        mapping_layers: int,
+        image_size: int,
+        channels: int,
+        base: int,
+        cap: int,
+    ):
         super().__init__()
         levels = int(math.log2(image_size)) - 2
         ch = widths(base, levels, cap)
@@ -142,7 +159,7 @@ class StyleGenerator(nn.Module):
         self.rgbs = nn.ModuleList([ToRGB(ch[0], channels, w_dim)])
         self.ups, self.convs = nn.ModuleList(), nn.ModuleList()
         for i in range(1, levels + 1):
-            res = 4 * 2 ** i
+            res = 4 * 2**i
             self.ups.append(StyledLayer(ch[i - 1], ch[i], w_dim, res, up=True))
             self.convs.append(StyledLayer(ch[i], ch[i], w_dim, res))
             self.rgbs.append(ToRGB(ch[i], channels, w_dim))
@@ -193,9 +210,15 @@ class StyleDiscriminator(nn.Module):
         self.from_rgb = EqualConv2d(channels, ch[0], 1)
         self.blocks = nn.ModuleList()
         for a, b in zip(ch[:-1], ch[1:], strict=True):
-            self.blocks.append(nn.ModuleDict({
-                "conv1": EqualConv2d(a, a, 3), "conv2": EqualConv2d(a, b, 3),
-                "skip": EqualConv2d(a, b, 1, bias=False)}))
+            self.blocks.append(
+                nn.ModuleDict(
+                    {
+                        "conv1": EqualConv2d(a, a, 3),
+                        "conv2": EqualConv2d(a, b, 3),
+                        "skip": EqualConv2d(a, b, 1, bias=False),
+                    }
+                )
+            )
         self.stddev = MinibatchStd()
         self.conv = EqualConv2d(ch[-1] + 1, ch[-1], 3)
         self.fc = EqualLinear(ch[-1] * 16, ch[-1])

@@ -32,8 +32,7 @@ class AugmentOptions(Options):
     crop_scale: float = Field(1.0, gt=0, le=1, description="min area of a random crop; 1=off")
 
 
-def augment_image(arr: np.ndarray, opts: AugmentOptions, rng: np.random.Generator
-                  ) -> np.ndarray:
+def augment_image(arr: np.ndarray, opts: AugmentOptions, rng: np.random.Generator) -> np.ndarray:
     im = from_array(arr)
     size = im.size
     if opts.crop_scale < 1.0:
@@ -46,11 +45,14 @@ def augment_image(arr: np.ndarray, opts: AugmentOptions, rng: np.random.Generato
     if rng.random() < opts.vflip:
         im = im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
     if opts.rotate > 0:
-        im = im.rotate(rng.uniform(-opts.rotate, opts.rotate), Image.Resampling.BILINEAR,
-                       fillcolor=None)
-    for amount, enhancer in ((opts.brightness, ImageEnhance.Brightness),
-                             (opts.contrast, ImageEnhance.Contrast),
-                             (opts.saturation, ImageEnhance.Color)):
+        im = im.rotate(
+            rng.uniform(-opts.rotate, opts.rotate), Image.Resampling.BILINEAR, fillcolor=None
+        )
+    for amount, enhancer in (
+        (opts.brightness, ImageEnhance.Brightness),
+        (opts.contrast, ImageEnhance.Contrast),
+        (opts.saturation, ImageEnhance.Color),
+    ):
         if amount > 0 and (enhancer is not ImageEnhance.Color or im.mode == "RGB"):
             im = enhancer(im).enhance(rng.uniform(1 - amount, 1 + amount))
     return to_array(im)
@@ -67,8 +69,7 @@ def augment_set(data: ImageSet, opts: AugmentOptions, seed: int) -> ImageSet:
         labels.append(data.labels)
     if not images:
         images, labels = [data.images], [data.labels]
-    return ImageSet(np.concatenate(images), np.concatenate(labels), data.class_names,
-                    data.skipped)
+    return ImageSet(np.concatenate(images), np.concatenate(labels), data.class_names, data.skipped)
 
 
 class AugmentStage(Stage):
@@ -89,7 +90,6 @@ class AugmentStage(Stage):
         skipped = f", {len(source.skipped)} unreadable skipped" if source.skipped else ""
         return StageResult(
             {"dataset": f"{self.name}/dataset.npz", "preview": f"{self.name}/preview.png"},
-            f"{len(source)} images{skipped} -> {len(out)} "
-            f"({len(out.class_names)} class(es))",
-            {"images": len(out), "source_images": len(source),
-             "skipped": len(source.skipped)})
+            f"{len(source)} images{skipped} -> {len(out)} ({len(out.class_names)} class(es))",
+            {"images": len(out), "source_images": len(source), "skipped": len(source.skipped)},
+        )

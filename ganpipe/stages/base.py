@@ -20,10 +20,10 @@ class StageResult:
 
 @dataclass
 class StageContext:
-    config: Any                    # ganpipe.config.PipelineConfig
+    config: Any  # ganpipe.config.PipelineConfig
     run_dir: Path
-    manifest: Any                  # ganpipe.pipeline.Manifest
-    fingerprints: dict[str, str]   # fingerprints of the stages of this run
+    manifest: Any  # ganpipe.pipeline.Manifest
+    fingerprints: dict[str, str]  # fingerprints of the stages of this run
     force: bool = False
     log: Any = print
 
@@ -36,13 +36,17 @@ class StageContext:
         """Path of output ``key`` of an earlier ``stage`` (this run or a finished one)."""
         entry = self.manifest.stages.get(stage)
         if not entry or key not in entry.get("outputs", {}):
-            raise ConfigError(f"[{needed_by}] needs the output of [{stage}], which has not "
-                              f"run in {self.run_dir}; add a [{stage}] table before "
-                              f"[{needed_by}] in {self.config.path}")
+            raise ConfigError(
+                f"[{needed_by}] needs the output of [{stage}], which has not "
+                f"run in {self.run_dir}; add a [{stage}] table before "
+                f"[{needed_by}] in {self.config.path}"
+            )
         path = self.run_dir / entry["outputs"][key]
         if not path.exists():
-            raise ConfigError(f"[{needed_by}] needs {path} (from [{stage}]), which is gone; "
-                              f"re-run with --from {stage}")
+            raise ConfigError(
+                f"[{needed_by}] needs {path} (from [{stage}]), which is gone; "
+                f"re-run with --from {stage}"
+            )
         return path
 
     def has_output(self, stage: str) -> bool:
@@ -52,8 +56,9 @@ class StageContext:
         """The dataset source's images: ``train`` (without the held-out images),
         ``holdout`` (the ``data.holdout`` fraction) or ``all``."""
         cfg = self.config
-        data = cfg.dataset.load(cfg.data_options, cfg.data.image_size, cfg.data.channels,
-                                cfg.base_dir)
+        data = cfg.dataset.load(
+            cfg.data_options, cfg.data.image_size, cfg.data.channels, cfg.base_dir
+        )
         if split == "all":
             return data
         train, held = data.split(cfg.data.holdout, cfg.run.seed)

@@ -12,6 +12,13 @@ from ganpipe.stages.upscale import UpscaleStage
 
 @ganpipe.hookimpl
 def ganpipe_register_stages(register):
-    for stage in (AugmentStage(), TrainStage(), ExportStage(), GenerateStage(),
-                  EvaluateStage(), UpscaleStage(), TuneStage()):
+    for stage in (
+        AugmentStage(),
+        TrainStage(),
+        ExportStage(),
+        GenerateStage(),
+        EvaluateStage(),
+        UpscaleStage(),
+        TuneStage(),
+    ):
         register(stage)

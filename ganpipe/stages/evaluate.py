@@ -28,13 +28,19 @@ from ganpipe.stages.base import Stage, StageContext, StageResult
 class EvaluateOptions(Options):
     count: int = Field(1000, ge=2, le=200_000, description="generated images to score")
     real: Literal["auto", "holdout", "train"] = Field(
-        "auto", description="real images: the held-out split (auto when data.holdout > 0) "
-        "or the training images")
-    features: str = Field("random", description="'random' (offline default) or the path of "
-                          "a local ONNX feature extractor, e.g. InceptionV3 pool3")
+        "auto",
+        description="real images: the held-out split (auto when data.holdout > 0) "
+        "or the training images",
+    )
+    features: str = Field(
+        "random",
+        description="'random' (offline default) or the path of "
+        "a local ONNX feature extractor, e.g. InceptionV3 pool3",
+    )
     feature_size: int | None = Field(None, ge=8, description="input size of the extractor")
-    feature_range: tuple[float, float] = Field((-1.0, 1.0), description="input value range "
-                                               "the ONNX extractor expects")
+    feature_range: tuple[float, float] = Field(
+        (-1.0, 1.0), description="input value range the ONNX extractor expects"
+    )
     per_class: bool = Field(True, description="also score each class of conditional models")
     k: int = Field(5, ge=1, description="neighbours for precision/recall/density/coverage")
     kid_subset_size: int = Field(1000, ge=2)
@@ -56,30 +62,38 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     cols = ["fid", "kid", "precision", "recall", "density", "coverage", "diversity", "n_fake"]
     lines = [f"  {'':<14}" + "".join(f"{c:>11}" for c in cols)]
     for name, scores in rows.items():
-        cells = "".join(f"{scores[c]:>11.4g}" if isinstance(scores[c], float) else
-                        f"{scores[c]:>11}" for c in cols)
+        cells = "".join(
+            f"{scores[c]:>11.4g}" if isinstance(scores[c], float) else f"{scores[c]:>11}"
+            for c in cols
+        )
         lines.append(f"  {name[:14]:<14}{cells}")
     return "\n".join(lines)
 
 
 class EvaluateStage(Stage):
     name = "evaluate"
-    description = ("score the model on held-out images: FID, KID, precision/recall for "
-                   "generators; PSNR/SSIM next to bicubic for super-resolution")
+    description = (
+        "score the model on held-out images: FID, KID, precision/recall for "
+        "generators; PSNR/SSIM next to bicubic for super-resolution"
+    )
     Options = EvaluateOptions
     requires = ("export",)
     uses = ("data", "seed")
 
     def check(self, config, opts: EvaluateOptions) -> None:
         if opts.real == "holdout" and config.data.holdout <= 0:
-            raise ConfigError(f"{config.path}: evaluate.real = 'holdout' needs data.holdout "
-                              f"> 0 (e.g. holdout = 0.1)")
+            raise ConfigError(
+                f"{config.path}: evaluate.real = 'holdout' needs data.holdout "
+                f"> 0 (e.g. holdout = 0.1)"
+            )
         if opts.features != "random":
             path = Path(opts.features)
             path = path if path.is_absolute() else config.base_dir / path
             if not path.is_file():
-                raise ConfigError(f"{config.path}: evaluate.features: {path} is not a file; "
-                                  f"use \"random\" or the path of a local ONNX extractor")
+                raise ConfigError(
+                    f"{config.path}: evaluate.features: {path} is not a file; "
+                    f'use "random" or the path of a local ONNX extractor'
+                )
 
     def _super_resolve(self, ctx: StageContext, model, real, which: str) -> StageResult:
         """SR models: PSNR/SSIM on the real images against the bicubic baseline."""
@@ -90,16 +104,21 @@ class EvaluateStage(Stage):
         folder = ctx.stage_dir(self.name)
         write_json(folder / "metrics.json", {"real": which, "scale": scale, "scores": scores})
         gain = scores["psnr"] - scores["bicubic_psnr"]
-        ctx.log(f"  {'':<10}{'PSNR dB':>10}{'SSIM':>8}\n"
-                f"  {'model':<10}{scores['psnr']:>10.2f}{scores['ssim']:>8.4f}\n"
-                f"  {'bicubic':<10}{scores['bicubic_psnr']:>10.2f}{scores['bicubic_ssim']:>8.4f}")
-        return StageResult({"metrics": f"{self.name}/metrics.json"},
-                           f"x{scale} PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
-                           f"SSIM {scores['ssim']:.4f} on {len(real)} {which} images",
-                           {"psnr": scores["psnr"], "psnr_gain": gain})
+        ctx.log(
+            f"  {'':<10}{'PSNR dB':>10}{'SSIM':>8}\n"
+            f"  {'model':<10}{scores['psnr']:>10.2f}{scores['ssim']:>8.4f}\n"
+            f"  {'bicubic':<10}{scores['bicubic_psnr']:>10.2f}{scores['bicubic_ssim']:>8.4f}"
+        )
+        return StageResult(
+            {"metrics": f"{self.name}/metrics.json"},
+            f"x{scale} PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
+            f"SSIM {scores['ssim']:.4f} on {len(real)} {which} images",
+            {"psnr": scores["psnr"], "psnr_gain": gain},
+        )
 
-    def _translate(self, ctx: StageContext, opts: EvaluateOptions, model, real,
-                   which: str) -> StageResult:
+    def _translate(
+        self, ctx: StageContext, opts: EvaluateOptions, model, real, which: str
+    ) -> StageResult:
         """Translation models: FID / KID of the translated source-domain images against
         the real target-domain images."""
         from ganpipe.metrics.features import extract
@@ -107,32 +126,47 @@ class EvaluateStage(Stage):
 
         src = 0 if model.meta.get("direction", "AtoB") == "AtoB" else 1
         if len(real.class_names) != 2:
-            raise ConfigError(f"[{self.name}] a translate model is scored on two domains; "
-                              f"the {which} images have {len(real.class_names)} class(es)")
+            raise ConfigError(
+                f"[{self.name}] a translate model is scored on two domains; "
+                f"the {which} images have {len(real.class_names)} class(es)"
+            )
         source, target = real.images[real.labels == src], real.images[real.labels != src]
         if len(source) < 2 or len(target) < 2:
-            raise ConfigError(f"[{self.name}] needs at least 2 {which} images of each domain; "
-                              f"raise data.holdout or add images")
+            raise ConfigError(
+                f"[{self.name}] needs at least 2 {which} images of each domain; "
+                f"raise data.holdout or add images"
+            )
         fake = []
         for start in range(0, len(source), opts.batch_size):
-            x = source[start:start + opts.batch_size].transpose(0, 3, 1, 2) / 255.0
+            x = source[start : start + opts.batch_size].transpose(0, 3, 1, 2) / 255.0
             y = model.run({model.session.get_inputs()[0].name: x.astype(np.float32)})
             fake.append(np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
         extractor = opts.extractor(ctx.config.base_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            s = all_scores(extract(extractor, target, opts.batch_size),
-                           extract(extractor, np.concatenate(fake), opts.batch_size),
-                           opts.k, opts.kid_subset_size)
+            s = all_scores(
+                extract(extractor, target, opts.batch_size),
+                extract(extractor, np.concatenate(fake), opts.batch_size),
+                opts.k,
+                opts.kid_subset_size,
+            )
         folder = ctx.stage_dir(self.name)
-        write_json(folder / "metrics.json", {"real": which, "features": opts.features,
-                                             "direction": model.meta.get("direction"),
-                                             "scores": s})
+        write_json(
+            folder / "metrics.json",
+            {
+                "real": which,
+                "features": opts.features,
+                "direction": model.meta.get("direction"),
+                "scores": s,
+            },
+        )
         ctx.log(_table({"translated": s}))
-        return StageResult({"metrics": f"{self.name}/metrics.json"},
-                           f"FID {s['fid']:.3f}, KID {s['kid']:.4f} ({len(source)} translated "
-                           f"vs {len(target)} {which} target-domain images)",
-                           {"fid": s["fid"], "kid": s["kid"]})
+        return StageResult(
+            {"metrics": f"{self.name}/metrics.json"},
+            f"FID {s['fid']:.3f}, KID {s['kid']:.4f} ({len(source)} translated "
+            f"vs {len(target)} {which} target-domain images)",
+            {"fid": s["fid"], "kid": s["kid"]},
+        )
 
     def run(self, ctx: StageContext, opts: EvaluateOptions) -> StageResult:
         from ganpipe.inference.generate import generate_batches
@@ -141,8 +175,9 @@ class EvaluateStage(Stage):
         from ganpipe.metrics.scores import all_scores
 
         cfg = ctx.config
-        which = opts.real if opts.real != "auto" else (
-            "holdout" if cfg.data.holdout > 0 else "train")
+        which = (
+            opts.real if opts.real != "auto" else ("holdout" if cfg.data.holdout > 0 else "train")
+        )
         real = ctx.load_source(which)
         model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device)
         if model.meta.get("task") == "super_resolve":
@@ -153,8 +188,9 @@ class EvaluateStage(Stage):
         names = [str(c) for c in model.meta.get("class_names", [])]
         conditional = any(s["kind"] == "label" for s in model.meta.get("inputs", []))
         labels = np.arange(opts.count) % len(names) if conditional and names else None
-        fake = np.concatenate(list(generate_batches(model, opts.count, seed, labels,
-                                                    opts.batch_size)))
+        fake = np.concatenate(
+            list(generate_batches(model, opts.count, seed, labels, opts.batch_size))
+        )
         extractor = opts.extractor(cfg.base_dir)
         f_real = extract(extractor, real.images, opts.batch_size)
         f_fake = extract(extractor, fake, opts.batch_size)
@@ -167,13 +203,23 @@ class EvaluateStage(Stage):
                     if len(r) >= 2 and len(f) >= 2:
                         rows[name] = all_scores(r, f, opts.k, opts.kid_subset_size)
         folder = ctx.stage_dir(self.name)
-        write_json(folder / "metrics.json", {
-            "real": which, "features": opts.features, "seed": seed,
-            "scores": rows["all"], "per_class": {k: v for k, v in rows.items() if k != "all"}})
+        write_json(
+            folder / "metrics.json",
+            {
+                "real": which,
+                "features": opts.features,
+                "seed": seed,
+                "scores": rows["all"],
+                "per_class": {k: v for k, v in rows.items() if k != "all"},
+            },
+        )
         ctx.log(_table(rows))
         s = rows["all"]
-        return StageResult({"metrics": f"{self.name}/metrics.json"},
-                           f"FID {s['fid']:.3f}, KID {s['kid']:.4f}, precision "
-                           f"{s['precision']:.2f}, recall {s['recall']:.2f} ({len(fake)} "
-                           f"generated vs {len(real)} {which} images, {opts.features} "
-                           f"features)", {"fid": s["fid"], "kid": s["kid"]})
+        return StageResult(
+            {"metrics": f"{self.name}/metrics.json"},
+            f"FID {s['fid']:.3f}, KID {s['kid']:.4f}, precision "
+            f"{s['precision']:.2f}, recall {s['recall']:.2f} ({len(fake)} "
+            f"generated vs {len(real)} {which} images, {opts.features} "
+            f"features)",
+            {"fid": s["fid"], "kid": s["kid"]},
+        )

@@ -40,14 +40,15 @@ class ExportStage(Stage):
         if used_ema:
             nets["G"].load_state_dict(weights["G_ema"])
         spec = variant.export_spec(nets, cfg.variant_options, info)
-        meta = build_metadata(spec, variant.name, variant.task, info.image_size,
-                              info.channels, info.class_names)
+        meta = build_metadata(
+            spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
+        )
         folder = ctx.stage_dir(self.name)
-        result = export_onnx(spec, folder / opts.filename, meta, opset=opts.opset,
-                             atol=opts.atol)
+        result = export_onnx(spec, folder / opts.filename, meta, opset=opts.opset, atol=opts.atol)
         size_kb = result.path.stat().st_size / 1024
         return StageResult(
             {"model": f"{self.name}/{opts.filename}"},
             f"{'EMA ' if used_ema else ''}generator -> {result.path} ({size_kb:.0f} KiB, "
             f"ONNX vs torch max abs diff {result.max_abs_diff:.2e})",
-            {"max_abs_diff": result.max_abs_diff, "ema": used_ema})
+            {"max_abs_diff": result.max_abs_diff, "ema": used_ema},
+        )

@@ -10,8 +10,16 @@ from ganpipe.stages.base import Stage, StageContext, StageResult
 from ganpipe.training.loop import TrainOptions
 
 #: Train options that do not change the result of a step (changing them keeps resume valid).
-NON_RESULT_KEYS = {"steps", "log_every", "sample_every", "checkpoint_every",
-                   "keep_checkpoints", "num_samples", "resume", "progress"}
+NON_RESULT_KEYS = {
+    "steps",
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "num_samples",
+    "resume",
+    "progress",
+}
 
 
 def init_fingerprint(opts: TrainOptions) -> str | None:
@@ -30,10 +38,15 @@ def init_fingerprint(opts: TrainOptions) -> str | None:
 def resume_fingerprint(ctx: StageContext, opts: TrainOptions) -> str:
     cfg = ctx.config
     relevant = {k: v for k, v in opts.model_dump(mode="json").items() if k not in NON_RESULT_KEYS}
-    blob = {"variant": cfg.model.variant, "model": cfg.variant_options.model_dump(mode="json"),
-            "train": relevant, "seed": cfg.run.seed,
-            "data": ctx.fingerprints.get("augment") or ctx.fingerprints.get("@data"),
-            "image_size": cfg.data.image_size, "channels": cfg.data.channels}
+    blob = {
+        "variant": cfg.model.variant,
+        "model": cfg.variant_options.model_dump(mode="json"),
+        "train": relevant,
+        "seed": cfg.run.seed,
+        "data": ctx.fingerprints.get("augment") or ctx.fingerprints.get("@data"),
+        "image_size": cfg.data.image_size,
+        "channels": cfg.data.channels,
+    }
     if opts.init_from is not None:  # no key otherwise: existing checkpoints stay valid
         blob["init"] = init_fingerprint(opts)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
@@ -60,18 +73,22 @@ class TrainStage(Stage):
         try:
             check_devices(opts.devices, config.run.device, opts.batch_size)
             if opts.init_from is not None and not opts.resolve_path(opts.init_from).exists():
-                raise ConfigError(f"train.init_from: {opts.resolve_path(opts.init_from)} does "
-                                  f"not exist; give a checkpoint folder or a weights file "
-                                  f"(relative to the pipeline.toml)")
+                raise ConfigError(
+                    f"train.init_from: {opts.resolve_path(opts.init_from)} does "
+                    f"not exist; give a checkpoint folder or a weights file "
+                    f"(relative to the pipeline.toml)"
+                )
             amp_dtype(opts.amp, resolve_device(config.run.device))
             try:
-                names = lister(config.data_options, config.base_dir) if callable(lister) \
-                    else None
+                names = lister(config.data_options, config.base_dir) if callable(lister) else None
             except DataError:  # no data here (yet): said when training loads it, if it runs
                 names = None
             if names is not None:
-                info = DataInfo(config.data.image_size, config.data.channels,
-                                tuple(names) if len(names) > 1 else ())
+                info = DataInfo(
+                    config.data.image_size,
+                    config.data.channels,
+                    tuple(names) if len(names) > 1 else (),
+                )
                 config.variant.check_data(config.variant_options, info)
         except ConfigError as exc:
             raise ConfigError(f"{config.path}: {exc}") from None
@@ -96,15 +113,31 @@ class TrainStage(Stage):
 
             ctx.log(f"[{self.name}] {opts.devices} data-parallel processes")
             result, device = train_distributed(
-                {"variant": cfg.variant, "variant_opts": cfg.variant_options, "opts": opts,
-                 "data": data, "out_dir": folder, "seed": cfg.run.seed,
-                 "device": "cpu" if cfg.run.device == "cpu" else "cuda",
-                 "fingerprint": fingerprint}, opts.devices)
+                {
+                    "variant": cfg.variant,
+                    "variant_opts": cfg.variant_options,
+                    "opts": opts,
+                    "data": data,
+                    "out_dir": folder,
+                    "seed": cfg.run.seed,
+                    "device": "cpu" if cfg.run.device == "cpu" else "cuda",
+                    "fingerprint": fingerprint,
+                },
+                opts.devices,
+            )
             device = f"{opts.devices}x {device.split(':')[0]}"
         else:
-            trainer = Trainer(cfg.variant, cfg.variant_options, opts, data, folder,
-                              seed=cfg.run.seed, device=cfg.run.device,
-                              fingerprint=fingerprint, log=ctx.log)
+            trainer = Trainer(
+                cfg.variant,
+                cfg.variant_options,
+                opts,
+                data,
+                folder,
+                seed=cfg.run.seed,
+                device=cfg.run.device,
+                fingerprint=fingerprint,
+                log=ctx.log,
+            )
             result = trainer.run()
             device = str(trainer.device)
         class_names = list(data.class_names) if data.labelled else []
@@ -120,7 +153,14 @@ class TrainStage(Stage):
             outputs,
             f"{result.steps} steps of {cfg.model.variant} on {len(data)} images "
             f"({device}, {result.images_per_second:.0f} images/s{resumed})",
-            {"steps": result.steps, "device": device,
-             "data": {"image_size": data.image_size, "channels": data.channels,
-                      "class_names": class_names},
-             "images_per_s": round(result.images_per_second, 2)})
+            {
+                "steps": result.steps,
+                "device": device,
+                "data": {
+                    "image_size": data.image_size,
+                    "channels": data.channels,
+                    "class_names": class_names,
+                },
+                "images_per_s": round(result.images_per_second, 2),
+            },
+        )

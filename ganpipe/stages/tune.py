@@ -47,8 +47,12 @@ from ganpipe.options import Options
 from ganpipe.stages.base import Stage, StageContext, StageResult
 
 #: what each metric means: (higher is better, task)
-METRICS = {"fid": (False, "generate"), "kid": (False, "generate"),
-           "psnr": (True, "super_resolve"), "ssim": (True, "super_resolve")}
+METRICS = {
+    "fid": (False, "generate"),
+    "kid": (False, "generate"),
+    "psnr": (True, "super_resolve"),
+    "ssim": (True, "super_resolve"),
+}
 
 
 class Range(BaseModel):
@@ -62,16 +66,20 @@ class Range(BaseModel):
 
 
 class TuneOptions(Options):
-    trials: int = Field(20, ge=1, le=10_000, description="trials in all (a re-run with "
-                        "more continues the study)")
-    steps: int | None = Field(None, ge=1, description="training steps per trial; default: "
-                              "train.steps")
+    trials: int = Field(
+        20, ge=1, le=10_000, description="trials in all (a re-run with more continues the study)"
+    )
+    steps: int | None = Field(
+        None, ge=1, description="training steps per trial; default: train.steps"
+    )
     metric: Literal["auto", "fid", "kid", "psnr", "ssim"] = Field(
-        "auto", description="what to optimise; auto: fid (generators), psnr (SR)")
+        "auto", description="what to optimise; auto: fid (generators), psnr (SR)"
+    )
     count: int = Field(500, ge=2, le=100_000, description="generated images per FID score")
     seed: int | None = Field(None, description="sampler seed; default: run.seed")
     space: dict[str, Range | list[Any]] = Field(
-        description="'table.key' -> {low, high[, log, step]} or a list of values")
+        description="'table.key' -> {low, high[, log, step]} or a list of values"
+    )
 
 
 def _apply(opts: Any, updates: dict[str, Any], table: str) -> Any:
@@ -104,24 +112,32 @@ class TuneStage(Stage):
         except ImportError:
             raise ConfigError(f"{where} needs Optuna: pip install 'ganpipe[tune]'") from None
         if not opts.space:
-            raise ConfigError(f"{where} space is empty; add e.g. \"model.lr_g\" = {{low = "
-                              f"1e-4, high = 1e-2, log = true}} under [tune.space]")
+            raise ConfigError(
+                f'{where} space is empty; add e.g. "model.lr_g" = {{low = '
+                f"1e-4, high = 1e-2, log = true}} under [tune.space]"
+            )
         tables = {"model": type(config.variant_options), "train": TrainOptions}
         for key, spec in opts.space.items():
             table, _, field = key.partition(".")
             if table not in tables or field not in tables[table].model_fields:
-                known = ", ".join(f"{t}.{f}" for t, cls in tables.items()
-                                  for f in list(cls.model_fields)[:6])
-                raise ConfigError(f"{where} space key {key!r} is not a [model] or [train] "
-                                  f"option of this pipeline (e.g. {known}, ...)")
+                known = ", ".join(
+                    f"{t}.{f}" for t, cls in tables.items() for f in list(cls.model_fields)[:6]
+                )
+                raise ConfigError(
+                    f"{where} space key {key!r} is not a [model] or [train] "
+                    f"option of this pipeline (e.g. {known}, ...)"
+                )
             if isinstance(spec, list) and not spec:
                 raise ConfigError(f"{where} space {key!r}: the list of values is empty")
             if isinstance(spec, Range) and not spec.low < spec.high:
                 raise ConfigError(f"{where} space {key!r}: low must be below high")
             if isinstance(spec, Range) and spec.log and spec.low <= 0:
                 raise ConfigError(f"{where} space {key!r}: a log range needs low > 0")
-            base = config.variant_options if table == "model" else (
-                config.stage("train").options if config.stage("train") else TrainOptions())
+            base = (
+                config.variant_options
+                if table == "model"
+                else (config.stage("train").options if config.stage("train") else TrainOptions())
+            )
             for value in spec if isinstance(spec, list) else (spec.low, spec.high):
                 try:  # every value the search may propose must be a valid option value
                     _apply(base, {field: value}, table)
@@ -129,9 +145,11 @@ class TuneStage(Stage):
                     raise ConfigError(f"{config.path}: [{self.name}] {exc}") from None
         metric = self.metric(config, opts)
         if METRICS[metric][1] != config.variant.task:
-            raise ConfigError(f"{where} metric {metric!r} is for {METRICS[metric][1]} "
-                              f"models; {config.model.variant} is a {config.variant.task} "
-                              f"model")
+            raise ConfigError(
+                f"{where} metric {metric!r} is for {METRICS[metric][1]} "
+                f"models; {config.model.variant} is a {config.variant.task} "
+                f"model"
+            )
 
     @staticmethod
     def metric(config, opts: TuneOptions) -> str:
@@ -144,13 +162,21 @@ class TuneStage(Stage):
     def _suggest(trial, key: str, spec: Range | list[Any]) -> Any:
         if isinstance(spec, list):
             return trial.suggest_categorical(key, spec)
-        ints = all(isinstance(v, int) and not isinstance(v, bool)
-                   for v in (spec.low, spec.high, spec.step or 1))
+        ints = all(
+            isinstance(v, int) and not isinstance(v, bool)
+            for v in (spec.low, spec.high, spec.step or 1)
+        )
         if ints:
-            return trial.suggest_int(key, int(spec.low), int(spec.high),
-                                     step=int(spec.step or 1), log=spec.log)
-        return trial.suggest_float(key, float(spec.low), float(spec.high), log=spec.log,
-                                   step=None if spec.step is None else float(spec.step))
+            return trial.suggest_int(
+                key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log
+            )
+        return trial.suggest_float(
+            key,
+            float(spec.low),
+            float(spec.high),
+            log=spec.log,
+            step=None if spec.step is None else float(spec.step),
+        )
 
     def _score(self, trainer, metric: str, real, opts: TuneOptions, seed: int) -> float:
         import torch
@@ -175,10 +201,12 @@ class TuneStage(Stage):
                 out = variant.generate({**trainer.nets, "G": g}, inputs).float().cpu()
                 fakes.append(to_uint8(out.numpy()))
         extractor = RandomFeatures()
-        f_real, f_fake = extract(extractor, real.images), extract(extractor,
-                                                                  np.concatenate(fakes))
-        return fid(f_real, f_fake) if metric == "fid" else \
-            kid(f_real, f_fake, min(1000, len(f_real), len(f_fake)))[0]
+        f_real, f_fake = extract(extractor, real.images), extract(extractor, np.concatenate(fakes))
+        return (
+            fid(f_real, f_fake)
+            if metric == "fid"
+            else kid(f_real, f_fake, min(1000, len(f_real), len(f_fake)))[0]
+        )
 
     def run(self, ctx: StageContext, opts: TuneOptions) -> StageResult:
         import optuna
@@ -198,19 +226,33 @@ class TuneStage(Stage):
 
         def objective(trial) -> float:
             values = {key: self._suggest(trial, key, spec) for key, spec in opts.space.items()}
-            model_up = {k.partition(".")[2]: v for k, v in values.items()
-                        if k.startswith("model.")}
-            train_up = {k.partition(".")[2]: v for k, v in values.items()
-                        if k.startswith("train.")}
+            model_up = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("model.")}
+            train_up = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("train.")}
             vopts = _apply(cfg.variant_options, model_up, "model")
-            topts = _apply(base_train, {**train_up, "steps": steps, "sample_every": 0,
-                                        "checkpoint_every": 0, "keep_checkpoints": 1,
-                                        "progress": False, "devices": 1}, "train")
-            trainer = Trainer(cfg.variant, vopts, topts, data,
-                              folder / f"trial_{trial.number:04d}", seed=cfg.run.seed,
-                              device=cfg.run.device, fingerprint=json.dumps(values,
-                                                                            sort_keys=True),
-                              log=lambda *_: None)
+            topts = _apply(
+                base_train,
+                {
+                    **train_up,
+                    "steps": steps,
+                    "sample_every": 0,
+                    "checkpoint_every": 0,
+                    "keep_checkpoints": 1,
+                    "progress": False,
+                    "devices": 1,
+                },
+                "train",
+            )
+            trainer = Trainer(
+                cfg.variant,
+                vopts,
+                topts,
+                data,
+                folder / f"trial_{trial.number:04d}",
+                seed=cfg.run.seed,
+                device=cfg.run.device,
+                fingerprint=json.dumps(values, sort_keys=True),
+                log=lambda *_: None,
+            )
             trainer.run()
             value = self._score(trainer, metric, real, opts, seed + 1)
             if not math.isfinite(value):
@@ -221,34 +263,50 @@ class TuneStage(Stage):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
-            study_name="ganpipe", storage=f"sqlite:///{(folder / 'study.db').as_posix()}",
-            load_if_exists=True, direction="maximize" if higher else "minimize",
-            sampler=optuna.samplers.TPESampler(seed=seed))
+            study_name="ganpipe",
+            storage=f"sqlite:///{(folder / 'study.db').as_posix()}",
+            load_if_exists=True,
+            direction="maximize" if higher else "minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
         done = [t for t in study.trials if t.state.is_finished()]
         if len(done) < opts.trials:
             if done:
-                ctx.log(f"[{self.name}] continuing the study: {len(done)} of {opts.trials} "
-                        f"trials done")
+                ctx.log(
+                    f"[{self.name}] continuing the study: {len(done)} of {opts.trials} trials done"
+                )
             study.optimize(objective, n_trials=opts.trials - len(done), catch=(ValueError,))
-        complete = [t for t in study.trials
-                    if t.state == optuna.trial.TrialState.COMPLETE]
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ConfigError(f"[{self.name}] no trial finished; see the messages above")
         best = study.best_trial
         self._write(folder, study, best, metric, opts)
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
         return StageResult(
-            {"best": f"{self.name}/best.json", "best_toml": f"{self.name}/best.toml",
-             "trials": f"{self.name}/trials.csv"},
+            {
+                "best": f"{self.name}/best.json",
+                "best_toml": f"{self.name}/best.toml",
+                "trials": f"{self.name}/trials.csv",
+            },
             f"best of {len(complete)} trials: {metric} {best.value:.4g} (trial "
             f"{best.number}: {shown}); see {folder / 'best.toml'}",
-            {"metric": metric, "best": best.value, "params": best.params})
+            {"metric": metric, "best": best.value, "params": best.params},
+        )
 
     @staticmethod
     def _write(folder: Path, study, best, metric: str, opts: TuneOptions) -> None:
-        write_bytes(folder / "best.json", json.dumps(
-            {"metric": metric, "value": best.value, "trial": best.number,
-             "params": best.params}, indent=2).encode())
+        write_bytes(
+            folder / "best.json",
+            json.dumps(
+                {
+                    "metric": metric,
+                    "value": best.value,
+                    "trial": best.number,
+                    "params": best.params,
+                },
+                indent=2,
+            ).encode(),
+        )
         tables: dict[str, list[str]] = {}
         for key, value in best.params.items():
             table, _, field = key.partition(".")
@@ -261,8 +319,14 @@ class TuneStage(Stage):
         writer = csv.writer(buf)
         writer.writerow(["trial", "state", metric, *keys])
         for t in study.trials:
-            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value,
-                             *(t.params.get(k, "") for k in keys)])
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    *(t.params.get(k, "") for k in keys),
+                ]
+            )
         write_bytes(folder / "trials.csv", buf.getvalue().encode())
 
 

@@ -66,25 +66,33 @@ def _models(opts: UpscaleOptions) -> list[str]:
 
 class UpscaleOptions(Options):
     input: str = Field(description="image folder (or file), relative to the pipeline.toml")
-    output: str | None = Field(None, description="output folder, relative to the toml; "
-                               "default: upscale/ in the run folder")
+    output: str | None = Field(
+        None, description="output folder, relative to the toml; default: upscale/ in the run folder"
+    )
     model: str | list[str] | None = Field(
-        None, description="super-resolution .onnx (or released .pth / .safetensors weights, "
+        None,
+        description="super-resolution .onnx (or released .pth / .safetensors weights, "
         "converted once), relative to the toml; a list: an ensemble (outputs averaged); "
-        "default: the export stage's model")
+        "default: the export stage's model",
+    )
     tta: bool = Field(False, description="self-ensemble over the 8 flips/rotations")
-    tile: int = Field(512, ge=0, description="tile grid in input pixels (tiles also "
-                      "read the overlap); 0 = whole image")
+    tile: int = Field(
+        512,
+        ge=0,
+        description="tile grid in input pixels (tiles also read the overlap); 0 = whole image",
+    )
     overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
     format: Literal["png", "jpg", "webp", "tiff"] | None = Field(
-        None, description="output format; default: the input's")
+        None, description="output format; default: the input's"
+    )
     suffix: str = Field("", pattern=r"^[^/\\]*$", description="added to output file names")
     recursive: bool = False
     skip_existing: bool = False
     quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality")
-    png_compression: int = Field(4, ge=0, le=9, description="zlib level of PNG outputs "
-                                 "(1 fastest, 9 smallest)")
+    png_compression: int = Field(
+        4, ge=0, le=9, description="zlib level of PNG outputs (1 fastest, 9 smallest)"
+    )
     alpha: Literal["model", "bicubic"] = "model"
 
 
@@ -99,8 +107,10 @@ class UpscaleStage(Stage):
         from ganpipe.inference.upscale import check_tiling
 
         if not _models(opts) and config.stage("export") is None:
-            raise ConfigError(f"{config.path}: [upscale] needs a model: set model = "
-                              f"\"path/to/model.onnx\" or add an [export] stage before it")
+            raise ConfigError(
+                f"{config.path}: [upscale] needs a model: set model = "
+                f'"path/to/model.onnx" or add an [export] stage before it'
+            )
         try:
             check_tiling(opts.tile, opts.overlap)
         except ConfigError as exc:
@@ -122,15 +132,26 @@ class UpscaleStage(Stage):
             return resolve_from(ctx.config.base_dir, p)
 
         models = [resolve(m) for m in _models(opts)] or [
-            ctx.output("export", "model", needed_by=self.name)]
+            ctx.output("export", "model", needed_by=self.name)
+        ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
-        summary = upscale_path(resolve(opts.input), out, models, device=opts.device,
-                               tile=opts.tile, overlap=opts.overlap, format=opts.format,
-                               suffix=opts.suffix, recursive=opts.recursive,
-                               skip_existing=opts.skip_existing, quality=opts.quality,
-                               png_compression=opts.png_compression, alpha=opts.alpha,
-                               tta=opts.tta,
-                               log=ctx.log)
+        summary = upscale_path(
+            resolve(opts.input),
+            out,
+            models,
+            device=opts.device,
+            tile=opts.tile,
+            overlap=opts.overlap,
+            format=opts.format,
+            suffix=opts.suffix,
+            recursive=opts.recursive,
+            skip_existing=opts.skip_existing,
+            quality=opts.quality,
+            png_compression=opts.png_compression,
+            alpha=opts.alpha,
+            tta=opts.tta,
+            log=ctx.log,
+        )
         for path, reason in summary.failures:
             ctx.log(f"[{self.name}] failed: {path}: {reason}")
         try:
@@ -140,7 +161,14 @@ class UpscaleStage(Stage):
         text = summary.line()
         if summary.failures:
             text += f"; re-run with --from {self.name} after fixing the failed files"
-        return StageResult({"images": images}, text, {
-            "written": len(summary.written), "skipped": len(summary.skipped),
-            "failed": [[str(p), r] for p, r in summary.failures[:100]],
-            "scale": summary.scale, "seconds": round(summary.seconds, 2)})
+        return StageResult(
+            {"images": images},
+            text,
+            {
+                "written": len(summary.written),
+                "skipped": len(summary.skipped),
+                "failed": [[str(p), r] for p, r in summary.failures[:100]],
+                "scale": summary.scale,
+                "seconds": round(summary.seconds, 2),
+            },
+        )

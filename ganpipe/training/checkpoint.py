@@ -54,8 +54,13 @@ def unflatten_state(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.
     return out
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, modules: dict[str, torch.nn.Module],
-                    state: dict[str, Any], keep: int = 3) -> Path:
+def save_checkpoint(
+    ckpt_dir: Path,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    state: dict[str, Any],
+    keep: int = 3,
+) -> Path:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step_{step:08d}"
     tmp = ckpt_dir / f".tmp-step_{step:08d}-{os.getpid()}"
@@ -63,8 +68,11 @@ def save_checkpoint(ckpt_dir: Path, step: int, modules: dict[str, torch.nn.Modul
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_file(flatten_state(modules), str(tmp / "model.safetensors"),
-                  metadata={"step": str(step), "format": "ganpipe-checkpoint-1"})
+        save_file(
+            flatten_state(modules),
+            str(tmp / "model.safetensors"),
+            metadata={"step": str(step), "format": "ganpipe-checkpoint-1"},
+        )
         torch.save(state, tmp / "state.pt")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -100,8 +108,9 @@ def load_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     try:
         return unflatten_state(load_file(str(file)))
     except (OSError, SafetensorError) as exc:
-        raise TrainingError(f"{file}: cannot read weights ({exc}); delete the checkpoint "
-                            f"or re-run with --force") from None
+        raise TrainingError(
+            f"{file}: cannot read weights ({exc}); delete the checkpoint or re-run with --force"
+        ) from None
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -109,5 +118,7 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
-        raise TrainingError(f"{file}: cannot read training state ({type(exc).__name__}: "
-                            f"{exc}); delete the checkpoint or re-run with --force") from None
+        raise TrainingError(
+            f"{file}: cannot read training state ({type(exc).__name__}: "
+            f"{exc}); delete the checkpoint or re-run with --force"
+        ) from None

@@ -74,8 +74,9 @@ class DiffAugment:
     def __init__(self, policy: Sequence[str] = ()):
         unknown = [p for p in policy if p not in POLICIES]
         if unknown:
-            raise ConfigError(f"unknown DiffAugment policy {unknown[0]!r}; use any of "
-                              f"{', '.join(POLICIES)}")
+            raise ConfigError(
+                f"unknown DiffAugment policy {unknown[0]!r}; use any of {', '.join(POLICIES)}"
+            )
         self.policy = tuple(policy)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

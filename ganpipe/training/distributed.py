@@ -66,7 +66,7 @@ def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
         flat.div_(world)
         offset = 0
         for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
 
@@ -89,19 +89,25 @@ def check_devices(devices: int, device: str, batch_size: int) -> None:
     if devices <= 1:
         return
     if batch_size % devices:
-        raise ConfigError(f"train.batch_size = {batch_size} must be a multiple of "
-                          f"train.devices = {devices} (each device takes an equal share)")
+        raise ConfigError(
+            f"train.batch_size = {batch_size} must be a multiple of "
+            f"train.devices = {devices} (each device takes an equal share)"
+        )
     if device == "cpu":
         return
     if device not in ("auto", "cuda"):
-        raise ConfigError(f"train.devices = {devices} uses cuda:0..cuda:{devices - 1}; set "
-                          f"run.device to \"auto\" or \"cuda\" (or \"cpu\" for CPU "
-                          f"processes), not {device!r}")
+        raise ConfigError(
+            f"train.devices = {devices} uses cuda:0..cuda:{devices - 1}; set "
+            f'run.device to "auto" or "cuda" (or "cpu" for CPU '
+            f"processes), not {device!r}"
+        )
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available < devices:
-        raise ConfigError(f"train.devices = {devices} but {available} CUDA GPU(s) are usable "
-                          f"here; lower train.devices, or set run.device = \"cpu\" to train "
-                          f"in {devices} CPU processes")
+        raise ConfigError(
+            f"train.devices = {devices} but {available} CUDA GPU(s) are usable "
+            f'here; lower train.devices, or set run.device = "cpu" to train '
+            f"in {devices} CPU processes"
+        )
 
 
 def _free_port() -> int:
@@ -130,21 +136,35 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
         torch.cuda.set_device(rank)
     else:  # share the cores instead of every process using all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
-                            timeout=timedelta(minutes=30))
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30)
+    )
     try:
-        trainer = Trainer(job["variant"], job["variant_opts"], job["opts"], job["data"],
-                          job["out_dir"], seed=job["seed"],
-                          device=f"cuda:{rank}" if cuda else "cpu",
-                          fingerprint=job["fingerprint"],
-                          log=print if rank == 0 else (lambda *_: None),
-                          dist_info=DistInfo(rank, world))
+        trainer = Trainer(
+            job["variant"],
+            job["variant_opts"],
+            job["opts"],
+            job["data"],
+            job["out_dir"],
+            seed=job["seed"],
+            device=f"cuda:{rank}" if cuda else "cpu",
+            fingerprint=job["fingerprint"],
+            log=print if rank == 0 else (lambda *_: None),
+            dist_info=DistInfo(rank, world),
+        )
         result = trainer.run()
         if rank == 0:
-            _report(job, rank, {"checkpoint": str(result.checkpoint), "steps": result.steps,
-                                "resumed_from": result.resumed_from,
-                                "images_per_second": result.images_per_second,
-                                "device": str(trainer.device)})
+            _report(
+                job,
+                rank,
+                {
+                    "checkpoint": str(result.checkpoint),
+                    "steps": result.steps,
+                    "resumed_from": result.resumed_from,
+                    "images_per_second": result.images_per_second,
+                    "device": str(trainer.device),
+                },
+            )
         # leave together: a process tearing down its connections while another still
         # uses them can abort Gloo ("terminate called without an active exception")
         dist.barrier()
@@ -181,8 +201,13 @@ def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
                 raise getattr(errors, record["error"], TrainingError)(record["message"])
 
     try:
-        mp.spawn(_worker, args=(devices, _free_port(), job), nprocs=devices, join=True,
-                 start_method="spawn")
+        mp.spawn(
+            _worker,
+            args=(devices, _free_port(), job),
+            nprocs=devices,
+            join=True,
+            start_method="spawn",
+        )
         raise_reported()
         record = read(0)
         if record is None:
@@ -191,18 +216,25 @@ def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
         raise_reported()
         record = read(0)
         if record is None or "checkpoint" not in record:
-            raise TrainingError(f"training process {exc.error_index} of {devices} stopped "
-                                f"(exit code {exc.exit_code}); see its output above") from None
+            raise TrainingError(
+                f"training process {exc.error_index} of {devices} stopped "
+                f"(exit code {exc.exit_code}); see its output above"
+            ) from None
         # else: process 0 reported after the last collective, so every process finished
         # training and the checkpoint is written; one died while shutting down
     except mp.ProcessRaisedException as exc:
         raise_reported()
         last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:]
-        raise TrainingError(f"training process {exc.error_index} of {devices} failed: "
-                            f"{last[0] if last else exc}") from None
+        raise TrainingError(
+            f"training process {exc.error_index} of {devices} failed: {last[0] if last else exc}"
+        ) from None
     finally:
         for path in reports:
             path.unlink(missing_ok=True)
-    result = TrainResult(Path(record["checkpoint"]), record["steps"], record["resumed_from"],
-                         record["images_per_second"])
+    result = TrainResult(
+        Path(record["checkpoint"]),
+        record["steps"],
+        record["resumed_from"],
+        record["images_per_second"],
+    )
     return result, record["device"]

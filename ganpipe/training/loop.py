@@ -40,8 +40,9 @@ from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
 class TrainOptions(Options):
     steps: int = Field(1000, ge=1, description="optimisation steps in total")
     batch_size: int = Field(64, ge=1)
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0,
-                             description="EMA of generator weights; 0 turns it off")
+    ema_decay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="EMA of generator weights; 0 turns it off"
+    )
     log_every: int = Field(50, ge=1, description="steps between metrics-log lines")
     sample_every: int = Field(500, ge=0, description="steps between sample grids; 0: end only")
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0: end")
@@ -49,27 +50,39 @@ class TrainOptions(Options):
     num_samples: int = Field(64, ge=1, le=1024, description="images in each sample grid")
     resume: bool = Field(True, description="continue from the latest compatible checkpoint")
     progress: bool = True
-    diffaugment: list[str] = Field([], description="DiffAugment policies for D's inputs: "
-                                   "color, translation, cutout")
+    diffaugment: list[str] = Field(
+        [], description="DiffAugment policies for D's inputs: color, translation, cutout"
+    )
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
-        "auto", description="mixed precision: auto = bf16/fp16 on CUDA, off on CPU")
+        "auto", description="mixed precision: auto = bf16/fp16 on CUDA, off on CPU"
+    )
     channels_last: bool | None = Field(None, description="NHWC memory format; default: on CUDA")
-    diversity_every: int = Field(0, ge=0, description="steps between mode-collapse checks; "
-                                 "0: at every log line")
-    init_from: Path | None = Field(None, description="start a fresh run from these weights: "
-                                   "a ganpipe checkpoint, or released SR weights (.pth / "
-                                   ".safetensors) for G; relative to the pipeline.toml")
-    devices: int = Field(1, ge=1, le=64, description="data-parallel processes: GPUs "
-                         "cuda:0..N-1, or CPU processes with run.device = \"cpu\"; "
-                         "batch_size is the global batch")
+    diversity_every: int = Field(
+        0, ge=0, description="steps between mode-collapse checks; 0: at every log line"
+    )
+    init_from: Path | None = Field(
+        None,
+        description="start a fresh run from these weights: "
+        "a ganpipe checkpoint, or released SR weights (.pth / "
+        ".safetensors) for G; relative to the pipeline.toml",
+    )
+    devices: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="data-parallel processes: GPUs "
+        'cuda:0..N-1, or CPU processes with run.device = "cpu"; '
+        "batch_size is the global batch",
+    )
 
     @field_validator("diffaugment")
     @classmethod
     def _known_policies(cls, value: list[str]) -> list[str]:
         unknown = [p for p in value if p not in POLICIES]
         if unknown:
-            raise ValueError(f"unknown DiffAugment policy {unknown[0]!r}; use any of "
-                             f"{', '.join(POLICIES)}")
+            raise ValueError(
+                f"unknown DiffAugment policy {unknown[0]!r}; use any of {', '.join(POLICIES)}"
+            )
         return value
 
 
@@ -78,8 +91,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"run.device = {name!r} but CUDA is not available here; use "
-                          f"\"auto\" or \"cpu\"")
+        raise ConfigError(
+            f'run.device = {name!r} but CUDA is not available here; use "auto" or "cpu"'
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("run.device = 'mps' but MPS is not available here; use \"auto\"")
     return device
@@ -102,7 +116,7 @@ class Sampler:
             if self.n < self.batch_size:
                 perm = perm.repeat(math.ceil(self.batch_size / self.n))
             self._epoch, self._perm = epoch, perm
-        return self._perm[j * self.batch_size:(j + 1) * self.batch_size]
+        return self._perm[j * self.batch_size : (j + 1) * self.batch_size]
 
 
 @torch.no_grad()
@@ -162,18 +176,31 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, variant: Variant, variant_opts: Any, opts: TrainOptions, data: ImageSet,
-                 out_dir: Path, *, seed: int = 0, device: str = "auto", fingerprint: str = "",
-                 log=print, dist_info: DistInfo | None = None):
+    def __init__(
+        self,
+        variant: Variant,
+        variant_opts: Any,
+        opts: TrainOptions,
+        data: ImageSet,
+        out_dir: Path,
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        fingerprint: str = "",
+        log=print,
+        dist_info: DistInfo | None = None,
+    ):
         self.variant, self.vopts, self.opts, self.data = variant, variant_opts, opts, data
         self.dist = dist_info or DistInfo(0, 1)
         self.out_dir = Path(out_dir)
         self.seed, self.fingerprint, self.log = seed, fingerprint, log
         self.device = resolve_device(device)
-        check_devices(self.dist.world, "cpu" if self.device.type == "cpu" else "cuda",
-                      opts.batch_size)
-        self.info = DataInfo(data.image_size, data.channels,
-                             tuple(data.class_names) if data.labelled else ())
+        check_devices(
+            self.dist.world, "cpu" if self.device.type == "cpu" else "cuda", opts.batch_size
+        )
+        self.info = DataInfo(
+            data.image_size, data.channels, tuple(data.class_names) if data.labelled else ()
+        )
         variant.check_data(variant_opts, self.info)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.samples_dir = self.out_dir / "samples"
@@ -182,8 +209,9 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------
     def _build(self) -> None:
         torch.manual_seed(self.seed)
-        self.nets = {k: v.to(self.device) for k, v in
-                     self.variant.build(self.vopts, self.info).items()}
+        self.nets = {
+            k: v.to(self.device) for k, v in self.variant.build(self.vopts, self.info).items()
+        }
         fresh = ckpt.latest_checkpoint(self.ckpt_dir) is None or not self.opts.resume
         if self.opts.init_from is not None and fresh:
             initialise(self.opts.resolve_path(self.opts.init_from), self.nets, self.log)
@@ -192,18 +220,25 @@ class Trainer:
         if self.opts.ema_decay > 0:
             self.ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
         self.amp_dtype = amp_dtype(self.opts.amp, self.device)
-        self.scalers = {k: torch.amp.GradScaler(self.device.type,
-                                                enabled=self.amp_dtype == torch.float16)
-                        for k in self.optimizers}
+        self.scalers = {
+            k: torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+            for k in self.optimizers
+        }
         channels_last = self.opts.channels_last
         if channels_last is None:
             channels_last = self.device.type == "cuda"
         if channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
-        self.ctx = StepContext(self.nets, self.optimizers, self.vopts, self.info, self.device,
-                               augment=DiffAugment(self.opts.diffaugment) if
-                               self.opts.diffaugment else None, scalers=self.scalers)
+        self.ctx = StepContext(
+            self.nets,
+            self.optimizers,
+            self.vopts,
+            self.info,
+            self.device,
+            augment=DiffAugment(self.opts.diffaugment) if self.opts.diffaugment else None,
+            scalers=self.scalers,
+        )
         images = torch.from_numpy(self.data.images).permute(0, 3, 1, 2)
         self.images = images.contiguous().to(self.device)
         self.labels = torch.from_numpy(self.data.labels).to(self.device)
@@ -215,12 +250,12 @@ class Trainer:
         n = self.opts.num_samples
         fixed = getattr(self.variant, "fixed_inputs", None)
         if fixed is None:  # a plugin variant not derived from Variant
-            self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info, n,
-                                                         self.device, g)
+            self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info, n, self.device, g)
         else:  # image-to-image variants build sample inputs from real images
             real = self.images[torch.arange(n, device=self.device) % len(self.images)]
-            self.fixed_inputs = fixed(self.vopts, self.info, n, self.device, g,
-                                      real.float().div(127.5).sub(1.0))
+            self.fixed_inputs = fixed(
+                self.vopts, self.info, n, self.device, g, real.float().div(127.5).sub(1.0)
+            )
         self.real_spread = pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -237,12 +272,15 @@ class Trainer:
         if state.get("fingerprint") != self.fingerprint:
             raise TrainingError(
                 f"checkpoint {latest} was made with a different model, data or training "
-                f"configuration; re-run with --force to start over, or restore the config")
+                f"configuration; re-run with --force to start over, or restore the config"
+            )
         weights = ckpt.load_weights(latest)
         for name, module in self.modules().items():
             if name not in weights:
-                raise TrainingError(f"checkpoint {latest} has no weights for {name!r}; "
-                                    f"re-run with --force to start over")
+                raise TrainingError(
+                    f"checkpoint {latest} has no weights for {name!r}; "
+                    f"re-run with --force to start over"
+                )
             module.load_state_dict(weights[name])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
@@ -252,8 +290,10 @@ class Trainer:
         ranks = state.get("rng_ranks")
         if self.dist.world > 1:
             if not ranks or len(ranks) != self.dist.world:
-                raise TrainingError(f"checkpoint {latest} was not made by {self.dist.world} "
-                                    f"processes; re-run with --force to start over")
+                raise TrainingError(
+                    f"checkpoint {latest} was not made by {self.dist.world} "
+                    f"processes; re-run with --force to start over"
+                )
             _set_rng_state(ranks[self.dist.rank])
         else:
             _set_rng_state(state["rng"])
@@ -283,14 +323,18 @@ class Trainer:
         ranks = gather_objects(rng) if self.dist.world > 1 else None
         if not self.dist.main:
             return self.ckpt_dir / f"step_{step:08d}"  # what process 0 writes
-        state = {"step": step, "fingerprint": self.fingerprint, "rng": rng,
-                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                 "scalers": {k: sc.state_dict() for k, sc in self.scalers.items()
-                             if sc.is_enabled()}}
+        state = {
+            "step": step,
+            "fingerprint": self.fingerprint,
+            "rng": rng,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scalers": {k: sc.state_dict() for k, sc in self.scalers.items() if sc.is_enabled()},
+        }
         if ranks is not None:
             state["rng_ranks"] = ranks
-        return ckpt.save_checkpoint(self.ckpt_dir, step, self.modules(), state,
-                                    self.opts.keep_checkpoints)
+        return ckpt.save_checkpoint(
+            self.ckpt_dir, step, self.modules(), state, self.opts.keep_checkpoints
+        )
 
     @torch.no_grad()
     def diversity(self) -> float:
@@ -318,11 +362,14 @@ class Trainer:
     def _check_in_step(self) -> None:
         """Data-parallel processes must end with the same weights (gradients averaged,
         same updates); a difference means lost synchronisation, not a usable model."""
-        sums = torch.stack([p.detach().double().sum() for m in self.modules().values()
-                            for p in m.parameters()]).cpu()
+        sums = torch.stack(
+            [p.detach().double().sum() for m in self.modules().values() for p in m.parameters()]
+        ).cpu()
         if any(not torch.equal(sums, other) for other in gather_objects(sums)):
-            raise TrainingError("the data-parallel training processes ended with different "
-                                "weights; re-run with train.devices = 1, and report this")
+            raise TrainingError(
+                "the data-parallel training processes ended with different "
+                "weights; re-run with train.devices = 1, and report this"
+            )
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -337,8 +384,14 @@ class Trainer:
         for net in self.nets.values():
             net.train()
         main, world = self.dist.main, self.dist.world
-        bar = tqdm(total=opts.steps, initial=start, desc="train", unit="step",
-                   disable=None if opts.progress and main else True, dynamic_ncols=True)
+        bar = tqdm(
+            total=opts.steps,
+            initial=start,
+            desc="train",
+            unit="step",
+            disable=None if opts.progress and main else True,
+            dynamic_ncols=True,
+        )
         t0, seen = time.perf_counter(), 0
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
         metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
@@ -348,23 +401,30 @@ class Trainer:
             while step < opts.steps:
                 idx = self.sampler.indices(step)
                 if world > 1:  # this process's share of the global batch
-                    idx = idx[self.dist.rank::world]
+                    idx = idx[self.dist.rank :: world]
                 idx = idx.to(self.device)
                 batch = Batch(self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx])
                 self.ctx.step = step
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
+                with torch.autocast(
+                    self.device.type,
+                    dtype=self.amp_dtype or torch.float32,
+                    enabled=self.amp_dtype is not None,
+                ):
                     losses = self.variant.train_step(self.ctx, batch)
                 values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
                 if world > 1:
                     values = mean_across(values)
                 if not bool(torch.isfinite(values).all()):
                     bad = {k: float(v) for k, v in zip(losses, values.tolist(), strict=True)}
-                    where = f"last good checkpoint: {last_ckpt}" if last_ckpt else \
-                        "no checkpoint was written yet"
+                    where = (
+                        f"last good checkpoint: {last_ckpt}"
+                        if last_ckpt
+                        else "no checkpoint was written yet"
+                    )
                     raise TrainingError(
                         f"non-finite loss at step {step + 1} ({bad}); {where}; lower the "
-                        f"learning rates or check the data")
+                        f"learning rates or check the data"
+                    )
                 if self.ema is not None:
                     update_ema(self.ema, self.nets["G"], opts.ema_decay)
                 step += 1
@@ -372,27 +432,37 @@ class Trainer:
                 bar.update(1)
                 if main and (step % opts.log_every == 0 or step == opts.steps):
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    rec = {"step": step, **{k: round(float(v), 6) for k, v in
-                                            zip(losses, values.tolist(), strict=True)},
-                           "images_per_s": round(rate, 2)}
+                    rec = {
+                        "step": step,
+                        **{
+                            k: round(float(v), 6)
+                            for k, v in zip(losses, values.tolist(), strict=True)
+                        },
+                        "images_per_s": round(rate, 2),
+                    }
                     every = opts.diversity_every or opts.log_every
                     if step % every == 0 or step == opts.steps:
                         rec["diversity"] = round(self.diversity(), 4)
                         warm = step >= max(COLLAPSE_WARMUP, opts.steps // 5)
                         if rec["diversity"] < COLLAPSE_THRESHOLD and warm and not warned:
                             warned = True
-                            tqdm.write(f"train: warning: possible mode collapse at step {step}"
-                                       f" (sample diversity {rec['diversity']:.3f} of the "
-                                       f"data's); see {self.samples_dir}")
+                            tqdm.write(
+                                f"train: warning: possible mode collapse at step {step}"
+                                f" (sample diversity {rec['diversity']:.3f} of the "
+                                f"data's); see {self.samples_dir}"
+                            )
                     metrics.write(json.dumps(rec) + "\n")
                     metrics.flush()
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items()
-                                     if k not in ("step", "images_per_s")})
-                if main and ((opts.sample_every and step % opts.sample_every == 0)
-                             or step == opts.steps):
+                    bar.set_postfix(
+                        {k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "images_per_s")}
+                    )
+                if main and (
+                    (opts.sample_every and step % opts.sample_every == 0) or step == opts.steps
+                ):
                     self.sample_grid(step)
-                if (opts.checkpoint_every and step % opts.checkpoint_every == 0) \
-                        or step == opts.steps:
+                if (
+                    opts.checkpoint_every and step % opts.checkpoint_every == 0
+                ) or step == opts.steps:
                     last_ckpt = self.save(step)
         finally:
             if metrics is not None:
@@ -402,5 +472,3 @@ class Trainer:
             self._check_in_step()
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         return TrainResult(last_ckpt, step, start, rate)
-
-

@@ -36,12 +36,16 @@ def read_init_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], s
     from ganpipe.training import checkpoint as ckpt
 
     if not path.exists():
-        raise ConfigError(f"train.init_from: {path} does not exist; give a ganpipe checkpoint "
-                          f"(train/checkpoints/step_N) or a .pth / .safetensors weights file")
+        raise ConfigError(
+            f"train.init_from: {path} does not exist; give a ganpipe checkpoint "
+            f"(train/checkpoints/step_N) or a .pth / .safetensors weights file"
+        )
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
-            raise ConfigError(f"train.init_from: {path} is a folder without model.safetensors; "
-                              f"give a ganpipe checkpoint folder (train/checkpoints/step_N)")
+            raise ConfigError(
+                f"train.init_from: {path} is a folder without model.safetensors; "
+                f"give a ganpipe checkpoint folder (train/checkpoints/step_N)"
+            )
         return ckpt.load_weights(path), "checkpoint"
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
@@ -50,20 +54,23 @@ def read_init_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], s
             with safe_open(str(path), "pt") as fh:
                 keys = list(fh.keys())
         except Exception as exc:  # noqa: BLE001 - not a safetensors file
-            raise ModelFileError(f"train.init_from: {path} is not a readable .safetensors "
-                                 f"file ({type(exc).__name__})") from None
+            raise ModelFileError(
+                f"train.init_from: {path} is not a readable .safetensors "
+                f"file ({type(exc).__name__})"
+            ) from None
         if keys and all("/" in k for k in keys):  # ganpipe's <net>/<param> layout
             return ckpt.load_weights(path), "checkpoint"
     elif path.suffix.lower() not in RELEASED:
-        raise ConfigError(f"train.init_from: unknown weights format {path.suffix!r} ({path}); "
-                          f"use a checkpoint folder, .safetensors or .pth")
+        raise ConfigError(
+            f"train.init_from: unknown weights format {path.suffix!r} ({path}); "
+            f"use a checkpoint folder, .safetensors or .pth"
+        )
     from ganpipe.weights import read_state_dict, to_basicsr_layout
 
     return {"G": to_basicsr_layout(read_state_dict(path), path)}, "released weights"
 
 
-def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]
-                  ) -> tuple[int, list[str]]:
+def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
     """Copy the tensors of ``state`` whose names and shapes match ``module``'s; returns
     (how many were copied, descriptions of the module's tensors that were not)."""
     own = module.state_dict()
@@ -94,17 +101,23 @@ def initialise(path: Path, nets: dict[str, torch.nn.Module], log) -> None:
             raise ModelFileError(
                 f"train.init_from: {path} fits only {count} of the "
                 f"{len(module.state_dict())} tensors of {name} (first misfit: "
-                f"{skipped[0]}); check the variant and its sizes (num_feat, num_block, ...)")
+                f"{skipped[0]}); check the variant and its sizes (num_feat, num_block, ...)"
+            )
         total += count
         note = ""
         if skipped:
-            shown = ", ".join(skipped[:3]) + (f", ... ({len(skipped)} in all)"
-                                              if len(skipped) > 3 else "")
+            shown = ", ".join(skipped[:3]) + (
+                f", ... ({len(skipped)} in all)" if len(skipped) > 3 else ""
+            )
             note = f"; kept fresh: {shown}"
-        log(f"train: {name} initialised from {path.name} ({kind}): {count} of "
-            f"{len(module.state_dict())} tensors{note}")
+        log(
+            f"train: {name} initialised from {path.name} ({kind}): {count} of "
+            f"{len(module.state_dict())} tensors{note}"
+        )
     if total == 0:
         nets_there = ", ".join(sorted(weights)) or "none"
-        raise ModelFileError(f"train.init_from: no tensor of {path} fits this model (nets in "
-                             f"the file: {nets_there}; names or shapes differ); check the "
-                             f"variant and its sizes (num_feat, num_block, ...)")
+        raise ModelFileError(
+            f"train.init_from: no tensor of {path} fits this model (nets in "
+            f"the file: {nets_there}; names or shapes differ); check the "
+            f"variant and its sizes (num_feat, num_block, ...)"
+        )

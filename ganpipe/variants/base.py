@@ -65,8 +65,8 @@ class ExportSpec:
 
 @dataclass
 class Batch:
-    images: torch.Tensor           # float [B, C, H, W] in [-1, 1] on the training device
-    labels: torch.Tensor           # int64 [B]
+    images: torch.Tensor  # float [B, C, H, W] in [-1, 1] on the training device
+    labels: torch.Tensor  # int64 [B]
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -83,9 +83,17 @@ class StepContext:
       step.
     """
 
-    def __init__(self, nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                 opts: Any, info: DataInfo, device: torch.device, *, augment=None,
-                 scalers: dict[str, torch.amp.GradScaler] | None = None):
+    def __init__(
+        self,
+        nets: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        opts: Any,
+        info: DataInfo,
+        device: torch.device,
+        *,
+        augment=None,
+        scalers: dict[str, torch.amp.GradScaler] | None = None,
+    ):
         self.nets = nets
         self.optimizers = optimizers
         self.opts = opts
@@ -134,14 +142,14 @@ class Variant:
             raise ConfigError(
                 f"variant {self.name!r} is conditional and needs class labels, but the data "
                 f"has {'one class' if info.num_classes == 1 else 'no class labels'}; put the "
-                f"images in one subfolder per class (two or more)")
+                f"images in one subfolder per class (two or more)"
+            )
 
     def build(self, opts: Any, info: DataInfo) -> dict[str, nn.Module]:
         """Return the nets, ``{"G": generator, "D": discriminator, ...}``."""
         raise NotImplementedError
 
-    def optimizers(self, nets: dict[str, nn.Module], opts: Any
-                   ) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self, nets: dict[str, nn.Module], opts: Any) -> dict[str, torch.optim.Optimizer]:
         """Adam for ``G`` and ``D`` with ``opts.lr_g``, ``opts.lr_d``, ``opts.betas``."""
         return {
             "G": torch.optim.Adam(nets["G"].parameters(), lr=opts.lr_g, betas=tuple(opts.betas)),
@@ -159,9 +167,15 @@ class Variant:
             specs.append(InputSpec("label", "label"))
         return specs
 
-    def make_inputs(self, opts: Any, info: DataInfo, n: int, device: torch.device,
-                    generator: torch.Generator | None = None,
-                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def make_inputs(
+        self,
+        opts: Any,
+        info: DataInfo,
+        n: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Random generator inputs for ``n`` samples (labels cycle through the classes)."""
         out = []
         for spec in self.inputs(opts, info):
@@ -174,25 +188,35 @@ class Variant:
                 raise ValueError(f"unknown input kind {spec.kind!r}")
         return tuple(out)
 
-    def fixed_inputs(self, opts: Any, info: DataInfo, n: int, device: torch.device,
-                     generator: torch.Generator | None, real: torch.Tensor
-                     ) -> tuple[torch.Tensor, ...]:
+    def fixed_inputs(
+        self,
+        opts: Any,
+        info: DataInfo,
+        n: int,
+        device: torch.device,
+        generator: torch.Generator | None,
+        real: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         """Inputs of the loop's sample grids, made once per run. ``real``: ``n`` training
         images in [-1, 1] (image-to-image variants build their inputs from them); by
         default random inputs from ``generator``, as :meth:`make_inputs`."""
         return self.make_inputs(opts, info, n, device, generator)
 
-    def generate(self, nets: dict[str, nn.Module], inputs: tuple[torch.Tensor, ...]
-                 ) -> torch.Tensor:
+    def generate(
+        self, nets: dict[str, nn.Module], inputs: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         return nets["G"](*inputs)
 
     def export_spec(self, nets: dict[str, nn.Module], opts: Any, info: DataInfo) -> ExportSpec:
         g = nets["G"].eval()
         return ExportSpec(
-            module=g, inputs=self.inputs(opts, info),
-            example_inputs=self.make_inputs(opts, info, 2, torch.device("cpu"),
-                                            torch.Generator().manual_seed(0)),
-            metadata={"latent_dim": getattr(opts, "latent_dim", 0)})
+            module=g,
+            inputs=self.inputs(opts, info),
+            example_inputs=self.make_inputs(
+                opts, info, 2, torch.device("cpu"), torch.Generator().manual_seed(0)
+            ),
+            metadata={"latent_dim": getattr(opts, "latent_dim", 0)},
+        )
 
 
 class GANOptions(Options):

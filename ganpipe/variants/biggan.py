@@ -28,19 +28,29 @@ from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Vari
 class BigGANOptions(GANOptions):
     latent_dim: int = Field(120, ge=1, le=4096)
     embed_dim: int = Field(128, ge=1, description="size of G's shared class embedding")
-    hierarchical: bool = Field(True, description="split z over the blocks (hierarchical "
-                               "latent); false: z feeds the first layer only")
+    hierarchical: bool = Field(
+        True,
+        description="split z over the blocks (hierarchical "
+        "latent); false: z feeds the first layer only",
+    )
     max_width: int = Field(512, ge=1, description="cap on channels per block")
     lr_g: float = Field(1e-4, gt=0)
     lr_d: float = Field(4e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.999)
     d_steps: int = Field(2, ge=1, description="D steps per G step (each on a fresh batch)")
-    attention: int | None = Field(None, ge=0, description="resolution (px) of the "
-                                  "self-attention block in G and D: a power of two from 8 "
-                                  "to image_size / 2; 0 = none; default: image_size / 2, "
-                                  "at most 32")
-    ortho_reg: float = Field(0.0, ge=0, description="orthogonal regularisation of G's "
-                             "weights (BigGAN uses 1e-4); 0 = off")
+    attention: int | None = Field(
+        None,
+        ge=0,
+        description="resolution (px) of the "
+        "self-attention block in G and D: a power of two from 8 "
+        "to image_size / 2; 0 = none; default: image_size / 2, "
+        "at most 32",
+    )
+    ortho_reg: float = Field(
+        0.0,
+        ge=0,
+        description="orthogonal regularisation of G's weights (BigGAN uses 1e-4); 0 = off",
+    )
 
 
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -55,9 +65,10 @@ def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 def _levels(image_size: int) -> int:
     n = int(math.log2(image_size)) if image_size > 0 else 0
-    if 2 ** n != image_size or image_size < 16:
-        raise ValueError(f"biggan needs an image_size that is a power of two >= 16, "
-                         f"got {image_size}")
+    if 2**n != image_size or image_size < 16:
+        raise ValueError(
+            f"biggan needs an image_size that is a power of two >= 16, got {image_size}"
+        )
     return n - 2  # 2x up-samplings from 4x4
 
 
@@ -67,8 +78,10 @@ def attention_resolution(opts: BigGANOptions, image_size: int) -> int:
         return min(32, image_size // 2)
     r = opts.attention
     if r and (r & (r - 1) or not 8 <= r <= image_size // 2):
-        raise ValueError(f"model.attention = {r} is not a power of two from 8 to "
-                         f"{image_size // 2} (image_size / 2); use one of those, or 0 for none")
+        raise ValueError(
+            f"model.attention = {r} is not a power of two from 8 to "
+            f"{image_size // 2} (image_size / 2); use one of those, or 0 for none"
+        )
     return r
 
 
@@ -103,17 +116,20 @@ class BigGANGenerator(nn.Module):
     def __init__(self, opts: BigGANOptions, info: DataInfo):
         super().__init__()
         levels = _levels(info.image_size)
-        widths = [min(opts.max_width, opts.g_width * 2 ** (levels - i))
-                  for i in range(levels + 1)]
+        widths = [min(opts.max_width, opts.g_width * 2 ** (levels - i)) for i in range(levels + 1)]
         self.chunks = latent_chunks(opts.latent_dim, levels, opts.hierarchical)
-        cond = ([opts.embed_dim + c for c in self.chunks[1:]] if opts.hierarchical
-                else [opts.embed_dim] * levels)
+        cond = (
+            [opts.embed_dim + c for c in self.chunks[1:]]
+            if opts.hierarchical
+            else [opts.embed_dim] * levels
+        )
         self.width0 = widths[0]
         self.shared = nn.Embedding(info.num_classes, opts.embed_dim)
         nn.init.normal_(self.shared.weight, 0.0, 0.02)
         self.linear = sn_linear(self.chunks[0], widths[0] * 16)
-        self.blocks = nn.ModuleList(UpBlock(a, b, c) for a, b, c in
-                                    zip(widths[:-1], widths[1:], cond, strict=True))
+        self.blocks = nn.ModuleList(
+            UpBlock(a, b, c) for a, b, c in zip(widths[:-1], widths[1:], cond, strict=True)
+        )
         res = attention_resolution(opts, info.image_size)
         # block i outputs 8 * 2**i px
         self.attn_at = int(math.log2(res)) - 3 if res else -1
@@ -144,10 +160,11 @@ class ProjectionDiscriminator(nn.Module):
     def __init__(self, opts: BigGANOptions, info: DataInfo):
         super().__init__()
         levels = _levels(info.image_size)
-        widths = [min(opts.max_width, opts.d_width * 2 ** i) for i in range(levels + 1)]
+        widths = [min(opts.max_width, opts.d_width * 2**i) for i in range(levels + 1)]
         blocks = [DownBlock(info.channels, widths[0], preactivation=False)]
-        blocks += [DownBlock(a, b) for a, b in zip(widths[:levels - 1], widths[1:levels],
-                                                   strict=True)]
+        blocks += [
+            DownBlock(a, b) for a, b in zip(widths[: levels - 1], widths[1:levels], strict=True)
+        ]
         blocks.append(DownBlock(widths[levels - 1], widths[levels], downsample=False))
         res = attention_resolution(opts, info.image_size)
         if res:  # after the block that outputs res px: block k outputs size / 2**(k+1)
@@ -164,12 +181,13 @@ class ProjectionDiscriminator(nn.Module):
 
 class BigGAN(Variant):
     name = "biggan"
-    description = "compact class-conditional BigGAN: residual nets, conditional BN, " \
-                  "spectral norm, projection D, hinge loss"
+    description = (
+        "compact class-conditional BigGAN: residual nets, conditional BN, "
+        "spectral norm, projection D, hinge loss"
+    )
     Options = BigGANOptions
     conditional = True
-    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "embed_dim": 4,
-                    "d_steps": 1}
+    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "embed_dim": 4, "d_steps": 1}
     test_image_size = 16
 
     def check_data(self, opts: BigGANOptions, info: DataInfo) -> None:
@@ -183,9 +201,11 @@ class BigGAN(Variant):
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if opts.hierarchical and opts.latent_dim < levels + 1:
-            raise ConfigError(f"model.latent_dim = {opts.latent_dim} is too small for the "
-                              f"hierarchical latent at {info.image_size} px: it needs one "
-                              f"chunk per block, at least {levels + 1}")
+            raise ConfigError(
+                f"model.latent_dim = {opts.latent_dim} is too small for the "
+                f"hierarchical latent at {info.image_size} px: it needs one "
+                f"chunk per block, at least {levels + 1}"
+            )
 
     def build(self, opts: BigGANOptions, info: DataInfo):
         self.check_data(opts, info)

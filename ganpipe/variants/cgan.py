@@ -22,8 +22,14 @@ class CondGenerator(nn.Module):
     def __init__(self, opts: CGANOptions, info: DataInfo):
         super().__init__()
         self.register_buffer("eye", torch.eye(info.num_classes), persistent=False)
-        self.net = Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
-                             opts.max_width, extra_inputs=info.num_classes)
+        self.net = Generator(
+            opts.latent_dim,
+            info.image_size,
+            info.channels,
+            opts.g_width,
+            opts.max_width,
+            extra_inputs=info.num_classes,
+        )
 
     def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, self.eye[label]], dim=1))
@@ -33,8 +39,13 @@ class CondDiscriminator(nn.Module):
     def __init__(self, opts: CGANOptions, info: DataInfo):
         super().__init__()
         self.register_buffer("eye", torch.eye(info.num_classes), persistent=False)
-        self.net = Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width,
-                                 extra_channels=info.num_classes)
+        self.net = Discriminator(
+            info.image_size,
+            info.channels,
+            opts.d_width,
+            opts.max_width,
+            extra_channels=info.num_classes,
+        )
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         planes = self.eye[label][:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
@@ -57,8 +68,13 @@ class CGAN(Variant):
         z, _ = self.make_inputs(ctx.opts, ctx.info, real.shape[0], ctx.device)
         fake = G(z, labels)
         aug = ctx.augment
-        return bce_step(ctx, real, lambda: D(aug(real), labels),
-                        lambda: D(aug(fake.detach()), labels), lambda: D(aug(fake), labels))
+        return bce_step(
+            ctx,
+            real,
+            lambda: D(aug(real), labels),
+            lambda: D(aug(fake.detach()), labels),
+            lambda: D(aug(fake), labels),
+        )
 
 
 @ganpipe.hookimpl

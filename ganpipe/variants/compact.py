@@ -29,8 +29,9 @@ class Compact(SRVariant):
     tiny_options = {"scale": 2, "num_feat": 8, "num_conv": 2, "d_width": 4}
 
     def build_generator(self, opts: CompactOptions, info: DataInfo):
-        return SRVGGNetCompact(info.channels, info.channels, opts.num_feat, opts.num_conv,
-                               opts.scale)
+        return SRVGGNetCompact(
+            info.channels, info.channels, opts.num_feat, opts.num_conv, opts.scale
+        )
 
 
 @ganpipe.hookimpl

@@ -14,8 +14,9 @@ from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Vari
 
 class DCGANOptions(GANOptions):
     max_width: int = Field(512, ge=1, description="cap on channels per layer")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5,
-                                   description="real targets are 1 - label_smoothing")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="real targets are 1 - label_smoothing"
+    )
 
 
 class DCGAN(Variant):
@@ -27,8 +28,9 @@ class DCGAN(Variant):
 
     def build(self, opts: DCGANOptions, info: DataInfo):
         return {
-            "G": Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
-                           opts.max_width),
+            "G": Generator(
+                opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
+            ),
             "D": Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
         }
 
@@ -41,11 +43,11 @@ class DCGAN(Variant):
         ones = torch.full((n,), 1.0 - opts.label_smoothing, device=real.device)
         zeros = torch.zeros(n, device=real.device)
         aug = ctx.augment
-        d_loss = (F.binary_cross_entropy_with_logits(D(aug(real)), ones)
-                  + F.binary_cross_entropy_with_logits(D(aug(fake.detach())), zeros))
+        d_loss = F.binary_cross_entropy_with_logits(
+            D(aug(real)), ones
+        ) + F.binary_cross_entropy_with_logits(D(aug(fake.detach())), zeros)
         ctx.update("D", d_loss)
-        g_loss = F.binary_cross_entropy_with_logits(D(aug(fake)),
-                                                    torch.ones(n, device=real.device))
+        g_loss = F.binary_cross_entropy_with_logits(D(aug(fake)), torch.ones(n, device=real.device))
         ctx.update("G", g_loss)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 

@@ -19,8 +19,11 @@ class ESPCNOptions(SROptions):
     feat1: int = Field(64, ge=1, description="channels of the 5x5 conv")
     feat2: int = Field(32, ge=1, description="channels of the 3x3 conv")
     adv_weight: float = Field(0.0, ge=0, description="adversarial weight (0: pixel loss only)")
-    lr_g: float = Field(3e-3, gt=0, description="Adam learning rate (1e-3 stays near "
-                        "bicubic for the first thousand steps)")
+    lr_g: float = Field(
+        3e-3,
+        gt=0,
+        description="Adam learning rate (1e-3 stays near bicubic for the first thousand steps)",
+    )
 
 
 class ESPCNVariant(SRVariant):

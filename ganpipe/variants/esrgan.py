@@ -30,15 +30,20 @@ class ESRGAN(SRVariant):
     description = "ESRGAN / Real-ESRGAN RRDBNet, relativistic GAN + L1 (+ VGG) loss"
     Options = ESRGANOptions
     scales = (1, 2, 4)
-    tiny_options = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4,
-                    "d_width": 4}
+    tiny_options = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "d_width": 4}
 
     def tile_multiple(self, opts: ESRGANOptions) -> int:
         return RRDB_UNSHUFFLE[opts.scale]
 
     def build_generator(self, opts: ESRGANOptions, info: DataInfo):
-        return RRDBNet(info.channels, info.channels, opts.scale, opts.num_feat,
-                       opts.num_block, opts.num_grow_ch)
+        return RRDBNet(
+            info.channels,
+            info.channels,
+            opts.scale,
+            opts.num_feat,
+            opts.num_block,
+            opts.num_grow_ch,
+        )
 
 
 @ganpipe.hookimpl

@@ -31,23 +31,30 @@ class InfoGANOptions(GANOptions):
     categories: int = Field(10, ge=2, le=1000, description="values of each categorical code")
     n_continuous: int = Field(2, ge=0, le=256, description="continuous codes, U(-1, 1)")
     lambda_info: float = Field(1.0, ge=0, description="weight of the mutual-information term")
-    cont_weight: float = Field(0.1, ge=0, description="weight of the continuous codes "
-                               "inside the information term (the paper's smaller lambda)")
+    cont_weight: float = Field(
+        0.1,
+        ge=0,
+        description="weight of the continuous codes "
+        "inside the information term (the paper's smaller lambda)",
+    )
     continuous_loss: Literal["gaussian", "mse"] = Field(
-        "gaussian", description="Q's loss on continuous codes: factored-Gaussian NLL "
-        "(learned variance) or mean squared error")
+        "gaussian",
+        description="Q's loss on continuous codes: factored-Gaussian NLL "
+        "(learned variance) or mean squared error",
+    )
     q_hidden: int = Field(128, ge=1, description="channels of the Q head's hidden layer")
 
     @model_validator(mode="after")
     def _some_code(self):
         if self.n_categorical + self.n_continuous < 1:
-            raise ValueError("InfoGAN needs at least one latent code: set n_categorical or "
-                             "n_continuous to 1 or more")
+            raise ValueError(
+                "InfoGAN needs at least one latent code: set n_categorical or "
+                "n_continuous to 1 or more"
+            )
         return self
 
 
-def sample_code(spec: InputSpec, n: int, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
+def sample_code(spec: InputSpec, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random values of a code input: ``categorical`` (one-hot along the last axis, each
     code uniform over its classes) or ``uniform`` (U(-1, 1))."""
     if spec.kind == "categorical":
@@ -65,8 +72,14 @@ class InfoGenerator(nn.Module):
     def __init__(self, opts: InfoGANOptions, info: DataInfo):
         super().__init__()
         codes = opts.n_categorical * opts.categories + opts.n_continuous
-        self.net = Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
-                             opts.max_width, extra_inputs=codes)
+        self.net = Generator(
+            opts.latent_dim,
+            info.image_size,
+            info.channels,
+            opts.g_width,
+            opts.max_width,
+            extra_inputs=codes,
+        )
 
     def forward(self, z: torch.Tensor, *codes: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, *(c.flatten(1) for c in codes)], dim=1))
@@ -83,29 +96,35 @@ class QHead(nn.Module):
         out = self.n_cat * self.k + self.n_cont * (2 if self.gaussian else 1)
         # As the paper's Q (FC-BN-LReLU-FC); PyTorch's default init: the DCGAN init's
         # small weights make the information term learn far slower.
-        self.net = nn.Sequential(nn.Conv2d(width, opts.q_hidden, 4, 1, 0),
-                                 nn.BatchNorm2d(opts.q_hidden), nn.LeakyReLU(0.2, True),
-                                 nn.Conv2d(opts.q_hidden, out, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(width, opts.q_hidden, 4, 1, 0),
+            nn.BatchNorm2d(opts.q_hidden),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(opts.q_hidden, out, 1),
+        )
 
     def forward(self, h: torch.Tensor):
         out = self.net(h).flatten(1)
         split = self.n_cat * self.k
         logits = out[:, :split].reshape(-1, self.n_cat, self.k)
-        mean = out[:, split:split + self.n_cont]
-        log_std = out[:, split + self.n_cont:].clamp(-5.0, 2.0) if self.gaussian else None
+        mean = out[:, split : split + self.n_cont]
+        log_std = out[:, split + self.n_cont :].clamp(-5.0, 2.0) if self.gaussian else None
         return logits, mean, log_std
 
 
-def info_losses(q_out, cat_idx: torch.Tensor | None, cont: torch.Tensor | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def info_losses(
+    q_out, cat_idx: torch.Tensor | None, cont: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(categorical cross-entropy summed over codes, continuous NLL/MSE summed over dims),
     both averaged over the batch; zero where the model has no such codes."""
     logits, mean, log_std = q_out
     zero = logits.new_zeros(())
     cat = zero
     if cat_idx is not None:
-        cat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                              cat_idx.reshape(-1)) * logits.shape[1]
+        cat = (
+            F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), cat_idx.reshape(-1))
+            * logits.shape[1]
+        )
     cont_loss = zero
     if cont is not None:
         err = cont - mean.float()
@@ -129,8 +148,7 @@ class _TwoInputs(nn.Module):
 
 
 class _ThreeInputs(_TwoInputs):
-    def forward(self, z: torch.Tensor, c_cat: torch.Tensor, c_cont: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c_cat: torch.Tensor, c_cont: torch.Tensor) -> torch.Tensor:
         return self.g(z, c_cat, c_cont)
 
 
@@ -138,22 +156,30 @@ class InfoGAN(Variant):
     name = "infogan"
     description = "InfoGAN (Chen et al. 2016): DCGAN + latent codes learned via a Q head"
     Options = InfoGANOptions
-    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "q_hidden": 8,
-                    "categories": 3}
+    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "q_hidden": 8, "categories": 3}
 
     def inputs(self, opts: InfoGANOptions, info: DataInfo) -> list[InputSpec]:
         specs = [InputSpec("z", "normal", (opts.latent_dim,))]
         if opts.n_categorical:
-            shape = (opts.categories,) if opts.n_categorical == 1 else \
-                (opts.n_categorical, opts.categories)
+            shape = (
+                (opts.categories,)
+                if opts.n_categorical == 1
+                else (opts.n_categorical, opts.categories)
+            )
             specs.append(InputSpec("c_cat", "categorical", shape))
         if opts.n_continuous:
             specs.append(InputSpec("c_cont", "uniform", (opts.n_continuous,)))
         return specs
 
-    def make_inputs(self, opts: InfoGANOptions, info: DataInfo, n: int, device: torch.device,
-                    generator: torch.Generator | None = None,
-                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def make_inputs(
+        self,
+        opts: InfoGANOptions,
+        info: DataInfo,
+        n: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         out = []
         for spec in self.inputs(opts, info):
             if spec.kind == "normal":
@@ -164,21 +190,24 @@ class InfoGAN(Variant):
 
     def build(self, opts: InfoGANOptions, info: DataInfo):
         D = Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width)
-        return {"G": InfoGenerator(opts, info), "D": D,
-                "Q": QHead(D.head.in_channels, opts)}
+        return {"G": InfoGenerator(opts, info), "D": D, "Q": QHead(D.head.in_channels, opts)}
 
     def optimizers(self, nets, opts: InfoGANOptions):
         """G alone; D together with the Q head (Q shares D's trunk)."""
         betas = tuple(opts.betas)
-        return {"G": torch.optim.Adam(nets["G"].parameters(), lr=opts.lr_g, betas=betas),
-                "D": torch.optim.Adam([*nets["D"].parameters(), *nets["Q"].parameters()],
-                                      lr=opts.lr_d, betas=betas)}
+        return {
+            "G": torch.optim.Adam(nets["G"].parameters(), lr=opts.lr_g, betas=betas),
+            "D": torch.optim.Adam(
+                [*nets["D"].parameters(), *nets["Q"].parameters()], lr=opts.lr_d, betas=betas
+            ),
+        }
 
     def code_targets(self, opts: InfoGANOptions, codes: tuple[torch.Tensor, ...]):
         """(categorical class indices [B, n_cat] or None, continuous values or None)."""
         rest = list(codes)
-        cat_idx = (rest.pop(0).argmax(-1).reshape(-1, opts.n_categorical)
-                   if opts.n_categorical else None)
+        cat_idx = (
+            rest.pop(0).argmax(-1).reshape(-1, opts.n_categorical) if opts.n_categorical else None
+        )
         cont = rest.pop(0) if opts.n_continuous else None
         return cat_idx, cont
 
@@ -198,8 +227,9 @@ class InfoGAN(Variant):
         aug = ctx.augment
 
         h_fake = D.features(aug(fake.detach()))
-        d_adv = (F.binary_cross_entropy_with_logits(D(aug(real)), ones)
-                 + F.binary_cross_entropy_with_logits(D.head(h_fake).reshape(-1), zeros))
+        d_adv = F.binary_cross_entropy_with_logits(
+            D(aug(real)), ones
+        ) + F.binary_cross_entropy_with_logits(D.head(h_fake).reshape(-1), zeros)
         d_info, _, _ = self.info_loss(ctx, h_fake, targets)
         d_loss = d_adv + opts.lambda_info * d_info
         ctx.update("D", d_loss)

@@ -30,13 +30,18 @@ class PGGANOptions(GANOptions):
     g_width: int = Field(32, ge=1, description="channels at full resolution (G)")
     d_width: int = Field(32, ge=1, description="channels at full resolution (D)")
     max_width: int = Field(256, ge=1, description="cap on channels per block")
-    phase_steps: int = Field(1000, ge=1, description="steps to fade a resolution in, and "
-                             "again to stabilise it")
+    phase_steps: int = Field(
+        1000, ge=1, description="steps to fade a resolution in, and again to stabilise it"
+    )
     gp_lambda: float = Field(10.0, ge=0)
     drift: float = Field(1e-3, ge=0, description="weight of D(real)^2, keeps scores near 0")
-    d_steps: int = Field(3, ge=1, description="D steps per G step (each on a fresh batch); "
-                         "the paper's 1 needs large batches: with 1, D falls behind in "
-                         "small CPU runs")
+    d_steps: int = Field(
+        3,
+        ge=1,
+        description="D steps per G step (each on a fresh batch); "
+        "the paper's 1 needs large batches: with 1, D falls behind in "
+        "small CPU runs",
+    )
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.0, 0.99)
@@ -79,8 +84,10 @@ class ProGenerator(_Growing):
         self.size, self.first_ch = image_size, ch[0]
         self.first_fc = EqualLinear(z_dim, ch[0] * 16)
         self.first_conv = EqualConv2d(ch[0], ch[0], 3)
-        self.blocks = nn.ModuleList(nn.ModuleList([EqualConv2d(a, b, 3), EqualConv2d(b, b, 3)])
-                                    for a, b in zip(ch[:-1], ch[1:], strict=True))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EqualConv2d(a, b, 3), EqualConv2d(b, b, 3)])
+            for a, b in zip(ch[:-1], ch[1:], strict=True)
+        )
         self.to_rgb = nn.ModuleList(EqualConv2d(c, channels, 1) for c in ch)
 
     def grow(self, z: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
@@ -110,8 +117,10 @@ class ProDiscriminator(_Growing):
         ch = widths(base, self.levels, cap)
         self.size = image_size
         self.from_rgb = nn.ModuleList(EqualConv2d(channels, c, 1) for c in ch)
-        self.blocks = nn.ModuleList(nn.ModuleList([EqualConv2d(b, b, 3), EqualConv2d(b, a, 3)])
-                                    for a, b in zip(ch[:-1], ch[1:], strict=True))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EqualConv2d(b, b, 3), EqualConv2d(b, a, 3)])
+            for a, b in zip(ch[:-1], ch[1:], strict=True)
+        )
         self.stddev = MinibatchStd()
         self.conv = EqualConv2d(ch[0] + 1, ch[0], 3)
         self.fc = EqualLinear(ch[0] * 16, ch[0])
@@ -119,7 +128,7 @@ class ProDiscriminator(_Growing):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         level, alpha = self.stage()
-        res = 4 * 2 ** level
+        res = 4 * 2**level
         if x.shape[-1] != res:
             x = F.adaptive_avg_pool2d(x, res)
         h = _act(self.from_rgb[level](x))
@@ -128,7 +137,7 @@ class ProDiscriminator(_Growing):
             h = F.avg_pool2d(_act(conv2(_act(conv1(h)))), 2)
             if alpha < 1.0:
                 h = torch.lerp(_act(self.from_rgb[level - 1](F.avg_pool2d(x, 2))), h, alpha)
-        for conv1, conv2 in reversed(self.blocks[:level - 1] if level > 1 else []):
+        for conv1, conv2 in reversed(self.blocks[: level - 1] if level > 1 else []):
             h = F.avg_pool2d(_act(conv2(_act(conv1(h)))), 2)
         h = _act(self.conv(self.stddev(h)))
         return self.out(_act(self.fc(h.flatten(1)))).reshape(-1)
@@ -150,22 +159,32 @@ class PGGAN(Variant):
     name = "pggan"
     description = "progressive growing GAN: 4x4 up to full size, new blocks faded in"
     Options = PGGANOptions
-    tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "max_width": 8,
-                    "phase_steps": 1, "d_steps": 1}
+    tiny_options = {
+        "latent_dim": 8,
+        "g_width": 4,
+        "d_width": 4,
+        "max_width": 8,
+        "phase_steps": 1,
+        "d_steps": 1,
+    }
 
     def check_data(self, opts: PGGANOptions, info: DataInfo) -> None:
         super().check_data(opts, info)
         n = int(math.log2(info.image_size)) if info.image_size > 0 else 0
-        if 2 ** n != info.image_size or info.image_size < 8:
-            raise ConfigError(f"pggan needs data.image_size a power of two >= 8, got "
-                              f"{info.image_size}; set it to 16, 32, 64, ...")
+        if 2**n != info.image_size or info.image_size < 8:
+            raise ConfigError(
+                f"pggan needs data.image_size a power of two >= 8, got "
+                f"{info.image_size}; set it to 16, 32, 64, ..."
+            )
 
     def build(self, opts: PGGANOptions, info: DataInfo):
         self.check_data(opts, info)
-        return {"G": ProGenerator(opts.latent_dim, info.image_size, info.channels,
-                                  opts.g_width, opts.max_width),
-                "D": ProDiscriminator(info.image_size, info.channels, opts.d_width,
-                                      opts.max_width)}
+        return {
+            "G": ProGenerator(
+                opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
+            ),
+            "D": ProDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
+        }
 
     def train_step(self, ctx: StepContext, batch: Batch):
         G, D, opts, aug = ctx.nets["G"], ctx.nets["D"], ctx.opts, ctx.augment
@@ -182,11 +201,16 @@ class PGGAN(Variant):
         mix = (t * real + (1 - t) * fake.detach()).requires_grad_(True)
         (grad,) = torch.autograd.grad(D(aug(mix)).sum(), mix, create_graph=True)
         gp = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-        d_loss = d_fake.mean() - d_real.mean() + opts.gp_lambda * gp \
-            + opts.drift * d_real.pow(2).mean()
+        d_loss = (
+            d_fake.mean() - d_real.mean() + opts.gp_lambda * gp + opts.drift * d_real.pow(2).mean()
+        )
         ctx.update("D", d_loss)
-        out = {"d_loss": d_loss.detach(), "gp": gp.detach(),
-               "level": torch.tensor(float(level)), "alpha": torch.tensor(alpha)}
+        out = {
+            "d_loss": d_loss.detach(),
+            "gp": gp.detach(),
+            "level": torch.tensor(float(level)),
+            "alpha": torch.tensor(alpha),
+        }
         if (ctx.step + 1) % opts.d_steps == 0:
             g_loss = -D(aug(fake)).mean()
             ctx.update("G", g_loss)
@@ -196,7 +220,7 @@ class PGGAN(Variant):
     def export_spec(self, nets, opts, info: DataInfo) -> ExportSpec:
         spec = super().export_spec(nets, opts, info)
         spec.module = _AtLevel(spec.module).eval()
-        spec.metadata = {**spec.metadata, "resolution": 4 * 2 ** spec.module.level}
+        spec.metadata = {**spec.metadata, "resolution": 4 * 2**spec.module.level}
         return spec
 
 

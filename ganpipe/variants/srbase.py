@@ -37,25 +37,40 @@ class SROptions(Options):
     betas: tuple[float, float] = (0.9, 0.99)
     content_loss: Literal["l1", "mse"] = Field("l1", description="pixel loss against HR")
     content_weight: float = Field(1.0, ge=0)
-    adv_weight: float = Field(1e-3, ge=0, description="adversarial weight; 0: no "
-                              "discriminator (pure pixel-loss training)")
-    gan_loss: Literal["bce", "ragan"] = Field("bce", description="standard or relativistic "
-                                              "average GAN loss")
+    adv_weight: float = Field(
+        1e-3, ge=0, description="adversarial weight; 0: no discriminator (pure pixel-loss training)"
+    )
+    gan_loss: Literal["bce", "ragan"] = Field(
+        "bce", description="standard or relativistic average GAN loss"
+    )
     d_width: int = Field(64, ge=1, description="channels of the discriminator's first block")
-    pretrain_steps: int = Field(0, ge=0, description="first steps without adversarial loss "
-                                "(PSNR-oriented warm-up)")
-    vgg_weights: Path | None = Field(None, description="local torchvision VGG19 weights "
-                                     "(.pth / .safetensors) for the perceptual loss, "
-                                     "relative to the pipeline.toml; never downloaded")
-    vgg_layer: int = Field(34, ge=0, le=36, description="index in VGG19 features: 34 = "
-                           "conv5_4 before ReLU (ESRGAN), 35 = after (SRGAN)")
+    pretrain_steps: int = Field(
+        0, ge=0, description="first steps without adversarial loss (PSNR-oriented warm-up)"
+    )
+    vgg_weights: Path | None = Field(
+        None,
+        description="local torchvision VGG19 weights "
+        "(.pth / .safetensors) for the perceptual loss, "
+        "relative to the pipeline.toml; never downloaded",
+    )
+    vgg_layer: int = Field(
+        34,
+        ge=0,
+        le=36,
+        description="index in VGG19 features: 34 = "
+        "conv5_4 before ReLU (ESRGAN), 35 = after (SRGAN)",
+    )
     vgg_weight: float = Field(1.0, ge=0, description="perceptual loss weight")
-    degrade: list[DEGRADATIONS] = Field([], description="degradations of the LR input: blur "
-                                        "(at HR, before down-scaling), noise, jpeg")
-    blur_sigma: tuple[float, float] = Field((0.2, 2.0), description="Gaussian blur sigma "
-                                            "range (HR pixels)")
-    noise_sigma: tuple[float, float] = Field((0.0, 0.04), description="Gaussian noise sigma "
-                                             "range (in [0, 1] units)")
+    degrade: list[DEGRADATIONS] = Field(
+        [],
+        description="degradations of the LR input: blur (at HR, before down-scaling), noise, jpeg",
+    )
+    blur_sigma: tuple[float, float] = Field(
+        (0.2, 2.0), description="Gaussian blur sigma range (HR pixels)"
+    )
+    noise_sigma: tuple[float, float] = Field(
+        (0.0, 0.04), description="Gaussian noise sigma range (in [0, 1] units)"
+    )
     jpeg_quality: tuple[int, int] = Field((40, 95), description="JPEG quality range")
 
 
@@ -80,16 +95,22 @@ class SRVariant(Variant):
 
     def check_data(self, opts: SROptions, info: DataInfo) -> None:
         if opts.scale not in self.scales:
-            raise ConfigError(f"model.scale = {opts.scale}: variant {self.name!r} supports "
-                              f"scale {', '.join(map(str, self.scales))}")
+            raise ConfigError(
+                f"model.scale = {opts.scale}: variant {self.name!r} supports "
+                f"scale {', '.join(map(str, self.scales))}"
+            )
         need = opts.scale * self.tile_multiple(opts)
         if info.image_size % need:
-            raise ConfigError(f"data.image_size = {info.image_size} (the HR patch size) must "
-                              f"be a multiple of {need} for {self.name} x{opts.scale}")
+            raise ConfigError(
+                f"data.image_size = {info.image_size} (the HR patch size) must "
+                f"be a multiple of {need} for {self.name} x{opts.scale}"
+            )
         if opts.vgg_weights is not None and not opts.resolve_path(opts.vgg_weights).is_file():
-            raise ConfigError(f"model.vgg_weights: {opts.resolve_path(opts.vgg_weights)} is "
-                              f"not a file; give the path of local torchvision VGG19 weights "
-                              f"(relative to the pipeline.toml), or remove it")
+            raise ConfigError(
+                f"model.vgg_weights: {opts.resolve_path(opts.vgg_weights)} is "
+                f"not a file; give the path of local torchvision VGG19 weights "
+                f"(relative to the pipeline.toml), or remove it"
+            )
 
     def build(self, opts: SROptions, info: DataInfo) -> dict[str, nn.Module]:
         nets = {"G": self.build_generator(opts, info)}
@@ -98,8 +119,12 @@ class SRVariant(Variant):
         return nets
 
     def optimizers(self, nets, opts: SROptions):
-        return {k: torch.optim.Adam(net.parameters(), lr=opts.lr_g if k == "G" else opts.lr_d,
-                                    betas=tuple(opts.betas)) for k, net in nets.items()}
+        return {
+            k: torch.optim.Adam(
+                net.parameters(), lr=opts.lr_g if k == "G" else opts.lr_d, betas=tuple(opts.betas)
+            )
+            for k, net in nets.items()
+        }
 
     def vgg(self, opts: SROptions, device: torch.device) -> nn.Module | None:
         if opts.vgg_weights is None or opts.vgg_weight <= 0:
@@ -114,24 +139,42 @@ class SRVariant(Variant):
     def inputs(self, opts: Any, info: DataInfo) -> list[InputSpec]:
         return [InputSpec("image", "image", (info.channels,))]
 
-    def make_inputs(self, opts: Any, info: DataInfo, n: int, device: torch.device,
-                    generator: torch.Generator | None = None,
-                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def make_inputs(
+        self,
+        opts: Any,
+        info: DataInfo,
+        n: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Random LR images in [0, 1] at ``image_size // scale``."""
         size = max(1, info.image_size // opts.scale)
         return (torch.rand((n, info.channels, size, size), generator=generator).to(device),)
 
-    def fixed_inputs(self, opts: Any, info: DataInfo, n: int, device: torch.device,
-                     generator: torch.Generator | None, real: torch.Tensor
-                     ) -> tuple[torch.Tensor, ...]:
+    def fixed_inputs(
+        self,
+        opts: Any,
+        info: DataInfo,
+        n: int,
+        device: torch.device,
+        generator: torch.Generator | None,
+        real: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         """The sample grids up-scale the bicubic down-scaling of real images."""
         return (downscale((real.float() + 1.0) * 0.5, opts.scale).to(device),)
 
     def make_lr(self, hr: torch.Tensor, opts: SROptions) -> torch.Tensor:
         """The LR input of ``hr`` ([0, 1]), made in float32 even under AMP."""
         with torch.autocast(hr.device.type, enabled=False):
-            return degrade(hr.float(), opts.scale, opts.degrade, opts.blur_sigma,
-                           opts.noise_sigma, opts.jpeg_quality)
+            return degrade(
+                hr.float(),
+                opts.scale,
+                opts.degrade,
+                opts.blur_sigma,
+                opts.noise_sigma,
+                opts.jpeg_quality,
+            )
 
     def generate(self, nets, inputs):
         """Up-scaled images in [-1, 1], as the loop's sample grids expect."""
@@ -143,15 +186,17 @@ class SRVariant(Variant):
         return F.l1_loss(a, b) if opts.content_loss == "l1" else F.mse_loss(a, b)
 
     @staticmethod
-    def _gan(opts: SROptions, real: torch.Tensor, fake: torch.Tensor, fake_is_real: bool
-             ) -> torch.Tensor:
+    def _gan(
+        opts: SROptions, real: torch.Tensor, fake: torch.Tensor, fake_is_real: bool
+    ) -> torch.Tensor:
         """BCE on logits; ``fake_is_real``: the generator's view (targets swapped)."""
         bce = F.binary_cross_entropy_with_logits
         t_fake = 1.0 if fake_is_real else 0.0
         if opts.gan_loss == "ragan":
             r, f = real - fake.mean(), fake - real.mean()
-            return 0.5 * (bce(r, torch.full_like(r, 1.0 - t_fake))
-                          + bce(f, torch.full_like(f, t_fake)))
+            return 0.5 * (
+                bce(r, torch.full_like(r, 1.0 - t_fake)) + bce(f, torch.full_like(f, t_fake))
+            )
         if fake_is_real:
             return bce(fake, torch.ones_like(fake))
         return bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))
@@ -195,7 +240,10 @@ class SRVariant(Variant):
         multiple = self.tile_multiple(opts)
         gen = torch.Generator().manual_seed(0)
         return ExportSpec(
-            module=SRExport(g, opts.scale, multiple).eval(), inputs=self.inputs(opts, info),
+            module=SRExport(g, opts.scale, multiple).eval(),
+            inputs=self.inputs(opts, info),
             example_inputs=(torch.rand(2, info.channels, 16, 12, generator=gen),),
-            output_name="upscaled", value_range=(0.0, 1.0),
-            metadata={"scale": opts.scale, "tile_multiple": multiple})
+            output_name="upscaled",
+            value_range=(0.0, 1.0),
+            metadata={"scale": opts.scale, "tile_multiple": multiple},
+        )

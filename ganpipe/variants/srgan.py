@@ -20,8 +20,9 @@ class SRGANOptions(SROptions):
     num_feat: int = Field(64, ge=1, description="generator channels")
     num_block: int = Field(16, ge=1, description="residual blocks")
     content_loss: Literal["l1", "mse"] = "mse"
-    vgg_layer: int = Field(35, ge=0, le=36, description="VGG19 features index; 35 = "
-                           "conv5_4 after ReLU (SRGAN's VGG54)")
+    vgg_layer: int = Field(
+        35, ge=0, le=36, description="VGG19 features index; 35 = conv5_4 after ReLU (SRGAN's VGG54)"
+    )
 
 
 class SRGAN(SRVariant):

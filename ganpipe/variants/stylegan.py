@@ -30,25 +30,35 @@ class StyleGANOptions(GANOptions):
     lr_g: float = Field(2e-3, gt=0)
     lr_d: float = Field(2e-3, gt=0)
     betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float = Field(10.0, ge=0, description="R1 penalty weight on D's real-image "
-                            "gradients; 0 = off")
+    r1_gamma: float = Field(
+        10.0, ge=0, description="R1 penalty weight on D's real-image gradients; 0 = off"
+    )
     r1_every: int = Field(16, ge=1, description="lazy R1: every this many steps, scaled up")
     mixing: float = Field(0.9, ge=0, le=1, description="probability of style mixing")
 
 
 def _check_size(image_size: int) -> None:
     n = int(math.log2(image_size)) if image_size > 0 else 0
-    if 2 ** n != image_size or image_size < 8:
-        raise ConfigError(f"stylegan needs data.image_size a power of two >= 8, got "
-                          f"{image_size}; set it to 16, 32, 64, ...")
+    if 2**n != image_size or image_size < 8:
+        raise ConfigError(
+            f"stylegan needs data.image_size a power of two >= 8, got "
+            f"{image_size}; set it to 16, 32, 64, ..."
+        )
 
 
 class StyleGAN(Variant):
     name = "stylegan"
     description = "StyleGAN2 (compact): mapping network, modulated convs, noise, R1, mixing"
     Options = StyleGANOptions
-    tiny_options = {"latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_width": 4,
-                    "d_width": 4, "max_width": 8, "r1_every": 2}
+    tiny_options = {
+        "latent_dim": 8,
+        "w_dim": 8,
+        "mapping_layers": 2,
+        "g_width": 4,
+        "d_width": 4,
+        "max_width": 8,
+        "r1_every": 2,
+    }
 
     def check_data(self, opts: StyleGANOptions, info: DataInfo) -> None:
         super().check_data(opts, info)
@@ -56,14 +66,22 @@ class StyleGAN(Variant):
 
     def build(self, opts: StyleGANOptions, info: DataInfo):
         _check_size(info.image_size)
-        return {"G": StyleGenerator(opts.latent_dim, opts.w_dim, opts.mapping_layers,
-                                    info.image_size, info.channels, opts.g_width,
-                                    opts.max_width),
-                "D": StyleDiscriminator(info.image_size, info.channels, opts.d_width,
-                                        opts.max_width)}
+        return {
+            "G": StyleGenerator(
+                opts.latent_dim,
+                opts.w_dim,
+                opts.mapping_layers,
+                info.image_size,
+                info.channels,
+                opts.g_width,
+                opts.max_width,
+            ),
+            "D": StyleDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
+        }
 
-    def _fake(self, G: StyleGenerator, opts: StyleGANOptions, info: DataInfo, n: int,
-              device: torch.device) -> torch.Tensor:
+    def _fake(
+        self, G: StyleGenerator, opts: StyleGANOptions, info: DataInfo, n: int, device: torch.device
+    ) -> torch.Tensor:
         """Images from fresh noise, with two styles mixed at a random layer (``mixing``)."""
         (z,) = self.make_inputs(opts, info, n, device)
         ws = G.mapping(z)[:, None].expand(-1, G.num_ws, -1)

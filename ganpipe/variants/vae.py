@@ -44,9 +44,12 @@ class VAE(Variant):
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
 
     def build(self, opts: VAEOptions, info: DataInfo):
-        return {"G": Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
-                               opts.max_width),
-                "E": Encoder(opts, info)}
+        return {
+            "G": Generator(
+                opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
+            ),
+            "E": Encoder(opts, info),
+        }
 
     def optimizers(self, nets, opts: VAEOptions):
         params = [*nets["G"].parameters(), *nets["E"].parameters()]

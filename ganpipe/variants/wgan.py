@@ -38,10 +38,14 @@ class WGANGP(Variant):
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "n_critic": 2}
 
     def build(self, opts: WGANOptions, info: DataInfo):
-        return {"G": Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
-                               opts.max_width),
-                "D": Discriminator(info.image_size, info.channels, opts.d_width,
-                                   opts.max_width, batch_norm=False)}
+        return {
+            "G": Generator(
+                opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
+            ),
+            "D": Discriminator(
+                info.image_size, info.channels, opts.d_width, opts.max_width, batch_norm=False
+            ),
+        }
 
     def train_step(self, ctx: StepContext, batch: Batch):
         G, D, opts = ctx.nets["G"], ctx.nets["D"], ctx.opts

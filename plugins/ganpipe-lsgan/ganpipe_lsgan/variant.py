@@ -22,8 +22,9 @@ from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Vari
 from pydantic import Field, ValidationInfo, field_validator
 
 
-def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
-                       a: float = 0.0, b: float = 1.0) -> torch.Tensor:
+def discriminator_loss(
+    real_scores: torch.Tensor, fake_scores: torch.Tensor, a: float = 0.0, b: float = 1.0
+) -> torch.Tensor:
     """``0.5 * mean((D(x) - b)^2) + 0.5 * mean((D(G(z)) - a)^2)``."""
     return 0.5 * (real_scores - b).pow(2).mean() + 0.5 * (fake_scores - a).pow(2).mean()
 
@@ -44,8 +45,10 @@ class LSGANOptions(GANOptions):
     def _b_differs_from_a(cls, b: float, info: ValidationInfo) -> float:
         a = info.data.get("a")
         if a is not None and a == b:
-            raise ValueError(f"b must differ from a (both {b}); the discriminator would "
-                             f"have nothing to tell apart, e.g. use a = 0, b = 1")
+            raise ValueError(
+                f"b must differ from a (both {b}); the discriminator would "
+                f"have nothing to tell apart, e.g. use a = 0, b = 1"
+            )
         return b
 
 
@@ -58,8 +61,9 @@ class LSGAN(Variant):
 
     def build(self, opts: LSGANOptions, info: DataInfo):
         return {
-            "G": Generator(opts.latent_dim, info.image_size, info.channels, opts.g_width,
-                           opts.max_width),
+            "G": Generator(
+                opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
+            ),
             "D": Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
         }
 

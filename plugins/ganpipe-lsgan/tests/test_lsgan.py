@@ -23,6 +23,7 @@ def _no_disabled_plugins(monkeypatch):
 
 # -- loss math ---------------------------------------------------------------------------
 
+
 def test_discriminator_loss_matches_the_formula():
     real = torch.tensor([1.0, 0.5, 3.0])
     fake = torch.tensor([0.0, -1.0])
@@ -52,11 +53,12 @@ def test_losses_vanish_at_their_targets_and_have_the_right_gradients():
     real = torch.tensor([3.0], requires_grad=True)
     fake = torch.tensor([-2.0], requires_grad=True)
     discriminator_loss(real, fake, a=0.0, b=1.0).backward()
-    assert real.grad.item() == pytest.approx(2.0)   # (3 - 1) / 1
+    assert real.grad.item() == pytest.approx(2.0)  # (3 - 1) / 1
     assert fake.grad.item() == pytest.approx(-2.0)  # (-2 - 0) / 1
 
 
 # -- options -----------------------------------------------------------------------------
+
 
 def test_options_defaults_and_validation():
     opts = LSGANOptions()
@@ -72,6 +74,7 @@ def test_options_defaults_and_validation():
 
 # -- the variant -------------------------------------------------------------------------
 
+
 def test_one_training_step_updates_both_nets():
     torch.manual_seed(0)
     variant = LSGAN()
@@ -85,7 +88,9 @@ def test_one_training_step_updates_both_nets():
     assert set(losses) == {"d_loss", "g_loss"}
     assert all(torch.isfinite(v) and not v.requires_grad for v in losses.values())
     for k, net in nets.items():
-        assert any(not torch.equal(p0, p1) for p0, p1 in zip(before[k], net.parameters(), strict=True)), k
+        assert any(
+            not torch.equal(p0, p1) for p0, p1 in zip(before[k], net.parameters(), strict=True)
+        ), k
     (z,) = variant.make_inputs(opts, info, 3, torch.device("cpu"))
     assert variant.generate(nets, (z,)).shape == (3, 3, 16, 16)
     spec = variant.export_spec(nets, opts, info)
@@ -94,10 +99,13 @@ def test_one_training_step_updates_both_nets():
 
 # -- registration ------------------------------------------------------------------------
 
+
 def test_the_installed_entry_point_points_to_the_plugin_module():
     eps = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == "lsgan"]
-    assert len(eps) == 1, ("ganpipe-lsgan is not installed in this interpreter; run "
-                           "`pip install ./plugins/ganpipe-lsgan` from the ganpipe root")
+    assert len(eps) == 1, (
+        "ganpipe-lsgan is not installed in this interpreter; run "
+        "`pip install ./plugins/ganpipe-lsgan` from the ganpipe root"
+    )
     assert eps[0].value == "ganpipe_lsgan.plugin"
     assert eps[0].dist.name.replace("_", "-") == "ganpipe-lsgan"
     assert eps[0].load() is lsgan_plugin
