@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from ganpipe.data.sources import ShapesDataset, ShapesOptions
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 from ganpipe.training.loop import Sampler, Trainer, TrainOptions
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.variant import Batch, DataInfo, StepContext
 
 SMALL = {"latent_dim": 64, "g_width": 32, "d_width": 32}
 OPTIONS = {
@@ -84,7 +84,7 @@ def main() -> None:
     names = [
         n
         for n in (args.variants.split(",") if args.variants else reg.variants)
-        if reg.variants.items[n].task == "generate"
+        if reg.variants.get(n).task == "generate"
     ]
     data = ShapesDataset().load(ShapesOptions(count=512, classes=4), args.image_size, 3, Path())
     print(
@@ -93,7 +93,7 @@ def main() -> None:
     )
     print(f"{'variant':<10}{'ganpipe img/s':>15}{'bare img/s':>12}{'ratio':>8}")
     for name in names:
-        variant = reg.variants.items[name]
+        variant = reg.variants.get(name)
         opts = variant.Options(
             **OPTIONS.get(name, SMALL if "g_width" in variant.Options.model_fields else {})
         )

@@ -133,7 +133,7 @@ def run_variant(
     folder.mkdir(parents=True)
     toml = folder / "pipeline.toml"
     toml.write_text(pipeline_toml(args, variant, model))
-    cmd = [sys.executable, "-m", "ganpipe.cli", "run", str(toml)]
+    cmd = [sys.executable, "-m", "ganpipe", "run", str(toml)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=folder, env=env)
     wall = time.perf_counter() - t0
@@ -306,7 +306,7 @@ def main() -> int:
 
     # Check the variants and their options here, before any training run.
     from ganpipe.errors import GanpipeError
-    from ganpipe.plugins import load_registry
+    from ganpipe.registry import load_registry
 
     registry = load_registry()
     models: dict[str, dict[str, Any]] = {}

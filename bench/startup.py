@@ -86,8 +86,8 @@ def export_tiny_model(folder: Path) -> Path:
     import torch
 
     from ganpipe.export.onnx_export import build_metadata, export_onnx
-    from ganpipe.plugins import load_registry
-    from ganpipe.variants.base import DataInfo
+    from ganpipe.registry import load_registry
+    from ganpipe.variant import DataInfo
 
     variant = load_registry(entry_points=False).variants.get("dcgan")
     opts = variant.Options(**variant.tiny_options)
@@ -128,7 +128,7 @@ def main() -> int:
         commands: list[tuple[str, list[str]]] = [
             ("python -c pass (floor)", [exe, "-c", "pass"]),
             ("python -c 'import torch'", [exe, "-c", "import torch"]),
-            ("python -m ganpipe.cli --help", [exe, "-m", "ganpipe.cli", "--help"]),
+            ("python -m ganpipe.cli --help", [exe, "-m", "ganpipe", "--help"]),
         ]
         if script:
             commands.append(("ganpipe --help (console script)", [script, "--help"]))
@@ -139,7 +139,7 @@ def main() -> int:
             )
         )
         if model is not None:
-            gen = [script, "generate"] if script else [exe, "-m", "ganpipe.cli", "generate"]
+            gen = [script, "generate"] if script else [exe, "-m", "ganpipe", "generate"]
             commands.append(
                 (
                     "ganpipe generate -n 16 --device cpu (tiny model)",
@@ -205,9 +205,9 @@ def main() -> int:
         if script:
             checks.append(("ganpipe --help", [script, "--help"], HEAVY, ()))
         checks.append(
-            ("python -m ganpipe.cli --help", [exe, "-m", "ganpipe.cli", "--help"], HEAVY, ())
+            ("python -m ganpipe.cli --help", [exe, "-m", "ganpipe", "--help"], HEAVY, ())
         )
-        cli = [script] if script else [exe, "-m", "ganpipe.cli"]
+        cli = [script] if script else [exe, "-m", "ganpipe"]
         for sub in ("run", "generate", "plugins"):
             checks.append((f"ganpipe {sub} --help", cli + [sub, "--help"], HEAVY, ()))
         checks.append(

@@ -70,9 +70,9 @@ import torch.nn.functional as F
 
 from ganpipe.data.base import ImageSet
 from ganpipe.errors import GanpipeError
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 from ganpipe.training.loop import Trainer, TrainOptions
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 
 SEED = 0
 

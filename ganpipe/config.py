@@ -70,9 +70,9 @@ class PipelineConfig:
     base_dir: Path
     run: RunSection
     data: DataSection
-    dataset: Any
+    dataset: Any  # None when no stage uses the data and there is no [data] table
     data_options: Any
-    model: ModelSection
+    model: ModelSection | None  # None when no stage uses a model and there is no [model]
     variant: Any
     variant_options: Any
     stages: list[StageConfig] = field(default_factory=list)
@@ -172,25 +172,32 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
             )
         if not isinstance(value, dict):
             raise ConfigError(f"{locate(key)}: '{key}' must be a table, e.g. [{key}]")
-    if "model" not in raw:
+    stage_tables = [key for key in raw if key not in RESERVED]
+    uses = {u for key in stage_tables for u in registries.stages.get(key).uses}
+    if "model" not in raw and "model" in uses:
+        users = [k for k in stage_tables if "model" in registries.stages.get(k).uses]
         raise ConfigError(
-            f"{path}: missing [model] table; add [model] with variant = "
-            f'"{next(iter(registries.variants), "dcgan")}"'
+            f"{path}: missing [model] table, needed by [{users[0]}]; add [model] with "
+            f'variant = "{next(iter(registries.variants), "dcgan")}"'
         )
 
     run = validate(RunSection, raw.get("run", {}), "run", locate)
     data = validate(DataSection, raw.get("data", {}), "data", locate)
-    model = validate(ModelSection, raw["model"], "model", locate)
-
-    dataset = registries.datasets.get(data.dataset, where=locate("data.dataset") + ": data.dataset")
-    data_extra = dict(data.model_extra or {})
-    _check_keys(raw.get("data", {}), DataSection, dataset.Options, "data", locate)
-    data_options = validate(dataset.Options, data_extra, "data", locate)
-    variant = registries.variants.get(
-        model.variant, where=locate("model.variant") + ": model.variant"
-    )
-    _check_keys(raw["model"], ModelSection, variant.Options, "model", locate)
-    variant_options = validate(variant.Options, dict(model.model_extra or {}), "model", locate)
+    model = variant = variant_options = None
+    if "model" in raw:
+        model = validate(ModelSection, raw["model"], "model", locate)
+        variant = registries.variants.get(
+            model.variant, where=locate("model.variant") + ": model.variant"
+        )
+        _check_keys(raw["model"], ModelSection, variant.Options, "model", locate)
+        variant_options = validate(variant.Options, dict(model.model_extra or {}), "model", locate)
+    dataset = data_options = None
+    if "data" in raw or "data" in uses:
+        dataset = registries.datasets.get(
+            data.dataset, where=locate("data.dataset") + ": data.dataset"
+        )
+        _check_keys(raw.get("data", {}), DataSection, dataset.Options, "data", locate)
+        data_options = validate(dataset.Options, dict(data.model_extra or {}), "data", locate)
 
     stages = []
     for key, value in raw.items():
@@ -216,6 +223,8 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
         stages=stages,
     )
     for opts in (data_options, variant_options, *(sc.options for sc in stages)):
+        if opts is None:
+            continue
         if isinstance(opts, Options):  # a plugin may use a plain pydantic model
             opts._base_dir = cfg.base_dir
     for sc in stages:

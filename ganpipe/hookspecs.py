@@ -1,56 +1,46 @@
-"""The plugin contract of ganpipe.
+"""The plugin hooks of ganpipe.
 
-Every hook takes a ``register`` callback and calls it once per object the plugin
-provides. Built-in variants, stages and datasets are registered through these same hooks,
-so a third-party package is a first-class citizen: it declares an entry point in the
-``ganpipe`` group pointing to a module that defines one or more of these hooks with
-:data:`ganpipe.hookimpl`.
+A plugin is a module (or object) with one or more of these functions, marked with
+:data:`ganpipe.hookimpl`, named by an entry point in the ``ganpipe`` group::
 
-Registering a name that is already taken raises an error naming both plugins.
+    [project.entry-points.ganpipe]
+    my-gan = "my_gan.plugin"
+
+Each hook receives a typed ``register`` object and calls it once per thing the plugin
+provides: ``register(obj)``, or ``register.lazy("pkg.module:Name", name=..., ...)`` to
+have the module imported only when a pipeline uses it (keeps ``ganpipe plugins`` and the
+torch-free commands fast). Built-in variants, stages and datasets are registered through
+these same hooks. Objects are checked against their contract (:class:`ganpipe.Variant`,
+:class:`ganpipe.Stage`, :class:`ganpipe.DatasetSource`) when registered or first loaded;
+a problem, or a name already taken, is an error naming the plugin and its distribution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pluggy
+
+from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
 
 hookspec = pluggy.HookspecMarker("ganpipe")
 
 
 @hookspec
-def ganpipe_register_variants(register: Callable[[Any], None]) -> None:
-    """Register GAN variants.
-
-    Call ``register(variant)`` for each variant object. A variant has a unique ``name``,
-    a ``task`` (``"generate"``, ``"super_resolve"`` or ``"translate"``), an ``Options``
-    pydantic model of its hyper-parameters (unknown keys rejected), and the methods of
-    :class:`ganpipe.variants.base.Variant`: ``build``, ``optimizers``, ``train_step``,
-    ``sample`` and ``export_spec``.
+def ganpipe_register_variants(register: VariantRegister) -> None:
+    """Register GAN variants: call ``register(variant)`` (or ``register.lazy(...)``) for objects following :class:`ganpipe.Variant` (``name``,
+    ``task``, ``Options``, ``build``, ``train_step``, and the methods with defaults there).
     """
 
 
 @hookspec
-def ganpipe_register_stages(register: Callable[[Any], None]) -> None:
-    """Register pipeline stages.
-
-    Call ``register(stage)`` for each stage object. A stage has a unique ``name`` (the
-    table name in ``pipeline.toml``), an ``Options`` pydantic model, a tuple ``requires``
-    of stage names whose outputs it reads, and ``run(ctx, opts) -> dict[str, str]``
-    returning its outputs (paths relative to the run folder); optionally
-    ``check(config, opts)`` (load-time validation) and ``fingerprint(config, opts)`` (the
-    files it reads from outside the run, so that changing them re-runs it). See
-    :class:`ganpipe.stages.base.Stage`.
-    """
+def ganpipe_register_stages(register: StageRegister) -> None:
+    """Register pipeline stages: call ``register(stage)`` (or ``register.lazy(...)``) for objects following :class:`ganpipe.Stage` (``name``, the
+    ``[table]`` of pipeline.toml; ``Options``; ``run(ctx, opts) -> StageResult``; optional
+    ``check`` and ``fingerprint``; ``requires``, ``optional`` and ``uses``)."""
 
 
 @hookspec
-def ganpipe_register_datasets(register: Callable[[Any], None]) -> None:
-    """Register dataset sources.
-
-    Call ``register(dataset)`` for each dataset source. A dataset source has a unique
-    ``name`` (the ``data.dataset`` value in ``pipeline.toml``), an ``Options`` pydantic
-    model for its own keys, ``load(opts, image_size, channels, base_dir) -> ImageSet``
-    and ``fingerprint(opts, base_dir) -> str``. See :class:`ganpipe.data.base.DatasetSource`.
-    """
+def ganpipe_register_datasets(register: DatasetRegister) -> None:
+    """Register dataset sources: call ``register(source)`` (or ``register.lazy(...)``) for objects following :class:`ganpipe.DatasetSource`
+    (``name``, the ``data.dataset`` value; ``Options`` for its keys of ``[data]``;
+    ``load(opts, image_size, channels, base_dir) -> ImageSet``; ``fingerprint(opts,
+    base_dir)``; optional ``class_names(opts, base_dir)``)."""

@@ -18,7 +18,7 @@ from typing import Any
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import ensure_writable_dir, write_json
-from ganpipe.stages.base import StageContext
+from ganpipe.stage import StageContext
 
 MANIFEST = "manifest.json"
 
@@ -59,14 +59,14 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
     fingerprints of the stages it reads from, and its own ``fingerprint(config, opts)`` of
     the files it reads from outside the run (when it has one). ``@data`` is the data
     source's own."""
-    fps: dict[str, str] = {
-        "@data": _hash(
+    fps: dict[str, str] = {}
+    if cfg.dataset is not None:
+        fps["@data"] = _hash(
             [
                 cfg.data.model_dump(mode="json"),
                 cfg.dataset.fingerprint(cfg.data_options, cfg.base_dir),
             ]
         )
-    }
     for sc in cfg.stages:
         stage = sc.stage
         blob: dict[str, Any] = {"stage": sc.name, "options": sc.options.model_dump(mode="json")}
@@ -142,7 +142,7 @@ def run_file(
     entry_points: bool = True,
     log=print,
 ) -> Manifest:
-    from ganpipe.plugins import load_registry
+    from ganpipe.registry import load_registry
 
     registries = load_registry(entry_points=entry_points)
     cfg = load_config(path, registries)

@@ -2,7 +2,8 @@
 
 Built-in plugins are modules registered the same way as third-party ones; third-party
 plugins are found through the ``ganpipe`` entry-point group. Nothing happens at import:
-call :func:`get_plugin_manager` / :func:`load_registry`.
+call :func:`get_plugin_manager`, or :func:`ganpipe.registry.load_registry` for the
+variants, stages and datasets the plugins register.
 
 Environment:
     GANPIPE_DISABLE_PLUGINS  comma-separated plugin names (entry-point or built-in names)
@@ -11,42 +12,29 @@ Environment:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
 
 import pluggy
 
 from ganpipe import hookspecs
-from ganpipe.errors import ConfigError, PluginError
+from ganpipe.errors import PluginError
 
 ENTRY_POINT_GROUP = "ganpipe"
 
-#: Built-in plugins: (name, module). Loaded exactly like third-party plugins.
-DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("ganpipe.datasets", "ganpipe.data.sources"),
-    ("ganpipe.stages", "ganpipe.stages.builtin"),
-    ("ganpipe.gan", "ganpipe.variants.gan"),
-    ("ganpipe.dcgan", "ganpipe.variants.dcgan"),
-    ("ganpipe.cgan", "ganpipe.variants.cgan"),
-    ("ganpipe.wgan", "ganpipe.variants.wgan"),
-    ("ganpipe.vae", "ganpipe.variants.vae"),
-    ("ganpipe.infogan", "ganpipe.variants.infogan"),
-    ("ganpipe.biggan", "ganpipe.variants.biggan"),
-    ("ganpipe.stylegan", "ganpipe.variants.stylegan"),
-    ("ganpipe.pggan", "ganpipe.variants.pggan"),
-    ("ganpipe.srgan", "ganpipe.variants.srgan"),
-    ("ganpipe.esrgan", "ganpipe.variants.esrgan"),
-    ("ganpipe.compact", "ganpipe.variants.compact"),
-    ("ganpipe.espcn", "ganpipe.variants.espcn"),
-    ("ganpipe.cyclegan", "ganpipe.variants.cyclegan"),
-)
 
-KINDS = ("variants", "stages", "datasets")
+#: Built-in plugins: (name, module or object), loaded exactly like third-party plugins. The
+#: variants are declared in :mod:`ganpipe.variants` and imported only when a pipeline uses one.
+def builtin_plugins() -> tuple[tuple[str, object], ...]:
+    from ganpipe.variants import BUILTIN_VARIANTS
+
+    return (
+        ("ganpipe.datasets", "ganpipe.data.sources"),
+        ("ganpipe.stages", "ganpipe.stages.builtin"),
+        *((v.plugin, v) for v in BUILTIN_VARIANTS),
+    )
 
 
 def disabled_plugins() -> set[str]:
@@ -75,10 +63,12 @@ def get_plugin_manager(
     skip = set(disabled_plugins() if disabled is None else disabled)
     pm = pluggy.PluginManager("ganpipe")
     pm.add_hookspecs(hookspecs)
-    for name, modname in DEFAULT_PLUGINS:
+    for name, plugin in builtin_plugins():
         if name in skip:
             continue
-        pm.register(importlib.import_module(modname), name=name)
+        pm.register(
+            importlib.import_module(plugin) if isinstance(plugin, str) else plugin, name=name
+        )
     pm.ganpipe_dists = {}  # type: ignore[attr-defined]
     if entry_points:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -107,88 +97,3 @@ def get_plugin_manager(
             pm.ganpipe_dists[ep.name] = _dist_name(ep)  # type: ignore[attr-defined]
     pm.check_pending()
     return pm
-
-
-@dataclass
-class Registry:
-    """Named objects (variants, stages, datasets), each remembering its plugin."""
-
-    kind: str
-    items: dict[str, Any] = field(default_factory=dict)
-    owners: dict[str, str] = field(default_factory=dict)
-
-    def add(self, obj: Any, owner: str, dists: dict[str, str] | None = None) -> None:
-        name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not name:
-            raise PluginError(
-                f"plugin {owner!r} registered a {self.kind[:-1]} without a "
-                f"string 'name' attribute: {obj!r}"
-            )
-        if name in self.items:
-            dists = dists or {}
-
-            def who(plugin: str) -> str:
-                return f"plugin {plugin!r} ({dists.get(plugin, 'ganpipe, built-in')})"
-
-            raise PluginError(
-                f"{self.kind[:-1]} {name!r} is registered twice: by {who(self.owners[name])} "
-                f"and by {who(owner)}; disable one with GANPIPE_DISABLE_PLUGINS"
-            )
-        self.items[name] = obj
-        self.owners[name] = owner
-
-    def get(self, name: str, *, where: str = "") -> Any:
-        try:
-            return self.items[name]
-        except KeyError:
-            known = ", ".join(sorted(self.items)) or "none"
-            close = difflib.get_close_matches(name, list(self.items), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            loc = f"{where}: " if where else ""
-            raise ConfigError(
-                f"{loc}unknown {self.kind[:-1]} {name!r}{hint} (known: {known}; "
-                f"`ganpipe plugins` lists what is installed)"
-            ) from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.items
-
-    def __iter__(self):
-        return iter(sorted(self.items))
-
-
-@dataclass
-class Registries:
-    pm: pluggy.PluginManager
-    variants: Registry
-    stages: Registry
-    datasets: Registry
-
-
-def load_registry(
-    pm: pluggy.PluginManager | None = None, *, entry_points: bool = True
-) -> Registries:
-    """Call every registration hook, one plugin at a time so each object knows its owner."""
-    pm = pm or get_plugin_manager(entry_points=entry_points)
-    regs = {kind: Registry(kind) for kind in KINDS}
-    dists = getattr(pm, "ganpipe_dists", {})
-    for kind in KINDS:
-        caller = getattr(pm.hook, f"ganpipe_register_{kind}")
-        for impl in caller.get_hookimpls():
-            owner = impl.plugin_name
-
-            def register(obj: Any, _kind=kind, _owner=owner) -> None:
-                regs[_kind].add(obj, _owner, dists)
-
-            kwargs = {"register": register} if "register" in impl.argnames else {}
-            try:
-                impl.function(**kwargs)
-            except PluginError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                dist = dists.get(owner, "built-in")
-                raise PluginError(
-                    f"plugin {owner!r} ({dist}) failed in ganpipe_register_{kind}: "
-                    f"{type(exc).__name__}: {_one_line(exc)}"
-                ) from exc
-    return Registries(pm, regs["variants"], regs["stages"], regs["datasets"])

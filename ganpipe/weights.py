@@ -286,7 +286,7 @@ class ImportResult:
 
 def export_spec(net: torch.nn.Module, arch: Architecture, source: str = ""):
     from ganpipe.nn.sr import SRExport
-    from ganpipe.variants.base import ExportSpec, InputSpec
+    from ganpipe.variant import ExportSpec, InputSpec
 
     g = torch.Generator().manual_seed(0)
     meta: dict[str, Any] = {

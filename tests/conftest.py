@@ -89,7 +89,7 @@ def run_cli(
     """Runs ``python -m ganpipe.cli ARGS`` in a real subprocess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "ganpipe.cli", *args],
+        [sys.executable, "-m", "ganpipe", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -150,7 +150,7 @@ def test_help_works_without_importing_torch(cli, tmp_path):
         assert re.search(rf"^\s+{command}\s", proc.stdout, re.M), proc.stdout
 
     timed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "ganpipe.cli", "--help"],
+        [sys.executable, "-X", "importtime", "-m", "ganpipe", "--help"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from ganpipe.config import DataSection, PipelineConfig, RunSection, load_config
 from ganpipe.data.sources import FolderOptions, ShapesOptions
 from ganpipe.errors import ConfigError
 from ganpipe.pipeline import run_file
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 from ganpipe.stages.export import ExportOptions
 from ganpipe.stages.generate import GenerateOptions
 from ganpipe.training.loop import TrainOptions

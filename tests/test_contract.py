@@ -14,14 +14,14 @@ import torch
 from ganpipe.export.onnx_export import build_metadata, export_onnx
 from ganpipe.inference.generate import generate_batches
 from ganpipe.inference.session import open_model
-from ganpipe.plugins import load_registry
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.registry import load_registry
+from ganpipe.variant import Batch, DataInfo, StepContext
 
 REGISTRY = load_registry(entry_points=True)
 VARIANTS = [
-    REGISTRY.variants.items[name]
+    REGISTRY.variants.get(name)
     for name in REGISTRY.variants
-    if REGISTRY.variants.items[name].task == "generate"
+    if REGISTRY.variants.get(name).task == "generate"
 ]
 IDS = [v.name for v in VARIANTS]
 CPU = torch.device("cpu")

@@ -15,7 +15,7 @@ from PIL import Image
 from ganpipe.errors import ConfigError
 from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.cyclegan import CycleGAN
 
 PIPELINE = """

@@ -14,7 +14,7 @@ from ganpipe.errors import ConfigError
 from ganpipe.metrics.features import OnnxFeatures, RandomFeatures, extract
 from ganpipe.metrics.scores import all_scores, prdc
 from ganpipe.pipeline import run_file
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 
 
 def shapes(seed: int, count: int = 200) -> np.ndarray:

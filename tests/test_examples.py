@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ganpipe.config import load_config
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
 

@@ -14,7 +14,7 @@ from torch import nn
 from ganpipe.errors import GanpipeError
 from ganpipe.export.onnx_export import build_metadata, export_onnx
 from ganpipe.inference.session import open_model
-from ganpipe.variants.base import DataInfo, ExportSpec, InputSpec
+from ganpipe.variant import DataInfo, ExportSpec, InputSpec
 from ganpipe.variants.dcgan import DCGAN
 
 CLASSES = ("cats", "dogs")

@@ -140,7 +140,7 @@ def dcgan_onnx(tmp_path_factory) -> Path:
     import torch
 
     from ganpipe.export.onnx_export import build_metadata, export_onnx
-    from ganpipe.variants.base import DataInfo
+    from ganpipe.variant import DataInfo
     from ganpipe.variants.dcgan import DCGAN
 
     torch.manual_seed(0)

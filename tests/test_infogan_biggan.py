@@ -26,7 +26,7 @@ from ganpipe.inference.generate import (
 from ganpipe.inference.session import OnnxModel, open_model
 from ganpipe.nn.layers import SelfAttention, has_spectral_norm
 from ganpipe.pipeline import run_file
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.biggan import BigGAN, hinge_d_loss, hinge_g_loss, orthogonal_penalty
 from ganpipe.variants.infogan import InfoGAN, info_losses
 

@@ -10,7 +10,7 @@ from conftest import TINY_PIPELINE, write_toml
 
 from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 from ganpipe.variants.pggan import PGGAN, schedule
 
 

@@ -24,17 +24,12 @@ import pytest
 import ganpipe
 from ganpipe import hookspecs
 from ganpipe.errors import PluginError
-from ganpipe.plugins import (
-    DEFAULT_PLUGINS,
-    ENTRY_POINT_GROUP,
-    KINDS,
-    get_plugin_manager,
-    load_registry,
-)
+from ganpipe.plugins import ENTRY_POINT_GROUP, builtin_plugins, get_plugin_manager
+from ganpipe.registry import KINDS, load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 LSGAN_DIR = ROOT / "plugins" / "ganpipe-lsgan"
-BUILTIN_PLUGINS = {name for name, _ in DEFAULT_PLUGINS}
+BUILTIN_PLUGINS = {name for name, _ in builtin_plugins()}
 
 
 # -- fixtures and helpers ----------------------------------------------------------------
@@ -165,14 +160,14 @@ def test_lsgan_is_discovered_through_its_entry_point(lsgan_dist):
         assert Path(plugin.__file__).resolve() == installed
 
     reg = load_registry(pm)
-    assert reg.variants.owners["lsgan"] == "lsgan"
+    assert reg.variants.owner("lsgan") == "lsgan"
     lsgan = reg.variants.get("lsgan")
     assert type(lsgan).__name__ == "LSGAN" and lsgan.name == "lsgan"
     assert lsgan.task == "generate"
     assert {"a", "b", "c", "latent_dim", "g_width", "d_width"} <= set(lsgan.Options.model_fields)
     assert lsgan.tiny_options
     # built-ins are registered next to it, owned by the built-in plugins
-    assert reg.variants.owners["dcgan"] == "ganpipe.dcgan"
+    assert reg.variants.owner("dcgan") == "ganpipe.dcgan"
     assert "lsgan" not in load_registry(entry_points=False).variants
 
 
@@ -381,7 +376,7 @@ def test_duplicate_names_are_refused_naming_both_plugins(kind, taken, owner):
         assert repr(owner) in message and "'dup-test'" in message
     finally:
         pm.unregister(name="dup-test")
-    assert load_registry(pm).variants.owners["dcgan"] == "ganpipe.dcgan"
+    assert load_registry(pm).variants.owner("dcgan") == "ganpipe.dcgan"
 
 
 def test_duplicate_name_between_third_party_distributions(lsgan_dist, cli, tmp_path):
@@ -463,7 +458,7 @@ def test_every_hookspec_is_documented_and_exercised_by_a_builtin_plugin():
         owners = {impl.plugin_name for impl in getattr(pm.hook, name).get_hookimpls()}
         assert owners & BUILTIN_PLUGINS, f"no built-in plugin implements {name}"
         kind = name.removeprefix("ganpipe_register_")
-        assert set(getattr(reg, kind).owners.values()) & BUILTIN_PLUGINS, name
+        assert {e.owner for e in getattr(reg, kind).entries.values()} & BUILTIN_PLUGINS, name
     # and no built-in plugin module is dead weight
     for plugin_name in BUILTIN_PLUGINS:
         assert pm.get_hookcallers(pm.get_plugin(plugin_name)), plugin_name

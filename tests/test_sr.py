@@ -32,15 +32,15 @@ from ganpipe.nn.sr import (
     vgg19_layers,
 )
 from ganpipe.pipeline import run_file
-from ganpipe.plugins import load_registry
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.registry import load_registry
+from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.srbase import SRVariant
 
 REGISTRY = load_registry(entry_points=True)
 VARIANTS = [
-    REGISTRY.variants.items[name]
+    REGISTRY.variants.get(name)
     for name in REGISTRY.variants
-    if REGISTRY.variants.items[name].task == "super_resolve"
+    if REGISTRY.variants.get(name).task == "super_resolve"
 ]
 IDS = [v.name for v in VARIANTS]
 CPU = torch.device("cpu")
@@ -161,7 +161,7 @@ def test_sample_inputs_come_from_real_images(variant):
 
 @pytest.mark.parametrize("name", ["srgan", "esrgan", "compact", "espcn"])
 def test_builtin_losses_and_tile_multiple(name):
-    v = REGISTRY.variants.items[name]
+    v = REGISTRY.variants.get(name)
     opts, info, nets = setup_variant(v)
     assert set(nets) == {"G", "D"}  # tiny options switch the adversarial loss on
     ctx = StepContext(nets, v.optimizers(nets, opts), opts, info, CPU)
@@ -176,7 +176,7 @@ def test_builtin_losses_and_tile_multiple(name):
 
 
 def test_scale_and_patch_size_are_checked():
-    v = REGISTRY.variants.items["esrgan"]
+    v = REGISTRY.variants.get("esrgan")
     with pytest.raises(ConfigError, match="multiple of 4"):
         v.check_data(v.Options(scale=1), DataInfo(18, 3))  # x1 unshuffles by 4
     with pytest.raises(ValueError):
@@ -186,7 +186,7 @@ def test_scale_and_patch_size_are_checked():
 
 
 def test_pretrain_steps_skip_the_adversarial_loss():
-    v = REGISTRY.variants.items["srgan"]
+    v = REGISTRY.variants.get("srgan")
     opts, info, nets = setup_variant(v, pretrain_steps=2)
     ctx = StepContext(nets, v.optimizers(nets, opts), opts, info, CPU)
     d_before = [p.detach().clone() for p in nets["D"].parameters()]
@@ -200,7 +200,7 @@ def test_pretrain_steps_skip_the_adversarial_loss():
 
 
 def test_no_discriminator_without_adversarial_weight():
-    v = REGISTRY.variants.items["espcn"]
+    v = REGISTRY.variants.get("espcn")
     assert v.Options().adv_weight == 0  # pure pixel loss is espcn's default
     opts, info, nets = setup_variant(v, adv_weight=0.0)
     assert set(nets) == {"G"} and set(v.optimizers(nets, opts)) == {"G"}
@@ -235,7 +235,7 @@ def test_rrdbnet_key_layout_matches_reference():
     assert sd["body.1.rdb3.conv5.weight"].shape == (64, 64 + 4 * 32, 3, 3)
     assert RRDBNet(scale=2, num_block=1).state_dict()["conv_first.weight"].shape[1] == 12
     assert RRDBNet(scale=1, num_block=1).state_dict()["conv_first.weight"].shape[1] == 48
-    defaults = REGISTRY.variants.items["esrgan"].Options()
+    defaults = REGISTRY.variants.get("esrgan").Options()
     assert (defaults.num_feat, defaults.num_grow_ch, defaults.num_block) == (64, 32, 23)
 
 
@@ -272,7 +272,7 @@ def test_vgg19_layout_is_torchvision_and_loads_local_weights(tmp_path):
     with pytest.raises(ConfigError, match=r"features\.10\.weight"):
         VGG19Features.from_file(tmp_path / "vgg.pth", layer=10)
 
-    v = REGISTRY.variants.items["srgan"]
+    v = REGISTRY.variants.get("srgan")
     opts, info, nets = setup_variant(v, vgg_weights=tmp_path / "vgg.pth", vgg_layer=7)
     ctx = StepContext(nets, v.optimizers(nets, opts), opts, info, CPU)
     losses = v.train_step(ctx, Batch(hr_batch(2, 16), torch.zeros(2).long()))
@@ -476,7 +476,7 @@ def test_short_espcn_training_beats_bicubic():
     bicubic on held-out images (seeds 1-3: +4.4, +2.1, +4.0 dB) in ~14 s on one thread."""
     data = ShapesDataset().load(ShapesOptions(count=320, classes=4, seed=1), 32, 3, Path("."))
     train, held = data.split(0.2, 0)
-    v = REGISTRY.variants.items["espcn"]
+    v = REGISTRY.variants.get("espcn")
     opts = v.Options(lr_g=3e-3)
     info = DataInfo(32, 3)
     torch.manual_seed(0)
@@ -511,7 +511,7 @@ def test_sr_training_resumes_exactly_on_patches(tmp_path):
             root / f"{i}.png"
         )
     data = PatchesDataset().load(PatchesOptions(path=root, per_image=4), 16, 3, tmp_path)
-    v = REGISTRY.variants.items["espcn"]
+    v = REGISTRY.variants.get("espcn")
     vopts = v.Options(**v.tiny_options, degrade=["blur", "noise", "jpeg"])
 
     def train(out, steps):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ganpipe.errors import ConfigError
 from ganpipe.nn.stylegan import ModulatedConv, StyleGenerator
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.stylegan import StyleGAN
 
 

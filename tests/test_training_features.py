@@ -18,11 +18,11 @@ from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError, TrainingError
 from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
-from ganpipe.plugins import load_registry
+from ganpipe.registry import load_registry
 from ganpipe.training import checkpoint as ckpt
 from ganpipe.training.diffaugment import POLICIES, DiffAugment
 from ganpipe.training.loop import Trainer, TrainOptions, amp_dtype
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 from ganpipe.variants.dcgan import DCGAN, DCGANOptions
 from ganpipe.variants.wgan import WGANGP
 

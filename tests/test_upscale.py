@@ -44,7 +44,7 @@ def _torch_model(path: Path, module, scale: int) -> Path:
     import torch
 
     from ganpipe.export.onnx_export import build_metadata, export_onnx
-    from ganpipe.variants.base import ExportSpec, InputSpec
+    from ganpipe.variant import ExportSpec, InputSpec
 
     spec = ExportSpec(
         module,
@@ -1129,7 +1129,7 @@ def test_upscale_stage_defaults_to_the_export_model(models, tmp_path):
     from types import SimpleNamespace
 
     from ganpipe.pipeline import Manifest
-    from ganpipe.stages.base import StageContext
+    from ganpipe.stage import StageContext
     from ganpipe.stages.upscale import UpscaleOptions, UpscaleStage
 
     run_dir = tmp_path / "runs" / "x"

@@ -20,7 +20,7 @@ from ganpipe.inference.generate import generate_batches, generate_to_folder, res
 from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
 from ganpipe.training.loop import Trainer, TrainOptions
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.cgan import CGAN
 from ganpipe.variants.gan import VanillaGAN
 from ganpipe.variants.wgan import WGANGP, gradient_penalty

@@ -1,11 +1,10 @@
-"""In-memory image sets and the dataset-source protocol."""
+"""In-memory image sets: what a dataset source's ``load`` returns."""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
@@ -101,22 +100,3 @@ class ImageSet:
                 f"{path}: not a ganpipe image set ({exc}); re-run the stage "
                 f"that made it with --force"
             ) from None
-
-
-class DatasetSource(Protocol):
-    """What ``ganpipe_register_datasets`` registers."""
-
-    name: str
-    description: str
-    Options: type
-
-    def load(self, opts: Any, image_size: int, channels: int, base_dir: Path) -> ImageSet:
-        """Decode the data at ``image_size`` with ``channels`` channels."""
-
-    def fingerprint(self, opts: Any, base_dir: Path) -> str:
-        """A string that changes when the data changes (cheap: no decoding)."""
-
-    # Optional: ``class_names(opts, base_dir) -> list[str] | None``, the class names
-    # ``load`` will give, found without decoding (a folder listing), so that a variant's
-    # data checks (e.g. "conditional variants need labels") run when pipeline.toml is
-    # loaded rather than when training starts. ``None`` or absent: checked at training.

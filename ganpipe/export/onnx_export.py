@@ -24,7 +24,7 @@ import torch
 
 from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import atomic_path
-from ganpipe.variants.base import ExportSpec
+from ganpipe.variant import ExportSpec
 
 METADATA_PREFIX = "ganpipe."
 FORMAT_VERSION = "1"

@@ -17,7 +17,7 @@ from pydantic import Field
 from ganpipe.data.base import ImageSet
 from ganpipe.data.imageio import from_array, make_grid, save_image, to_array
 from ganpipe.options import Options
-from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.stage import Stage, StageContext, StageResult
 
 
 class AugmentOptions(Options):

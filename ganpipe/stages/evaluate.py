@@ -22,7 +22,7 @@ from pydantic import Field
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_json
 from ganpipe.options import Options
-from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.stage import Stage, StageContext, StageResult
 
 
 class EvaluateOptions(Options):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ganpipe.options import Options
-from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.stage import Stage, StageContext, StageResult
 
 
 class ExportOptions(Options):
@@ -25,7 +25,7 @@ class ExportStage(Stage):
     def run(self, ctx: StageContext, opts: ExportOptions) -> StageResult:
         from ganpipe.export.onnx_export import build_metadata, export_onnx
         from ganpipe.training.checkpoint import load_weights
-        from ganpipe.variants.base import DataInfo
+        from ganpipe.variant import DataInfo
 
         cfg = ctx.config
         ckpt = ctx.output("train", "checkpoint", needed_by=self.name)

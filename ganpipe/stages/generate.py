@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ganpipe.options import Options
-from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.stage import Stage, StageContext, StageResult
 
 
 class GenerateOptions(Options):

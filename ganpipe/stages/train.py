@@ -6,8 +6,8 @@ import hashlib
 import json
 import shutil
 
-from ganpipe.stages.base import Stage, StageContext, StageResult
-from ganpipe.training.loop import TrainOptions
+from ganpipe.stage import Stage, StageContext, StageResult
+from ganpipe.training.options import TrainOptions
 
 #: Train options that do not change the result of a step (changing them keeps resume valid).
 NON_RESULT_KEYS = {
@@ -65,7 +65,7 @@ class TrainStage(Stage):
         when the dataset can tell its classes without decoding."""
         from ganpipe.errors import ConfigError, DataError
         from ganpipe.training.loop import amp_dtype, resolve_device
-        from ganpipe.variants.base import DataInfo
+        from ganpipe.variant import DataInfo
 
         lister = getattr(config.dataset, "class_names", None)
         from ganpipe.training.distributed import check_devices

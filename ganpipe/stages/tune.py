@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
-from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.stage import Stage, StageContext, StageResult
 
 #: what each metric means: (higher is better, task)
 METRICS = {
@@ -104,7 +104,7 @@ class TuneStage(Stage):
     uses = ("data", "model", "seed")
 
     def check(self, config, opts: TuneOptions) -> None:
-        from ganpipe.training.loop import TrainOptions
+        from ganpipe.training.options import TrainOptions
 
         where = f"{config.path}: [tune]"
         try:

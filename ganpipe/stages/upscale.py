@@ -25,7 +25,7 @@ from pydantic import Field
 
 from ganpipe.errors import ConfigError
 from ganpipe.options import Options, resolve_from
-from ganpipe.stages.base import Stage, StageContext, StageResult
+from ganpipe.stage import Stage, StageContext, StageResult
 
 
 def _file_line(path: Path, name: str) -> str:

@@ -13,19 +13,17 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from ganpipe.data.base import ImageSet
 from ganpipe.data.imageio import make_grid, save_image, to_uint8
 from ganpipe.errors import ConfigError, TrainingError
 from ganpipe.fsutil import write_bytes
-from ganpipe.options import Options
 from ganpipe.training import checkpoint as ckpt
-from ganpipe.training.diffaugment import POLICIES, DiffAugment
+from ganpipe.training.diffaugment import DiffAugment
 from ganpipe.training.distributed import (
     DistInfo,
     average_gradients,
@@ -33,57 +31,9 @@ from ganpipe.training.distributed import (
     gather_objects,
     mean_across,
 )
+from ganpipe.training.options import TrainOptions
 from ganpipe.training.transfer import initialise
-from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
-
-
-class TrainOptions(Options):
-    steps: int = Field(1000, ge=1, description="optimisation steps in total")
-    batch_size: int = Field(64, ge=1)
-    ema_decay: float = Field(
-        0.0, ge=0.0, lt=1.0, description="EMA of generator weights; 0 turns it off"
-    )
-    log_every: int = Field(50, ge=1, description="steps between metrics-log lines")
-    sample_every: int = Field(500, ge=0, description="steps between sample grids; 0: end only")
-    checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0: end")
-    keep_checkpoints: int = Field(3, ge=1)
-    num_samples: int = Field(64, ge=1, le=1024, description="images in each sample grid")
-    resume: bool = Field(True, description="continue from the latest compatible checkpoint")
-    progress: bool = True
-    diffaugment: list[str] = Field(
-        [], description="DiffAugment policies for D's inputs: color, translation, cutout"
-    )
-    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
-        "auto", description="mixed precision: auto = bf16/fp16 on CUDA, off on CPU"
-    )
-    channels_last: bool | None = Field(None, description="NHWC memory format; default: on CUDA")
-    diversity_every: int = Field(
-        0, ge=0, description="steps between mode-collapse checks; 0: at every log line"
-    )
-    init_from: Path | None = Field(
-        None,
-        description="start a fresh run from these weights: "
-        "a ganpipe checkpoint, or released SR weights (.pth / "
-        ".safetensors) for G; relative to the pipeline.toml",
-    )
-    devices: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="data-parallel processes: GPUs "
-        'cuda:0..N-1, or CPU processes with run.device = "cpu"; '
-        "batch_size is the global batch",
-    )
-
-    @field_validator("diffaugment")
-    @classmethod
-    def _known_policies(cls, value: list[str]) -> list[str]:
-        unknown = [p for p in value if p not in POLICIES]
-        if unknown:
-            raise ValueError(
-                f"unknown DiffAugment policy {unknown[0]!r}; use any of {', '.join(POLICIES)}"
-            )
-        return value
+from ganpipe.variant import Batch, DataInfo, StepContext, Variant
 
 
 def resolve_device(name: str) -> torch.device:

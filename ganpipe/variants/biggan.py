@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-import ganpipe
 from ganpipe.errors import ConfigError
 from ganpipe.nn.layers import DownBlock, SelfAttention, UpBlock, sn, sn_conv, sn_linear
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
 class BigGANOptions(GANOptions):
@@ -181,10 +180,6 @@ class ProjectionDiscriminator(nn.Module):
 
 class BigGAN(Variant):
     name = "biggan"
-    description = (
-        "compact class-conditional BigGAN: residual nets, conditional BN, "
-        "spectral norm, projection D, hinge loss"
-    )
     Options = BigGANOptions
     conditional = True
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "embed_dim": 4, "d_steps": 1}
@@ -230,8 +225,3 @@ class BigGAN(Variant):
             ctx.update("G", loss)
             out["g_loss"] = g_loss.detach()
         return out
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(BigGAN())

@@ -8,9 +8,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-import ganpipe
 from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
 from ganpipe.variants.gan import bce_step
 
 
@@ -54,7 +53,6 @@ class CondDiscriminator(nn.Module):
 
 class CGAN(Variant):
     name = "cgan"
-    description = "conditional GAN: class labels (subfolders) steer G and D"
     Options = CGANOptions
     conditional = True
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
@@ -75,8 +73,3 @@ class CGAN(Variant):
             lambda: D(aug(fake.detach()), labels),
             lambda: D(aug(fake), labels),
         )
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(CGAN())

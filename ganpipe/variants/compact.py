@@ -8,9 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
-import ganpipe
 from ganpipe.nn.sr import SRVGGNetCompact
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 
@@ -23,7 +22,6 @@ class CompactOptions(SROptions):
 
 class Compact(SRVariant):
     name = "compact"
-    description = "Real-ESRGAN SRVGGNetCompact: small, fast conv net (GAN loss optional)"
     Options = CompactOptions
     scales = (1, 2, 3, 4)
     tiny_options = {"scale": 2, "num_feat": 8, "num_conv": 2, "d_width": 4}
@@ -32,8 +30,3 @@ class Compact(SRVariant):
         return SRVGGNetCompact(
             info.channels, info.channels, opts.num_feat, opts.num_conv, opts.scale
         )
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(Compact())

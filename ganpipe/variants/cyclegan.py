@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-import ganpipe
 from ganpipe.errors import ConfigError
 from ganpipe.nn.sr import SRExport
 from ganpipe.options import Options
-from ganpipe.variants.base import Batch, DataInfo, ExportSpec, InputSpec, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, ExportSpec, InputSpec, StepContext, Variant
 
 
 class CycleGANOptions(Options):
@@ -134,7 +133,6 @@ def _lsgan(pred: torch.Tensor, target: float) -> torch.Tensor:
 class CycleGAN(Variant):
     name = "cyclegan"
     task = "translate"
-    description = "CycleGAN: unpaired translation between two image folders"
     Options = CycleGANOptions
     tiny_options = {"g_width": 4, "d_width": 4, "res_blocks": 1, "d_layers": 1}
 
@@ -256,8 +254,3 @@ class CycleGAN(Variant):
             "cycle": cycle.detach(),
             "identity": identity.detach(),
         }
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(CycleGAN())

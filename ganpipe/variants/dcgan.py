@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-import ganpipe
 from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
 class DCGANOptions(GANOptions):
@@ -22,7 +21,6 @@ class DCGANOptions(GANOptions):
 class DCGAN(Variant):
     name = "dcgan"
     task = "generate"
-    description = "Deep convolutional GAN (Radford et al. 2015), BCE loss"
     Options = DCGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
 
@@ -50,8 +48,3 @@ class DCGAN(Variant):
         g_loss = F.binary_cross_entropy_with_logits(D(aug(fake)), torch.ones(n, device=real.device))
         ctx.update("G", g_loss)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(DCGAN())

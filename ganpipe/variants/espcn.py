@@ -8,9 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
-import ganpipe
 from ganpipe.nn.sr import ESPCN
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 
@@ -28,15 +27,9 @@ class ESPCNOptions(SROptions):
 
 class ESPCNVariant(SRVariant):
     name = "espcn"
-    description = "ESPCN sub-pixel CNN (Shi et al. 2016), pixel loss (GAN optional)"
     Options = ESPCNOptions
     scales = (2, 3, 4)
     tiny_options = {"scale": 2, "feat1": 8, "feat2": 4, "adv_weight": 1e-3, "d_width": 4}
 
     def build_generator(self, opts: ESPCNOptions, info: DataInfo):
         return ESPCN(info.channels, opts.scale, opts.feat1, opts.feat2)
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(ESPCNVariant())

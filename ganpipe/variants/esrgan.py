@@ -10,9 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-import ganpipe
 from ganpipe.nn.sr import RRDB_UNSHUFFLE, RRDBNet
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 
@@ -27,7 +26,6 @@ class ESRGANOptions(SROptions):
 
 class ESRGAN(SRVariant):
     name = "esrgan"
-    description = "ESRGAN / Real-ESRGAN RRDBNet, relativistic GAN + L1 (+ VGG) loss"
     Options = ESRGANOptions
     scales = (1, 2, 4)
     tiny_options = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "d_width": 4}
@@ -44,8 +42,3 @@ class ESRGAN(SRVariant):
             opts.num_block,
             opts.num_grow_ch,
         )
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(ESRGAN())

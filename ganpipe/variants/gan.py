@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-import ganpipe
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
 class GANOpts(GANOptions):
@@ -62,7 +61,6 @@ def bce_step(ctx: StepContext, real: torch.Tensor, d_real, d_fake_detached, d_fa
 
 class VanillaGAN(Variant):
     name = "gan"
-    description = "original GAN (Goodfellow et al. 2014): MLPs, BCE loss"
     Options = GANOpts
     tiny_options = {"latent_dim": 8, "hidden": [16]}
 
@@ -84,8 +82,3 @@ class VanillaGAN(Variant):
             lambda: D(aug(fake.detach())),
             lambda: D(aug(fake)),
         )
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(VanillaGAN())

@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-import ganpipe
 from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, InputSpec, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, InputSpec, StepContext, Variant
 
 
 class InfoGANOptions(GANOptions):
@@ -154,7 +153,6 @@ class _ThreeInputs(_TwoInputs):
 
 class InfoGAN(Variant):
     name = "infogan"
-    description = "InfoGAN (Chen et al. 2016): DCGAN + latent codes learned via a Q head"
     Options = InfoGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "q_hidden": 8, "categories": 3}
 
@@ -249,8 +247,3 @@ class InfoGAN(Variant):
         spec = super().export_spec(nets, opts, info)
         spec.module = (_ThreeInputs if len(spec.inputs) == 3 else _TwoInputs)(spec.module)
         return spec
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(InfoGAN())

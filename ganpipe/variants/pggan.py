@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-import ganpipe
 from ganpipe.errors import ConfigError
 from ganpipe.nn.stylegan import EqualConv2d, EqualLinear, MinibatchStd, widths
-from ganpipe.variants.base import Batch, DataInfo, ExportSpec, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, ExportSpec, GANOptions, StepContext, Variant
 
 
 class PGGANOptions(GANOptions):
@@ -157,7 +156,6 @@ class _AtLevel(nn.Module):
 
 class PGGAN(Variant):
     name = "pggan"
-    description = "progressive growing GAN: 4x4 up to full size, new blocks faded in"
     Options = PGGANOptions
     tiny_options = {
         "latent_dim": 8,
@@ -222,8 +220,3 @@ class PGGAN(Variant):
         spec.module = _AtLevel(spec.module).eval()
         spec.metadata = {**spec.metadata, "resolution": 4 * 2**spec.module.level}
         return spec
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(PGGAN())

@@ -23,7 +23,7 @@ from torch import nn
 from ganpipe.errors import ConfigError
 from ganpipe.nn.sr import SRDiscriminator, SRExport, VGG19Features, degrade, downscale
 from ganpipe.options import Options
-from ganpipe.variants.base import Batch, DataInfo, ExportSpec, InputSpec, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, ExportSpec, InputSpec, StepContext, Variant
 
 DEGRADATIONS = Literal["blur", "noise", "jpeg"]
 

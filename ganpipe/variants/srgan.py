@@ -9,9 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
-import ganpipe
 from ganpipe.nn.sr import SRResNet
-from ganpipe.variants.base import DataInfo
+from ganpipe.variant import DataInfo
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 
@@ -27,15 +26,9 @@ class SRGANOptions(SROptions):
 
 class SRGAN(SRVariant):
     name = "srgan"
-    description = "SRGAN: SRResNet generator, BCE adversarial + content (+ VGG) loss"
     Options = SRGANOptions
     scales = (2, 3, 4, 8)
     tiny_options = {"scale": 2, "num_feat": 8, "num_block": 1, "d_width": 4}
 
     def build_generator(self, opts: SRGANOptions, info: DataInfo):
         return SRResNet(info.channels, opts.scale, opts.num_feat, opts.num_block)
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(SRGAN())

@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-import ganpipe
 from ganpipe.errors import ConfigError
 from ganpipe.nn.stylegan import StyleDiscriminator, StyleGenerator
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
 class StyleGANOptions(GANOptions):
@@ -48,7 +47,6 @@ def _check_size(image_size: int) -> None:
 
 class StyleGAN(Variant):
     name = "stylegan"
-    description = "StyleGAN2 (compact): mapping network, modulated convs, noise, R1, mixing"
     Options = StyleGANOptions
     tiny_options = {
         "latent_dim": 8,
@@ -110,8 +108,3 @@ class StyleGAN(Variant):
         ctx.update("G", g_loss)
         out["g_loss"] = g_loss.detach()
         return out
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(StyleGAN())

@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-import ganpipe
 from ganpipe.nn.dcgan import Discriminator, Generator
 from ganpipe.options import Options
-from ganpipe.variants.base import Batch, DataInfo, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, StepContext, Variant
 
 
 class VAEOptions(Options):
@@ -39,7 +38,6 @@ class Encoder(nn.Module):
 
 class VAE(Variant):
     name = "vae"
-    description = "convolutional VAE: the non-adversarial baseline"
     Options = VAEOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
 
@@ -65,8 +63,3 @@ class VAE(Variant):
         loss = recon + ctx.opts.beta * kl
         ctx.update("VAE", loss)
         return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(VAE())

@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-import ganpipe
 from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
 class WGANOptions(GANOptions):
@@ -33,7 +32,6 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 class WGANGP(Variant):
     name = "wgan-gp"
-    description = "Wasserstein GAN with gradient penalty (or weight clipping)"
     Options = WGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "n_critic": 2}
 
@@ -71,8 +69,3 @@ class WGANGP(Variant):
             ctx.update("G", g_loss)
             out["g_loss"] = g_loss.detach()
         return out
-
-
-@ganpipe.hookimpl
-def ganpipe_register_variants(register):
-    register(WGANGP())

@@ -17,8 +17,8 @@ b - a = 2).
 from __future__ import annotations
 
 import torch
-from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variants.base import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 from pydantic import Field, ValidationInfo, field_validator
 
 
@@ -61,10 +61,10 @@ class LSGAN(Variant):
 
     def build(self, opts: LSGANOptions, info: DataInfo):
         return {
-            "G": Generator(
+            "G": DCGANGenerator(
                 opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
             ),
-            "D": Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
+            "D": DCGANDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
         }
 
     def train_step(self, ctx: StepContext, batch: Batch):

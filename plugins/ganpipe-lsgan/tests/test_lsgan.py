@@ -10,7 +10,7 @@ import torch
 from ganpipe.errors import ConfigError
 from ganpipe.options import validate
 from ganpipe.plugins import ENTRY_POINT_GROUP, get_plugin_manager, load_registry
-from ganpipe.variants.base import Batch, DataInfo, StepContext
+from ganpipe.variant import Batch, DataInfo, StepContext
 
 from ganpipe_lsgan import plugin as lsgan_plugin
 from ganpipe_lsgan.variant import LSGAN, LSGANOptions, discriminator_loss, generator_loss

@@ -1,4 +1,10 @@
-"""The stage contract and the context a stage runs in."""
+"""The stage contract: what a stage plugin implements, and the context it runs in.
+
+A stage is a table of ``pipeline.toml`` (``[name]``) with its own ``Options``; stages run
+in the order of their tables inside the run folder, and the pipeline skips a stage whose
+fingerprint (its options, the parts of the config it ``uses``, its upstream stages and its
+own :meth:`Stage.fingerprint`) and outputs are unchanged.
+"""
 
 from __future__ import annotations
 
@@ -74,10 +80,19 @@ class StageContext:
         return self.load_source("train")
 
 
+#: Parts of the config a stage may declare in :attr:`Stage.uses`.
+USES = ("data", "model", "seed")
+
+
 class Stage:
-    """Base class of stages. ``requires``: stages whose outputs must exist; ``optional``:
-    stages whose outputs are used when present. ``uses``: parts of the config that feed
-    the fingerprint besides the stage's own options (``data``, ``model``, ``seed``)."""
+    """Base class of stages.
+
+    Required: ``name`` (the table name), ``Options`` (a subclass of
+    :class:`ganpipe.Options`) and :meth:`run`. ``requires``: stages whose outputs must
+    exist; ``optional``: stages whose outputs are used when present. ``uses``: parts of the
+    config (:data:`USES`) that feed the fingerprint besides the stage's own options; a
+    pipeline needs a ``[model]`` table only when one of its stages uses ``model``.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -97,4 +112,6 @@ class Stage:
         return None
 
     def run(self, ctx: StageContext, opts: Any) -> StageResult:
+        """Do the work; outputs go under ``ctx.stage_dir(self.name)`` and are returned as
+        paths relative to the run folder."""
         raise NotImplementedError

@@ -1,23 +1,51 @@
-"""The variant contract and a base class for latent-to-image (``generate``) GANs.
+"""The variant contract: what a GAN variant plugin implements, and what the shared training
+loop hands it.
 
-A variant owns its nets and losses; the shared training loop (``ganpipe.training``) owns
-devices, checkpoints, EMA, logging and sampling.
+A variant owns its nets and losses; the loop (:mod:`ganpipe.training`) owns devices,
+checkpoints, EMA, logging and sampling. Subclass :class:`Variant`, set ``name``, ``task``
+and ``Options``, implement :meth:`Variant.build` and :meth:`Variant.train_step`; the other
+methods have documented defaults for latent-to-image GANs.
+
+Names the loop relies on are declared here, not assumed:
+
+* :attr:`Variant.generator_net` (default ``"G"``): the net that makes images; the loop
+  samples from it, keeps its EMA (checkpointed as ``"<generator_net>_ema"``) and the
+  default :meth:`Variant.export_spec` exports it. Other nets are the variant's business.
+* optimizer names are the keys :meth:`Variant.optimizers` returns; ``StepContext.update``
+  takes one of them. The default makes ``"G"`` and ``"D"`` from the options ``lr_g``,
+  ``lr_d`` and ``betas`` (:class:`GANOptions` has them); override it otherwise.
+* the default :meth:`Variant.inputs` reads ``opts.latent_dim``; override it otherwise.
+
+This module does not import torch: torch is imported by the methods that need it, so
+loading the plugin registry stays fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from ganpipe.errors import ConfigError
+from ganpipe.modelcard import TASKS, InputSpec
 from ganpipe.options import Options
 
-TASKS = ("generate", "super_resolve", "translate")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "TASKS",
+    "Batch",
+    "DataInfo",
+    "ExportSpec",
+    "GANOptions",
+    "InputSpec",
+    "StepContext",
+    "Variant",
+]
 
 
 @dataclass(frozen=True)
@@ -33,27 +61,12 @@ class DataInfo:
         return len(self.class_names)
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One input of an exported model. ``kind``: ``normal`` (standard normal noise of
-    ``shape`` per sample), ``label`` (int64 class index per sample), ``image`` (float
-    NCHW image, ``shape`` = (channels,); height and width are dynamic), ``categorical``
-    (float one-hot along the last axis of ``shape``, each code uniform over its classes) or
-    ``uniform`` (float U(-1, 1) of ``shape``); the last two are latent codes that
-    ``ganpipe generate --code`` can fix (see :mod:`ganpipe.variants.infogan`)."""
-
-    name: str
-    kind: str
-    shape: tuple[int, ...] = ()
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape)}
-
-
 @dataclass
 class ExportSpec:
-    """What the export stage needs: an eval-mode module, example inputs (batch first) and
-    the metadata written into the ``.onnx`` so that inference needs only the file."""
+    """What the export stage needs: an eval-mode module, its inputs (batch first) with
+    example tensors, and the fields written into the ``.onnx``'s model card
+    (:class:`ganpipe.modelcard.ModelCard`; keys that are not card fields are kept as
+    ``extra``), so that inference needs only the file."""
 
     module: nn.Module
     inputs: list[InputSpec]
@@ -65,8 +78,10 @@ class ExportSpec:
 
 @dataclass
 class Batch:
-    images: torch.Tensor  # float [B, C, H, W] in [-1, 1] on the training device
-    labels: torch.Tensor  # int64 [B]
+    """One training batch on the training device."""
+
+    images: torch.Tensor  # float [B, C, H, W] in [-1, 1]
+    labels: torch.Tensor  # int64 [B]; zeros for unlabelled data
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -76,8 +91,11 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 class StepContext:
     """Handed to ``train_step``: nets, optimizers, options and helpers.
 
+    * ``nets``, ``optimizers``: as built by the variant (on the training device);
+    * ``opts``: the variant's options; ``info``: the :class:`DataInfo`; ``step``: the
+      number of steps done before this one;
     * ``augment(x)``: the run's differentiable augmentation (DiffAugment); variants apply
-      it to every image batch they give the discriminator, real and generated alike.
+      it to every image batch they give the discriminator, real and generated alike;
     * ``update(name, loss)``: zero grads, back-propagate (loss-scaled under fp16 AMP),
       average the gradients across processes in data-parallel runs (``reduce_grads``),
       step.
@@ -91,7 +109,7 @@ class StepContext:
         info: DataInfo,
         device: torch.device,
         *,
-        augment=None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         scalers: dict[str, torch.amp.GradScaler] | None = None,
     ):
         self.nets = nets
@@ -122,8 +140,12 @@ class StepContext:
 
 
 class Variant:
-    """Base class of variants. Subclasses set ``name``, ``Options`` and implement
-    ``build`` and ``train_step``; the rest has defaults for latent-to-image GANs."""
+    """Base class of variants (see the module docstring for the names the loop uses).
+
+    Required: ``name`` (unique), ``task`` (one of :data:`TASKS`), ``Options`` (a subclass
+    of :class:`ganpipe.Options`), :meth:`build` and :meth:`train_step`. Everything else has
+    a default for latent-to-image GANs.
+    """
 
     name: ClassVar[str]
     task: ClassVar[str] = "generate"
@@ -131,13 +153,17 @@ class Variant:
     Options: ClassVar[type[Options]]
     #: Needs class labels from the data (subfolders) - checked before training.
     conditional: ClassVar[bool] = False
-    #: Options that make the nets tiny, used by the contract tests.
+    #: The net that makes images: sampled, EMA'd (as ``<generator_net>_ema``), exported.
+    generator_net: ClassVar[str] = "G"
+    #: Options that make the nets tiny, used by :mod:`ganpipe.testing`.
     tiny_options: ClassVar[dict[str, Any]] = {}
-    #: Image sizes the variant supports in the contract tests.
+    #: Image size :mod:`ganpipe.testing` trains the tiny nets at.
     test_image_size: ClassVar[int] = 16
 
     # -- nets ------------------------------------------------------------------------
     def check_data(self, opts: Any, info: DataInfo) -> None:
+        """Refuse data the variant cannot train on (one line: what and how to fix). The
+        default refuses unlabelled data for ``conditional`` variants."""
         if self.conditional and info.num_classes < 2:
             raise ConfigError(
                 f"variant {self.name!r} is conditional and needs class labels, but the data "
@@ -146,22 +172,29 @@ class Variant:
             )
 
     def build(self, opts: Any, info: DataInfo) -> dict[str, nn.Module]:
-        """Return the nets, ``{"G": generator, "D": discriminator, ...}``."""
+        """Return the nets by name, e.g. ``{"G": generator, "D": discriminator}``; one of
+        them is :attr:`generator_net`."""
         raise NotImplementedError
 
     def optimizers(self, nets: dict[str, nn.Module], opts: Any) -> dict[str, torch.optim.Optimizer]:
-        """Adam for ``G`` and ``D`` with ``opts.lr_g``, ``opts.lr_d``, ``opts.betas``."""
+        """Default: Adam for ``G`` and ``D`` with ``opts.lr_g``, ``opts.lr_d``, ``opts.betas``."""
+        import torch
+
+        betas = tuple(opts.betas)
         return {
-            "G": torch.optim.Adam(nets["G"].parameters(), lr=opts.lr_g, betas=tuple(opts.betas)),
-            "D": torch.optim.Adam(nets["D"].parameters(), lr=opts.lr_d, betas=tuple(opts.betas)),
+            "G": torch.optim.Adam(nets["G"].parameters(), lr=opts.lr_g, betas=betas),
+            "D": torch.optim.Adam(nets["D"].parameters(), lr=opts.lr_d, betas=betas),
         }
 
     def train_step(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns detached scalar losses by name."""
+        """One optimisation step (call ``ctx.update`` per optimizer); returns detached
+        scalar losses by name, which the loop logs and checks for NaN/inf."""
         raise NotImplementedError
 
     # -- generation ------------------------------------------------------------------
     def inputs(self, opts: Any, info: DataInfo) -> list[InputSpec]:
+        """The generator's inputs. Default: ``z`` (normal, ``opts.latent_dim``), plus
+        ``label`` for conditional variants."""
         specs = [InputSpec("z", "normal", (opts.latent_dim,))]
         if self.conditional:
             specs.append(InputSpec("label", "label"))
@@ -177,6 +210,8 @@ class Variant:
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Random generator inputs for ``n`` samples (labels cycle through the classes)."""
+        import torch
+
         out = []
         for spec in self.inputs(opts, info):
             if spec.kind == "normal":
@@ -205,10 +240,15 @@ class Variant:
     def generate(
         self, nets: dict[str, nn.Module], inputs: tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
-        return nets["G"](*inputs)
+        """Images in the model's value range from generator inputs (sample grids,
+        diversity checks). Default: ``nets[generator_net](*inputs)``."""
+        return nets[self.generator_net](*inputs)
 
     def export_spec(self, nets: dict[str, nn.Module], opts: Any, info: DataInfo) -> ExportSpec:
-        g = nets["G"].eval()
+        """What to export. Default: :attr:`generator_net` with :meth:`inputs`."""
+        import torch
+
+        g = nets[self.generator_net].eval()
         return ExportSpec(
             module=g,
             inputs=self.inputs(opts, info),
@@ -220,7 +260,8 @@ class Variant:
 
 
 class GANOptions(Options):
-    """Hyper-parameters shared by the adversarial latent-to-image variants."""
+    """Hyper-parameters shared by the adversarial latent-to-image variants (and read by the
+    default :meth:`Variant.optimizers` and :meth:`Variant.inputs`)."""
 
     latent_dim: int = Field(100, ge=1, le=4096)
     g_width: int = Field(64, ge=1, description="channels of the generator's last block")

@@ -1,0 +1,79 @@
+"""The ``ganpipe`` command group and its error handling. Thin: parse, call the library, print.
+
+Heavy modules (torch, onnxruntime) are imported inside the commands that need them, so
+``ganpipe --help`` starts fast, and ``generate`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ganpipe import __version__
+from ganpipe.errors import GanpipeError
+
+
+def _fail(exc: GanpipeError) -> None:
+    click.echo(f"ganpipe: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    """Turns user errors (GanpipeError, bad arguments) into one line on stderr and a
+    non-zero exit."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("ganpipe: aborted", err=True)
+            sys.exit(1)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ganpipe`: show the help
+                click.echo(exc.format_message())
+                sys.exit(0)
+            cmd = exc.ctx.command_path if exc.ctx else "ganpipe"
+            click.echo(
+                f"ganpipe: error: {exc.format_message().rstrip('.')}; see '{cmd} --help'", err=True
+            )
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"ganpipe: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GanpipeError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo(
+                "ganpipe: interrupted; finished outputs and checkpoints are kept, "
+                "run the same command again to resume",
+                err=True,
+            )
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganpipe")
+@click.option(
+    "--no-plugins",
+    is_flag=True,
+    help="Skip third-party plugins (entry points); built-ins still load.",
+)
+@click.pass_context
+def main(ctx: click.Context, no_plugins: bool) -> None:
+    """Train GAN variants on image folders, export them to ONNX, generate and upscale.
+
+    \b
+    ganpipe run pipeline.toml          run the stages of a pipeline
+    ganpipe generate -m model.onnx     images from an exported model
+    ganpipe upscale -i IN -o OUT -m M  batch super-resolution of images
+    ganpipe import weights.pth -o M    Real-ESRGAN-style weights to ONNX
+    ganpipe plugins                    installed variants, stages, datasets
+    """
+    ctx.obj = {"entry_points": not no_plugins}

@@ -1,0 +1,29 @@
+"""`ganpipe run`: the stages of a pipeline.toml."""
+
+from __future__ import annotations
+
+import click
+
+from ganpipe.cli.main import main
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Redo every stage, even those up to date.")
+@click.option("--from", "from_stage", metavar="STAGE", help="Redo STAGE and the stages after.")
+@click.pass_obj
+def run(obj, pipeline: str, force: bool, from_stage: str | None) -> None:
+    """Run the stages of PIPELINE (a pipeline.toml) in order.
+
+    Outputs go to <out_dir>/<name>/ (default runs/<name>); stages already done with the
+    same configuration and inputs are skipped.
+    """
+    from ganpipe.pipeline import run_file
+
+    run_file(
+        pipeline,
+        force=force,
+        from_stage=from_stage,
+        entry_points=obj["entry_points"],
+        log=lambda m: click.echo(m),
+    )

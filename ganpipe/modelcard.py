@@ -1,0 +1,164 @@
+"""The model card: what an exported ``.onnx`` says about itself, typed and torch-free.
+
+Every ``.onnx`` ganpipe writes carries a :class:`ModelCard` in its ``metadata_props``, one
+``ganpipe.<field>`` entry per field (JSON values), so that ``generate``, ``upscale``,
+``evaluate`` and the metrics need nothing but the file. Export writes it with
+:meth:`ModelCard.to_props`; every reader goes through :meth:`ModelCard.from_props`, which
+validates the values and refuses a file from a newer format version.
+
+Fields a plugin adds through ``ExportSpec.metadata`` that are not fields of the card are
+kept in :attr:`ModelCard.extra` and written back unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ganpipe.errors import ModelFileError
+
+#: Prefix of ganpipe's keys in an ONNX file's ``metadata_props``.
+PREFIX = "ganpipe."
+#: Format version written by this ganpipe; files with a higher one are refused.
+FORMAT_VERSION = 1
+#: What a model does: latent -> image, image -> larger image, image -> image (scale 1).
+TASKS = ("generate", "super_resolve", "translate")
+Task = Literal["generate", "super_resolve", "translate"]
+#: Input kinds an exported model may have (see :class:`InputSpec`).
+INPUT_KINDS = ("normal", "label", "image", "categorical", "uniform")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of an exported model.
+
+    ``kind``: ``normal`` (standard normal noise of ``shape`` per sample), ``label`` (int64
+    class index per sample), ``image`` (float NCHW image, ``shape`` = (channels,); height
+    and width are dynamic), ``categorical`` (float one-hot along the last axis of
+    ``shape``, each code uniform over its classes) or ``uniform`` (float U(-1, 1) of
+    ``shape``); the last two are latent codes that ``ganpipe generate --code`` can fix.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape)}
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    name: str
+    kind: Literal["normal", "label", "image", "categorical", "uniform"]
+    shape: tuple[int, ...] = ()
+
+
+class ModelCard(BaseModel):
+    """The metadata contract of an exported model (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: int = FORMAT_VERSION
+    variant: str = ""
+    task: Task
+    image_size: int = Field(0, ge=0, description="training image size (0: any size)")
+    channels: int = Field(3, ge=1, le=4)
+    class_names: tuple[str, ...] = ()
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    inputs: tuple[InputSpec, ...] = ()
+    output: str = "image"
+    latent_dim: int = Field(0, ge=0)
+    scale: int | None = Field(None, description="output size / input size (image tasks)")
+    tile_multiple: int = Field(1, ge=1, description="input sides must be multiples of it")
+    direction: str | None = Field(None, description="translate: AtoB or BtoA")
+    resolution: int | None = Field(None, ge=1, description="output size (pggan: level)")
+    precision: Literal["float32", "float16"] = "float32"
+    imported_from: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="plugin-defined keys")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> tuple[InputSpec, ...]:
+        out = []
+        for item in value or ():
+            if isinstance(item, InputSpec):
+                out.append(item)
+            else:
+                spec = _Input.model_validate(item)
+                out.append(InputSpec(spec.name, spec.kind, tuple(spec.shape)))
+        return tuple(out)
+
+    @field_validator("value_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[1] > value[0]:
+            raise ValueError(f"value_range must be [low, high] with high > low, got {value}")
+        return value
+
+    # -- derived ---------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def conditional(self) -> bool:
+        return any(s.kind == "label" for s in self.inputs)
+
+    def image_input(self) -> InputSpec | None:
+        return next((s for s in self.inputs if s.kind == "image"), None)
+
+    # -- ONNX metadata_props ---------------------------------------------------------------
+    def to_props(self) -> dict[str, str]:
+        """``{"ganpipe.<field>": json}`` for an ONNX file's ``metadata_props``."""
+        data = self.model_dump(mode="json", exclude={"extra"}, exclude_none=True)
+        data["num_classes"] = self.num_classes  # written for older readers
+        data.update(self.extra)
+        return {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: object = "model") -> ModelCard:
+        """Read the card from ``metadata_props`` (as a dict); a missing card, bad values or
+        a newer format version are one-line :class:`ModelFileError`\\ s naming ``source``."""
+        raw: dict[str, Any] = {}
+        for key, value in props.items():
+            if key.startswith(PREFIX):
+                try:
+                    raw[key[len(PREFIX) :]] = json.loads(value)
+                except json.JSONDecodeError:
+                    raw[key[len(PREFIX) :]] = value
+        if "task" not in raw:
+            raise ModelFileError(
+                f"{source} is not a ganpipe model (no ganpipe metadata); pass an .onnx "
+                f"written by `ganpipe run` (export stage) or `ganpipe import`"
+            )
+        try:
+            version = int(raw.get("format_version", 1))
+        except (TypeError, ValueError):
+            version = -1
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{source} has model card format {version}, newer than this ganpipe "
+                f"reads (up to {FORMAT_VERSION}); upgrade ganpipe (pip install -U ganpipe)"
+            )
+        raw.pop("num_classes", None)
+        fields = set(cls.model_fields) - {"extra"}
+        known = {k: v for k, v in raw.items() if k in fields}
+        known["extra"] = {k: v for k, v in raw.items() if k not in fields}
+        try:
+            return cls.model_validate(known)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ModelFileError(
+                f"{source}: model card field {where!r} is invalid ({err['msg']}); "
+                f"re-export the model with this ganpipe"
+            ) from None
+
+    @classmethod
+    def from_onnx(cls, model: Any, source: object = "model") -> ModelCard:
+        """The card of a loaded ``onnx.ModelProto``."""
+        return cls.from_props({p.key: p.value for p in model.metadata_props}, source)
