@@ -85,7 +85,7 @@ def export_tiny_model(folder: Path) -> Path:
     """A tiny, untrained DCGAN generator exported with ganpipe's own exporter."""
     import torch
 
-    from ganpipe.export.onnx_export import build_metadata, export_onnx
+    from ganpipe.export.onnx_export import build_card, export_onnx
     from ganpipe.registry import load_registry
     from ganpipe.variant import DataInfo
 
@@ -95,7 +95,7 @@ def export_tiny_model(folder: Path) -> Path:
     torch.manual_seed(0)
     nets = variant.build(opts, info)
     spec = variant.export_spec(nets, opts, info)
-    meta = build_metadata(
+    meta = build_card(
         spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
     )
     return export_onnx(spec, folder / "tiny.onnx", meta).path

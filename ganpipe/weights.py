@@ -400,12 +400,12 @@ def import_weights(
     atol: float = 1e-3,
 ) -> ImportResult:
     """Read ``src`` (.pth / .safetensors), detect the net, export ``dst`` (.onnx)."""
-    from ganpipe.export.onnx_export import build_metadata, export_onnx
+    from ganpipe.export.onnx_export import build_card, export_onnx
 
     src, dst = Path(src), Path(dst)
     net, arch = load_model(src, scale)
     spec = export_spec(net, arch, src.name)
-    meta = build_metadata(spec, arch.variant, "super_resolve", 0, arch.channels, ())
+    meta = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not fp16:
         result = export_onnx(spec, dst, meta, opset=opset, atol=atol)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ganpipe.export.onnx_export import build_metadata, export_onnx
+from ganpipe.export.onnx_export import build_card, export_onnx
 from ganpipe.inference.generate import generate_batches
 from ganpipe.inference.session import open_model
 from ganpipe.registry import load_registry
@@ -125,7 +125,7 @@ def test_train_step_updates_weights_and_returns_finite_losses(variant):
 def test_export_runs_in_onnx_runtime_with_dynamic_batch(variant, tmp_path):
     opts, info, nets = setup_variant(variant)
     spec = variant.export_spec(nets, opts, info)
-    meta = build_metadata(
+    meta = build_card(
         spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
     )
     result = export_onnx(spec, tmp_path / "model.onnx", meta)

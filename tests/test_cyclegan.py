@@ -71,8 +71,8 @@ def test_two_folders_train_a_translation_used_by_upscale(tmp_path):
     )
     run_dir = tmp_path / "runs" / "cg"
     model = open_model(run_dir / "export" / "model.onnx", "cpu")
-    assert model.meta["task"] == "translate" and model.meta["scale"] == 1
-    assert model.meta["direction"] == "AtoB"
+    assert model.card.task == "translate" and model.card.scale == 1
+    assert model.card.direction == "AtoB"
     scores = json.loads((run_dir / "evaluate" / "metrics.json").read_text())["scores"]
     assert np.isfinite(scores["fid"])
     # the stage translated the red folder: the disks came out blue

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ganpipe.errors import GanpipeError
-from ganpipe.export.onnx_export import build_metadata, export_onnx
+from ganpipe.export.onnx_export import build_card, export_onnx
 from ganpipe.inference.session import open_model
 from ganpipe.variant import DataInfo, ExportSpec, InputSpec
 from ganpipe.variants.dcgan import DCGAN
@@ -28,7 +28,7 @@ def dcgan_spec():
     info = DataInfo(16, 3, CLASSES)
     nets = variant.build(opts, info)
     spec = variant.export_spec(nets, opts, info)
-    meta = build_metadata(spec, variant.name, variant.task, 16, 3, CLASSES)
+    meta = build_card(spec, variant.name, variant.task, 16, 3, CLASSES)
     return spec, meta
 
 
@@ -93,7 +93,7 @@ def test_metadata_is_inside_the_file(exported):
     model = onnx.load(str(exported.path))
     props = {p.key: p.value for p in model.metadata_props}
     assert model.producer_name == "ganpipe"
-    assert props == exported.metadata
+    assert props == exported.card.to_props()
     assert props["ganpipe.variant"] == "dcgan"
     assert props["ganpipe.task"] == "generate"
     assert json.loads(props["ganpipe.image_size"]) == 16
@@ -104,9 +104,9 @@ def test_metadata_is_inside_the_file(exported):
     assert json.loads(props["ganpipe.inputs"]) == [{"name": "z", "kind": "normal", "shape": [8]}]
     assert json.loads(props["ganpipe.latent_dim"]) == 8
     # The inference side reads the same values back, typed.
-    meta = open_model(exported.path, "cpu", task="generate").meta
-    assert meta["class_names"] == list(CLASSES) and meta["image_size"] == 16
-    assert meta["inputs"][0]["shape"] == [8]
+    card = open_model(exported.path, "cpu", task="generate").card
+    assert card.class_names == tuple(CLASSES) and card.image_size == 16
+    assert card.inputs[0].shape == (8,)
 
 
 def test_onnx_checker_passes(exported):
@@ -143,7 +143,7 @@ def test_parity_failure_with_tiny_atol_raises_and_writes_nothing(dcgan_spec, tmp
     "module", [RandomInForward(), ExportOnlyBranch()], ids=["random", "export-only-branch"]
 )
 def test_module_differing_from_its_trace_fails_parity(module, tmp_path):
-    meta = build_metadata(_tiny_spec(module), "x", "generate", 4, 3, ())
+    meta = build_card(_tiny_spec(module), "x", "generate", 4, 3, ())
     with pytest.raises(GanpipeError) as err:
         export_onnx(_tiny_spec(module), tmp_path / "model.onnx", meta)
     msg = str(err.value)
@@ -155,7 +155,7 @@ def test_module_differing_from_its_trace_fails_parity(module, tmp_path):
 def test_failed_export_keeps_the_previous_model(tmp_path):
     final = tmp_path / "model.onnx"
     final.write_bytes(b"previous good model")
-    meta = build_metadata(_tiny_spec(ExportOnlyBranch()), "x", "generate", 4, 3, ())
+    meta = build_card(_tiny_spec(ExportOnlyBranch()), "x", "generate", 4, 3, ())
     with pytest.raises(GanpipeError):
         export_onnx(_tiny_spec(ExportOnlyBranch()), final, meta)
     assert final.read_bytes() == b"previous good model"
@@ -163,7 +163,7 @@ def test_failed_export_keeps_the_previous_model(tmp_path):
 
 
 def test_unexportable_module_is_a_clean_one_line_error(tmp_path, capfd):
-    meta = build_metadata(_tiny_spec(DataDependent()), "x", "generate", 4, 3, ())
+    meta = build_card(_tiny_spec(DataDependent()), "x", "generate", 4, 3, ())
     with pytest.raises(GanpipeError) as err:
         export_onnx(_tiny_spec(DataDependent()), tmp_path / "model.onnx", meta)
     msg = str(err.value)
@@ -180,7 +180,5 @@ def test_matching_module_passes_with_default_atol(tmp_path):
             return torch.tanh(z * 0.5)
 
     spec = _tiny_spec(Plain())
-    result = export_onnx(
-        spec, tmp_path / "plain.onnx", build_metadata(spec, "x", "generate", 4, 3, ())
-    )
+    result = export_onnx(spec, tmp_path / "plain.onnx", build_card(spec, "x", "generate", 4, 3, ()))
     assert result.path.is_file() and result.max_abs_diff < 1e-6

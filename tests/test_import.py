@@ -102,9 +102,9 @@ def test_import_exports_onnx_matching_torch(tmp_path, kind, scale):
     result = import_weights(src, tmp_path / "out.onnx")
     assert result.max_abs_diff < 1e-4
     model = open_model(result.path, "cpu", task="super_resolve")
-    assert model.meta["scale"] == scale and model.meta["variant"] == kind
-    assert model.meta["tile_multiple"] == (2 if kind == "esrgan" else 1)
-    assert model.meta["imported_from"] == "weights.pth"
+    assert model.card.scale == scale and model.card.variant == kind
+    assert model.card.tile_multiple == (2 if kind == "esrgan" else 1)
+    assert model.card.imported_from == "weights.pth"
     x = torch.rand(1, 3, 11, 7, generator=torch.Generator().manual_seed(3))  # odd: padded
     with torch.no_grad():
         expected = SRExport(net, scale, result.arch.tile_multiple)(x).numpy()
@@ -129,7 +129,7 @@ def test_fp16_import_stays_close_and_keeps_float32_io(tmp_path):
     sess = ort.InferenceSession(str(half.path), providers=["CPUExecutionProvider"])
     assert sess.get_inputs()[0].type == sess.get_outputs()[0].type == "tensor(float)"
     model = open_model(half.path, "cpu", task="super_resolve")
-    assert model.meta["precision"] == "float16" and model.meta["scale"] == 4
+    assert model.card.precision == "float16" and model.card.scale == 4
     x = torch.rand(1, 3, 5, 6)
     with torch.no_grad():
         expected = net(x).clamp(0, 1).numpy()

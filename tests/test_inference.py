@@ -139,7 +139,7 @@ def dcgan_onnx(tmp_path_factory) -> Path:
     """A real tiny DCGAN generator exported by ganpipe (16x16 RGB, latent 8)."""
     import torch
 
-    from ganpipe.export.onnx_export import build_metadata, export_onnx
+    from ganpipe.export.onnx_export import build_card, export_onnx
     from ganpipe.variant import DataInfo
     from ganpipe.variants.dcgan import DCGAN
 
@@ -149,7 +149,7 @@ def dcgan_onnx(tmp_path_factory) -> Path:
     info = DataInfo(16, 3)
     nets = variant.build(opts, info)
     spec = variant.export_spec(nets, opts, info)
-    meta = build_metadata(spec, variant.name, variant.task, 16, 3, ())
+    meta = build_card(spec, variant.name, variant.task, 16, 3, ())
     path = tmp_path_factory.mktemp("dcgan") / "model.onnx"
     export_onnx(spec, path, meta)
     return path
@@ -329,7 +329,7 @@ def test_truncation_trick(dcgan_onnx, tmp_path):
     from ganpipe.inference.generate import sample_inputs, truncate
 
     model = open_model(dcgan_onnx, "cpu", task="generate")
-    name = next(s["name"] for s in model.meta["inputs"] if s["kind"] == "normal")
+    name = next(s.name for s in model.card.inputs if s.kind == "normal")
     plain = sample_inputs(model, 50, seed=3, labels=None)[name]
     # no truncation: exactly the seed's standard normal draws
     np.testing.assert_array_equal(

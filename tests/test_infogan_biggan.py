@@ -16,7 +16,7 @@ from torch import nn
 
 from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError, GanpipeError
-from ganpipe.export.onnx_export import build_metadata, export_onnx
+from ganpipe.export.onnx_export import build_card, export_onnx
 from ganpipe.inference.generate import (
     generate_batches,
     generate_to_folder,
@@ -62,7 +62,7 @@ def infogan_model(tmp_path_factory, one_torch_thread) -> Path:
 def test_infogan_exported_inputs_and_metadata(infogan_model):
     model = open_model(infogan_model, "cpu", task="generate")
     assert [i.name for i in model.session.get_inputs()] == ["z", "c_cat", "c_cont"]
-    assert model.meta["inputs"] == [
+    assert [s.to_json() for s in model.card.inputs] == [
         {"name": "z", "kind": "normal", "shape": [8]},
         {"name": "c_cat", "kind": "categorical", "shape": [4]},
         {"name": "c_cont", "kind": "uniform", "shape": [2]},
@@ -212,7 +212,7 @@ def test_infogan_options_and_inputs():
 def test_infogan_several_categorical_codes_and_no_continuous_export(tmp_path):
     v, opts, info, nets = tiny_infogan(n_categorical=2, n_continuous=0)
     spec = v.export_spec(nets, opts, info)
-    meta = build_metadata(spec, v.name, v.task, info.image_size, info.channels, ())
+    meta = build_card(spec, v.name, v.task, info.image_size, info.channels, ())
     result = export_onnx(spec, tmp_path / "m.onnx", meta)
     assert result.max_abs_diff < 1e-4
     model = open_model(result.path, "cpu", task="generate")
@@ -419,9 +419,9 @@ def test_biggan_pipeline_end_to_end_with_label(tmp_path):
     assert any("g_loss" in m for m in metrics)  # d_steps = 2: G steps every other step
     model_path = run_dir / "export" / "model.onnx"
     model = open_model(model_path, "cpu", task="generate")
-    assert model.meta["variant"] == "biggan"
-    assert [s["name"] for s in model.meta["inputs"]] == ["z", "label"]
-    assert len(model.meta["class_names"]) == 2
+    assert model.card.variant == "biggan"
+    assert [s.name for s in model.card.inputs] == ["z", "label"]
+    assert model.card.num_classes == 2
     assert len(list((run_dir / "generate").glob("sample_*.png"))) == 5
 
     out = tmp_path / "gen"

@@ -65,5 +65,5 @@ def test_a_run_grows_to_full_resolution_and_exports_it(tmp_path):
     ]
     assert [m["level"] for m in metrics] == [0.0, 1.0, 1.0, 2.0, 2.0]
     model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
-    assert model.meta["resolution"] == 16
+    assert model.card.resolution == 16
     assert run_dir.joinpath("generate", "grid.png").is_file()

@@ -221,7 +221,7 @@ def test_lsgan_can_be_hidden(lsgan_dist, cli, args, env):
 def test_run_trains_exports_and_generates_with_lsgan(lsgan_dist, tiny_pipeline, cli, tmp_path):
     import onnx
 
-    from ganpipe.export.onnx_export import METADATA_PREFIX
+    from ganpipe.modelcard import PREFIX as METADATA_PREFIX
 
     path = tiny_pipeline(variant="lsgan")
     text = path.read_text(encoding="utf-8")

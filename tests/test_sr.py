@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from ganpipe.data.base import ImageSet
 from ganpipe.data.sources import PatchesDataset, PatchesOptions, ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError, DataError
-from ganpipe.export.onnx_export import build_metadata, export_onnx
+from ganpipe.export.onnx_export import build_card, export_onnx
 from ganpipe.inference.session import open_model
 from ganpipe.metrics.sr import sr_validation
 from ganpipe.nn.sr import (
@@ -122,7 +122,7 @@ def test_export_onnx_contract_with_dynamic_size(variant, tmp_path):
     assert [(i.name, i.kind, i.shape) for i in spec.inputs] == [("image", "image", (3,))]
     assert spec.value_range == (0.0, 1.0)
     s, m = scale_of(variant, opts, info, nets)
-    meta = build_metadata(spec, variant.name, variant.task, info.image_size, 3, ())
+    meta = build_card(spec, variant.name, variant.task, info.image_size, 3, ())
     result = export_onnx(spec, tmp_path / "sr.onnx", meta)
     assert result.max_abs_diff < 1e-4
     sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
@@ -138,11 +138,11 @@ def test_export_onnx_contract_with_dynamic_size(variant, tmp_path):
         assert got.shape == (n, 3, h * s, w * s) and got.dtype == np.float32
         assert np.max(np.abs(got - expected)) < 1e-4
         assert got.min() >= 0 and got.max() <= 1
-    meta = open_model(result.path, "cpu", task="super_resolve").meta
-    assert meta["task"] == "super_resolve" and meta["variant"] == variant.name
-    assert meta["scale"] == s and meta.get("tile_multiple", 1) == m
-    assert meta["value_range"] == [0.0, 1.0]
-    assert meta["inputs"] == [{"name": "image", "kind": "image", "shape": [3]}]
+    card = open_model(result.path, "cpu", task="super_resolve").card
+    assert card.task == "super_resolve" and card.variant == variant.name
+    assert card.scale == s and card.tile_multiple == m
+    assert card.value_range == (0.0, 1.0)
+    assert [i.to_json() for i in card.inputs] == [{"name": "image", "kind": "image", "shape": [3]}]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
@@ -442,7 +442,7 @@ def test_espcn_pipeline_end_to_end(tmp_path):
     run_dir = tmp_path / "runs" / "sr"
     onnx_path = run_dir / "export" / "model.onnx"
     model = open_model(onnx_path, "cpu", task="super_resolve")
-    assert model.meta["scale"] == 2 and model.meta["variant"] == "espcn"
+    assert model.card.scale == 2 and model.card.variant == "espcn"
     grid = Image.open(next((run_dir / "train" / "samples").glob("step_*.png")))
     assert grid.size[0] > 16  # sample grid of up-scaled real images
     held = ShapesDataset().load(ShapesOptions(count=8, seed=9), 16, 3, Path("."))

@@ -43,7 +43,7 @@ OUT_NAME = "upscaled"  # ONNX forbids an output with the input's name ("image")
 def _torch_model(path: Path, module, scale: int) -> Path:
     import torch
 
-    from ganpipe.export.onnx_export import build_metadata, export_onnx
+    from ganpipe.export.onnx_export import build_card, export_onnx
     from ganpipe.variant import ExportSpec, InputSpec
 
     spec = ExportSpec(
@@ -54,7 +54,7 @@ def _torch_model(path: Path, module, scale: int) -> Path:
         value_range=(0.0, 1.0),
         metadata={"scale": scale},
     )
-    export_onnx(spec, path, build_metadata(spec, "test", "super_resolve", 8, 3, ()))
+    export_onnx(spec, path, build_card(spec, "test", "super_resolve", 8, 3, ()))
     return path
 
 

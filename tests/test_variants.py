@@ -64,15 +64,18 @@ def test_variant_runs_the_pipeline_end_to_end(tiny_pipeline, variant):
         assert im.format == "PNG" and im.size == (16, 16) and im.mode == "RGB"
 
     model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
-    assert model.meta["variant"] == variant
-    assert model.meta["image_size"] == 16 and model.meta["channels"] == 3
-    kinds = [s["kind"] for s in model.meta["inputs"]]
+    assert model.card.variant == variant
+    assert model.card.image_size == 16 and model.card.channels == 3
+    kinds = [s.kind for s in model.card.inputs]
     if variant == "cgan":
         assert kinds == ["normal", "label"]
-        assert model.meta["class_names"] == ["circle", "square"]
+        assert model.card.class_names == (
+            "circle",
+            "square",
+        )
     else:
         assert kinds == ["normal"]
-    assert model.meta["inputs"][0]["shape"] == [8]  # latent_dim of the tiny pipeline
+    assert model.card.inputs[0].shape == (8,)  # latent_dim of the tiny pipeline
 
 
 @pytest.mark.slow
@@ -109,8 +112,11 @@ def test_cgan_on_a_real_image_folder(tmp_path, image_folder):
     info = json.loads((run_dir / "manifest.json").read_text())["stages"]["train"]["info"]
     assert info["data"] == {"image_size": 16, "channels": 3, "class_names": ["cats", "dogs"]}
     model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
-    assert model.meta["variant"] == "cgan"
-    assert model.meta["class_names"] == ["cats", "dogs"]
+    assert model.card.variant == "cgan"
+    assert model.card.class_names == (
+        "cats",
+        "dogs",
+    )
     assert len(list((run_dir / "generate").glob("sample_*.png"))) == 4
 
 
@@ -180,7 +186,10 @@ def brightness(model, label: str, n: int = 32, seed: int = 3) -> np.ndarray:
 @pytest.mark.slow
 def test_cgan_generates_the_requested_class(bw_model, tmp_path):
     model = open_model(bw_model, "cpu", task="generate")
-    assert model.meta["class_names"] == ["black", "white"]
+    assert model.card.class_names == (
+        "black",
+        "white",
+    )
     black, white = brightness(model, "black"), brightness(model, "white")
     # the same noise, only the label differs: the label alone decides the brightness
     assert white.mean() - black.mean() > 100, (black.mean(), white.mean())
@@ -409,8 +418,8 @@ def test_vae_learns_and_its_decoder_generates(tiny_pipeline):
     assert loss[-5:].mean() < 0.85 * loss[:5].mean(), loss  # about 0.73 here
     # the exported model is the decoder alone: z in, image out
     model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
-    assert model.meta["variant"] == "vae"
-    assert [s["name"] for s in model.meta["inputs"]] == ["z"]
+    assert model.card.variant == "vae"
+    assert [s.name for s in model.card.inputs] == ["z"]
     images = np.concatenate(list(generate_batches(model, 6, seed=0)))
     assert images.shape == (6, 16, 16, 3) and images.dtype == np.uint8
     assert images.std() > 0

@@ -3,20 +3,19 @@
 * dynamic batch axis (and dynamic height/width for image inputs);
 * ``onnx.checker`` validation;
 * parity against PyTorch on fresh random inputs (max abs diff reported);
-* metadata (``ganpipe.*`` keys) so inference needs only the ``.onnx`` file.
+* the model card (:class:`ganpipe.modelcard.ModelCard`) in its metadata, so inference
+  needs only the ``.onnx`` file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -24,43 +23,41 @@ import torch
 
 from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import atomic_path
+from ganpipe.modelcard import ModelCard
 from ganpipe.variant import ExportSpec
-
-METADATA_PREFIX = "ganpipe."
-FORMAT_VERSION = "1"
 
 
 @dataclass
 class ExportResult:
     path: Path
     max_abs_diff: float
-    metadata: dict[str, str]
+    card: ModelCard
 
 
-def build_metadata(
+def build_card(
     spec: ExportSpec,
     variant: str,
     task: str,
     image_size: int,
     channels: int,
     class_names: tuple[str, ...],
-) -> dict[str, str]:
-    meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "variant": variant,
-        "task": task,
-        "image_size": image_size,
-        "channels": channels,
-        "num_classes": len(class_names),
-        "class_names": list(class_names),
-        "value_range": list(spec.value_range),
-        "inputs": [s.to_json() for s in spec.inputs],
-        "output": spec.output_name,
-        **spec.metadata,
-    }
-    return {
-        METADATA_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()
-    }
+) -> ModelCard:
+    """The model card of an export: what the loop knows plus the variant's ``spec``
+    (``spec.metadata`` keys that are not card fields go to ``extra``)."""
+    fields = set(ModelCard.model_fields) - {"extra"}
+    given = dict(spec.metadata)
+    return ModelCard(
+        variant=variant,
+        task=task,
+        image_size=image_size,
+        channels=channels,
+        class_names=tuple(class_names),
+        value_range=spec.value_range,
+        inputs=tuple(spec.inputs),
+        output=spec.output_name,
+        **{k: v for k, v in given.items() if k in fields},
+        extra={k: v for k, v in given.items() if k not in fields},
+    )
 
 
 def _dynamic_shapes(spec: ExportSpec):
@@ -111,7 +108,7 @@ def _first_line(exc: BaseException) -> str:
 def export_onnx(
     spec: ExportSpec,
     path: str | Path,
-    metadata: dict[str, str],
+    card: ModelCard,
     opset: int = 18,
     atol: float = 1e-3,
     parity_batch: int = 3,
@@ -142,7 +139,7 @@ def export_onnx(
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from exc
         model = program.model_proto
-        for key, value in metadata.items():
+        for key, value in card.to_props().items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         model.producer_name = "ganpipe"
@@ -170,4 +167,4 @@ def export_onnx(
                 f"{diff:.3g} > {atol:g} (shapes {got.shape} vs "
                 f"{expected.shape}); nothing was written"
             )
-    return ExportResult(path, diff, metadata)
+    return ExportResult(path, diff, card)

@@ -24,8 +24,10 @@ def resolve_labels(
 
     ``None`` on a conditional model cycles through all classes. The labels repeat to ``n``.
     """
-    names = [str(c) for c in model.meta.get("class_names", [])]
-    conditional = any(s["kind"] == "label" for s in model.meta.get("inputs", []))
+    names = [str(c) for c in model.card.model_dump(mode="json").get("class_names", [])]
+    conditional = any(
+        s["kind"] == "label" for s in model.card.model_dump(mode="json").get("inputs", [])
+    )
     if not conditional:
         if labels not in (None, "all", []):
             raise GanpipeError(f"{model.path.name} is not conditional; drop --label")
@@ -122,7 +124,11 @@ def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str
     strings like ``"0.5,-1"`` too) against the model's code inputs."""
     if not codes:
         return {}
-    specs = {s["name"]: s for s in model.meta.get("inputs", []) if s["kind"] in CODE_KINDS}
+    specs = {
+        s["name"]: s
+        for s in model.card.model_dump(mode="json").get("inputs", [])
+        if s["kind"] in CODE_KINDS
+    }
     if not specs:
         raise GanpipeError(f"{model.path.name} has no latent code inputs; drop --code")
     listing = "; ".join(_describe_code(s) for s in specs.values())
@@ -173,7 +179,7 @@ def sample_inputs(
     redraws = np.random.default_rng([seed, 0x7C])
     fixed = resolve_codes(model, codes)
     feeds = {}
-    for spec in model.meta.get("inputs", []):
+    for spec in model.card.model_dump(mode="json").get("inputs", []):
         name, shape = spec["name"], tuple(spec["shape"])
         if spec["kind"] == "normal":
             feeds[name] = rng.standard_normal((n, *shape), dtype=np.float32)
@@ -212,7 +218,7 @@ def generate_batches(
     ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` truncates
     the Gaussian noise (see :func:`truncate`)."""
     feeds = sample_inputs(model, n, seed, labels, codes, truncation)
-    value_range = tuple(model.meta.get("value_range", (-1.0, 1.0)))
+    value_range = tuple(model.card.model_dump(mode="json").get("value_range", (-1.0, 1.0)))
     for start in range(0, n, batch_size):
         batch = {k: v[start : start + batch_size] for k, v in feeds.items()}
         yield to_uint8(model.run(batch), value_range)
@@ -254,7 +260,7 @@ def generate_to_folder(
         raise GanpipeError(f"--truncation must be greater than 0 (e.g. 0.5), got {truncation}")
     model = open_model(model_path, device, task="generate")
     if truncation is not None and not any(
-        s["kind"] == "normal" for s in model.meta.get("inputs", [])
+        s["kind"] == "normal" for s in model.card.model_dump(mode="json").get("inputs", [])
     ):
         raise GanpipeError(
             f"{model.path.name} has no Gaussian noise input to truncate; drop --truncation"

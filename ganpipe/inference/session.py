@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ganpipe.errors import GanpipeError, ModelFileError
+from ganpipe.modelcard import PREFIX, ModelCard
 
-METADATA_PREFIX = "ganpipe."
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
@@ -97,9 +96,12 @@ def _check_external_data(model, model_path: Path) -> None:
 
 @dataclass
 class OnnxModel:
+    """An ONNX Runtime session and the model card read from the file (``None`` only for a
+    file without one, opened with ``task=None``: e.g. a feature extractor)."""
+
     path: Path
     session: Any
-    meta: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard | None
 
     @property
     def providers(self) -> list[str]:
@@ -107,17 +109,6 @@ class OnnxModel:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(None, feeds)[0]
-
-
-def read_metadata(props) -> dict[str, Any]:
-    meta = {}
-    for key, value in props.items():
-        if key.startswith(METADATA_PREFIX):
-            try:
-                meta[key[len(METADATA_PREFIX) :]] = json.loads(value)
-            except json.JSONDecodeError:
-                meta[key[len(METADATA_PREFIX) :]] = value
-    return meta
 
 
 def open_model(
@@ -146,13 +137,14 @@ def open_model(
             f"an .onnx file exported by ganpipe"
         ) from None
     _check_external_data(model, path)
-    meta = read_metadata({p.key: p.value for p in model.metadata_props})
+    has_card = any(p.key.startswith(PREFIX) for p in model.metadata_props)
+    card = ModelCard.from_onnx(model, path) if has_card or task is not None else None
     tasks = (task,) if isinstance(task, str) else task
-    if tasks is not None and meta.get("task") not in tasks:
-        found = meta.get("task")
-        what = f"a {found!r} model" if found else "not a ganpipe model (no ganpipe metadata)"
+    if tasks is not None and card is not None and card.task not in tasks:
         wanted = " or ".join(repr(t) for t in tasks)
-        raise ModelFileError(f"{path} is {what}; this command needs a {wanted} model")
+        raise ModelFileError(
+            f"{path} is a {card.task!r} model; this command needs a {wanted} model"
+        )
     ort.set_default_logger_severity(3)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -165,4 +157,4 @@ def open_model(
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ModelFileError(f"{path}: ONNX Runtime cannot load it ({first})") from None
-    return OnnxModel(path, session, meta)
+    return OnnxModel(path, session, card)

@@ -108,7 +108,7 @@ class SRModel:
         self.onnx = onnx_model
         self.path = onnx_model.path
         self.session = onnx_model.session
-        meta = onnx_model.meta
+        meta = onnx_model.card.model_dump(mode="json")  # TODO(split): read the card
         name = self.path.name
         scale = meta.get("scale")
         if isinstance(scale, bool) or scale not in SCALES:

@@ -64,7 +64,7 @@ def _upscaler(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
             return out
 
         return run_torch
-    if hasattr(model, "session") and hasattr(model, "meta"):  # OnnxModel
+    if hasattr(model, "session") and hasattr(model, "card"):  # OnnxModel
         first = model.session.get_inputs()[0]
         dtype = np.float16 if first.type == "tensor(float16)" else np.float32
 

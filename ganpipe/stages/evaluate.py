@@ -99,7 +99,7 @@ class EvaluateStage(Stage):
         """SR models: PSNR/SSIM on the real images against the bicubic baseline."""
         from ganpipe.metrics.sr import sr_validation
 
-        scale = int(model.meta["scale"])
+        scale = int(model.card.scale)
         scores = sr_validation(model, real.images, scale)
         folder = ctx.stage_dir(self.name)
         write_json(folder / "metrics.json", {"real": which, "scale": scale, "scores": scores})
@@ -124,7 +124,7 @@ class EvaluateStage(Stage):
         from ganpipe.metrics.features import extract
         from ganpipe.metrics.scores import all_scores
 
-        src = 0 if model.meta.get("direction", "AtoB") == "AtoB" else 1
+        src = 0 if model.card.model_dump(mode="json").get("direction", "AtoB") == "AtoB" else 1
         if len(real.class_names) != 2:
             raise ConfigError(
                 f"[{self.name}] a translate model is scored on two domains; "
@@ -156,7 +156,7 @@ class EvaluateStage(Stage):
             {
                 "real": which,
                 "features": opts.features,
-                "direction": model.meta.get("direction"),
+                "direction": model.card.model_dump(mode="json").get("direction"),
                 "scores": s,
             },
         )
@@ -180,13 +180,15 @@ class EvaluateStage(Stage):
         )
         real = ctx.load_source(which)
         model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device)
-        if model.meta.get("task") == "super_resolve":
+        if model.card.model_dump(mode="json").get("task") == "super_resolve":
             return self._super_resolve(ctx, model, real, which)
-        if model.meta.get("task") == "translate":
+        if model.card.model_dump(mode="json").get("task") == "translate":
             return self._translate(ctx, opts, model, real, which)
         seed = cfg.run.seed + 1 if opts.seed is None else opts.seed
-        names = [str(c) for c in model.meta.get("class_names", [])]
-        conditional = any(s["kind"] == "label" for s in model.meta.get("inputs", []))
+        names = [str(c) for c in model.card.model_dump(mode="json").get("class_names", [])]
+        conditional = any(
+            s["kind"] == "label" for s in model.card.model_dump(mode="json").get("inputs", [])
+        )
         labels = np.arange(opts.count) % len(names) if conditional and names else None
         fake = np.concatenate(
             list(generate_batches(model, opts.count, seed, labels, opts.batch_size))

@@ -23,7 +23,7 @@ class ExportStage(Stage):
     uses = ("model",)
 
     def run(self, ctx: StageContext, opts: ExportOptions) -> StageResult:
-        from ganpipe.export.onnx_export import build_metadata, export_onnx
+        from ganpipe.export.onnx_export import build_card, export_onnx
         from ganpipe.training.checkpoint import load_weights
         from ganpipe.variant import DataInfo
 
@@ -40,11 +40,11 @@ class ExportStage(Stage):
         if used_ema:
             nets["G"].load_state_dict(weights["G_ema"])
         spec = variant.export_spec(nets, cfg.variant_options, info)
-        meta = build_metadata(
+        card = build_card(
             spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
         )
         folder = ctx.stage_dir(self.name)
-        result = export_onnx(spec, folder / opts.filename, meta, opset=opts.opset, atol=opts.atol)
+        result = export_onnx(spec, folder / opts.filename, card, opset=opts.opset, atol=opts.atol)
         size_kb = result.path.stat().st_size / 1024
         return StageResult(
             {"model": f"{self.name}/{opts.filename}"},
