@@ -7,6 +7,8 @@ Nothing here imports torch: ``ganpipe --help``, ``ganpipe plugins`` and the ONNX
 inference path stay free of it.
 """
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
 __version__ = "0.2.0"
@@ -14,30 +16,82 @@ __version__ = "0.2.0"
 #: Marks the hook functions of a plugin module (see :mod:`ganpipe.hookspecs`).
 hookimpl = pluggy.HookimplMarker("ganpipe")
 
-from ganpipe.data.base import ImageSet  # noqa: E402
-from ganpipe.dataset import DatasetSource  # noqa: E402
-from ganpipe.errors import (  # noqa: E402
-    ConfigError,
-    DataError,
-    GanpipeError,
-    ModelFileError,
-    PluginError,
-    TrainingError,
-)
-from ganpipe.modelcard import ModelCard  # noqa: E402
-from ganpipe.options import Options  # noqa: E402
-from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister  # noqa: E402
-from ganpipe.stage import Stage, StageContext, StageResult  # noqa: E402
-from ganpipe.variant import (  # noqa: E402
-    TASKS,
-    Batch,
-    DataInfo,
-    ExportSpec,
-    GANOptions,
-    InputSpec,
-    StepContext,
-    Variant,
-)
+#: public name -> the module defining it; imported on first access (PEP 562), so that
+#: ``import ganpipe`` (every command starts with it) costs no pydantic, numpy or torch.
+_LAZY = {
+    "ImageSet": "ganpipe.data.base",
+    "DatasetSource": "ganpipe.dataset",
+    **dict.fromkeys(
+        (
+            "ConfigError",
+            "DataError",
+            "GanpipeError",
+            "ModelFileError",
+            "PluginError",
+            "TrainingError",
+        ),
+        "ganpipe.errors",
+    ),
+    "ModelCard": "ganpipe.modelcard",
+    "Options": "ganpipe.options",
+    **dict.fromkeys(("DatasetRegister", "StageRegister", "VariantRegister"), "ganpipe.registry"),
+    **dict.fromkeys(("Stage", "StageContext", "StageResult"), "ganpipe.stage"),
+    **dict.fromkeys(
+        (
+            "TASKS",
+            "Batch",
+            "DataInfo",
+            "ExportSpec",
+            "GANOptions",
+            "InputSpec",
+            "StepContext",
+            "Variant",
+        ),
+        "ganpipe.variant",
+    ),
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ganpipe' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from ganpipe.data.base import ImageSet
+    from ganpipe.dataset import DatasetSource
+    from ganpipe.errors import (
+        ConfigError,
+        DataError,
+        GanpipeError,
+        ModelFileError,
+        PluginError,
+        TrainingError,
+    )
+    from ganpipe.modelcard import ModelCard
+    from ganpipe.options import Options
+    from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
+    from ganpipe.stage import Stage, StageContext, StageResult
+    from ganpipe.variant import (
+        TASKS,
+        Batch,
+        DataInfo,
+        ExportSpec,
+        GANOptions,
+        InputSpec,
+        StepContext,
+        Variant,
+    )
 
 __all__ = [
     "TASKS",

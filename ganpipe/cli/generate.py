@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ganpipe.cli.main import main
 from ganpipe.errors import GanpipeError
 
 
-@main.command()
+@click.command()
 @click.option(
     "-m",
     "--model",

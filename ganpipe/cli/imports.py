@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ganpipe.cli.main import main
 
-
-@main.command("import")
+@click.command("import")
 @click.argument("weights", type=click.Path(dir_okay=False))
 @click.option(
     "-o",

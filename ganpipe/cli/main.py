@@ -19,9 +19,37 @@ def _fail(exc: GanpipeError) -> None:
     sys.exit(exc.exit_code)
 
 
+#: command -> (module:function, short help). Commands are imported when run (or asked for
+#: their --help), so ``ganpipe --help`` imports none of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("ganpipe.cli.run:run", "Run the stages of PIPELINE (a pipeline.toml) in order."),
+    "generate": ("ganpipe.cli.generate:generate", "Generate images with an exported model."),
+    "upscale": ("ganpipe.cli.upscale:upscale", "Upscale images with a super-resolution model."),
+    "import": ("ganpipe.cli.imports:import_", "Convert released SR weights to ONNX."),
+    "plugins": ("ganpipe.cli.plugins:plugins", "List installed plugins and what they provide."),
+}
+
+
 class _Group(click.Group):
-    """Turns user errors (GanpipeError, bad arguments) into one line on stderr and a
-    non-zero exit."""
+    """Loads commands lazily (:data:`COMMANDS`) and turns user errors (GanpipeError, bad
+    arguments) into one line on stderr and a non-zero exit."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            import importlib
+
+            module, _, attr = COMMANDS[name][0].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        rows += [(n, c.get_short_help_str()) for n, c in sorted(self.commands.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, **extra):
         try:

@@ -6,10 +6,8 @@ import json
 
 import click
 
-from ganpipe.cli.main import main
 
-
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--check",

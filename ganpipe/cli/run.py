@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ganpipe.cli.main import main
 
-
-@main.command()
+@click.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Redo every stage, even those up to date.")
 @click.option("--from", "from_stage", metavar="STAGE", help="Redo STAGE and the stages after.")

@@ -6,10 +6,8 @@ import sys
 
 import click
 
-from ganpipe.cli.main import main
 
-
-@main.command()
+@click.command()
 @click.option(
     "-i",
     "--input",
