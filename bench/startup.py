@@ -204,9 +204,7 @@ def main() -> int:
         checks: list[tuple[str, list[str], tuple[str, ...], tuple[str, ...]]] = []
         if script:
             checks.append(("ganpipe --help", [script, "--help"], HEAVY, ()))
-        checks.append(
-            ("python -m ganpipe.cli --help", [exe, "-m", "ganpipe", "--help"], HEAVY, ())
-        )
+        checks.append(("python -m ganpipe.cli --help", [exe, "-m", "ganpipe", "--help"], HEAVY, ()))
         cli = [script] if script else [exe, "-m", "ganpipe"]
         for sub in ("run", "generate", "plugins"):
             checks.append((f"ganpipe {sub} --help", cli + [sub, "--help"], HEAVY, ()))
