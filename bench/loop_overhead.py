@@ -24,7 +24,9 @@ import torch
 
 from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.registry import load_registry
-from ganpipe.training.loop import Sampler, Trainer, TrainOptions
+from ganpipe.training.loop import Trainer
+from ganpipe.training.options import TrainOptions
+from ganpipe.training.state import Sampler
 from ganpipe.variant import Batch, DataInfo, StepContext
 
 SMALL = {"latent_dim": 64, "g_width": 32, "d_width": 32}

@@ -71,7 +71,8 @@ import torch.nn.functional as F
 from ganpipe.data.base import ImageSet
 from ganpipe.errors import GanpipeError
 from ganpipe.registry import load_registry
-from ganpipe.training.loop import Trainer, TrainOptions
+from ganpipe.training.loop import Trainer
+from ganpipe.training.options import TrainOptions
 from ganpipe.variant import DataInfo
 
 SEED = 0

@@ -22,7 +22,7 @@ from ganpipe.errors import ConfigError, DataError
 from ganpipe.export.onnx_export import build_card, export_onnx
 from ganpipe.inference.session import open_model
 from ganpipe.metrics.sr import sr_validation
-from ganpipe.nn.sr import (
+from ganpipe.nn import (
     RRDBNet,
     SRExport,
     SRVGGNetCompact,
@@ -501,7 +501,8 @@ def test_short_espcn_training_beats_bicubic():
 def test_sr_training_resumes_exactly_on_patches(tmp_path):
     from safetensors.torch import load_file
 
-    from ganpipe.training.loop import Trainer, TrainOptions
+    from ganpipe.training.loop import Trainer
+    from ganpipe.training.options import TrainOptions
 
     root = tmp_path / "photos"
     root.mkdir()

@@ -9,15 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_toml
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+import ganpipe
+from ganpipe.config import load_config
 from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError, TrainingError
-from ganpipe.pipeline import run_file
+from ganpipe.inference.session import open_model
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.pipeline import run_file, run_pipeline
+from ganpipe.plugins import get_plugin_manager
+from ganpipe.registry import load_registry
 from ganpipe.training import checkpoint as ckpt
-from ganpipe.training.loop import Trainer, TrainOptions
+from ganpipe.training.loop import Trainer
+from ganpipe.training.options import TrainOptions
 from ganpipe.variants.dcgan import DCGAN, DCGANOptions
 
 VOPTS = DCGANOptions(latent_dim=8, g_width=4, d_width=4)
@@ -416,3 +424,155 @@ def test_pipeline_config_change_needs_force(tiny_pipeline):
     assert states(logs) == {"train": "ran"}
     state = ckpt.load_state(train_dir / "checkpoints" / "step_00000002")
     assert state["optimizers"]["G"]["param_groups"][0]["lr"] == 0.001
+
+
+# -- names the loop relies on: declared by the variant ---------------------------------------
+
+
+class RenamedOptions(ganpipe.Options):
+    """No ``latent_dim``, ``lr_g``, ``lr_d`` or ``betas``: nothing the base class reads."""
+
+    z_size: int = 8
+    width: int = 4
+    lr: float = 2e-4
+
+
+class Renamed(ganpipe.Variant):
+    """A DCGAN whose nets are ``gen`` / ``disc`` and optimizers ``gen_opt`` / ``disc_opt``,
+    built on the public API only, as a plugin is."""
+
+    name = "renamed"
+    description = "test variant without a net called G"
+    Options = RenamedOptions
+    generator_net = "gen"
+
+    def build(self, opts, info):
+        return {
+            "gen": DCGANGenerator(opts.z_size, info.image_size, info.channels, opts.width),
+            "disc": DCGANDiscriminator(info.image_size, info.channels, opts.width),
+        }
+
+    def optimizers(self, nets, opts):
+        return {
+            "gen_opt": torch.optim.Adam(nets["gen"].parameters(), lr=opts.lr, betas=(0.5, 0.9)),
+            "disc_opt": torch.optim.Adam(nets["disc"].parameters(), lr=opts.lr, betas=(0.5, 0.9)),
+        }
+
+    def inputs(self, opts, info):
+        return [ganpipe.InputSpec("z", "normal", (opts.z_size,))]
+
+    def train_step(self, ctx, batch):
+        gen, disc = ctx.nets["gen"], ctx.nets["disc"]
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        (z,) = self.make_inputs(ctx.opts, ctx.info, batch.images.shape[0], ctx.device)
+        fake = gen(z)
+        real_logits, fake_logits = disc(ctx.augment(batch.images)), disc(ctx.augment(fake.detach()))
+        d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        ctx.update("disc_opt", d_loss)
+        logits = disc(ctx.augment(fake))
+        g_loss = bce(logits, torch.ones_like(logits))
+        ctx.update("gen_opt", g_loss)
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+
+def renamed_trainer(out: Path, data, **kw) -> Trainer:
+    return Trainer(
+        Renamed(),
+        RenamedOptions(),
+        options(**kw),
+        data,
+        out,
+        device="cpu",
+        fingerprint="fp",
+        log=lambda *_: None,
+    )
+
+
+def test_a_generator_not_called_g_trains_and_resumes_exactly(tmp_path, data):
+    n = 3
+    straight = renamed_trainer(tmp_path / "straight", data, steps=2 * n, checkpoint_every=n).run()
+    renamed_trainer(tmp_path / "split", data, steps=n, checkpoint_every=n).run()
+    second = renamed_trainer(tmp_path / "split", data, steps=2 * n, checkpoint_every=n).run()
+    assert second.resumed_from == n and second.steps == 2 * n
+
+    wa, wb = weights(straight.checkpoint), weights(second.checkpoint)
+    assert {k.split("/")[0] for k in wa} == {"gen", "disc", "gen_ema"}  # no G, no G_ema
+    assert set(wa) == set(wb)
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    gen_keys = [k for k in wa if k.startswith("gen/")]
+    assert any(not torch.equal(wa[k], wa["gen_ema/" + k[4:]]) for k in gen_keys)  # EMA kept
+    sa, sb = ckpt.load_state(straight.checkpoint), ckpt.load_state(second.checkpoint)
+    assert set(sa["optimizers"]) == {"gen_opt", "disc_opt"}
+    assert_same(sa["optimizers"], sb["optimizers"], "optimizers")
+    recs = losses_of(tmp_path / "split" / "metrics.jsonl")
+    assert recs == losses_of(tmp_path / "straight" / "metrics.jsonl")
+    assert all("diversity" in r for r in recs)  # sampled from gen's EMA
+    final = f"samples/step_{2 * n:08d}.png"
+    assert (tmp_path / "split" / final).read_bytes() == (tmp_path / "straight" / final).read_bytes()
+
+
+class RenamedPlugin:
+    @ganpipe.hookimpl
+    def ganpipe_register_variants(self, register):
+        register(Renamed())
+
+
+@pytest.mark.slow
+def test_a_generator_not_called_g_exports_its_ema(tmp_path):
+    path = write_toml(
+        tmp_path / "pipeline.toml",
+        """
+        [run]
+        name = "renamed"
+        device = "cpu"
+
+        [data]
+        dataset = "shapes"
+        image_size = 16
+        count = 32
+
+        [model]
+        variant = "renamed"
+        z_size = 8
+
+        [train]
+        steps = 4
+        batch_size = 8
+        ema_decay = 0.9
+        sample_every = 0
+        checkpoint_every = 0
+        num_samples = 4
+        progress = false
+
+        [export]
+        """,
+    )
+    pm = get_plugin_manager(entry_points=False)
+    pm.register(RenamedPlugin(), name="renamed-test")
+    try:
+        logs: list[str] = []
+        run_pipeline(load_config(path, load_registry(pm)), log=logs.append)
+    finally:
+        pm.unregister(name="renamed-test")
+    assert any(line.startswith("[export] done") and "EMA generator" in line for line in logs)
+    run_dir = tmp_path / "runs" / "renamed"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["export"]["info"]["ema"] is True
+    w = ckpt.load_weights(run_dir / manifest["stages"]["train"]["outputs"]["checkpoint"])
+    info = ganpipe.DataInfo(16, 3)
+    raw, ema = (
+        Renamed().build(RenamedOptions(), info)["gen"],
+        Renamed().build(RenamedOptions(), info)["gen"],
+    )
+    raw.load_state_dict(w["gen"])
+    ema.load_state_dict(w["gen_ema"])
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, other = ema.eval()(z).numpy(), raw.eval()(z).numpy()
+    model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
+    got = model.run({"z": z.numpy()})
+    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(got - other).max() > 1e-4  # the EMA, not the raw generator

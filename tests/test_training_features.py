@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-import ganpipe.training.loop as loop
+import ganpipe.training.sampling as sampling
 from ganpipe.config import load_config
 from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError, TrainingError
@@ -20,8 +20,10 @@ from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
 from ganpipe.registry import load_registry
 from ganpipe.training import checkpoint as ckpt
+from ganpipe.training.devices import amp_dtype
 from ganpipe.training.diffaugment import POLICIES, DiffAugment
-from ganpipe.training.loop import Trainer, TrainOptions, amp_dtype
+from ganpipe.training.loop import Trainer
+from ganpipe.training.options import TrainOptions
 from ganpipe.variant import DataInfo
 from ganpipe.variants.dcgan import DCGAN, DCGANOptions
 from ganpipe.variants.wgan import WGANGP
@@ -281,7 +283,7 @@ def test_collapsed_generator_warns(tmp_path, data, capsys, monkeypatch):
     assert all(r["diversity"] < 1e-3 for r in recs)
     assert MODE_COLLAPSE not in capsys.readouterr().out  # still within the warm-up
 
-    monkeypatch.setattr(loop, "COLLAPSE_WARMUP", 0)
+    monkeypatch.setattr(sampling, "COLLAPSE_WARMUP", 0)
     trainer(tmp_path / "warned", data, Collapsed(), steps=10, log_every=1).run()
     out = capsys.readouterr()
     text = out.out + out.err
@@ -293,7 +295,7 @@ def test_collapsed_generator_warns(tmp_path, data, capsys, monkeypatch):
 
 
 def test_healthy_generator_has_diversity_and_no_warning(tmp_path, data, capsys, monkeypatch):
-    monkeypatch.setattr(loop, "COLLAPSE_WARMUP", 0)
+    monkeypatch.setattr(sampling, "COLLAPSE_WARMUP", 0)
     vopts = DCGANOptions(latent_dim=8, g_width=16, d_width=16, lr_g=1e-3, lr_d=1e-3)
     # diversity_every: the check runs on every 50th step only
     trainer(
@@ -308,17 +310,17 @@ def test_healthy_generator_has_diversity_and_no_warning(tmp_path, data, capsys, 
     ).run()
     recs = metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in recs if "diversity" in r] == [50, 100]
-    assert recs[-1]["diversity"] > 2 * loop.COLLAPSE_THRESHOLD, recs  # about 0.7
+    assert recs[-1]["diversity"] > 2 * sampling.COLLAPSE_THRESHOLD, recs  # about 0.7
     # (a freshly initialised DCGAN in eval mode is nearly constant: hence the warm-up)
     assert MODE_COLLAPSE not in capsys.readouterr().out
 
 
 def test_pairwise_spread():
     x = torch.zeros(3, 1, 2, 2)
-    assert loop.pairwise_spread(x) == 0.0
+    assert sampling.pairwise_spread(x) == 0.0
     x[1] += 1.0  # distance 2 (sqrt of 4 pixels) from the others, per sqrt(pixel): 1
-    assert loop.pairwise_spread(x) == pytest.approx((1 + 1 + 0) * 2 / 6)
-    assert loop.pairwise_spread(x[:1]) == 0.0
+    assert sampling.pairwise_spread(x) == pytest.approx((1 + 1 + 0) * 2 / 6)
+    assert sampling.pairwise_spread(x[:1]) == 0.0
 
 
 # -- EMA export ------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from ganpipe.errors import ConfigError, ModelFileError
 from ganpipe.nn.sr import RRDBNet
 from ganpipe.pipeline import run_file
 from ganpipe.training import checkpoint as ckpt
-from ganpipe.training.loop import Trainer, TrainOptions
+from ganpipe.training.loop import Trainer
+from ganpipe.training.options import TrainOptions
 from ganpipe.variants.biggan import BigGAN
 from ganpipe.variants.esrgan import ESRGAN
 

@@ -19,7 +19,8 @@ from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.inference.generate import generate_batches, generate_to_folder, resolve_labels
 from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
-from ganpipe.training.loop import Trainer, TrainOptions
+from ganpipe.training.loop import Trainer
+from ganpipe.training.options import TrainOptions
 from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.cgan import CGAN
 from ganpipe.variants.gan import VanillaGAN

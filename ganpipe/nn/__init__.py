@@ -1,6 +1,7 @@
 """Layers and nets shared by variants: part of the public plugin API (imports torch).
 
-Plugins build on these rather than on ganpipe's internals::
+Plugins (and ganpipe's built-in variants) build on these rather than on the modules
+behind them::
 
     from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 """
@@ -8,6 +9,7 @@ Plugins build on these rather than on ganpipe's internals::
 from ganpipe.nn.dcgan import Discriminator as DCGANDiscriminator
 from ganpipe.nn.dcgan import Generator as DCGANGenerator
 from ganpipe.nn.dcgan import init_weights
+from ganpipe.nn.degrade import degrade, downscale, gaussian_blur, jpeg, upscale_bicubic
 from ganpipe.nn.layers import (
     ConditionalBatchNorm2d,
     DownBlock,
@@ -20,14 +22,13 @@ from ganpipe.nn.layers import (
 )
 from ganpipe.nn.sr import (
     ESPCN,
+    RRDB_UNSHUFFLE,
     RRDBNet,
     SRDiscriminator,
     SRExport,
     SRResNet,
     SRVGGNetCompact,
-    degrade,
-    downscale,
-    upscale_bicubic,
+    upsample_factors,
 )
 from ganpipe.nn.stylegan import (
     EqualConv2d,
@@ -37,10 +38,13 @@ from ganpipe.nn.stylegan import (
     ModulatedConv,
     StyleDiscriminator,
     StyleGenerator,
+    widths,
 )
+from ganpipe.nn.vgg import VGG19Features, vgg19_layers
 
 __all__ = [
     "ESPCN",
+    "RRDB_UNSHUFFLE",
     "ConditionalBatchNorm2d",
     "DCGANDiscriminator",
     "DCGANGenerator",
@@ -59,12 +63,18 @@ __all__ = [
     "StyleDiscriminator",
     "StyleGenerator",
     "UpBlock",
+    "VGG19Features",
     "degrade",
     "downscale",
+    "gaussian_blur",
     "has_spectral_norm",
     "init_weights",
+    "jpeg",
     "sn",
     "sn_conv",
     "sn_linear",
+    "upsample_factors",
     "upscale_bicubic",
+    "vgg19_layers",
+    "widths",
 ]

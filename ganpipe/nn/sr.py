@@ -1,4 +1,4 @@
-"""Super-resolution nets, degradations and the VGG19 feature extractor.
+"""Super-resolution nets: generators, the export wrapper and the discriminator.
 
 Every generator maps an LR image ``[B, C, h, w]`` in [0, 1] to ``[B, C, h*s, w*s]``
 (unclamped while training; :class:`SRExport` clamps and handles odd sizes).
@@ -11,21 +11,22 @@ Every generator maps an LR image ``[B, C, h, w]`` in [0, 1] to ``[B, C, h*s, w*s
 * :class:`SRVGGNetCompact` - Real-ESRGAN's compact net (``body.N``; conv/PReLU pairs).
 * :class:`ESPCN` - Shi et al. 2016: sub-pixel convolution.
 * :class:`SRDiscriminator` - SRGAN's VGG-style discriminator (size-agnostic head).
-* :class:`VGG19Features` - torchvision's ``features.N`` layout, loaded from a local file.
+
+The LR degradations are in :mod:`ganpipe.nn.degrade`, the perceptual (VGG19) features in
+:mod:`ganpipe.nn.vgg`.
 """
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganpipe.errors import ConfigError
+# re-exported for ganpipe.metrics.sr, which imports them from here (until it takes them
+# from ganpipe.nn)
+from ganpipe.nn.degrade import downscale, upscale_bicubic  # noqa: F401
 
 # -- generators ------------------------------------------------------------------------------
 
@@ -268,170 +269,3 @@ class SRDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).squeeze(1)
-
-
-# -- perceptual features ------------------------------------------------------------------------
-
-#: torchvision's VGG19 "E" configuration: channels, "M" = max-pool.
-VGG19_CFG = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def vgg19_layers(upto: int) -> nn.Sequential:
-    """torchvision's ``vgg19().features[: upto + 1]`` (same indices, so same keys)."""
-    layers: list[nn.Module] = []
-    cin = 3
-    for v in VGG19_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(cin, int(v), 3, 1, 1), nn.ReLU(inplace=False)]
-            cin = int(v)
-    if not 0 <= upto < len(layers):
-        raise ValueError(f"VGG19 feature index {upto} out of range 0..{len(layers) - 1}")
-    return nn.Sequential(*layers[: upto + 1])
-
-
-class VGG19Features(nn.Module):
-    """Frozen VGG19 features of [0, 1] images (ImageNet-normalised inside). ``layer`` is
-    the index in ``features``: 34 = conv5_4 before ReLU (ESRGAN), 35 = after (SRGAN)."""
-
-    def __init__(self, layer: int = 34):
-        super().__init__()
-        self.features = vgg19_layers(layer)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        self.requires_grad_(False).eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return self.features((x - self.mean) / self.std)
-
-    @classmethod
-    def from_file(cls, path: str | Path, layer: int = 34) -> VGG19Features:
-        """Load torchvision-layout weights (``features.N.weight`` / ``.bias``; the
-        classifier is ignored) from ``.safetensors`` or a ``.pth`` read with
-        ``weights_only=True``."""
-        from ganpipe.weights import read_state_dict
-
-        path = Path(path)
-        state = read_state_dict(path)
-        model = cls(layer)
-        want = {k: v for k, v in model.features.state_dict().items()}
-        missing = [f"features.{k}" for k in want if f"features.{k}" not in state]
-        if missing:
-            raise ConfigError(
-                f"{path}: not torchvision VGG19 weights; missing "
-                f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
-            )
-        try:
-            model.features.load_state_dict({k: state[f"features.{k}"] for k in want})
-        except RuntimeError as exc:
-            raise ConfigError(
-                f"{path}: VGG19 weights do not fit ({str(exc).splitlines()[-1].strip()})"
-            ) from None
-        return model.requires_grad_(False).eval()
-
-
-# -- degradations -----------------------------------------------------------------------------
-
-
-def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic down-scaling with anti-aliasing (``hr`` in [0, 1]), clamped to [0, 1]."""
-    if scale == 1:
-        return hr
-    h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
-    return F.interpolate(
-        hr, size=(h, w), mode="bicubic", antialias=True, align_corners=False
-    ).clamp(0.0, 1.0)
-
-
-def upscale_bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    if scale == 1:
-        return lr
-    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(
-        0.0, 1.0
-    )
-
-
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Isotropic Gaussian blur with one ``sigma`` per sample (reflect padding)."""
-    b, c, h, w = x.shape
-    radius = max(1, int(math.ceil(3.0 * float(sigma.max()))))
-    radius = min(radius, max(1, min(h, w) - 1))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k1 = torch.exp(-(t[None, :] ** 2) / (2.0 * sigma.to(x.dtype)[:, None] ** 2))
-    k1 = k1 / k1.sum(dim=1, keepdim=True)  # [B, k]
-    k2 = (k1[:, :, None] * k1[:, None, :]).repeat_interleave(c, dim=0)  # [B*C, k, k]
-    xp = F.pad(x.reshape(1, b * c, h, w), (radius,) * 4, mode="reflect")
-    return F.conv2d(xp, k2[:, None], groups=b * c).reshape(b, c, h, w)
-
-
-def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """JPEG round trip with Pillow on the CPU, one quality per sample (no gradient)."""
-    from PIL import Image
-
-    arr = (x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
-    arr = arr.cpu().numpy()
-    out = []
-    for img, q in zip(arr, quality.tolist(), strict=True):
-        im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=int(q))
-        dec = np.asarray(Image.open(buf).convert(im.mode), dtype=np.uint8)
-        out.append(dec[:, :, None] if dec.ndim == 2 else dec)
-    back = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype)
-    return back / 255.0
-
-
-def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, device=device)
-
-
-def degrade(
-    hr: torch.Tensor,
-    scale: int,
-    kinds: list[str] | tuple[str, ...] = (),
-    blur_sigma: tuple[float, float] = (0.2, 2.0),
-    noise_sigma: tuple[float, float] = (0.0, 0.04),
-    jpeg_quality: tuple[int, int] = (40, 95),
-) -> torch.Tensor:
-    """The LR input for ``hr`` ([0, 1]): optional blur (at HR), bicubic anti-aliased
-    down-scaling, optional Gaussian noise, optional JPEG, in the Real-ESRGAN order (one
-    pass; random strengths per sample from torch's RNG, so resume stays exact)."""
-    n, device = hr.shape[0], hr.device
-    x = hr
-    if "blur" in kinds:
-        x = gaussian_blur(x, _uniform(n, *blur_sigma, device))
-    x = downscale(x, scale)
-    if "noise" in kinds:
-        sigma = _uniform(n, *noise_sigma, device).view(n, 1, 1, 1)
-        x = (x + torch.randn_like(x) * sigma).clamp(0.0, 1.0)
-    if "jpeg" in kinds:
-        q = torch.randint(jpeg_quality[0], jpeg_quality[1] + 1, (n,), device=device)
-        x = jpeg(x, q)
-    return x

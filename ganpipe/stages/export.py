@@ -25,6 +25,7 @@ class ExportStage(Stage):
     def run(self, ctx: StageContext, opts: ExportOptions) -> StageResult:
         from ganpipe.export.onnx_export import build_card, export_onnx
         from ganpipe.training.checkpoint import load_weights
+        from ganpipe.training.state import ema_key, generator_net
         from ganpipe.variant import DataInfo
 
         cfg = ctx.config
@@ -36,9 +37,10 @@ class ExportStage(Stage):
         nets = variant.build(cfg.variant_options, info)
         for name, net in nets.items():
             net.load_state_dict(weights[name])
-        used_ema = opts.use_ema and "G_ema" in weights
-        if used_ema:
-            nets["G"].load_state_dict(weights["G_ema"])
+        ema = ema_key(variant)
+        used_ema = opts.use_ema and ema in weights
+        if used_ema:  # the EMA of the generator net in its place
+            nets[generator_net(variant)].load_state_dict(weights[ema])
         spec = variant.export_spec(nets, cfg.variant_options, info)
         card = build_card(
             spec, variant.name, variant.task, info.image_size, info.channels, info.class_names

@@ -64,11 +64,11 @@ class TrainStage(Stage):
         of the data (labels for conditional variants, image sizes, local weight files)
         when the dataset can tell its classes without decoding."""
         from ganpipe.errors import ConfigError, DataError
-        from ganpipe.training.loop import amp_dtype, resolve_device
+        from ganpipe.training.devices import amp_dtype, resolve_device
+        from ganpipe.training.distributed import check_devices
         from ganpipe.variant import DataInfo
 
         lister = getattr(config.dataset, "class_names", None)
-        from ganpipe.training.distributed import check_devices
 
         try:
             check_devices(opts.devices, config.run.device, opts.batch_size)
@@ -120,12 +120,12 @@ class TrainStage(Stage):
                     "data": data,
                     "out_dir": folder,
                     "seed": cfg.run.seed,
-                    "device": "cpu" if cfg.run.device == "cpu" else "cuda",
+                    "device": cfg.run.device,
                     "fingerprint": fingerprint,
                 },
                 opts.devices,
             )
-            device = f"{opts.devices}x {device.split(':')[0]}"
+            device = f"{opts.devices}x {device}"
         else:
             trainer = Trainer(
                 cfg.variant,

@@ -186,8 +186,8 @@ class TuneStage(Stage):
         from ganpipe.metrics.scores import fid, kid
         from ganpipe.metrics.sr import sr_validation
 
-        g = (trainer.ema if trainer.ema is not None else trainer.nets["G"]).eval()
-        variant, info = trainer.variant, trainer.info
+        g = trainer.sampling_generator.eval()  # the EMA generator when there is one
+        variant, info, name = trainer.variant, trainer.info, trainer.generator_net
         if metric in ("psnr", "ssim"):
             with torch.no_grad():
                 scores = sr_validation(g, real.images, trainer.vopts.scale)
@@ -198,7 +198,7 @@ class TuneStage(Stage):
             for start in range(0, opts.count, 64):
                 n = min(64, opts.count - start)
                 inputs = variant.make_inputs(trainer.vopts, info, n, trainer.device, gen)
-                out = variant.generate({**trainer.nets, "G": g}, inputs).float().cpu()
+                out = variant.generate({**trainer.nets, name: g}, inputs).float().cpu()
                 fakes.append(to_uint8(out.numpy()))
         extractor = RandomFeatures()
         f_real, f_fake = extract(extractor, real.images), extract(extractor, np.concatenate(fakes))
@@ -211,7 +211,8 @@ class TuneStage(Stage):
     def run(self, ctx: StageContext, opts: TuneOptions) -> StageResult:
         import optuna
 
-        from ganpipe.training.loop import Trainer, TrainOptions
+        from ganpipe.training.loop import Trainer
+        from ganpipe.training.options import TrainOptions
 
         cfg = ctx.config
         folder = ctx.stage_dir(self.name)

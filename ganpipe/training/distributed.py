@@ -38,8 +38,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ganpipe import errors
+from ganpipe.devices import Device
 from ganpipe.errors import ConfigError, GanpipeError, TrainingError
 from ganpipe.fsutil import write_bytes
+from ganpipe.training.devices import parse_torch_device
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def check_devices(devices: int, device: str, batch_size: int) -> None:
-    """Configuration checks for ``devices`` > 1 (one line each, what and how to fix)."""
+def check_devices(devices: int, device: str | Device, batch_size: int) -> None:
+    """Configuration checks for ``devices`` > 1 (one line each, what and how to fix);
+    ``device`` is ``run.device`` (:func:`ganpipe.devices.parse_device` grammar)."""
     if devices <= 1:
         return
     if batch_size % devices:
@@ -93,13 +96,14 @@ def check_devices(devices: int, device: str, batch_size: int) -> None:
             f"train.batch_size = {batch_size} must be a multiple of "
             f"train.devices = {devices} (each device takes an equal share)"
         )
-    if device == "cpu":
+    parsed = parse_torch_device(device)
+    if parsed.kind == "cpu":
         return
-    if device not in ("auto", "cuda"):
+    if parsed.kind not in ("auto", "cuda") or parsed.index is not None:
         raise ConfigError(
             f"train.devices = {devices} uses cuda:0..cuda:{devices - 1}; set "
             f'run.device to "auto" or "cuda" (or "cpu" for CPU '
-            f"processes), not {device!r}"
+            f"processes), not {str(parsed)!r}"
         )
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available < devices:
@@ -131,7 +135,8 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
     from ganpipe.training.loop import Trainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    cuda = job["device"] != "cpu"
+    cuda = parse_torch_device(job["device"]).kind != "cpu"  # checked: auto, cuda or cpu
+    device = Device("cuda", rank) if cuda else Device("cpu")
     if cuda:
         torch.cuda.set_device(rank)
     else:  # share the cores instead of every process using all of them
@@ -147,7 +152,7 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
             job["data"],
             job["out_dir"],
             seed=job["seed"],
-            device=f"cuda:{rank}" if cuda else "cpu",
+            device=device,
             fingerprint=job["fingerprint"],
             log=print if rank == 0 else (lambda *_: None),
             dist_info=DistInfo(rank, world),
@@ -162,7 +167,7 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
                     "steps": result.steps,
                     "resumed_from": result.resumed_from,
                     "images_per_second": result.images_per_second,
-                    "device": str(trainer.device),
+                    "device": trainer.device.type,
                 },
             )
         # leave together: a process tearing down its connections while another still
@@ -180,7 +185,9 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
 
 def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
     """Run :class:`~ganpipe.training.loop.Trainer` in ``devices`` processes; returns
-    process 0's ``(TrainResult, device name)``. ``job`` holds the Trainer's arguments."""
+    process 0's ``(TrainResult, device type)`` (``"cuda"``, ``"cpu"``). ``job`` holds the
+    Trainer's arguments, ``job["device"]`` the run's device (``auto``, ``cuda`` or ``cpu``:
+    see :func:`check_devices`)."""
     from ganpipe.training.loop import TrainResult
 
     job = {**job, "token": secrets.token_hex(4)}

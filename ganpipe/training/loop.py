@@ -7,9 +7,7 @@ variant owns nets and losses (``build`` / ``optimizers`` / ``train_step``).
 
 from __future__ import annotations
 
-import copy
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +17,12 @@ import torch
 from tqdm import tqdm
 
 from ganpipe.data.base import ImageSet
-from ganpipe.data.imageio import make_grid, save_image, to_uint8
-from ganpipe.errors import ConfigError, TrainingError
+from ganpipe.devices import Device
+from ganpipe.errors import TrainingError
 from ganpipe.fsutil import write_bytes
 from ganpipe.training import checkpoint as ckpt
+from ganpipe.training import sampling
+from ganpipe.training.devices import amp_dtype, resolve_device
 from ganpipe.training.diffaugment import DiffAugment
 from ganpipe.training.distributed import (
     DistInfo,
@@ -32,89 +32,17 @@ from ganpipe.training.distributed import (
     mean_across,
 )
 from ganpipe.training.options import TrainOptions
+from ganpipe.training.state import (
+    Sampler,
+    ema_key,
+    generator_net,
+    make_ema,
+    rng_state,
+    set_rng_state,
+    update_ema,
+)
 from ganpipe.training.transfer import initialise
 from ganpipe.variant import Batch, DataInfo, StepContext, Variant
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f'run.device = {name!r} but CUDA is not available here; use "auto" or "cpu"'
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("run.device = 'mps' but MPS is not available here; use \"auto\"")
-    return device
-
-
-class Sampler:
-    """Stateless batching: the indices of step ``s`` depend only on (seed, s), so resuming
-    at any step reproduces the exact batches of an uninterrupted run."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.per_epoch = max(1, n // batch_size)
-        self._epoch, self._perm = -1, None
-
-    def indices(self, step: int) -> torch.Tensor:
-        epoch, j = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(self.n, generator=g)
-            if self.n < self.batch_size:
-                perm = perm.repeat(math.ceil(self.batch_size / self.n))
-            self._epoch, self._perm = epoch, perm
-        return self._perm[j * self.batch_size : (j + 1) * self.batch_size]
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, 1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-#: Below this sample diversity (relative to the data's) the loop warns of mode collapse.
-COLLAPSE_THRESHOLD = 0.2
-#: ... but not before this many steps (and a fifth of the run): fresh nets look collapsed.
-COLLAPSE_WARMUP = 200
-
-
-def pairwise_spread(images: torch.Tensor) -> float:
-    """Mean Euclidean distance between all pairs of images, per sqrt(pixel)."""
-    flat = images.reshape(images.shape[0], -1).float()
-    if flat.shape[0] < 2:
-        return 0.0
-    d = torch.cdist(flat, flat)
-    n = flat.shape[0]
-    return float(d.sum() / (n * (n - 1)) / flat.shape[1] ** 0.5)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``mode`` on ``device`` (None: full precision)."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp = 'fp16' needs a CUDA device; use 'bf16' or 'off'")
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
 @dataclass
@@ -135,7 +63,7 @@ class Trainer:
         out_dir: Path,
         *,
         seed: int = 0,
-        device: str = "auto",
+        device: str | Device = "auto",
         fingerprint: str = "",
         log=print,
         dist_info: DistInfo | None = None,
@@ -144,10 +72,11 @@ class Trainer:
         self.dist = dist_info or DistInfo(0, 1)
         self.out_dir = Path(out_dir)
         self.seed, self.fingerprint, self.log = seed, fingerprint, log
+        #: the variant's generator net (sampled, EMA'd) and its EMA's checkpoint name
+        self.generator_net, self.ema_key = generator_net(variant), ema_key(variant)
         self.device = resolve_device(device)
-        check_devices(
-            self.dist.world, "cpu" if self.device.type == "cpu" else "cuda", opts.batch_size
-        )
+        # the kind only: each process of a data-parallel run has its own device index
+        check_devices(self.dist.world, Device(self.device.type), opts.batch_size)
         self.info = DataInfo(
             data.image_size, data.channels, tuple(data.class_names) if data.labelled else ()
         )
@@ -164,11 +93,10 @@ class Trainer:
         }
         fresh = ckpt.latest_checkpoint(self.ckpt_dir) is None or not self.opts.resume
         if self.opts.init_from is not None and fresh:
-            initialise(self.opts.resolve_path(self.opts.init_from), self.nets, self.log)
+            path = self.opts.resolve_path(self.opts.init_from)
+            initialise(path, self.nets, self.log, self.generator_net)
         self.optimizers = self.variant.optimizers(self.nets, self.vopts)
-        self.ema = None
-        if self.opts.ema_decay > 0:
-            self.ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
+        self.ema = make_ema(self.generator) if self.opts.ema_decay > 0 else None
         self.amp_dtype = amp_dtype(self.opts.amp, self.device)
         self.scalers = {
             k: torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -206,12 +134,23 @@ class Trainer:
             self.fixed_inputs = fixed(
                 self.vopts, self.info, n, self.device, g, real.float().div(127.5).sub(1.0)
             )
-        self.real_spread = pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
+        self.real_spread = sampling.pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The variant's generator net (:attr:`~ganpipe.Variant.generator_net`)."""
+        return self.nets[self.generator_net]
+
+    @property
+    def sampling_generator(self) -> torch.nn.Module:
+        """What samples are drawn from: the EMA generator when there is one."""
+        return self.ema if self.ema is not None else self.generator
 
     def modules(self) -> dict[str, torch.nn.Module]:
+        """What a checkpoint holds: the nets, and the EMA under :attr:`ema_key`."""
         mods = dict(self.nets)
         if self.ema is not None:
-            mods["G_ema"] = self.ema
+            mods[self.ema_key] = self.ema
         return mods
 
     def _resume(self) -> int:
@@ -244,9 +183,9 @@ class Trainer:
                     f"checkpoint {latest} was not made by {self.dist.world} "
                     f"processes; re-run with --force to start over"
                 )
-            _set_rng_state(ranks[self.dist.rank])
+            set_rng_state(ranks[self.dist.rank])
         else:
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
         step = int(state["step"])
         if self.dist.main:
             self._truncate_metrics(step)
@@ -269,7 +208,7 @@ class Trainer:
     # -- outputs -----------------------------------------------------------------------
     def save(self, step: int) -> Path:
         """Write a checkpoint (process 0; the others only hand over their RNG states)."""
-        rng = _rng_state()
+        rng = rng_state()
         ranks = gather_objects(rng) if self.dist.world > 1 else None
         if not self.dist.main:
             return self.ckpt_dir / f"step_{step:08d}"  # what process 0 writes
@@ -286,28 +225,27 @@ class Trainer:
             self.ckpt_dir, step, self.modules(), state, self.opts.keep_checkpoints
         )
 
-    @torch.no_grad()
     def diversity(self) -> float:
-        """Mode-collapse signal: mean pairwise distance of samples from fixed noise,
-        relative to that of real images (about 1 is healthy, near 0 is collapse)."""
-        g = self.ema if self.ema is not None else self.nets["G"]
-        was_training = g.training
-        g.eval()
-        inputs = tuple(x[:32] for x in self.fixed_inputs)
-        out = self.variant.generate({**self.nets, "G": g}, inputs).float()
-        g.train(was_training)
-        return pairwise_spread(out) / max(self.real_spread, 1e-8)
+        """The mode-collapse signal (:func:`ganpipe.training.sampling.diversity`)."""
+        return sampling.diversity(
+            self.variant,
+            self.nets,
+            self.generator_net,
+            self.sampling_generator,
+            self.fixed_inputs,
+            self.real_spread,
+        )
 
-    @torch.no_grad()
     def sample_grid(self, step: int) -> Path:
-        g = self.ema if self.ema is not None else self.nets["G"]
-        was_training = g.training
-        g.eval()
-        out = self.variant.generate({**self.nets, "G": g}, self.fixed_inputs)
-        g.train(was_training)
-        grid = make_grid(to_uint8(out.float().cpu().numpy()))
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
-        return save_image(grid, self.samples_dir / f"step_{step:08d}.png")
+        return sampling.save_sample_grid(
+            self.variant,
+            self.nets,
+            self.generator_net,
+            self.sampling_generator,
+            self.fixed_inputs,
+            self.samples_dir,
+            step,
+        )
 
     def _check_in_step(self) -> None:
         """Data-parallel processes must end with the same weights (gradients averaged,
@@ -346,7 +284,7 @@ class Trainer:
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
         metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
         step = start
-        warned = False
+        collapse = sampling.CollapseWatch(opts.steps)
         try:
             while step < opts.steps:
                 idx = self.sampler.indices(step)
@@ -376,7 +314,7 @@ class Trainer:
                         f"learning rates or check the data"
                     )
                 if self.ema is not None:
-                    update_ema(self.ema, self.nets["G"], opts.ema_decay)
+                    update_ema(self.ema, self.generator, opts.ema_decay)
                 step += 1
                 seen += batch.images.shape[0] * world
                 bar.update(1)
@@ -393,14 +331,9 @@ class Trainer:
                     every = opts.diversity_every or opts.log_every
                     if step % every == 0 or step == opts.steps:
                         rec["diversity"] = round(self.diversity(), 4)
-                        warm = step >= max(COLLAPSE_WARMUP, opts.steps // 5)
-                        if rec["diversity"] < COLLAPSE_THRESHOLD and warm and not warned:
-                            warned = True
-                            tqdm.write(
-                                f"train: warning: possible mode collapse at step {step}"
-                                f" (sample diversity {rec['diversity']:.3f} of the "
-                                f"data's); see {self.samples_dir}"
-                            )
+                        warning = collapse.check(step, rec["diversity"], self.samples_dir)
+                        if warning:
+                            tqdm.write(warning)
                     metrics.write(json.dumps(rec) + "\n")
                     metrics.flush()
                     bar.set_postfix(

@@ -3,11 +3,12 @@
 ``init_from`` may be
 
 * a ganpipe checkpoint: a ``train/checkpoints/step_N`` folder, or its ``model.safetensors``
-  (keys ``<net>/<param>``). Each net of the new run (G, D, ..., and the EMA generator)
-  takes the tensors of the net of the same name;
+  (keys ``<net>/<param>``). Each net of the new run (G, D, ...) takes the tensors of the
+  net of the same name (the EMA generator starts as a copy of the initialised one);
 * released super-resolution weights (``.pth`` / ``.safetensors``; Real-ESRGAN / BasicSR
   layouts, ``params_ema`` / ``params`` wrappers, the original ESRGAN names - read by
-  :mod:`ganpipe.weights`, ``torch.load(weights_only=True)`` only): they go into G, so
+  :mod:`ganpipe.weights`, ``torch.load(weights_only=True)`` only): they go into the
+  variant's generator net (:attr:`ganpipe.Variant.generator_net`, ``G``), so
   ``esrgan`` and ``compact`` fine-tune ``RealESRGAN_x4plus.pth`` or
   ``realesr-general-x4v3.pth`` on your own photos.
 
@@ -30,9 +31,11 @@ from ganpipe.errors import ConfigError, ModelFileError
 RELEASED = (".pth", ".pt", ".ckpt", ".bin")
 
 
-def read_init_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
+def read_init_weights(
+    path: Path, generator: str = "G"
+) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
     """``({net: state_dict}, what it is)`` from a checkpoint folder or file, or released
-    SR weights (as ``{"G": ...}``)."""
+    SR weights (as ``{generator: ...}``)."""
     from ganpipe.training import checkpoint as ckpt
 
     if not path.exists():
@@ -67,7 +70,7 @@ def read_init_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], s
         )
     from ganpipe.weights import read_state_dict, to_basicsr_layout
 
-    return {"G": to_basicsr_layout(read_state_dict(path), path)}, "released weights"
+    return {generator: to_basicsr_layout(read_state_dict(path), path)}, "released weights"
 
 
 def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
@@ -88,9 +91,10 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tu
     return len(taken), skipped
 
 
-def initialise(path: Path, nets: dict[str, torch.nn.Module], log) -> None:
-    """Load ``path`` into ``nets`` (see the module docstring); logs what was taken."""
-    weights, kind = read_init_weights(path)
+def initialise(path: Path, nets: dict[str, torch.nn.Module], log, generator: str = "G") -> None:
+    """Load ``path`` into ``nets`` (see the module docstring; released weights go into
+    net ``generator``); logs what was taken."""
+    weights, kind = read_init_weights(path, generator)
     total = 0
     for name, module in nets.items():
         source = weights.get(name)

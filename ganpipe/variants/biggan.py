@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe.errors import ConfigError
-from ganpipe.nn.layers import DownBlock, SelfAttention, UpBlock, sn, sn_conv, sn_linear
-from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, ConfigError, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.nn import DownBlock, SelfAttention, UpBlock, sn, sn_conv, sn_linear
 
 
 class BigGANOptions(GANOptions):

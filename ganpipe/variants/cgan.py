@@ -8,8 +8,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 from ganpipe.variants.gan import bce_step
 
 
@@ -21,7 +21,7 @@ class CondGenerator(nn.Module):
     def __init__(self, opts: CGANOptions, info: DataInfo):
         super().__init__()
         self.register_buffer("eye", torch.eye(info.num_classes), persistent=False)
-        self.net = Generator(
+        self.net = DCGANGenerator(
             opts.latent_dim,
             info.image_size,
             info.channels,
@@ -38,7 +38,7 @@ class CondDiscriminator(nn.Module):
     def __init__(self, opts: CGANOptions, info: DataInfo):
         super().__init__()
         self.register_buffer("eye", torch.eye(info.num_classes), persistent=False)
-        self.net = Discriminator(
+        self.net = DCGANDiscriminator(
             info.image_size,
             info.channels,
             opts.d_width,

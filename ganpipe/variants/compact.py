@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe.nn.sr import SRVGGNetCompact
-from ganpipe.variant import DataInfo
+from ganpipe import DataInfo
+from ganpipe.nn import SRVGGNetCompact
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 

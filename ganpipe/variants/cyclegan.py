@@ -24,10 +24,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe.errors import ConfigError
-from ganpipe.nn.sr import SRExport
-from ganpipe.options import Options
-from ganpipe.variant import Batch, DataInfo, ExportSpec, InputSpec, StepContext, Variant
+from ganpipe import (
+    Batch,
+    ConfigError,
+    DataInfo,
+    ExportSpec,
+    InputSpec,
+    Options,
+    StepContext,
+    Variant,
+)
+from ganpipe.nn import SRExport
 
 
 class CycleGANOptions(Options):
@@ -200,7 +207,7 @@ class CycleGAN(Variant):
         return (real.to(device),)
 
     def export_spec(self, nets, opts: CycleGANOptions, info: DataInfo) -> ExportSpec:
-        g = nets["G"].eval()
+        g = nets[self.generator_net].eval()  # G: source -> target
         gen = torch.Generator().manual_seed(0)
         return ExportSpec(
             module=SRExport(_UnitRange(g), 1, 4).eval(),

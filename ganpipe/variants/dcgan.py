@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 
 
 class DCGANOptions(GANOptions):
@@ -26,10 +26,10 @@ class DCGAN(Variant):
 
     def build(self, opts: DCGANOptions, info: DataInfo):
         return {
-            "G": Generator(
+            "G": DCGANGenerator(
                 opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
             ),
-            "D": Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
+            "D": DCGANDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
         }
 
     def train_step(self, ctx: StepContext, batch: Batch):

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe.nn.sr import RRDB_UNSHUFFLE, RRDBNet
-from ganpipe.variant import DataInfo
+from ganpipe import DataInfo
+from ganpipe.nn import RRDB_UNSHUFFLE, RRDBNet
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 

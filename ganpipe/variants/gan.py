@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
 
 
 class GANOpts(GANOptions):

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variant import Batch, DataInfo, GANOptions, InputSpec, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, InputSpec, StepContext, Variant
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 
 
 class InfoGANOptions(GANOptions):
@@ -71,7 +71,7 @@ class InfoGenerator(nn.Module):
     def __init__(self, opts: InfoGANOptions, info: DataInfo):
         super().__init__()
         codes = opts.n_categorical * opts.categories + opts.n_continuous
-        self.net = Generator(
+        self.net = DCGANGenerator(
             opts.latent_dim,
             info.image_size,
             info.channels,
@@ -187,7 +187,7 @@ class InfoGAN(Variant):
         return tuple(t.to(device) for t in out)
 
     def build(self, opts: InfoGANOptions, info: DataInfo):
-        D = Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width)
+        D = DCGANDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width)
         return {"G": InfoGenerator(opts, info), "D": D, "Q": QHead(D.head.in_channels, opts)}
 
     def optimizers(self, nets, opts: InfoGANOptions):

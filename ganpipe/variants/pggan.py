@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe.errors import ConfigError
-from ganpipe.nn.stylegan import EqualConv2d, EqualLinear, MinibatchStd, widths
-from ganpipe.variant import Batch, DataInfo, ExportSpec, GANOptions, StepContext, Variant
+from ganpipe import Batch, ConfigError, DataInfo, ExportSpec, GANOptions, StepContext, Variant
+from ganpipe.nn import EqualConv2d, EqualLinear, MinibatchStd, widths
 
 
 class PGGANOptions(GANOptions):

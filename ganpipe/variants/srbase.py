@@ -20,10 +20,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe.errors import ConfigError
-from ganpipe.nn.sr import SRDiscriminator, SRExport, VGG19Features, degrade, downscale
-from ganpipe.options import Options
-from ganpipe.variant import Batch, DataInfo, ExportSpec, InputSpec, StepContext, Variant
+from ganpipe import (
+    Batch,
+    ConfigError,
+    DataInfo,
+    ExportSpec,
+    InputSpec,
+    Options,
+    StepContext,
+    Variant,
+)
+from ganpipe.nn import SRDiscriminator, SRExport, VGG19Features, degrade, downscale
 
 DEGRADATIONS = Literal["blur", "noise", "jpeg"]
 
@@ -178,7 +185,7 @@ class SRVariant(Variant):
 
     def generate(self, nets, inputs):
         """Up-scaled images in [-1, 1], as the loop's sample grids expect."""
-        return nets["G"](*inputs).clamp(0.0, 1.0) * 2.0 - 1.0
+        return nets[self.generator_net](*inputs).clamp(0.0, 1.0) * 2.0 - 1.0
 
     # -- losses ----------------------------------------------------------------------------
     @staticmethod
@@ -236,7 +243,7 @@ class SRVariant(Variant):
 
     # -- export ----------------------------------------------------------------------------
     def export_spec(self, nets, opts: SROptions, info: DataInfo) -> ExportSpec:
-        g = nets["G"].eval()
+        g = nets[self.generator_net].eval()
         multiple = self.tile_multiple(opts)
         gen = torch.Generator().manual_seed(0)
         return ExportSpec(

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe.nn.sr import SRResNet
-from ganpipe.variant import DataInfo
+from ganpipe import DataInfo
+from ganpipe.nn import SRResNet
 from ganpipe.variants.srbase import SROptions, SRVariant
 
 

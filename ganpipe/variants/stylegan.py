@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ganpipe.errors import ConfigError
-from ganpipe.nn.stylegan import StyleDiscriminator, StyleGenerator
-from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, ConfigError, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.nn import StyleDiscriminator, StyleGenerator
 
 
 class StyleGANOptions(GANOptions):

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.options import Options
-from ganpipe.variant import Batch, DataInfo, StepContext, Variant
+from ganpipe import Batch, DataInfo, Options, StepContext, Variant
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 
 
 class VAEOptions(Options):
@@ -26,7 +25,7 @@ class VAEOptions(Options):
 class Encoder(nn.Module):
     def __init__(self, opts: VAEOptions, info: DataInfo):
         super().__init__()
-        conv = Discriminator(info.image_size, info.channels, opts.d_width, opts.max_width)
+        conv = DCGANDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width)
         self.features = conv.features
         width = conv.head.in_channels
         self.head = nn.Conv2d(width, 2 * opts.latent_dim, 4, 1, 0)
@@ -43,7 +42,7 @@ class VAE(Variant):
 
     def build(self, opts: VAEOptions, info: DataInfo):
         return {
-            "G": Generator(
+            "G": DCGANGenerator(
                 opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
             ),
             "E": Encoder(opts, info),

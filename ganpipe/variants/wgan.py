@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ganpipe.nn.dcgan import Discriminator, Generator
-from ganpipe.variant import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
 
 
 class WGANOptions(GANOptions):
@@ -37,10 +37,10 @@ class WGANGP(Variant):
 
     def build(self, opts: WGANOptions, info: DataInfo):
         return {
-            "G": Generator(
+            "G": DCGANGenerator(
                 opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
             ),
-            "D": Discriminator(
+            "D": DCGANDiscriminator(
                 info.image_size, info.channels, opts.d_width, opts.max_width, batch_norm=False
             ),
         }
