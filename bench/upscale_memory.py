@@ -9,7 +9,7 @@ initialised) saved as a ``.pth`` and converted with ``ganpipe.weights.import_wei
 ``ganpipe import`` runs). The model is small on purpose: the point is the memory around it.
 
 Each case ``SIZE:TILE`` is one fresh subprocess (it never imports torch) that calls
-``ganpipe.inference.upscale.upscale_path(image, out, model, device="cpu", tile=TILE)``,
+``ganpipe.upscale.upscale_path(image, out, model, device="cpu", tile=TILE)``,
 what ``ganpipe upscale -i image.png -o out -m model.onnx --tile TILE`` runs; TILE 0 = the
 whole image at once. Two module functions are wrapped (in the subprocess only, to read the
 memory; they still do their work):
@@ -22,7 +22,7 @@ memory; they still do their work):
 
 The **peak** is ``ru_maxrss`` at the end (decode, upscale and encode). The table shows both
 peaks, their growth over the baseline, and next to them the size of the output buffer the
-upscaler fills: ``4W x 4H x 3`` bytes (``ganpipe.inference.tiling`` blends tiles into a
+upscaler fills: ``4W x 4H x 3`` bytes (``ganpipe.upscale.tiling`` blends tiles into a
 float32 band one row of tiles high and rounds finished rows into the uint8 output, the only
 array at output size; encoding adds Pillow's RGBX image, a third more). ``upscale -
 buffer`` is what the upscale stage holds besides that buffer: with tiles it stays small
@@ -78,7 +78,7 @@ def vm_hwm() -> int:
 
 def worker(cfg: dict) -> dict:
     """One measurement: upscale_path on one image, with the memory read around it."""
-    import ganpipe.inference.upscale as up
+    import ganpipe.upscale.batch as up
 
     seen: dict[str, int] = {}
     open_model, encode = up.open_sr_model, up.encode_image

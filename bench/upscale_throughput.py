@@ -18,7 +18,7 @@ per 1024 px image at Pillow's level 6 here, as for a photo). With PyTorch's defa
 (``--init random``) the outputs are blocky nearest-neighbour upscales that encode about 7x
 faster, which understates the encoding work of a real batch.
 
-A = ganpipe: the library call ``ganpipe.inference.upscale.upscale_path(folder, out, model,
+A = ganpipe: the library call ``ganpipe.upscale.upscale_path(folder, out, model,
     device=..., tile=T, overlap=--overlap, progress=False)``, which is what the CLI's
     ``ganpipe upscale -i folder -o out -m model.onnx --tile T`` runs: ONNX Runtime, decoding
     in a thread pool ahead of the model and PNG encoding in another behind it.
@@ -204,7 +204,7 @@ def make_model(
 
 def ganpipe_geometry(size: int, tile: int, overlap: int) -> tuple[int, int]:
     """(tiles, model input pixels) per size x size image, as ganpipe's Upscaler tiles it."""
-    from ganpipe.inference.tiling import tile_windows
+    from ganpipe.upscale.tiling import tile_windows
 
     if tile <= 0 or size <= tile:
         return 1, size * size
@@ -311,7 +311,7 @@ def run_baseline(cfg: dict) -> dict:
 
 # -- ganpipe -----------------------------------------------------------------------------
 def run_ganpipe(cfg: dict) -> dict:
-    from ganpipe.inference.upscale import upscale_path
+    from ganpipe.upscale import upscale_path
 
     t0 = time.perf_counter()
     summary = upscale_path(
@@ -322,7 +322,7 @@ def run_ganpipe(cfg: dict) -> dict:
         tile=cfg["tile"],
         overlap=cfg["overlap"],
         progress=False,
-        workers=cfg["workers"] or None,
+        workers=cfg["workers"],
         **(
             {}
             if cfg["ganpipe_png_level"] is None
@@ -386,13 +386,17 @@ def profile_ganpipe(cfg: dict) -> dict:
     import onnxruntime as ort
     from PIL import Image
 
-    from ganpipe.inference import upscale as up
+    from ganpipe.imaging.decode import decode_image
+    from ganpipe.imaging.encode import encode_image
+    from ganpipe.upscale.model import open_sr_model
+    from ganpipe.upscale.options import UpscaleOptions
+    from ganpipe.upscale.tiling import Upscaler
 
     files = sorted(Path(cfg["input"]).glob("*.png"))[: cfg["profile_images"]]
     out_dir = Path(cfg["output"])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sr = up.open_sr_model(cfg["onnx"], cfg["device"])
+    sr = open_sr_model(cfg["onnx"], cfg["device"])
     open_s = time.perf_counter() - t0
     model_time = [0.0]
     inner = sr.__call__
@@ -407,22 +411,23 @@ def profile_ganpipe(cfg: dict) -> dict:
             finally:
                 model_time[0] += time.perf_counter() - t
 
-    upscaler = up.Upscaler(sr, cfg["tile"], cfg["overlap"])
+    opts = UpscaleOptions(tile=cfg["tile"], overlap=cfg["overlap"])
+    upscaler = Upscaler(sr, opts)
     upscaler.model = Timed()
-    upscaler.upscale(up.decode_image(files[0]), 8)  # untimed: first-call set-up
+    upscaler.upscale(decode_image(files[0]), 8)  # untimed: first-call set-up
     stages: dict[str, list[float]] = {}
     png: dict[int, list[tuple[float, int]]] = {level: [] for level in PNG_LEVELS}
     fsync = []
     for path in files:
         t_a = time.perf_counter()
-        pic = up.decode_image(path)
+        pic = decode_image(path)
         t_b = time.perf_counter()
         model_time[0] = 0.0
         result = upscaler.upscale(pic, 8)
         t_c = time.perf_counter()
         q = result.color.copy()
         t_d = time.perf_counter()
-        up.encode_image(result, out_dir / path.name, "PNG")
+        encode_image(result, out_dir / path.name, "PNG", opts.quality, opts.png_compression)
         t_e = time.perf_counter()
         stages.setdefault("decode (decode_image)", []).append(t_b - t_a)
         stages.setdefault("model (SRModel calls)", []).append(model_time[0])
@@ -623,7 +628,7 @@ def main() -> int:
         type=int,
         default=None,
         help="zlib level of the baseline's PNGs (default: Pillow's, 6; "
-        "ganpipe writes 4 (ganpipe.inference.upscale.PNG_COMPRESSION); "
+        "ganpipe writes 4 (UpscaleOptions.png_compression); "
         "Real-ESRGAN's cv2.imwrite uses 1)",
     )
     ap.add_argument(
@@ -817,7 +822,9 @@ def main() -> int:
             summary_rows.append((tile, med, ratio, paired, best))
 
         if args.profile_images > 0:
-            from ganpipe.inference.upscale import PNG_COMPRESSION
+            from ganpipe.upscale.options import UpscaleOptions
+
+            default_level = UpscaleOptions().png_compression
 
             for k, tile in enumerate(tiles):
                 cfg = config(tile, folder, tmp / "prof-g")
@@ -860,7 +867,7 @@ def main() -> int:
                         f"{lv} {ms:.0f} ms {size / 2**20:.2f} MiB"
                         for lv, (ms, size) in pg["png"].items()
                     )
-                    + f" (ganpipe writes level {PNG_COMPRESSION}; Pillow's default is 6)"
+                    + f" (ganpipe writes level {default_level}; Pillow's default is 6)"
                 )
                 print(
                     f"  fsync of one output file {pg['fsync_ms']:.1f} ms; model open "

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ganpipe.devices import TORCH_KINDS, Device, grammar, torch_device
 from ganpipe.errors import ConfigError
 from ganpipe.options import Options, validate
 
@@ -39,7 +40,16 @@ class RunSection(Options):
     )
     out_dir: str = Field("runs", description="parent of run folders, relative to the toml")
     seed: int = Field(0, description="seed for every random number in the run")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    device: str = Field("auto", description=f"training device: one of {grammar(TORCH_KINDS)}")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: Any) -> Any:
+        """Checked by the one device grammar (:func:`ganpipe.devices.parse_device`) and
+        written canonically (``" cuda:0 "`` -> ``"cuda:0"``)."""
+        if not isinstance(value, str | Device):
+            return value  # pydantic's own "should be a string" error
+        return torch_device(value)
 
 
 class DataSection(Options):

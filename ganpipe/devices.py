@@ -62,7 +62,23 @@ def parse_device(
     return device
 
 
-def check_device(text: str, kinds: tuple[str, ...] = KINDS) -> str:
-    """A pydantic ``AfterValidator``-style check: ``text`` if it parses, else ValueError."""
-    parse_device(text, kinds, where="device")
-    return text.strip()
+def validated(value: str | Device, kinds: tuple[str, ...]) -> str:
+    """For pydantic field validators: ``value`` parsed against ``kinds`` and written
+    canonically (``" cuda:0 "`` -> ``"cuda:0"``); otherwise a pydantic error whose one-line
+    message names no key (the caller's error adds the key path or the flag)."""
+    from pydantic_core import PydanticCustomError
+
+    try:
+        return str(parse_device(value, kinds, where="device"))
+    except ValueError as exc:
+        raise PydanticCustomError("device", str(exc).removeprefix("device: ")) from None
+
+
+def ort_device(value: str | Device) -> str:
+    """:func:`validated` for ONNX Runtime devices (``generate``, ``upscale``, ``evaluate``)."""
+    return validated(value, ORT_KINDS)
+
+
+def torch_device(value: str | Device) -> str:
+    """:func:`validated` for training devices (``run.device``)."""
+    return validated(value, TORCH_KINDS)

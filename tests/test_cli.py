@@ -437,6 +437,7 @@ def test_from_unknown_stage(cli, tiny_pipeline, tmp_path):
 def test_generate_missing_model(cli, tmp_path):
     proc = cli("generate", "-m", str(tmp_path / "missing.onnx"), "-o", "out", cwd=tmp_path)
     assert_one_line_error(proc, "missing.onnx", "does not exist")
+    assert proc.returncode == 2  # a model that cannot be used is a bad argument
     assert not (tmp_path / "out").exists()
 
 
@@ -538,3 +539,36 @@ def test_generate_count_must_be_positive(cli, tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--device", "gpu0"], ["--device: unknown device 'gpu0'", "cuda:N, tensorrt"]),
+        (["--device", "mps"], ["--device: device 'mps' is not available here"]),
+        (["--code", "c_cat"], ["--code 'c_cat': use NAME=VALUE"]),
+        (["--code", "a=1", "--code", "a=2"], ["--code a is given twice"]),
+        (["--batch-size", "0"], ["--batch-size", "0"]),
+        (["--seed", "x"], ["--seed", "'x' is not a valid integer"]),
+    ],
+)
+def test_generate_bad_options_are_usage_errors(cli, tmp_path, args, fragments):
+    model = make_generator_onnx(tmp_path / "plain.onnx", None)
+    proc = cli("generate", "-m", str(model), "-o", "out", *args, cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+    assert proc.returncode == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_defaults_come_from_the_options(cli, tmp_path):
+    from ganpipe.inference.options import GenerateOptions
+
+    defaults = GenerateOptions()
+    model = make_generator_onnx(tmp_path / "cond.onnx", ["red", "green"])
+    proc = cli("generate", "-m", str(model), "--label", "all", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.name for p in (tmp_path / "samples").iterdir())  # -o's default
+    assert len(files) == defaults.count + 1 and files[0] == "grid.png"
+    help_text = cli("generate", "--help").stdout
+    assert f"[default: {defaults.count};" in help_text
+    assert f"[default: {defaults.device}]" in help_text and "--no-grid" in help_text

@@ -14,7 +14,7 @@ from ganpipe.errors import ConfigError
 from ganpipe.pipeline import run_file
 from ganpipe.registry import load_registry
 from ganpipe.stages.export import ExportOptions
-from ganpipe.stages.generate import GenerateOptions
+from ganpipe.stages.generate import GenerateOptions, GenerateStageOptions
 from ganpipe.training.loop import TrainOptions
 from ganpipe.variants.dcgan import DCGANOptions
 
@@ -73,7 +73,9 @@ def test_tiny_config_loads_into_typed_objects(tiny_pipeline, registries):
     assert train.options.progress is False
     assert isinstance(cfg.stage("export").options, ExportOptions)
     assert isinstance(cfg.stage("generate").options, GenerateOptions)
+    assert isinstance(cfg.stage("generate").options, GenerateStageOptions)
     assert cfg.stage("generate").options.count == 5
+    assert cfg.stage("generate").options.seed is None  # run.seed, when the stage runs
     assert cfg.stage("augment") is None
     # relative paths resolve against the toml's folder, not the working directory
     assert cfg.base_dir == path.parent.resolve()
@@ -276,6 +278,36 @@ def test_run_name_with_slash_rejected(tiny_pipeline, registries, name):
     msg = config_error(path, registries)
     assert "run.name" in msg
     assert f"pipeline.toml:{line_of(path, 'name = ')}" in msg
+
+
+@pytest.mark.parametrize(
+    "device, why",
+    [
+        ("gpu", "unknown device 'gpu'"),
+        ("cuda:x", "unknown device 'cuda:x'"),
+        ("mps:1", "unknown device 'mps:1'"),
+        ("tensorrt", "device 'tensorrt' is not available here"),
+    ],
+)
+def test_run_device_goes_through_the_device_grammar(tiny_pipeline, registries, device, why):
+    path = tiny_pipeline()
+    path.write_text(path.read_text().replace('device = "cpu"', f'device = "{device}"'))
+    msg = config_error(path, registries)
+    assert f"pipeline.toml:{line_of(path, 'device = ')}: run.device: {why}" in msg
+    assert "use one of auto, cpu, cuda, cuda:N, mps" in msg and "tensorrt," not in msg
+
+
+@pytest.mark.parametrize("device, canonical", [("cuda:1", "cuda:1"), (" mps ", "mps")])
+def test_run_device_is_stored_canonically(device, canonical):
+    assert RunSection(device=device).device == canonical
+
+
+def test_generate_device_goes_through_the_device_grammar(tiny_pipeline, registries):
+    path = tiny_pipeline()
+    path.write_text(path.read_text().replace("count = 5", 'count = 5\ndevice = "mps"'))
+    msg = config_error(path, registries)
+    assert f"pipeline.toml:{line_of(path, 'mps')}: generate.device: device 'mps'" in msg
+    assert "tensorrt" in msg
 
 
 def test_section_must_be_a_table(tiny_pipeline, registries):

@@ -182,3 +182,16 @@ def test_matching_module_passes_with_default_atol(tmp_path):
     spec = _tiny_spec(Plain())
     result = export_onnx(spec, tmp_path / "plain.onnx", build_card(spec, "x", "generate", 4, 3, ()))
     assert result.path.is_file() and result.max_abs_diff < 1e-6
+
+
+def test_build_card_sets_card_fields_and_keeps_plugin_keys():
+    spec = _tiny_spec(nn.Identity())
+    spec.metadata = {"latent_dim": 4, "direction": "AtoB", "arch": {"depth": 2}, "note": "x"}
+    card = build_card(spec, "x", "generate", 8, 1, ("a",))
+    assert (card.variant, card.task, card.image_size, card.channels) == ("x", "generate", 8, 1)
+    assert card.class_names == ("a",) and card.inputs == (InputSpec("z", "normal", (4,)),)
+    assert card.latent_dim == 4 and card.direction == "AtoB"
+    assert card.extra == {"arch": {"depth": 2}, "note": "x"}
+    props = card.to_props()
+    assert json.loads(props["ganpipe.arch"]) == {"depth": 2} and props["ganpipe.note"] == "x"
+    assert "ganpipe.extra" not in props

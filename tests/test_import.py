@@ -130,6 +130,11 @@ def test_fp16_import_stays_close_and_keeps_float32_io(tmp_path):
     assert sess.get_inputs()[0].type == sess.get_outputs()[0].type == "tensor(float)"
     model = open_model(half.path, "cpu", task="super_resolve")
     assert model.card.precision == "float16" and model.card.scale == 4
+    # the card is the float32 export's, precision aside (written through ModelCard)
+    full = import_weights(src, tmp_path / "fp32.onnx")
+    card32 = open_model(full.path, "cpu", task="super_resolve").card
+    assert card32.precision == "float32" and card32.extra["arch"]["variant"] == "esrgan"
+    assert model.card == card32.model_copy(update={"precision": "float16"})
     x = torch.rand(1, 3, 5, 6)
     with torch.no_grad():
         expected = net(x).clamp(0, 1).numpy()

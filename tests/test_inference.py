@@ -20,8 +20,10 @@ from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from ganpipe.errors import GanpipeError, ModelFileError
-from ganpipe.inference.generate import generate_to_folder, resolve_labels
+from ganpipe.devices import Device
+from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.inference.generate import generate_options, generate_to_folder, resolve_labels
+from ganpipe.inference.options import GenerateOptions
 from ganpipe.inference.session import choose_providers, cuda_driver_usable, open_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,6 +222,27 @@ def test_unknown_device_is_a_one_line_error():
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "device, why",
+    [
+        ("mps", "device 'mps' is not available here"),
+        ("cpu:1", "unknown device 'cpu:1'"),
+        ("cuda:", "unknown device 'cuda:'"),
+        (Device("mps"), "device 'mps' is not available here"),
+    ],
+)
+def test_devices_follow_the_one_grammar(device, why):
+    # ganpipe.devices.parse_device with ONNX Runtime's kinds: a ConfigError (exit 2)
+    with pytest.raises(ConfigError) as err:
+        choose_providers(device)
+    assert str(err.value).startswith(f"--device: {why}; use one of auto, cpu, cuda, cuda:N")
+
+
+def test_device_objects_and_spacing_are_accepted():
+    assert choose_providers(Device("cpu")) == ["CPUExecutionProvider"]
+    assert choose_providers(" cpu ") == ["CPUExecutionProvider"]
+
+
 @pytest.mark.skipif(GPU_HERE, reason="needs a machine without a usable CUDA driver")
 def test_auto_on_cpu_machine_is_cpu_and_silent(dcgan_onnx, tmp_path):
     assert choose_providers("auto") == ["CPUExecutionProvider"]
@@ -229,7 +252,7 @@ def test_auto_on_cpu_machine_is_cpu_and_silent(dcgan_onnx, tmp_path):
         from ganpipe.inference.session import open_model
         from ganpipe.inference.generate import generate_batches
         model = open_model({str(dcgan_onnx)!r}, "auto", task="generate")
-        images = np.concatenate(list(generate_batches(model, 3)))
+        images = np.concatenate(list(generate_batches(model, 3, 0)))
         print(json.dumps({{"providers": model.providers, "shape": list(images.shape)}}))
         """
     proc = run_python(code, tmp_path)
@@ -426,3 +449,84 @@ def test_conditional_model_without_class_names_is_an_error(tmp_path):
     model = make_generator_onnx(tmp_path / "nonames.onnx", None, conditional=True)
     with pytest.raises(GanpipeError, match="without class names"):
         generate_to_folder(model, tmp_path / "out", 2, device="cpu")
+
+
+# -- one option schema -----------------------------------------------------------------
+def test_options_are_stated_once():
+    """The CLI's flags, the stage's table and the library take the same model."""
+    import click
+
+    from ganpipe.cli.generate import generate as command
+    from ganpipe.stages.generate import GenerateStage
+
+    stage = GenerateStage.Options
+    assert issubclass(stage, GenerateOptions) and set(stage.model_fields) == set(
+        GenerateOptions.model_fields
+    )
+    params = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for name, info in GenerateOptions.model_fields.items():
+        assert name in params, name
+        if not params[name].multiple and info.default is not None:
+            assert params[name].default == info.default, name
+        if name != "seed":  # the stage's seed defaults to run.seed
+            assert stage.model_fields[name].default == info.default, name
+    assert stage.model_fields["seed"].default is None
+    assert params["count"].opts == ["-n", "--count"] and params["labels"].opts == ["--label"]
+    assert params["codes"].opts == ["--code"] and "--no-grid" in params["grid"].secondary_opts
+
+
+def test_labels_split_on_commas_and_all_means_every_class():
+    assert GenerateOptions(labels=["cat,dog", 2]).labels == ["cat", "dog", 2]
+    assert GenerateOptions(labels="cat, 1").labels == ["cat", "1"]
+    assert GenerateOptions(labels="all").labels is None
+    assert GenerateOptions(labels=["all"]).labels is None
+    assert GenerateOptions(device=" cuda:1 ").device == "cuda:1"
+
+
+@pytest.mark.parametrize(
+    "fields, key",
+    [
+        ({"count": 0}, "count"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"truncation": 0}, "truncation"),
+        ({"device": "mps"}, "device"),
+        ({"colour": 1}, "colour"),
+    ],
+)
+def test_bad_options_name_the_key(dcgan_onnx, tmp_path, fields, key):
+    with pytest.raises(ConfigError) as err:
+        generate_to_folder(dcgan_onnx, tmp_path / "out", **fields)
+    assert str(err.value).startswith(f"{key}: ") and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_object_fields_and_count_shorthand_agree(dcgan_onnx, tmp_path):
+    opts = GenerateOptions(count=3, seed=4, batch_size=2, device="cpu", grid=False)
+    a = generate_to_folder(dcgan_onnx, tmp_path / "a", opts)
+    b = generate_to_folder(dcgan_onnx, tmp_path / "b", count=3, seed=4, device="cpu", grid=False)
+    c = generate_to_folder(dcgan_onnx, tmp_path / "c", 3, seed=4, device="cpu", grid=False)
+    assert len(a.files) == len(b.files) == len(c.files) == 3 and a.grid is None
+    assert read_pngs(tmp_path / "a") == read_pngs(tmp_path / "b") == read_pngs(tmp_path / "c")
+    # fields on top of an options object; the object itself is left alone
+    assert generate_options(opts, seed=9).seed == 9 and opts.seed == 4
+    assert generate_options(opts, seed=9).count == 3
+    assert generate_options() == GenerateOptions()
+
+
+def test_stage_seed_defaults_to_run_seed(dcgan_onnx, tmp_path):
+    from types import SimpleNamespace
+
+    from ganpipe.stages.generate import GenerateStage
+
+    stage = GenerateStage()
+    ctx = SimpleNamespace(
+        config=SimpleNamespace(run=SimpleNamespace(seed=5)),
+        output=lambda stage, key, needed_by: dcgan_onnx,
+        stage_dir=lambda name: tmp_path / "run" / name,
+    )
+    result = stage.run(ctx, stage.Options(count=4, device="cpu"))
+    assert result.info == {"count": 4} and result.outputs["grid"] == "generate/grid.png"
+    generate_to_folder(dcgan_onnx, tmp_path / "seed5", 4, seed=5, device="cpu")
+    assert read_pngs(tmp_path / "run" / "generate") == read_pngs(tmp_path / "seed5")
+    stage.run(ctx, stage.Options(count=4, device="cpu", seed=0))  # an explicit seed wins
+    assert read_pngs(tmp_path / "run" / "generate") != read_pngs(tmp_path / "seed5")

@@ -24,6 +24,7 @@ from ganpipe.inference.generate import (
     sample_inputs,
 )
 from ganpipe.inference.session import OnnxModel, open_model
+from ganpipe.modelcard import ModelCard
 from ganpipe.nn.layers import SelfAttention, has_spectral_norm
 from ganpipe.pipeline import run_file
 from ganpipe.variant import Batch, DataInfo, StepContext
@@ -180,14 +181,18 @@ def test_bad_code_values(infogan_model, tmp_path, codes, needle):
 
 def test_code_on_a_model_without_codes_and_several_categorical_codes(tmp_path):
     plain = OnnxModel(
-        tmp_path / "m.onnx", None, {"inputs": [{"name": "z", "kind": "normal", "shape": [4]}]}
+        tmp_path / "m.onnx",
+        None,
+        ModelCard(task="generate", inputs=[{"name": "z", "kind": "normal", "shape": [4]}]),
     )
     with pytest.raises(GanpipeError, match="has no latent code inputs; drop --code"):
         resolve_codes(plain, {"c_cat": 1})
     multi = OnnxModel(
         tmp_path / "m.onnx",
         None,
-        {"inputs": [{"name": "c_cat", "kind": "categorical", "shape": [3, 5]}]},
+        ModelCard(
+            task="generate", inputs=[{"name": "c_cat", "kind": "categorical", "shape": [3, 5]}]
+        ),
     )
     assert resolve_codes(multi, {"c_cat": "0,4,2"})["c_cat"].tolist() == [0, 4, 2]
     assert resolve_codes(multi, {"c_cat": 1})["c_cat"].tolist() == [1, 1, 1]

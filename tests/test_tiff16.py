@@ -1,4 +1,4 @@
-"""16-bit RGB(A) and gray+alpha TIFFs (:mod:`ganpipe.inference.tiff16`): real files written
+"""16-bit RGB(A) and gray+alpha TIFFs (:mod:`ganpipe.imaging.tiff16`): real files written
 by the module itself, by tifffile (big-endian, planar, tiled, premultiplied alpha), by
 Pillow, and by hand (PackBits, and a compression that needs imagecodecs)."""
 
@@ -14,8 +14,8 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
-from ganpipe.inference import png16
-from ganpipe.inference.tiff16 import encode_tiff16, read_tiff16, tiff16_needed
+from ganpipe.imaging import png16
+from ganpipe.imaging.tiff16 import encode_tiff16, read_tiff16, tiff16_needed
 
 
 def _random(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -258,5 +258,5 @@ def test_encode_rejects_what_it_cannot_write():
 
 
 def test_does_not_import_torch():
-    code = "import sys, ganpipe.inference.tiff16; assert 'torch' not in sys.modules"
+    code = "import sys, ganpipe.imaging.tiff16; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -23,18 +23,14 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from ganpipe.errors import ConfigError, GanpipeError
-from ganpipe.inference import png16
-from ganpipe.inference import upscale as up
+from ganpipe.imaging import png16
+from ganpipe.imaging.decode import decode_image
 from ganpipe.inference.session import cuda_driver_usable
-from ganpipe.inference.tiling import axis_weights, tile_windows, upscale_plane
-from ganpipe.inference.upscale import (
-    Upscaler,
-    decode_image,
-    open_sr_model,
-    parse_shard,
-    plan_jobs,
-    upscale_path,
-)
+from ganpipe.upscale import batch, upscale_path
+from ganpipe.upscale.ensemble import Ensemble
+from ganpipe.upscale.model import open_sr_model
+from ganpipe.upscale.plan import parse_shard, plan_jobs
+from ganpipe.upscale.tiling import Upscaler, axis_weights, tile_windows, upscale_plane
 
 OUT_NAME = "upscaled"  # ONNX forbids an output with the input's name ("image")
 
@@ -537,7 +533,7 @@ def test_48bit_rgb_64bit_rgba_and_gray_alpha_tiff_keep_16_bits(models, tmp_path)
     import tifffile
     from PIL import ImageCms
 
-    from ganpipe.inference import tiff16
+    from ganpipe.imaging import tiff16
 
     src = tmp_path / "in"
     src.mkdir()
@@ -593,7 +589,7 @@ def test_48bit_rgb_64bit_rgba_and_gray_alpha_tiff_keep_16_bits(models, tmp_path)
 def test_16bit_tiff_with_a_codec_tifffile_lacks_falls_back_to_pillow(models, tmp_path, monkeypatch):
     """An LZW 16-bit TIFF without imagecodecs is still upscaled (at 8 bits, as Pillow
     reads it), not reported as failed."""
-    from ganpipe.inference import tiff16
+    from ganpipe.imaging import tiff16
 
     rgb = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (6, 1))[:, :, None].repeat(3, 2)
     (tmp_path / "a.tif").write_bytes(tiff16.encode_tiff16(rgb))
@@ -840,7 +836,7 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
     lock = threading.Lock()
     state = {"decoded": 0, "consumed": 0, "max_ahead": 0}
     encodes: list[tuple[float, float]] = []
-    real_decode, real_encode = up.decode_image, up.encode_image
+    real_decode, real_encode = batch.decode_image, batch.encode_image
 
     def decode(path):
         pic = real_decode(path)
@@ -856,8 +852,8 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
         with lock:
             encodes.append((t0, time.perf_counter()))
 
-    monkeypatch.setattr(up, "decode_image", decode)
-    monkeypatch.setattr(up, "encode_image", encode)
+    monkeypatch.setattr(batch, "decode_image", decode)
+    monkeypatch.setattr(batch, "encode_image", encode)
     sr = open_sr_model(models["near2"], "cpu")
     rec = Recorder(sr.session, sleep=0.05)
     sr.session = rec
@@ -871,7 +867,7 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
 
     upscaler.upscale = counted
     plan = plan_jobs(src, tmp_path / "out")
-    written, failures, _ = up.run_jobs(upscaler, plan.jobs, workers=2, progress=False)
+    written, failures, _ = batch.run_jobs(upscaler, plan.jobs, workers=2, progress=False)
     assert len(written) == 8 and not failures
     overlapping = sum(1 for a0, a1 in rec.intervals for b0, b1 in encodes if a0 < b1 and b0 < a1)
     assert overlapping >= 3  # the model ran while earlier images were being written
@@ -1041,7 +1037,7 @@ def test_model_ensemble_and_self_ensemble(models, tmp_path, cli):
         return Upscaler(open_sr_model(models[name], "cpu"), tile=0).upscale(p).color
 
     both = Upscaler(
-        up.Ensemble([open_sr_model(models["conv2"], "cpu"), open_sr_model(models["blur2"], "cpu")]),
+        Ensemble([open_sr_model(models["conv2"], "cpu"), open_sr_model(models["blur2"], "cpu")]),
         tile=0,
     )
     np.testing.assert_allclose(
@@ -1054,21 +1050,19 @@ def test_model_ensemble_and_self_ensemble(models, tmp_path, cli):
             out = np.rot90(plain("conv2", image), -rot)
             expected += out[:, ::-1] if flip else out
     expected /= 8
-    tta = Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=0)
+    tta = Upscaler(Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=0)
     got = tta.upscale(pic).color
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.abs(got - plain("conv2")).max() > 1e-3  # the model is not flip-invariant
     # tiled, the self-ensemble still matches the whole-image one
     tiled = (
-        Upscaler(up.Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=16, overlap=6)
+        Upscaler(Ensemble([open_sr_model(models["conv2"], "cpu")], tta=True), tile=16, overlap=6)
         .upscale(pic)
         .color
     )
     assert np.abs(tiled - got).max() < 1e-4
     with pytest.raises(ConfigError, match="one scale"):
-        up.Ensemble(
-            [open_sr_model(models["near2"], "cpu"), open_sr_model(models["near4m4"], "cpu")]
-        )
+        Ensemble([open_sr_model(models["near2"], "cpu"), open_sr_model(models["near4m4"], "cpu")])
     proc = cli(
         "upscale",
         "-i",
@@ -1130,7 +1124,7 @@ def test_upscale_stage_defaults_to_the_export_model(models, tmp_path):
 
     from ganpipe.pipeline import Manifest
     from ganpipe.stage import StageContext
-    from ganpipe.stages.upscale import UpscaleOptions, UpscaleStage
+    from ganpipe.stages.upscale import UpscaleStage
 
     run_dir = tmp_path / "runs" / "x"
     (run_dir / "export").mkdir(parents=True)
@@ -1142,7 +1136,7 @@ def test_upscale_stage_defaults_to_the_export_model(models, tmp_path):
     )
     config = SimpleNamespace(base_dir=tmp_path, path=tmp_path / "pipeline.toml")
     ctx = StageContext(config, run_dir, manifest, {}, log=lambda m: None)
-    opts = UpscaleOptions(input="photos", device="cpu", format="webp")
+    opts = UpscaleStage.Options(input="photos", device="cpu", format="webp")
     result = UpscaleStage().run(ctx, opts)
     assert result.outputs == {"images": "upscale"} and result.info["written"] == 1
     assert opened(run_dir / "upscale" / "a.webp").size == (12, 10)

@@ -9,8 +9,9 @@ the library all take the same model.
 
 Mapping: ``bool`` -> ``--name/--no-name``; ``int``/``float`` with ``ge``/``le`` bounds ->
 ``IntRange``/``FloatRange``; ``Literal[...]`` -> ``Choice``; ``list[...]`` -> a repeatable
-option; everything else -> a string. ``None`` defaults stay unset and leave the model's
-default in force.
+option; ``dict[str, ...]`` -> a repeatable ``NAME=VALUE`` option (values as strings, for the
+model to convert); everything else -> a string. ``None`` defaults stay unset and leave the
+model's default in force.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _click_type(tp: Any, info: FieldInfo) -> tuple[Any, bool]:
     if origin in (list, tuple):
         inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
         return _click_type(inner, FieldInfo())[0], True
+    if origin is dict:
+        return click.STRING, True
     if tp is int:
         return (click.IntRange(**_bounds(info)) if _bounds(info) else int), False
     if tp is float:
@@ -127,11 +130,29 @@ def build(
     data = {
         k: v for k, v in values.items() if k in model.model_fields and v is not None and v != ()
     }
+    for name, value in data.items():
+        bare = _strip_optional(model.model_fields[name].annotation)
+        if typing.get_origin(bare) is dict and isinstance(value, list | tuple):
+            data[name] = _pairs(value, flag_name(name, flags))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
-        raise ConfigError(
-            f"{flag_name(field, flags)}: {err['msg']}, got {err.get('input')!r}"
-        ) from None
+        given = err.get("input")
+        got = "" if repr(given) in err["msg"] else f", got {given!r}"
+        raise ConfigError(f"{flag_name(field, flags)}: {err['msg']}{got}") from None
+
+
+def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
+    """``("a=1", "b=2,3")`` -> ``{"a": "1", "b": "2,3"}``; a one-line error naming ``flag``
+    for an item without ``=`` or a name given twice."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = (p.strip() for p in str(item).partition("="))
+        if not sep or not name or not value:
+            raise ConfigError(f"{flag} {item!r}: use NAME=VALUE, e.g. {flag} name=1")
+        if name in out:
+            raise ConfigError(f"{flag} {name} is given twice; give each name once")
+        out[name] = value
+    return out

@@ -1,1 +1,2 @@
-"""torch -> ONNX export with a parity check and metadata inside the file."""
+"""torch -> ONNX export with a parity check and the model card inside the file
+(:mod:`ganpipe.export.onnx_export`)."""

@@ -1,10 +1,11 @@
-"""Export a variant's generator to ONNX.
+"""Export a variant's generator (or an imported SR net) to ONNX.
 
 * dynamic batch axis (and dynamic height/width for image inputs);
 * ``onnx.checker`` validation;
 * parity against PyTorch on fresh random inputs (max abs diff reported);
-* the model card (:class:`ganpipe.modelcard.ModelCard`) in its metadata, so inference
-  needs only the ``.onnx`` file.
+* the model card (:class:`ganpipe.modelcard.ModelCard`, made by :func:`build_card`)
+  written into the file's ``metadata_props`` with :meth:`~ganpipe.modelcard.ModelCard.to_props`,
+  so inference needs only the ``.onnx`` file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -23,12 +25,14 @@ import torch
 
 from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import atomic_path
-from ganpipe.modelcard import ModelCard
+from ganpipe.modelcard import ModelCard, Task
 from ganpipe.variant import ExportSpec
 
 
 @dataclass
 class ExportResult:
+    """What :func:`export_onnx` wrote: the file, the ONNX-vs-torch parity and its card."""
+
     path: Path
     max_abs_diff: float
     card: ModelCard
@@ -37,13 +41,14 @@ class ExportResult:
 def build_card(
     spec: ExportSpec,
     variant: str,
-    task: str,
+    task: Task,
     image_size: int,
     channels: int,
     class_names: tuple[str, ...],
 ) -> ModelCard:
-    """The model card of an export: what the loop knows plus the variant's ``spec``
-    (``spec.metadata`` keys that are not card fields go to ``extra``)."""
+    """The model card of an export: what the loop knows (variant, task, data size and
+    classes) plus the variant's ``spec`` (inputs, output, value range, and
+    ``spec.metadata``: keys that are card fields set them, the others go to ``extra``)."""
     fields = set(ModelCard.model_fields) - {"extra"}
     given = dict(spec.metadata)
     return ModelCard(
@@ -60,7 +65,8 @@ def build_card(
     )
 
 
-def _dynamic_shapes(spec: ExportSpec):
+def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any], ...]:
+    """A dynamic batch axis for every input, dynamic height and width for images."""
     batch = torch.export.Dim("batch", min=1, max=65536)
     shapes = []
     for s in spec.inputs:
@@ -114,8 +120,11 @@ def export_onnx(
     parity_batch: int = 3,
     seed: int = 1234,
 ) -> ExportResult:
-    """Export ``spec.module`` to ``path`` atomically; raise if parity fails."""
-    import onnxruntime as ort  # noqa: PLC0415
+    """Export ``spec.module`` to ``path`` atomically, with ``card`` in its metadata;
+    nothing is written if the export, the checker or the parity check (max abs diff
+    against torch on ``parity_batch`` fresh inputs drawn with ``seed``, within ``atol``)
+    fails: a one-line :class:`GanpipeError`."""
+    import onnxruntime as ort
 
     path = Path(path)
     module = spec.module.eval().to("cpu")

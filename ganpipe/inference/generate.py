@@ -1,10 +1,16 @@
-"""Latent-to-image generation with ONNX Runtime (no torch)."""
+"""Latent-to-image generation with ONNX Runtime (no torch).
+
+:func:`generate_to_folder` is what ``ganpipe generate`` and the ``[generate]`` stage call,
+with a :class:`~ganpipe.inference.options.GenerateOptions`; :func:`generate_batches` and
+:func:`sample_inputs` are the steps below it, for callers with an open model (evaluate).
+Everything the model needs is read from its typed card (:class:`ganpipe.modelcard.ModelCard`).
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,13 @@ import numpy as np
 from ganpipe.data.imageio import make_grid, save_image, to_uint8
 from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import ensure_writable_dir
+from ganpipe.inference.options import ALL_LABELS, GenerateOptions
 from ganpipe.inference.session import OnnxModel, open_model
+from ganpipe.modelcard import InputSpec
+from ganpipe.options import validate
+
+#: most images in grid.png
+GRID_MAX = 256
 
 
 def resolve_labels(
@@ -24,12 +36,9 @@ def resolve_labels(
 
     ``None`` on a conditional model cycles through all classes. The labels repeat to ``n``.
     """
-    names = [str(c) for c in model.card.model_dump(mode="json").get("class_names", [])]
-    conditional = any(
-        s["kind"] == "label" for s in model.card.model_dump(mode="json").get("inputs", [])
-    )
-    if not conditional:
-        if labels not in (None, "all", []):
+    names = list(model.card.class_names)
+    if not model.card.conditional:
+        if labels not in (None, ALL_LABELS, []):
             raise GanpipeError(f"{model.path.name} is not conditional; drop --label")
         return None
     if not names:
@@ -37,7 +46,7 @@ def resolve_labels(
             f"{model.path}: conditional model without class names in its "
             f"metadata; re-export it with ganpipe"
         )
-    if labels in (None, "all", []):
+    if labels in (None, ALL_LABELS, []):
         chosen = list(range(len(names)))
     else:
         if isinstance(labels, str | int):
@@ -62,9 +71,9 @@ def resolve_labels(
 CODE_KINDS = ("categorical", "uniform")
 
 
-def _describe_code(spec: dict) -> str:
-    name, shape = spec["name"], tuple(spec["shape"])
-    if spec["kind"] == "categorical":
+def _describe_code(spec: InputSpec) -> str:
+    name, shape = spec.name, spec.shape
+    if spec.kind == "categorical":
         count, k = math.prod(shape[:-1]), shape[-1]
         what = (
             f"{count} comma-separated class indices or one for all, each"
@@ -85,12 +94,12 @@ def _parts(value: Any) -> list:
     return [value]
 
 
-def _parse_code(spec: dict, value: Any) -> np.ndarray:
+def _parse_code(spec: InputSpec, value: Any) -> np.ndarray:
     """The fixed per-sample value of one code: int64 class indices of shape
     ``shape[:-1]`` (categorical) or float32 values of ``shape`` (uniform)."""
-    shape = tuple(spec["shape"])
+    shape = spec.shape
     parts = _parts(value)
-    if spec["kind"] == "categorical":
+    if spec.kind == "categorical":
         lead, k = shape[:-1], shape[-1]
         idx = []
         for p in parts:
@@ -124,11 +133,7 @@ def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str
     strings like ``"0.5,-1"`` too) against the model's code inputs."""
     if not codes:
         return {}
-    specs = {
-        s["name"]: s
-        for s in model.card.model_dump(mode="json").get("inputs", [])
-        if s["kind"] in CODE_KINDS
-    }
+    specs = {s.name: s for s in model.card.inputs if s.kind in CODE_KINDS}
     if not specs:
         raise GanpipeError(f"{model.path.name} has no latent code inputs; drop --code")
     listing = "; ".join(_describe_code(s) for s in specs.values())
@@ -179,27 +184,27 @@ def sample_inputs(
     redraws = np.random.default_rng([seed, 0x7C])
     fixed = resolve_codes(model, codes)
     feeds = {}
-    for spec in model.card.model_dump(mode="json").get("inputs", []):
-        name, shape = spec["name"], tuple(spec["shape"])
-        if spec["kind"] == "normal":
+    for spec in model.card.inputs:
+        name, shape = spec.name, spec.shape
+        if spec.kind == "normal":
             feeds[name] = rng.standard_normal((n, *shape), dtype=np.float32)
             if truncation is not None:
                 feeds[name] = truncate(feeds[name], truncation, redraws)
-        elif spec["kind"] == "label":
+        elif spec.kind == "label":
             feeds[name] = labels if labels is not None else np.zeros(n, np.int64)
-        elif spec["kind"] == "categorical":
+        elif spec.kind == "categorical":
             idx = rng.integers(0, shape[-1], (n, *shape[:-1]))
             if name in fixed:
                 idx = np.broadcast_to(fixed[name], idx.shape)
             feeds[name] = np.eye(shape[-1], dtype=np.float32)[idx]
-        elif spec["kind"] == "uniform":
+        elif spec.kind == "uniform":
             values = rng.uniform(-1.0, 1.0, (n, *shape)).astype(np.float32)
             if name in fixed:
                 values = np.broadcast_to(fixed[name], values.shape).copy()
             feeds[name] = values
         else:
             raise GanpipeError(
-                f"{model.path.name}: input kind {spec['kind']!r} is not "
+                f"{model.path.name}: input kind {spec.kind!r} is not "
                 f"supported by this version of ganpipe; upgrade ganpipe"
             )
     return feeds
@@ -208,20 +213,21 @@ def sample_inputs(
 def generate_batches(
     model: OnnxModel,
     n: int,
-    seed: int = 0,
+    seed: int,
     labels: np.ndarray | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     codes: Mapping[str, Any] | None = None,
     truncation: float | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``.
-    ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` truncates
-    the Gaussian noise (see :func:`truncate`)."""
+    """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``
+    (default: :class:`GenerateOptions`'). ``labels`` as :func:`resolve_labels` gives them;
+    ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` truncates the
+    Gaussian noise (see :func:`truncate`)."""
+    step = batch_size or GenerateOptions.model_fields["batch_size"].default
     feeds = sample_inputs(model, n, seed, labels, codes, truncation)
-    value_range = tuple(model.card.model_dump(mode="json").get("value_range", (-1.0, 1.0)))
-    for start in range(0, n, batch_size):
-        batch = {k: v[start : start + batch_size] for k, v in feeds.items()}
-        yield to_uint8(model.run(batch), value_range)
+    for start in range(0, n, step):
+        batch = {k: v[start : start + step] for k, v in feeds.items()}
+        yield to_uint8(model.run(batch), model.card.value_range)
 
 
 @dataclass
@@ -232,54 +238,66 @@ class GenerateSummary:
     providers: list[str]
 
 
+def generate_options(
+    options: GenerateOptions | int | None = None, **fields: Any
+) -> GenerateOptions:
+    """``options`` with ``fields`` (names of :class:`GenerateOptions`) set on top, checked;
+    a plain ``int`` is the count. A bad value is a one-line ConfigError naming the key."""
+    if isinstance(options, int) and not isinstance(options, bool):
+        options, fields = None, {"count": options, **fields}
+    if options is None:
+        return validate(GenerateOptions, fields, "")
+    if not isinstance(options, GenerateOptions):
+        raise TypeError(f"options must be GenerateOptions, got {type(options).__name__}")
+    if not fields and type(options) is GenerateOptions:
+        return options
+    # a subclass (the stage's, whose seed may be None) becomes the library's own options
+    return validate(GenerateOptions, {**options.model_dump(exclude_unset=True), **fields}, "")
+
+
 def generate_to_folder(
     model_path: str | Path,
     out_dir: str | Path,
-    n: int,
+    options: GenerateOptions | int | None = None,
     *,
-    seed: int = 0,
-    labels: Sequence[str | int] | str | None = None,
-    batch_size: int = 64,
-    device: str = "auto",
-    grid: bool = True,
     prefix: str = "sample_",
-    on_batch=None,
-    codes: Mapping[str, Any] | None = None,
-    truncation: float | None = None,
+    on_batch: Callable[[int], Any] | None = None,
+    **fields: Any,
 ) -> GenerateSummary:
-    """Write ``n`` PNGs (and ``grid.png``) into ``out_dir``; every file written atomically.
+    """Write ``count`` PNGs (and ``grid.png``) into ``out_dir``; every file written
+    atomically. ``options`` is a :class:`GenerateOptions` (or just the count), ``fields``
+    set some of its fields: ``generate_to_folder(m, out, count=8, seed=1, labels=["cat"])``.
+
     ``codes`` fixes latent codes of InfoGAN-style models: ``{"c_cat": 3}`` (class index;
     one per code, or one for all) and ``{"c_cont": [0.5, -1.0]}`` (one float per
     dimension, or one for all); strings such as ``"0.5,-1"`` are accepted. ``truncation``
-    (> 0) redraws Gaussian noise values beyond it (the truncation trick)."""
-    if n < 1:
-        raise GanpipeError(f"the number of images must be at least 1, got {n}")
-    if batch_size < 1:
-        raise GanpipeError(f"--batch-size must be at least 1, got {batch_size}")
-    if truncation is not None and not truncation > 0:
-        raise GanpipeError(f"--truncation must be greater than 0 (e.g. 0.5), got {truncation}")
-    model = open_model(model_path, device, task="generate")
-    if truncation is not None and not any(
-        s["kind"] == "normal" for s in model.card.model_dump(mode="json").get("inputs", [])
-    ):
+    (> 0) redraws Gaussian noise values beyond it (the truncation trick). ``on_batch`` is
+    called with the number of images of each batch written."""
+    opts = generate_options(options, **fields)
+    model = open_model(model_path, opts.device, task="generate")
+    if opts.truncation is not None and not any(s.kind == "normal" for s in model.card.inputs):
         raise GanpipeError(
             f"{model.path.name} has no Gaussian noise input to truncate; drop --truncation"
         )
-    lab = resolve_labels(model, labels, n)
-    fixed = resolve_codes(model, codes)
+    n = opts.count
+    lab = resolve_labels(model, opts.labels, n)
+    fixed = resolve_codes(model, opts.codes)
     out = ensure_writable_dir(out_dir)
-    files, grid_images = [], []
+    files: list[Path] = []
+    grid_images: list[np.ndarray] = []
     width = max(5, len(str(n - 1)))
-    for batch in generate_batches(
-        model, n, seed, lab, batch_size, codes=fixed, truncation=truncation
-    ):
+    batches = generate_batches(
+        model, n, opts.seed, lab, opts.batch_size, codes=fixed, truncation=opts.truncation
+    )
+    for batch in batches:
         for img in batch:
             files.append(save_image(img, out / f"{prefix}{len(files):0{width}d}.png"))
-        if grid and sum(len(b) for b in grid_images) < 256:
+        if opts.grid and sum(len(b) for b in grid_images) < GRID_MAX:
             grid_images.append(batch)
         if on_batch:
             on_batch(len(batch))
     grid_path = None
-    if grid:
-        grid_path = save_image(make_grid(np.concatenate(grid_images)[:256]), out / "grid.png")
+    if opts.grid:
+        grid = make_grid(np.concatenate(grid_images)[:GRID_MAX])
+        grid_path = save_image(grid, out / "grid.png")
     return GenerateSummary(out, files, grid_path, model.providers)

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ganpipe.errors import GanpipeError, ModelFileError
+from ganpipe.devices import ORT_KINDS, Device, parse_device
+from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
 from ganpipe.modelcard import PREFIX, ModelCard
-
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
 def cuda_driver_usable() -> bool:
@@ -36,25 +35,26 @@ def cuda_driver_usable() -> bool:
     return False
 
 
-def choose_providers(device: str = "auto") -> list[Any]:
-    """Execution providers for ``device``: ``auto`` (CUDA when usable, else CPU), ``cpu``,
-    ``cuda`` or ``cuda:N``, ``tensorrt`` (TensorRT, then CUDA, then CPU)."""
-    import onnxruntime as ort
-
-    kind, _, index = device.partition(":")
-    if kind not in DEVICES:
-        raise GanpipeError(
-            f"unknown device {device!r}; use one of auto, cpu, cuda, cuda:N, tensorrt"
-        )
+def choose_providers(device: str | Device = "auto") -> list[Any]:
+    """Execution providers for ``device`` (:func:`ganpipe.devices.parse_device`, ONNX
+    Runtime's kinds): ``auto`` (CUDA when usable, else CPU), ``cpu``, ``cuda`` or
+    ``cuda:N``, ``tensorrt`` or ``tensorrt:N`` (TensorRT, then CUDA, then CPU)."""
+    try:
+        parsed = parse_device(device, ORT_KINDS, where="--device")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    kind, index, name = parsed.kind, parsed.index or 0, str(parsed)
     if kind == "cpu":
         return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
     available = set(ort.get_available_providers())
     has_cuda = "CUDAExecutionProvider" in available and cuda_driver_usable()
     if not has_cuda:
         if kind == "auto":
             return ["CPUExecutionProvider"]
         raise GanpipeError(
-            f"--device {device}: no usable CUDA GPU for ONNX Runtime here "
+            f"--device {name}: no usable CUDA GPU for ONNX Runtime here "
             f"(providers: {', '.join(sorted(available))}); install "
             f"onnxruntime-gpu with a CUDA driver, or use --device cpu"
         )
@@ -63,14 +63,14 @@ def choose_providers(device: str = "auto") -> list[Any]:
             ort.preload_dlls()
         except Exception:  # noqa: BLE001 - best effort; the session reports what fails
             pass
-    cuda = ("CUDAExecutionProvider", {"device_id": int(index or 0)})
+    cuda = ("CUDAExecutionProvider", {"device_id": index})
     if kind == "tensorrt":
         if "TensorrtExecutionProvider" not in available:
             raise GanpipeError(
-                "--device tensorrt: this onnxruntime has no TensorRT provider; use --device cuda"
+                f"--device {name}: this onnxruntime has no TensorRT provider; use --device cuda"
             )
         return [
-            ("TensorrtExecutionProvider", {"device_id": int(index or 0), "trt_fp16_enable": True}),
+            ("TensorrtExecutionProvider", {"device_id": index, "trt_fp16_enable": True}),
             cuda,
             "CPUExecutionProvider",
         ]
@@ -112,7 +112,7 @@ class OnnxModel:
 
 
 def open_model(
-    path: str | Path, device: str = "auto", *, task: str | tuple[str, ...] | None = None
+    path: str | Path, device: str | Device = "auto", *, task: str | tuple[str, ...] | None = None
 ) -> OnnxModel:
     """Open ``path`` in an ONNX Runtime session; one-line errors for user mistakes.
     ``task``: the ganpipe task (or tasks) the model must have."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganpipe.devices import Device
 from ganpipe.errors import ModelFileError
 
 
@@ -66,14 +67,16 @@ class RandomFeatures(nn.Module):
 
 
 class OnnxFeatures(nn.Module):
-    """Features from a local ONNX model (first output, flattened per image)."""
+    """Features from a local ONNX model (first output, flattened per image), run on
+    ``device`` (ONNX Runtime's kinds of :func:`ganpipe.devices.parse_device`, through
+    :func:`~ganpipe.inference.session.open_model`)."""
 
     def __init__(
         self,
         path: str | Path,
         value_range: tuple[float, float] = (-1.0, 1.0),
         size: int | None = None,
-        device: str = "auto",
+        device: str | Device = "auto",
     ):
         super().__init__()
         from ganpipe.inference.session import open_model

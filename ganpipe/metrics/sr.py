@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganpipe.nn.sr import downscale, upscale_bicubic
+from ganpipe.nn import downscale, upscale_bicubic
 
 
 def _as_batches(hr: Any, batch_size: int):
@@ -45,11 +45,17 @@ def _as_batches(hr: Any, batch_size: int):
 def _upscaler(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """``model``: a torch module (LR -> SR in [0, 1]), the path of an exported ``.onnx``,
     an ONNX model opened with :func:`ganpipe.inference.session.open_model`, or a callable
-    taking and returning numpy float32 NCHW in [0, 1]."""
-    if isinstance(model, str | Path):
-        from ganpipe.inference.session import open_model
+    taking and returning numpy float32 NCHW in [0, 1] (e.g. a
+    :class:`ganpipe.upscale.model.SRModel`). ONNX models run through that one runner, as
+    ``ganpipe upscale`` runs them: value range, float16 inputs and size multiple from the
+    model card."""
+    from ganpipe.inference.session import OnnxModel, open_model
+    from ganpipe.upscale.model import SRModel
 
+    if isinstance(model, str | Path):
         model = open_model(model, "cpu", task="super_resolve")
+    if isinstance(model, OnnxModel):
+        model = SRModel(model)
     if isinstance(model, torch.nn.Module):
         module = model
 
@@ -64,19 +70,11 @@ def _upscaler(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
             return out
 
         return run_torch
-    if hasattr(model, "session") and hasattr(model, "card"):  # OnnxModel
-        first = model.session.get_inputs()[0]
-        dtype = np.float16 if first.type == "tensor(float16)" else np.float32
-
-        def run_onnx(lr: torch.Tensor) -> torch.Tensor:
-            out = model.run({first.name: lr.numpy().astype(dtype)})
-            return torch.from_numpy(np.asarray(out, np.float32))
-
-        return run_onnx
     if callable(model):
 
         def run_numpy(lr: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(np.asarray(model(lr.numpy()), dtype=np.float32))
+            x = np.ascontiguousarray(lr.numpy(), dtype=np.float32)
+            return torch.from_numpy(np.asarray(model(x), dtype=np.float32))
 
         return run_numpy
     raise TypeError(

@@ -9,7 +9,7 @@ behind them::
 from ganpipe.nn.dcgan import Discriminator as DCGANDiscriminator
 from ganpipe.nn.dcgan import Generator as DCGANGenerator
 from ganpipe.nn.dcgan import init_weights
-from ganpipe.nn.degrade import degrade, downscale, gaussian_blur, jpeg, upscale_bicubic
+from ganpipe.nn.degradations import degrade, downscale, gaussian_blur, jpeg, upscale_bicubic
 from ganpipe.nn.layers import (
     ConditionalBatchNorm2d,
     DownBlock,

@@ -12,7 +12,7 @@ Every generator maps an LR image ``[B, C, h, w]`` in [0, 1] to ``[B, C, h*s, w*s
 * :class:`ESPCN` - Shi et al. 2016: sub-pixel convolution.
 * :class:`SRDiscriminator` - SRGAN's VGG-style discriminator (size-agnostic head).
 
-The LR degradations are in :mod:`ganpipe.nn.degrade`, the perceptual (VGG19) features in
+The LR degradations are in :mod:`ganpipe.nn.degradations`, the perceptual (VGG19) features in
 :mod:`ganpipe.nn.vgg`.
 """
 
@@ -23,10 +23,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-# re-exported for ganpipe.metrics.sr, which imports them from here (until it takes them
-# from ganpipe.nn)
-from ganpipe.nn.degrade import downscale, upscale_bicubic  # noqa: F401
 
 # -- generators ------------------------------------------------------------------------------
 

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ganpipe.devices import ORT_KINDS, Device, grammar, ort_device
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_json
 from ganpipe.options import Options
 from ganpipe.stage import Stage, StageContext, StageResult
+
+if TYPE_CHECKING:
+    from ganpipe.upscale.model import SRModel
 
 
 class EvaluateOptions(Options):
@@ -46,7 +50,12 @@ class EvaluateOptions(Options):
     kid_subset_size: int = Field(1000, ge=2)
     batch_size: int = Field(64, ge=1)
     seed: int | None = Field(None, description="noise seed; default: run.seed + 1")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
+    device: str = Field("auto", description=f"where the models run: {grammar(ORT_KINDS)}")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: Any) -> Any:
+        return ort_device(value) if isinstance(value, str | Device) else value
 
     def extractor(self, base_dir: Path):
         from ganpipe.metrics.features import OnnxFeatures, RandomFeatures
@@ -95,11 +104,11 @@ class EvaluateStage(Stage):
                     f'use "random" or the path of a local ONNX extractor'
                 )
 
-    def _super_resolve(self, ctx: StageContext, model, real, which: str) -> StageResult:
+    def _super_resolve(self, ctx: StageContext, model: SRModel, real, which: str) -> StageResult:
         """SR models: PSNR/SSIM on the real images against the bicubic baseline."""
         from ganpipe.metrics.sr import sr_validation
 
-        scale = int(model.card.scale)
+        scale = model.scale
         scores = sr_validation(model, real.images, scale)
         folder = ctx.stage_dir(self.name)
         write_json(folder / "metrics.json", {"real": which, "scale": scale, "scores": scores})
@@ -117,14 +126,14 @@ class EvaluateStage(Stage):
         )
 
     def _translate(
-        self, ctx: StageContext, opts: EvaluateOptions, model, real, which: str
+        self, ctx: StageContext, opts: EvaluateOptions, model: SRModel, real, which: str
     ) -> StageResult:
         """Translation models: FID / KID of the translated source-domain images against
         the real target-domain images."""
         from ganpipe.metrics.features import extract
         from ganpipe.metrics.scores import all_scores
 
-        src = 0 if model.card.model_dump(mode="json").get("direction", "AtoB") == "AtoB" else 1
+        src = 1 if model.card.direction == "BtoA" else 0
         if len(real.class_names) != 2:
             raise ConfigError(
                 f"[{self.name}] a translate model is scored on two domains; "
@@ -138,8 +147,8 @@ class EvaluateStage(Stage):
             )
         fake = []
         for start in range(0, len(source), opts.batch_size):
-            x = source[start : start + opts.batch_size].transpose(0, 3, 1, 2) / 255.0
-            y = model.run({model.session.get_inputs()[0].name: x.astype(np.float32)})
+            x = source[start : start + opts.batch_size].transpose(0, 3, 1, 2) / np.float32(255)
+            y = model(np.ascontiguousarray(x, dtype=np.float32))
             fake.append(np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
         extractor = opts.extractor(ctx.config.base_dir)
         with warnings.catch_warnings():
@@ -156,7 +165,7 @@ class EvaluateStage(Stage):
             {
                 "real": which,
                 "features": opts.features,
-                "direction": model.card.model_dump(mode="json").get("direction"),
+                "direction": model.card.direction,
                 "scores": s,
             },
         )
@@ -173,22 +182,24 @@ class EvaluateStage(Stage):
         from ganpipe.inference.session import open_model
         from ganpipe.metrics.features import extract
         from ganpipe.metrics.scores import all_scores
+        from ganpipe.modelcard import TASKS
+        from ganpipe.upscale.model import SRModel
 
         cfg = ctx.config
         which = (
             opts.real if opts.real != "auto" else ("holdout" if cfg.data.holdout > 0 else "train")
         )
         real = ctx.load_source(which)
-        model = open_model(ctx.output("export", "model", needed_by=self.name), opts.device)
-        if model.card.model_dump(mode="json").get("task") == "super_resolve":
-            return self._super_resolve(ctx, model, real, which)
-        if model.card.model_dump(mode="json").get("task") == "translate":
-            return self._translate(ctx, opts, model, real, which)
+        path = ctx.output("export", "model", needed_by=self.name)
+        model = open_model(path, opts.device, task=TASKS)
+        card = model.card
+        if card.task == "super_resolve":
+            return self._super_resolve(ctx, SRModel(model), real, which)
+        if card.task == "translate":
+            return self._translate(ctx, opts, SRModel(model), real, which)
         seed = cfg.run.seed + 1 if opts.seed is None else opts.seed
-        names = [str(c) for c in model.card.model_dump(mode="json").get("class_names", [])]
-        conditional = any(
-            s["kind"] == "label" for s in model.card.model_dump(mode="json").get("inputs", [])
-        )
+        names = list(card.class_names)
+        conditional = card.conditional
         labels = np.arange(opts.count) % len(names) if conditional and names else None
         fake = np.concatenate(
             list(generate_batches(model, opts.count, seed, labels, opts.batch_size))

@@ -1,10 +1,12 @@
 """The upscale stage: a folder of images through a super-resolution ``.onnx`` (ONNX
 Runtime, no torch).
 
-The model is ``model`` (a path relative to the pipeline.toml) or, without it, the export
-stage's output. Files that cannot be read or written are logged and listed in the
-manifest (``info.failed``); the others are written and the stage counts as done: re-run
-it with ``ganpipe run --from upscale`` after fixing them.
+Its table is :class:`~ganpipe.upscale.options.UpscaleOptions` (the options of ``ganpipe
+upscale``, with the same defaults) plus ``input`` and ``output``. The model is ``model``
+(a path, or a list of paths for an ensemble, relative to the pipeline.toml) or, without
+it, the export stage's output. Files that cannot be read or written are logged and listed
+in the manifest (``info.failed``); the others are written and the stage counts as done:
+re-run it with ``ganpipe run --from upscale`` after fixing them.
 
 The stage's fingerprint covers its options, the export stage, the ``model`` file (size and
 mtime) and the input: the relative path, size and mtime of each image file the stage would
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
 from ganpipe.errors import ConfigError
-from ganpipe.options import Options, resolve_from
+from ganpipe.options import resolve_from
 from ganpipe.stage import Stage, StageContext, StageResult
+from ganpipe.upscale.options import UpscaleOptions
 
 
 def _file_line(path: Path, name: str) -> str:
@@ -41,7 +43,7 @@ def input_fingerprint(src: Path, recursive: bool) -> str:
     relative path, size and mtime of each, from the upscaler's own listing, so the files it
     ignores do not re-run the stage. Never raises: a missing or unreadable input gets a
     hash of its own, and the stage's run reports the problem."""
-    from ganpipe.inference.upscale import list_images
+    from ganpipe.imaging.sniff import list_images
 
     h = hashlib.sha256(f"upscale-input-v1 {recursive}\n".encode())
     if src.is_dir():
@@ -57,101 +59,50 @@ def input_fingerprint(src: Path, recursive: bool) -> str:
     return h.hexdigest()
 
 
-def _models(opts: UpscaleOptions) -> list[str]:
-    """The explicit model path(s), as a list (empty: the export stage's model)."""
-    if opts.model is None:
-        return []
-    return [opts.model] if isinstance(opts.model, str) else list(opts.model)
+class UpscaleStageOptions(UpscaleOptions):
+    """The ``[upscale]`` table: the upscale options, ``model`` paths relative to the
+    pipeline.toml (none: the export stage's model), and where the images are."""
 
-
-class UpscaleOptions(Options):
     input: str = Field(description="image folder (or file), relative to the pipeline.toml")
     output: str | None = Field(
         None, description="output folder, relative to the toml; default: upscale/ in the run folder"
     )
-    model: str | list[str] | None = Field(
-        None,
-        description="super-resolution .onnx (or released .pth / .safetensors weights, "
-        "converted once), relative to the toml; a list: an ensemble (outputs averaged); "
-        "default: the export stage's model",
-    )
-    tta: bool = Field(False, description="self-ensemble over the 8 flips/rotations")
-    tile: int = Field(
-        512,
-        ge=0,
-        description="tile grid in input pixels (tiles also read the overlap); 0 = whole image",
-    )
-    overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|tensorrt)$")
-    format: Literal["png", "jpg", "webp", "tiff"] | None = Field(
-        None, description="output format; default: the input's"
-    )
-    suffix: str = Field("", pattern=r"^[^/\\]*$", description="added to output file names")
-    recursive: bool = False
-    skip_existing: bool = False
-    quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality")
-    png_compression: int = Field(
-        4, ge=0, le=9, description="zlib level of PNG outputs (1 fastest, 9 smallest)"
-    )
-    alpha: Literal["model", "bicubic"] = "model"
 
 
 class UpscaleStage(Stage):
     name = "upscale"
     description = "upscale a folder of images with a super-resolution ONNX model"
-    Options = UpscaleOptions
+    Options = UpscaleStageOptions
     requires = ()
     optional = ("export",)
 
-    def check(self, config, opts: UpscaleOptions) -> None:
-        from ganpipe.inference.upscale import check_tiling
-
-        if not _models(opts) and config.stage("export") is None:
+    def check(self, config, opts: UpscaleStageOptions) -> None:
+        if not opts.model and config.stage("export") is None:
             raise ConfigError(
                 f"{config.path}: [upscale] needs a model: set model = "
                 f'"path/to/model.onnx" or add an [export] stage before it'
             )
-        try:
-            check_tiling(opts.tile, opts.overlap)
-        except ConfigError as exc:
-            raise ConfigError(f"{config.path}: [upscale] {exc}") from None
 
-    def fingerprint(self, config, opts: UpscaleOptions) -> str:
+    def fingerprint(self, config, opts: UpscaleStageOptions) -> str:
         """The input images and an explicit ``model`` file: the pipeline's fingerprint of
         the options alone would skip the stage after images were added or replaced. (The
         export stage's model is covered by that stage's fingerprint.)"""
         text = input_fingerprint(resolve_from(config.base_dir, opts.input), opts.recursive)
-        for model in _models(opts):
+        for model in opts.model:
             text += " " + _file_line(resolve_from(config.base_dir, model), "model").strip()
         return text
 
-    def run(self, ctx: StageContext, opts: UpscaleOptions) -> StageResult:
-        from ganpipe.inference.upscale import upscale_path
+    def run(self, ctx: StageContext, opts: UpscaleStageOptions) -> StageResult:
+        from ganpipe.upscale.batch import upscale_path
 
-        def resolve(p: str) -> Path:
+        def resolve(p: str | Path) -> Path:
             return resolve_from(ctx.config.base_dir, p)
 
-        models = [resolve(m) for m in _models(opts)] or [
+        models = [resolve(m) for m in opts.model] or [
             ctx.output("export", "model", needed_by=self.name)
         ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
-        summary = upscale_path(
-            resolve(opts.input),
-            out,
-            models,
-            device=opts.device,
-            tile=opts.tile,
-            overlap=opts.overlap,
-            format=opts.format,
-            suffix=opts.suffix,
-            recursive=opts.recursive,
-            skip_existing=opts.skip_existing,
-            quality=opts.quality,
-            png_compression=opts.png_compression,
-            alpha=opts.alpha,
-            tta=opts.tta,
-            log=ctx.log,
-        )
+        summary = upscale_path(resolve(opts.input), out, models, opts, log=ctx.log)
         for path, reason in summary.failures:
             ctx.log(f"[{self.name}] failed: {path}: {reason}")
         try:

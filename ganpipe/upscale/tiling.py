@@ -1,6 +1,13 @@
-"""Tiled super-resolution without seams: overlapping tiles, feathered linear blending.
+"""Tiled super-resolution without seams: overlapping tiles, feathered linear blending, and
+the :class:`Upscaler` around a model (tiles, out-of-memory back-off, alpha).
 
-Only tiles go through the model, and the output is produced band by band: a float32
+Only tiles go through the model; on an out-of-memory error the tile size is halved and the
+image redone, and the smaller tile is kept for the following images (never below
+:data:`~ganpipe.upscale.options.MIN_TILE`). An ``overlap`` too large for the tile (at least
+half of it) becomes a quarter of the tile, with a note: ``--tile 64`` works with the
+default overlap.
+
+The output is produced band by band: a float32
 buffer one row of tiles high collects the blended tiles, and rows that no later tile
 touches are converted right away into the output array (float32, or uint8 / uint16 when
 the caller asks for integers). So the only full-size array is the output itself, and with
@@ -25,11 +32,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-#: Tiles never shrink below this many input pixels when halving after out-of-memory.
-MIN_TILE = 16
+from ganpipe.errors import GanpipeError
+from ganpipe.imaging.picture import Picture, as_unit, store
+from ganpipe.upscale.alpha import enlarge_alpha, fill_transparent
+from ganpipe.upscale.ensemble import Ensemble
+from ganpipe.upscale.model import SRModel
+from ganpipe.upscale.options import MIN_TILE, UpscaleOptions, with_overrides
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -94,29 +107,6 @@ def axis_weights(starts: list[int], tile: int, length: int, scale: int) -> list[
     ]
 
 
-def as_unit(a: np.ndarray) -> np.ndarray:
-    """uint8 or uint16 -> float32 in [0, 1]; float arrays pass as float32."""
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    return a.astype(np.float32, copy=False)
-
-
-def store(dst: np.ndarray, src: np.ndarray) -> None:
-    """Write float ``src`` (values in [0, 1]) into ``dst``: copied for a float ``dst``,
-    rounded and clipped to the full range for uint8 / uint16. ``src`` is scaled in place
-    (it is consumed)."""
-    if dst.dtype.kind == "f":
-        dst[...] = src
-        return
-    top = float(np.iinfo(dst.dtype).max)
-    src *= top
-    src += 0.5
-    np.clip(src, 0, top, out=src)
-    dst[...] = src  # truncation of x + 0.5: rounding
-
-
 def _run_hwc(run: Callable[[np.ndarray], np.ndarray], tile: np.ndarray) -> np.ndarray:
     """HWC tile (C = 1 or 3; uint8, uint16 or float) -> float32 HWC model output; gray goes
     through as 3 equal channels."""
@@ -170,3 +160,74 @@ def upscale_plane(
             band[:, x * scale : (x + tw) * scale] += pred
     store(out[ys[-1] * scale :], band)
     return out
+
+
+class Upscaler:
+    """Tiles, out-of-memory back-off and alpha around an :class:`SRModel` (or an
+    :class:`Ensemble`), with the ``tile``, ``overlap`` and ``alpha`` of ``options`` (and
+    keyword ``overrides`` of them)."""
+
+    def __init__(
+        self,
+        model: SRModel | Ensemble,
+        options: UpscaleOptions | None = None,
+        *,
+        log: Callable[[str], Any] | None = None,
+        **overrides: Any,
+    ):
+        opts = with_overrides(options, overrides)
+        self.model = model
+        self.scale = model.scale
+        self.log = log or (lambda msg: None)
+        m = model.multiple
+        self.tile = max(m, opts.tile - opts.tile % m) if opts.tile else 0
+        overlap = opts.overlap
+        if self.tile and 2 * overlap >= self.tile:
+            fitted = self.tile // 4
+            self.log(
+                f"tile overlap {overlap} is too large for {self.tile}x{self.tile} "
+                f"tiles; using {fitted}"
+            )
+            overlap = fitted
+        self.overlap = overlap
+        self.alpha = opts.alpha
+
+    def plane(self, image: np.ndarray, dtype: type | np.dtype = np.float32) -> np.ndarray:
+        """Upscale one HWC plane (C = 1 or 3) into ``dtype`` (float32 in [0, 1], uint8 or
+        uint16), halving the tile after out-of-memory."""
+        m = self.model.multiple
+        while True:
+            try:
+                return upscale_plane(
+                    self.model, image, self.scale, self.tile, self.overlap, multiple=m, dtype=dtype
+                )
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                current = min(self.tile or max(image.shape[:2]), max(image.shape[:2]))
+                smaller = max(m, (current // 2) - (current // 2) % m)
+                if smaller < MIN_TILE or smaller >= current:
+                    raise GanpipeError(
+                        f"out of memory even with {current}x{current} tiles "
+                        f"({str(exc).strip().splitlines()[0][:200]}); try "
+                        f"--device cpu or a smaller model"
+                    ) from None
+                self.tile = smaller
+                self.overlap = min(self.overlap, smaller // 4)
+                self.log(
+                    f"out of memory with {current}x{current} tiles; retrying with "
+                    f"{smaller}x{smaller} tiles (overlap {self.overlap})"
+                )
+
+    def upscale(self, pic: Picture, bits: int | None = None) -> Picture:
+        """The upscaled picture: planes float32 in [0, 1], or with ``bits`` 8 or 16
+        integers, converted band by band so no float copy of the output is ever held."""
+        dtype = np.float32 if bits is None else np.uint16 if bits == 16 else np.uint8
+        color = pic.color if pic.alpha is None else fill_transparent(pic.color, pic.alpha)
+        up = self.plane(color, dtype)
+        alpha = None
+        if pic.alpha is not None:
+            alpha = enlarge_alpha(
+                pic.alpha, up.shape[:2], dtype, self.alpha, lambda a: self.plane(a, dtype)
+            )
+        return replace(pic, color=up, alpha=alpha, bits=pic.bits if bits is None else bits)

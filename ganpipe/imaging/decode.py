@@ -1,0 +1,129 @@
+"""Decoding an image file into a :class:`~ganpipe.imaging.picture.Picture`.
+
+* **By content**, not by file name (PNG, JPEG, WebP, TIFF, BMP, GIF), with Pillow's
+  decompression-bomb limit kept; the EXIF orientation is applied, and the ICC profile (and
+  the EXIF data, orientation tag removed, for PNG/JPEG/WebP) is kept for the output.
+* **Gray** images (L, I;16...) stay gray: one channel (the upscaler runs them through the
+  model as three equal channels and keeps the mean of the three outputs).
+* **Alpha** (RGBA, LA, PA, palette or colour-key transparency) is a plane of its own;
+  palette images become RGB or RGBA.
+* **16 bits** per channel stay 16 bits: I;16/I;16B PNG and TIFF through Pillow; 48/64-bit
+  RGB(A) PNGs through :mod:`ganpipe.imaging.png16`, and 48/64-bit RGB(A) and gray+alpha
+  TIFFs through :mod:`ganpipe.imaging.tiff16`, because Pillow reduces them to 8 bits. A
+  16-bit TIFF compressed with LZW or JPEG is read by Pillow at 8 bits unless
+  ``imagecodecs`` is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ganpipe.data.imageio import check_pixels
+from ganpipe.imaging import png16
+from ganpipe.imaging.picture import Picture
+from ganpipe.imaging.sniff import sniff_format
+
+#: EXIF orientation -> the transform that shows the pixels upright (HWC arrays)
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _oriented(arr: np.ndarray, orientation: int) -> np.ndarray:
+    return _ORIENT.get(orientation, lambda a: a)(arr)
+
+
+def _icc_for(icc: bytes | None, gray: bool) -> bytes | None:
+    """The profile when its colour space matches the output (GRAY or RGB), else None."""
+    if not icc or len(icc) < 20:
+        return None
+    return icc if icc[16:20] == (b"GRAY" if gray else b"RGB ") else None
+
+
+def _from_pil(im: Image.Image) -> Picture:
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return Picture(np.asarray(im).astype(np.uint16)[:, :, None], bits=16)
+    if mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        top = float(arr.max()) if arr.size else 0.0
+        hi = 1.0 if mode == "F" and top <= 1.0 else 255.0 if top <= 255 else 65535.0
+        return Picture(np.clip(arr / hi, 0, 1)[:, :, None], bits=8 if hi == 255.0 else 16)
+    transparent = "transparency" in im.info
+    if mode in ("1", "L", "LA", "La") and (mode in ("LA", "La") or transparent):
+        target = "LA"
+    elif mode in ("1", "L"):
+        target = "L"
+    elif mode in ("RGBA", "RGBa", "PA") or transparent:
+        target = "RGBA"
+    else:
+        target = "RGB"  # RGB, P, CMYK, YCbCr, LAB, HSV, RGBX
+    arr = np.asarray(im.convert(target) if target != mode else im, dtype=np.uint8)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    if target in ("LA", "RGBA"):
+        return Picture(np.ascontiguousarray(arr[:, :, :-1]), np.ascontiguousarray(arr[:, :, -1]))
+    return Picture(arr)
+
+
+def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """HxWxC (C = 1..4) -> (colour: 1 or 3 channels, alpha or None), contiguous."""
+    n = 3 if arr.shape[2] >= 3 else 1
+    alpha = np.ascontiguousarray(arr[:, :, n]) if arr.shape[2] > n else None
+    return np.ascontiguousarray(arr[:, :, :n]), alpha
+
+
+def _decode_tiff16(path: Path) -> Picture:
+    """A 48/64-bit RGB(A) or 16-bit gray+alpha TIFF, which Pillow would reduce or refuse."""
+    from ganpipe.imaging import tiff16
+
+    arr, info = tiff16.read_tiff16(path)
+    color, alpha = _split(_oriented(arr, info.orientation))
+    return Picture(
+        color, alpha, bits=16, icc=_icc_for(info.icc, color.shape[2] == 1), format="TIFF"
+    )
+
+
+def decode_image(path: str | Path) -> Picture:
+    """Read an image by content, oriented; raises on anything that is not a usable image."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    if not head:
+        raise ValueError("empty file (0 bytes)")
+    if sniff_format(head) == "TIFF":
+        from ganpipe.imaging import tiff16  # tifffile: only for TIFF inputs
+
+        if tiff16.tiff16_needed(path):
+            try:
+                return _decode_tiff16(path)
+            except tiff16.MissingCodec:
+                pass  # e.g. LZW without imagecodecs: Pillow reads it, at 8 bits
+    with Image.open(path) as im:
+        check_pixels(im.width, im.height)
+        fmt = im.format
+        icc = im.info.get("icc_profile")
+        exif = im.getexif()
+        orientation = exif.get(0x0112, 1)
+        if png16.png16_header(head):  # 16-bit RGB(A)/LA: Pillow would keep 8 bits only
+            arr, _ = png16.read_png16(path)
+            color, alpha = _split(_oriented(arr, orientation))
+            pic = Picture(color, alpha, bits=16)
+        else:
+            im.load()
+            pic = _from_pil(ImageOps.exif_transpose(im) if orientation != 1 else im)
+    keep_exif = None
+    if fmt in ("PNG", "JPEG", "WEBP", "MPO") and len(exif):
+        exif.pop(0x0112, None)
+        data = exif.tobytes()
+        keep_exif = data if 0 < len(data) < 60000 else None
+    return replace(pic, icc=_icc_for(icc, pic.gray), exif=keep_exif, format=fmt)

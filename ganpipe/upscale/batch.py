@@ -1,0 +1,249 @@
+"""Running a batch: decode -> upscale -> encode, overlapped, one failed file at a time.
+
+A file that cannot be read, upscaled or written is reported (``failures``) and the batch
+goes on. Decoding runs in a thread pool ahead of inference and encoding in another behind
+it, both bounded (in files and in bytes), so the accelerator is not idle while files are
+read and written, and memory does not grow over a long batch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ganpipe.errors import GanpipeError
+from ganpipe.fsutil import ensure_writable_dir
+from ganpipe.imaging.decode import decode_image
+from ganpipe.imaging.encode import MAX_SIDE, encode_image, output_bits
+from ganpipe.imaging.picture import Picture
+from ganpipe.upscale.ensemble import combine
+from ganpipe.upscale.model import open_sr_model
+from ganpipe.upscale.options import UpscaleOptions, with_overrides
+from ganpipe.upscale.plan import Job, plan_jobs
+from ganpipe.upscale.tiling import Upscaler
+
+#: decoded images waiting for the model, and upscaled images waiting to be written
+MAX_PENDING_BYTES = 2 << 30
+
+
+@dataclass
+class UpscaleSummary:
+    out_dir: Path
+    written: list[Path]
+    skipped: list[Path]
+    failures: list[tuple[Path, str]]
+    ignored: int
+    providers: list[str]
+    scale: int
+    seconds: float
+    megapixels: float  # input megapixels upscaled
+    tile: int  # tile size in use at the end (smaller after out-of-memory)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def line(self) -> str:
+        rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
+        mps = self.megapixels / self.seconds if self.seconds > 0 else 0.0
+        parts = [
+            f"upscaled {len(self.written)} image{'s' * (len(self.written) != 1)} "
+            f"(x{self.scale}) to {self.out_dir} in {self.seconds:.1f}s "
+            f"({rate:.2f} img/s, {mps:.2f} MP/s in)"
+        ]
+        if self.skipped:
+            parts.append(f"skipped {len(self.skipped)} existing")
+        if self.failures:
+            parts.append(f"{len(self.failures)} failed")
+        provider = self.providers[0] if self.providers else "?"
+        return "; ".join(parts) + f" [{provider}]"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a file that failed; the exception type only where it says more."""
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    if text and isinstance(exc, OSError | ValueError | SyntaxError | Image.DecompressionBombError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Progress:
+    """tqdm bar with images/s and input megapixels/s; thread-safe updates."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            unit="img",
+            disable=(None if enabled is None else not enabled),
+            dynamic_ncols=True,
+            smoothing=0.1,
+            file=sys.stderr,
+        )
+        self.lock = threading.Lock()
+        self.start = time.perf_counter()
+        self.megapixels = 0.0
+
+    def done(self, megapixels: float) -> None:
+        with self.lock:
+            self.megapixels += megapixels
+            elapsed = max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{self.megapixels / elapsed:.2f} MP/s", refresh=False)
+            self.bar.update(1)
+
+    def failed(self) -> None:
+        with self.lock:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_jobs(
+    upscaler: Upscaler,
+    jobs: list[Job],
+    options: UpscaleOptions | None = None,
+    *,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> tuple[list[Path], list[tuple[Path, str]], float]:
+    """Decode (thread pool, ahead) -> upscale (this thread) -> encode (thread pool,
+    behind), with the ``quality``, ``png_compression`` and ``workers`` of ``options`` (and
+    keyword ``overrides`` of them); ``progress``: a bar (None: when stderr is a terminal).
+    Returns the written paths, the failures and the input megapixels."""
+    opts = with_overrides(options, overrides)
+    workers = opts.workers or min(4, os.cpu_count() or 2)
+    written: list[Path] = []
+    failures: list[tuple[Path, str]] = []
+    bar = _Progress(len(jobs), progress)
+    lock = threading.Lock()
+
+    def encode(job: Job, pic: Picture, megapixels: float) -> None:
+        try:
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+            encode_image(pic, job.dst, job.fmt, opts.quality, opts.png_compression)
+        except Exception as exc:  # noqa: BLE001 - one file's problem, reported
+            fail(job, f"cannot write {job.dst}: {describe_error(exc)}")
+            return
+        with lock:
+            written.append(job.dst)
+        bar.done(megapixels)
+
+    def fail(job: Job, reason: str) -> None:
+        with lock:
+            failures.append((job.src, reason))
+        bar.failed()
+
+    decoders = ThreadPoolExecutor(workers, thread_name_prefix="ganpipe-decode")
+    encoders = ThreadPoolExecutor(workers, thread_name_prefix="ganpipe-encode")
+    ahead: deque[tuple[Job, Future]] = deque()
+    behind: deque[tuple[Future, int]] = deque()
+    pending = iter(jobs)
+    try:
+
+        def refill() -> None:
+            while len(ahead) < workers + 1:
+                job = next(pending, None)
+                if job is None:
+                    return
+                ahead.append((job, decoders.submit(decode_image, job.src)))
+
+        refill()
+        while ahead:
+            job, fut = ahead.popleft()
+            refill()
+            try:
+                pic = fut.result()
+            except Exception as exc:  # noqa: BLE001 - one file's problem, reported
+                fail(job, describe_error(exc))
+                continue
+            h, w = pic.color.shape[:2]
+            s = upscaler.scale
+            if max(h, w) * s > MAX_SIDE[job.fmt]:
+                fail(
+                    job,
+                    f"the output ({w * s}x{h * s}) is too large for {job.fmt} (at "
+                    f"most {MAX_SIDE[job.fmt]} pixels a side); use --format png",
+                )
+                continue
+            try:
+                result = upscaler.upscale(pic, output_bits(pic, job.fmt))
+            except GanpipeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the model rejects this size
+                fail(job, f"upscaling failed: {describe_error(exc)}")
+                continue
+            size = result.color.nbytes + (result.alpha.nbytes if result.alpha is not None else 0)
+            while behind and (
+                len(behind) >= workers or sum(b for _, b in behind) + size > MAX_PENDING_BYTES
+            ):
+                behind.popleft()[0].result()
+            behind.append((encoders.submit(encode, job, result, pic.megapixels), size))
+            del pic, result
+        while behind:
+            behind.popleft()[0].result()
+    finally:
+        decoders.shutdown(wait=True, cancel_futures=True)
+        encoders.shutdown(wait=True, cancel_futures=True)  # started writes finish
+        bar.close()
+    return written, failures, bar.megapixels
+
+
+def upscale_path(
+    input: str | Path,
+    output: str | Path,
+    model: str | Path | Sequence[str | Path] | None = None,
+    options: UpscaleOptions | None = None,
+    *,
+    log: Callable[[str], Any] | None = None,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> UpscaleSummary:
+    """Upscale an image file or a folder of images with a ``super_resolve`` (or
+    ``translate``) model, as ``options`` say (:class:`UpscaleOptions`; keyword
+    ``overrides`` of its fields are validated through it, e.g. ``tile=256``).
+
+    ``model`` (default: ``options.model``) may be a list: the models' outputs are averaged
+    (:class:`~ganpipe.upscale.ensemble.Ensemble`); ``tta`` averages each over the 8 flips
+    / rotations of its input. Problems with the options, the input or the model raise
+    :class:`~ganpipe.errors.ConfigError` before anything is written. Files that cannot be
+    read, upscaled or written are listed in ``failures`` and the others are still done.
+    """
+    if model is not None:
+        overrides["model"] = list(model) if isinstance(model, list | tuple) else [model]
+    opts = with_overrides(options, overrides)
+    plan = plan_jobs(input, output, opts)
+    sr = combine([open_sr_model(p, opts.device, log) for p in opts.model], opts.tta)
+    upscaler = Upscaler(sr, opts, log=log)
+    ensure_writable_dir(plan.out_dir)
+    t0 = time.perf_counter()
+    written, failures, megapixels = run_jobs(upscaler, plan.jobs, opts, progress=progress)
+    order = {job.src: i for i, job in enumerate(plan.jobs)}
+    failures = plan.failures + sorted(failures, key=lambda f: order.get(f[0], -1))
+    return UpscaleSummary(
+        plan.out_dir,
+        written,
+        plan.skipped,
+        failures,
+        plan.ignored,
+        sr.providers,
+        sr.scale,
+        time.perf_counter() - t0,
+        megapixels,
+        upscaler.tile,
+    )

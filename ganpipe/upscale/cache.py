@@ -1,0 +1,68 @@
+"""Released super-resolution weights (``.pth`` / ``.safetensors``, e.g. Real-ESRGAN's) as
+models: converted to ONNX once, with torch (``weights_only=True``), and cached by content
+hash, so that later runs open the cached ``.onnx`` without torch.
+
+The only module of :mod:`ganpipe.upscale` that reaches into torch land, and only inside
+:func:`converted_model`, when a conversion is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ganpipe.errors import ConfigError
+from ganpipe.fsutil import ensure_writable_dir
+
+#: released weight files that :func:`ganpipe.upscale.model.open_sr_model` converts to ONNX
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+#: bump when the conversion changes, so cached conversions are redone
+CONVERSION_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept: ``$GANPIPE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/ganpipe``, else ``~/.cache/ganpipe``."""
+    if os.environ.get("GANPIPE_CACHE_DIR"):
+        return Path(os.environ["GANPIPE_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "ganpipe"
+
+
+def is_weights(path: str | Path) -> bool:
+    """True for a released weights file (by suffix), which needs converting first."""
+    return Path(path).suffix.lower() in WEIGHT_SUFFIXES
+
+
+def converted_model(weights: Path, log: Callable[[str], Any] | None = None) -> Path:
+    """The ONNX model of released SR weights (``.pth`` / ``.safetensors``), converted once
+    with :func:`ganpipe.weights.import_weights` (torch, ``weights_only=True``) and cached
+    by the file's content hash: later runs open the cached ``.onnx`` without torch."""
+    if not weights.is_file():
+        raise ConfigError(f"model {weights} does not exist")
+    digest = hashlib.sha256(f"ganpipe-import-v{CONVERSION_VERSION}\0".encode())
+    with open(weights, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    target = cache_dir() / "imported" / f"{weights.stem}-{digest.hexdigest()[:16]}.onnx"
+    if target.is_file():
+        return target
+    try:
+        from ganpipe.weights import import_weights, load_model
+    except ImportError:
+        raise ConfigError(
+            f"{weights.name}: converting weights to ONNX needs PyTorch, which "
+            f"is not installed here; run `ganpipe import {weights.name}` where "
+            f"it is and pass the .onnx"
+        ) from None
+    _, arch = load_model(weights)  # a file that cannot be imported fails here, quietly
+    (log or (lambda msg: None))(
+        f"converting {weights.name} ({arch.variant} x{arch.scale}) "
+        f"to ONNX, once; cached as {target}"
+    )
+    ensure_writable_dir(target.parent)
+    import_weights(weights, target)
+    return target

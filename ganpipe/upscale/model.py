@@ -1,0 +1,133 @@
+"""The one image-to-image runner: :class:`SRModel` runs an exported ``.onnx`` on NCHW float32
+images in [0, 1], used by ``ganpipe upscale``, the evaluate stage and the SR metrics alike.
+
+The model contract, read from the file's model card (:class:`ganpipe.modelcard.ModelCard`,
+through :func:`ganpipe.inference.session.open_model`): ``task`` = ``"super_resolve"`` (or
+``"translate"``: CycleGAN's image-to-image models, scale 1; their alpha channel is kept as
+it is), ``scale`` 1, 2, 3, 4 or 8, ``channels`` 3, ``value_range`` (default [0, 1]), one
+``image`` input (NCHW float32, or float16 - inputs are cast), dynamic batch, height and
+width, output NCHW at ``scale`` times the size; optional ``tile_multiple``: the input
+height and width must be multiples of it (each input is padded by reflection and the
+output cropped). Released weights (``.pth`` / ``.safetensors``) are converted to such a
+model once (:mod:`ganpipe.upscale.cache`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganpipe.devices import ORT_KINDS, Device, parse_device
+from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.inference.session import OnnxModel, open_model
+from ganpipe.upscale.cache import converted_model, is_weights
+
+#: tasks whose models map an image to an image (CycleGAN's ``translate``: scale 1)
+TASKS = ("super_resolve", "translate")
+SCALES = (1, 2, 3, 4, 8)
+
+
+class SRModel:
+    """An opened image-to-image model: ``model(x)`` maps NCHW float32 in [0, 1] to NCHW
+    float32 in [0, 1] at ``scale`` times the height and width, whatever the model's own
+    value range, input dtype and size multiple."""
+
+    def __init__(self, onnx_model: OnnxModel):
+        self.onnx = onnx_model
+        self.path = onnx_model.path
+        self.session = onnx_model.session
+        card = onnx_model.card
+        name = self.path.name
+        if card is None or card.task not in TASKS:
+            task = "no ganpipe" if card is None else repr(card.task)
+            raise ConfigError(
+                f"{name} is a {task} model; this needs a super_resolve or translate model"
+            )
+        self.card = card
+        if card.scale not in SCALES:
+            raise ConfigError(
+                f"{name}: model card 'scale' is {card.scale!r}, expected 1, 2, 3, 4 or 8; "
+                f"re-export the model with ganpipe"
+            )
+        self.scale: int = card.scale
+        if card.channels != 3:
+            raise ConfigError(
+                f"{name}: {card.channels}-channel image models are not supported "
+                f"(expected channels = 3)"
+            )
+        # The card's own default range is the generators' [-1, 1]; an image model that
+        # states none takes and gives [0, 1].
+        explicit = "value_range" in card.model_fields_set
+        self.value_range: tuple[float, float] = card.value_range if explicit else (0.0, 1.0)
+        self.multiple: int = card.tile_multiple
+        inputs = self.session.get_inputs()
+        spec = card.image_input()
+        chosen = next(
+            (i for i in inputs if spec is not None and i.name == spec.name),
+            inputs[0] if inputs else None,
+        )
+        if chosen is None or len(inputs) != 1:
+            raise ConfigError(
+                f"{name}: expected one image input, the model has {len(inputs)} inputs"
+            )
+        self.input_name = chosen.name
+        self.dtype = np.float16 if chosen.type == "tensor(float16)" else np.float32
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output_name = card.output if card.output in outputs else outputs[0]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, c, h, w = x.shape
+        m, s = self.multiple, self.scale
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+        lo, hi = self.value_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * (hi - lo) + lo
+        y = self.session.run(
+            [self.output_name], {self.input_name: x.astype(self.dtype, copy=False)}
+        )[0]
+        y = np.asarray(y, dtype=np.float32)
+        if y.shape != (n, c, (h + ph) * s, (w + pw) * s):
+            raise ModelFileError(
+                f"{self.path.name}: output shape {tuple(y.shape)} for input "
+                f"{(n, c, h + ph, w + pw)} does not match scale {s} from "
+                f"its model card"
+            )
+        if ph or pw:
+            y = y[:, :, : h * s, : w * s]
+        if (lo, hi) != (0.0, 1.0):
+            y = (y - lo) / (hi - lo)
+        return y
+
+
+def open_sr_model(
+    path: str | Path,
+    device: str | Device,
+    log: Callable[[str], Any] | None = None,
+    *,
+    task: str | tuple[str, ...] = TASKS,
+) -> SRModel:
+    """Open an image-to-image model (``task``: by default ``super_resolve`` or
+    ``translate``) - an ``.onnx``, or released weights converted on first use (see
+    :func:`ganpipe.upscale.cache.converted_model`); every problem is a one-line
+    :class:`ConfigError`."""
+    try:
+        name = str(parse_device(device, ORT_KINDS, where="device"))
+    except ValueError as exc:
+        raise ConfigError(str(exc).removeprefix("device: ")) from None
+    try:
+        if is_weights(path):
+            path = converted_model(Path(path), log)
+        return SRModel(open_model(path, name, task=task))
+    except ConfigError:
+        raise
+    except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,128 @@
+"""Planning a batch: which files to upscale to which outputs.
+
+The input is a file or a folder (``recursive`` keeps the sub-folder tree); outputs get the
+input's format (BMP and GIF become PNG) or ``format``, and the input's name plus
+``suffix``. An output never overwrites an input, a folder's output folder must not be
+inside it, and ``skip_existing`` makes an interrupted batch resumable (outputs are written
+atomically, so an existing one is complete). ``shard = "i/n"`` processes the files whose
+index in the sorted list is ``i`` modulo ``n``: ``n`` workers split a folder between them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ganpipe.errors import ConfigError
+from ganpipe.imaging.encode import FORMATS, SUFFIXES
+from ganpipe.imaging.sniff import list_images, sniff_file
+from ganpipe.upscale.options import UpscaleOptions, parse_shard, with_overrides
+
+__all__ = ["Job", "Plan", "output_format", "output_name", "parse_shard", "plan_jobs"]
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+    fmt: str  # Pillow's format name: PNG, JPEG, WEBP, TIFF
+
+
+@dataclass
+class Plan:
+    out_dir: Path
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: int = 0
+
+
+def output_format(src_fmt: str | None, explicit: str | None) -> str:
+    """The output's format: ``explicit``, else the source's where it can be written, else
+    PNG (BMP, GIF, unknown)."""
+    if explicit:
+        return explicit
+    return src_fmt if src_fmt in SUFFIXES else "PNG"
+
+
+def output_name(src: Path, fmt: str, suffix: str) -> str:
+    """``src``'s name plus ``suffix``, with its own extension where it fits ``fmt``."""
+    ext = src.suffix if src.suffix.lower() in SUFFIXES[fmt] else SUFFIXES[fmt][0]
+    return f"{src.stem}{suffix}{ext}"
+
+
+def plan_jobs(
+    src: str | Path, out: str | Path, options: UpscaleOptions | None = None, **overrides: Any
+) -> Plan:
+    """Which files to upscale to which outputs, with the ``format``, ``suffix``,
+    ``recursive``, ``skip_existing`` and ``shard`` of ``options`` (and keyword
+    ``overrides`` of them). A file input may have an output file (``out`` with an image
+    suffix that is not a folder) or an output folder."""
+    opts = with_overrides(options, overrides)
+    src, out = Path(src), Path(out)
+    explicit = FORMATS[opts.format] if opts.format else None
+    suffix, shard = opts.suffix, opts.shard_pair
+    if not src.exists():
+        raise ConfigError(f"input {src} does not exist; pass an image file or a folder")
+    entries: list[tuple[Path, Path, str]] = []
+    if src.is_file():
+        by_name = next((f for f, sx in SUFFIXES.items() if out.suffix.lower() in sx), None)
+        if by_name and not out.is_dir():  # -o photo_x4.png: an output file
+            entries.append((src, out, explicit or by_name))
+            out_dir = out.parent
+        else:
+            fmt = output_format(sniff_file(src), explicit)
+            entries.append((src, out / output_name(src, fmt, suffix), fmt))
+            out_dir = out
+        ignored = 0
+        inputs = {src.resolve()}
+    elif src.is_dir():
+        rin, rout = src.resolve(), out.resolve()
+        if rout == rin or rin in rout.parents:
+            raise ConfigError(
+                f"output folder {out} is inside the input folder {src}; choose "
+                f"a folder outside it (outputs would be read as inputs next "
+                f"time)"
+            )
+        listed, ignored = list_images(src, opts.recursive)
+        if not listed:
+            where = " or its sub-folders" if opts.recursive else ""
+            hint = "" if opts.recursive else " (add --recursive for sub-folders)"
+            raise ConfigError(
+                f"no images in {src}{where}{hint}; looked for PNG, JPEG, WebP, "
+                f"TIFF, BMP and GIF files"
+            )
+        for path, sniffed in listed:
+            fmt = output_format(sniffed, explicit)
+            rel = path.relative_to(src)
+            entries.append((path, out / rel.parent / output_name(rel, fmt, suffix), fmt))
+        out_dir = out
+        inputs = {p.resolve() for p, _ in listed}
+    else:
+        raise ConfigError(f"input {src} is neither a file nor a folder")
+
+    plan = Plan(out_dir, ignored=ignored)
+    claimed: dict[str, Path] = {}
+    for index, (path, dst, fmt) in enumerate(entries):
+        key = os.path.normcase(str(dst.resolve()))
+        reason = None
+        if dst.resolve() in inputs:
+            reason = (
+                f"output {dst} would overwrite an input file; use --suffix, --format "
+                f"or another output folder"
+            )
+        elif key in claimed:
+            reason = f"output {dst} is also the output of {claimed[key]}; rename one of them"
+        else:
+            claimed[key] = path
+        if shard and index % shard[1] != shard[0]:
+            continue
+        if reason:
+            plan.failures.append((path, reason))
+        elif opts.skip_existing and dst.exists():
+            plan.skipped.append(path)
+        else:
+            plan.jobs.append(Job(path, dst, fmt))
+    return plan

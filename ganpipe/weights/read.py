@@ -1,0 +1,84 @@
+"""Reading weight files safely: ``.pth`` / ``.pt`` with ``torch.load(weights_only=True)``
+only (no arbitrary code runs while unpickling), ``.safetensors`` with safetensors; the state
+dict unwrapped from ``params_ema`` (preferred) / ``params`` / ``state_dict`` and stripped
+of a ``module.`` prefix (DataParallel)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganpipe.errors import ModelFileError
+
+PTH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, at most about 200 characters."""
+    text = " ".join(str(exc).split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weight file, unwrapped from ``params_ema`` / ``params``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"weights file {path} does not exist or is not a file")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            raw: Any = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelFileError(
+                f"{path}: not a readable .safetensors file ({one_line(exc)})"
+            ) from None
+    elif path.suffix.lower() in PTH_SUFFIXES:
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
+            text = str(exc)
+            if "weights_only" in text or "Unsupported global" in text:
+                m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+                what = f" ({m.group(1)})" if m else ""
+                raise ModelFileError(
+                    f"{path}: refusing to load: the file holds Python objects besides "
+                    f"tensors{what}, which could run code when unpickled; only plain state "
+                    f"dicts (or .safetensors) can be imported"
+                ) from None
+            raise ModelFileError(
+                f"{path}: not a readable PyTorch weights file "
+                f"({type(exc).__name__}: {one_line(exc)})"
+            ) from None
+    else:
+        raise ModelFileError(
+            f"{path}: unknown weights format {path.suffix!r}; use .pth or .safetensors"
+        )
+    return unwrap(raw, path)
+
+
+def unwrap(raw: Any, path: str | Path = "weights") -> dict[str, torch.Tensor]:
+    """The state dict inside ``raw``: ``params_ema`` first, then ``params``, else ``raw``;
+    non-tensor entries are dropped and a common ``module.`` prefix is stripped."""
+    if isinstance(raw, dict):
+        for key in ("params_ema", "params", "state_dict"):
+            if isinstance(raw.get(key), dict):
+                raw = raw[key]
+                break
+    if not isinstance(raw, dict):
+        raise ModelFileError(
+            f"{path}: expected a state dict (a mapping of names to tensors), "
+            f"found {type(raw).__name__}"
+        )
+    state = {str(k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ModelFileError(
+            f"{path}: no tensors found (keys: {', '.join(map(str, list(raw)[:5])) or 'none'})"
+        )
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
