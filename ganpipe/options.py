@@ -62,7 +62,10 @@ def format_validation_error(
     if kind == "missing":
         return f"{where}{path}: required key is missing; add `{loc[-1]} = ...`"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where}{path}: {err['msg']}, got {_describe(err.get('input'))}{more}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if not loc or isinstance(err.get("input"), dict):  # a check of several keys: no "got"
+        return f"{where}{path}: {msg}{more}"
+    return f"{where}{path}: {msg}, got {_describe(err.get('input'))}{more}"
 
 
 def validate(model: type[BaseModel], data: dict[str, Any], prefix: str, locate=None):

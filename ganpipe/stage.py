@@ -26,6 +26,9 @@ class StageResult:
 
 @dataclass
 class StageContext:
+    """What a stage runs in: the validated pipeline config, the run folder, the manifest of
+    what earlier stages produced, and the log function (``ctx.log(line)``)."""
+
     config: Any  # ganpipe.config.PipelineConfig
     run_dir: Path
     manifest: Any  # ganpipe.pipeline.Manifest

@@ -347,7 +347,231 @@ def test_broken_plugin_raises_plugin_error_in_process(tmp_path, monkeypatch):
         sys.modules.pop(module, None)
 
 
+# -- objects that break their contract -----------------------------------------------------
+
+#: the head of a variant that passes the checks; cases change one thing
+GOOD_VARIANT = """
+import ganpipe
+
+class Bad(ganpipe.Variant):
+    name = "bad"
+    task = "generate"
+    Options = ganpipe.GANOptions
+
+    def build(self, opts, info):
+        raise NotImplementedError
+
+    def train_step(self, ctx, batch):
+        raise NotImplementedError
+"""
+REGISTER_NOW = """
+@ganpipe.hookimpl
+def ganpipe_register_variants(register):
+    register(Bad())
+"""
+
+#: registration-time problems: (module source, what the one line says)
+INVALID = {
+    "missing-method": (
+        GOOD_VARIANT.replace(
+            "    def train_step(self, ctx, batch):\n        raise NotImplementedError\n", ""
+        )
+        + REGISTER_NOW,
+        [
+            "registered an invalid variant 'bad'",
+            "method train_step is not implemented (only the base class's)",
+        ],
+    ),
+    "missing-name": (
+        GOOD_VARIANT.replace('    name = "bad"\n', "") + REGISTER_NOW,
+        ["registered an invalid variant 'Bad'", "'name' must be a lower-case name", "got None"],
+    ),
+    "unknown-task": (
+        GOOD_VARIANT.replace('task = "generate"', 'task = "paint"') + REGISTER_NOW,
+        ["'task' must be one of generate, super_resolve, translate, got 'paint'"],
+    ),
+    "options-not-pydantic": (
+        GOOD_VARIANT.replace("Options = ganpipe.GANOptions", "Options = dict") + REGISTER_NOW,
+        ["'Options' must be a pydantic model class", "got <class 'dict'>"],
+    ),
+    "train-step-signature": (
+        GOOD_VARIANT.replace("def train_step(self, ctx, batch)", "def train_step(self, ctx)")
+        + REGISTER_NOW,
+        ["method train_step(ctx) cannot be called as train_step(ctx, batch)"],
+    ),
+    "lazy-unknown-task": (
+        """
+        import ganpipe
+
+        @ganpipe.hookimpl
+        def ganpipe_register_variants(register):
+            register.lazy("ganpipe_somewhere:Bad", name="bad", task="paint")
+        """,
+        ["variant 'bad' has task 'paint'; use one of generate, super_resolve, translate"],
+    ),
+}
+
+
+def invalid_site(tmp_path: Path, case: str, modules: dict[str, str]) -> tuple[Path, str, str]:
+    ep_name, dist = f"bad-{case}", f"ganpipe-bad-{case}"
+    plugin = f"ganpipe_bad_{case.replace('-', '_')}"
+    modules = {plugin if k == "plugin" else k: v for k, v in modules.items()}
+    return write_dist(tmp_path / "site", dist, "1.2.3", modules, {ep_name: plugin}), ep_name, dist
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_object_is_one_line_naming_plugin_and_distribution(cli, tmp_path, case):
+    source, needles = INVALID[case]
+    site, ep_name, dist = invalid_site(tmp_path, case, {"plugin": source})
+    proc = cli("plugins", env=with_site(site))
+    line = assert_one_line_error(proc, f"plugin {ep_name!r} ({dist} 1.2.3)", *needles, code=1)
+    assert "Traceback" not in proc.stdout + proc.stderr, line
+    # nothing is half-registered: skipped, the other plugins list as before
+    data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS=ep_name))
+    assert "bad" not in names(data, "variants") and "dcgan" in names(data, "variants")
+
+
+LAZY_TARGET = "ganpipe_bad_lazy_target"
+#: problems found only when a lazy declaration is loaded: (declaration, target module
+#: source or None for none, what the one line says)
+LAZY = {
+    "target-fails-to-import": (
+        'register.lazy("ganpipe_not_installed_anywhere.variant:Bad", name="bad", task="generate")',
+        None,
+        [
+            "cannot load variant 'bad' from ganpipe_not_installed_anywhere.variant:Bad",
+            "ModuleNotFoundError",
+            "GANPIPE_DISABLE_PLUGINS=bad-lazy-target-fails-to-import",
+        ],
+    ),
+    "task-disagrees": (
+        f'register.lazy("{LAZY_TARGET}:Bad", name="bad", task="super_resolve")',
+        GOOD_VARIANT,
+        [f"{LAZY_TARGET}:Bad has task 'generate' but was registered with task 'super_resolve'"],
+    ),
+    "name-disagrees": (
+        f'register.lazy("{LAZY_TARGET}:Bad", name="not-bad", task="generate")',
+        GOOD_VARIANT,
+        [f"{LAZY_TARGET}:Bad has name 'bad' but was registered with name 'not-bad'"],
+    ),
+    "target-invalid": (
+        f'register.lazy("{LAZY_TARGET}:Bad", name="bad", task="generate")',
+        GOOD_VARIANT.replace("def train_step(self, ctx, batch)", "def train_step(self)"),
+        ["registered an invalid variant 'bad'", "train_step() cannot be called as"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAZY))
+def test_lazy_declaration_problems_show_on_check_and_on_use(cli, tmp_path, tiny_pipeline, case):
+    declaration, target, needles = LAZY[case]
+    plugin = f"""
+        import ganpipe
+
+        @ganpipe.hookimpl
+        def ganpipe_register_variants(register):
+            {declaration}
+        """
+    modules = {"plugin": plugin, **({LAZY_TARGET: target} if target else {})}
+    site, ep_name, dist = invalid_site(tmp_path, f"lazy-{case}", modules)
+    env = with_site(site)
+    # listing imports nothing of the plugin's variant: it is listed, unchecked
+    data = plugins_json(cli, env=env)
+    declared = "not-bad" if case == "name-disagrees" else "bad"
+    assert declared in names(data, "variants")
+    proc = cli("plugins", "--check", env=env)
+    assert_one_line_error(proc, f"plugin {ep_name!r} ({dist} 1.2.3)", *needles, code=1)
+    if case == "target-fails-to-import":  # a pipeline naming it stops before any stage
+        proc = cli("run", str(tiny_pipeline(variant="bad")), env=env)
+        assert_one_line_error(proc, f"plugin {ep_name!r} ({dist} 1.2.3)", *needles, code=1)
+        assert not (tmp_path / "runs").exists()
+
+
+def test_plugins_check_passes_with_the_installed_plugins(lsgan_dist, cli):
+    proc = cli("plugins", "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^checked \d+ objects: all conform$", proc.stdout, re.M), proc.stdout
+
+
+def test_plugins_command_imports_no_torch(lsgan_dist):
+    """Listing plugins loads the lsgan plugin module but not its variant, nor torch."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from ganpipe.cli import main
+        try:
+            main(["plugins", "--json"], prog_name="ganpipe")
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        mods = [m for m in sys.modules if m.split(".")[0] in ("torch", "ganpipe_lsgan")]
+        print(json.dumps(sorted(mods)), file=sys.stderr)
+        """
+    )
+    env = {**os.environ}
+    env.pop("GANPIPE_DISABLE_PLUGINS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "lsgan" in names(json.loads(proc.stdout), "variants")
+    loaded = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert "ganpipe_lsgan.plugin" in loaded  # the entry point was loaded ...
+    assert "ganpipe_lsgan.variant" not in loaded  # ... its lazy variant was not
+    assert not [m for m in loaded if m.split(".")[0] == "torch"], loaded
+
+
 # -- names -------------------------------------------------------------------------------
+
+
+class _ValidVariant(ganpipe.Variant):
+    """Passes the registration checks (structure only: nothing here imports torch)."""
+
+    name = "valid-test"
+    task = "generate"
+    Options = ganpipe.GANOptions
+
+    def build(self, opts, info):
+        raise NotImplementedError
+
+    def train_step(self, ctx, batch):
+        raise NotImplementedError
+
+
+class _ValidStage(ganpipe.Stage):
+    name = "valid-test"
+    Options = ganpipe.Options
+
+    def run(self, ctx, opts):
+        return ganpipe.StageResult({})
+
+
+class _ValidDataset(ganpipe.DatasetSource):
+    name = "valid-test"
+    Options = ganpipe.Options
+
+    def load(self, opts, image_size, channels, base_dir):
+        raise NotImplementedError
+
+    def fingerprint(self, opts, base_dir):
+        return ""
+
+
+VALID = {"variants": _ValidVariant, "stages": _ValidStage, "datasets": _ValidDataset}
+
+
+def valid(kind: str, name: str):
+    """A valid object of ``kind`` named ``name``: what a duplicate must look like to get
+    past the contract checks."""
+    obj = VALID[kind]()
+    obj.name = name
+    return obj
+
+
+def test_valid_objects_pass_the_registration_checks():
+    from ganpipe.conformance import CHECKS
+
+    for kind in KINDS:
+        assert CHECKS[kind](valid(kind, "fine")) == [], kind
 
 
 @pytest.mark.parametrize(
@@ -363,7 +587,7 @@ def test_duplicate_names_are_refused_naming_both_plugins(kind, taken, owner):
 
     @ganpipe.hookimpl
     def register_again(register):
-        register(types.SimpleNamespace(name=taken, description="a second one"))
+        register(valid(kind, taken))
 
     setattr(plugin, f"ganpipe_register_{kind}", register_again)
     pm = get_plugin_manager(entry_points=False)
@@ -374,6 +598,7 @@ def test_duplicate_names_are_refused_naming_both_plugins(kind, taken, owner):
         message = str(info.value)
         assert f"{kind[:-1]} {taken!r} is registered twice" in message
         assert repr(owner) in message and "'dup-test'" in message
+        assert "invalid" not in message  # refused as a duplicate, not for its shape
     finally:
         pm.unregister(name="dup-test")
     assert load_registry(pm).variants.owner("dcgan") == "ganpipe.dcgan"
@@ -386,12 +611,21 @@ def test_duplicate_name_between_third_party_distributions(lsgan_dist, cli, tmp_p
         "0.0.1",
         {
             "ganpipe_lsgan_fork": """
-            import types
             import ganpipe
+
+            class Fork(ganpipe.Variant):  # valid: refused as a duplicate, not for its shape
+                name = "lsgan"
+                Options = ganpipe.GANOptions
+
+                def build(self, opts, info):
+                    raise NotImplementedError
+
+                def train_step(self, ctx, batch):
+                    raise NotImplementedError
 
             @ganpipe.hookimpl
             def ganpipe_register_variants(register):
-                register(types.SimpleNamespace(name="lsgan", task="generate"))
+                register(Fork())
             """
         },
         {"lsgan-fork": "ganpipe_lsgan_fork"},

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("ganpipe.cli.upscale:upscale", "Upscale images with a super-resolution model."),
     "import": ("ganpipe.cli.imports:import_", "Convert released SR weights to ONNX."),
     "plugins": ("ganpipe.cli.plugins:plugins", "List installed plugins and what they provide."),
+    "new-plugin": ("ganpipe.cli.new_plugin:new_plugin", "Write a plugin package to start from."),
 }
 
 

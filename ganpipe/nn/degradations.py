@@ -23,6 +23,8 @@ def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def upscale_bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic up-scaling by ``scale`` (the baseline SR is compared against), clamped to
+    [0, 1]."""
     if scale == 1:
         return lr
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(

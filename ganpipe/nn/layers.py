@@ -23,10 +23,12 @@ def sn(module: nn.Module, enabled: bool = True) -> nn.Module:
 
 
 def sn_conv(cin: int, cout: int, kernel: int = 3, enabled: bool = True) -> nn.Module:
+    """A same-padded ``kernel`` x ``kernel`` convolution with spectral norm (if ``enabled``)."""
     return sn(nn.Conv2d(cin, cout, kernel, 1, kernel // 2), enabled)
 
 
 def sn_linear(cin: int, cout: int, bias: bool = True, enabled: bool = True) -> nn.Module:
+    """A linear layer with spectral norm (if ``enabled``)."""
     return sn(nn.Linear(cin, cout, bias=bias), enabled)
 
 

@@ -41,6 +41,9 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
+    """Convolution with the equalised learning rate: weights ~ N(0, 1), scaled at run time
+    by 1 / sqrt(fan_in) (ProGAN / StyleGAN); same padding."""
+
     def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ganpipe.devices import ORT_KINDS, Device, grammar, ort_device
 from ganpipe.errors import ConfigError
@@ -56,6 +56,17 @@ class EvaluateOptions(Options):
     @classmethod
     def _device(cls, value: Any) -> Any:
         return ort_device(value) if isinstance(value, str | Device) else value
+
+    @model_validator(mode="after")
+    def _random_size(self) -> EvaluateOptions:
+        # the random extractor halves the size four times and takes spreads of its last
+        # maps: below 32 px they are single pixels (NaN features, which crash FID)
+        if self.features == "random" and self.feature_size is not None and self.feature_size < 32:
+            raise ValueError(
+                f"feature_size {self.feature_size} is too small for the random feature "
+                f"extractor; use 32 or more, or leave it unset (64)"
+            )
+        return self
 
     def extractor(self, base_dir: Path):
         from ganpipe.metrics.features import OnnxFeatures, RandomFeatures

@@ -1,16 +1,20 @@
-"""Tests of the LSGAN plugin: the loss math, the options, one real training step, and its
-registration through ganpipe's plugin manager from the installed entry point."""
+"""Tests of the LSGAN plugin, through ganpipe's public API only (``ganpipe``,
+``ganpipe.testing``, the ``ganpipe`` command): the loss math, the options, ganpipe's
+contract checks, and its registration from the installed entry point."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from importlib import metadata
 
+import ganpipe
 import pytest
 import torch
-from ganpipe.errors import ConfigError
-from ganpipe.options import validate
-from ganpipe.plugins import ENTRY_POINT_GROUP, get_plugin_manager, load_registry
-from ganpipe.variant import Batch, DataInfo, StepContext
+from ganpipe.testing import check_variant, registered
+from pydantic import ValidationError
 
 from ganpipe_lsgan import plugin as lsgan_plugin
 from ganpipe_lsgan.variant import LSGAN, LSGANOptions, discriminator_loss, generator_loss
@@ -19,6 +23,18 @@ from ganpipe_lsgan.variant import LSGAN, LSGANOptions, discriminator_loss, gener
 @pytest.fixture(autouse=True)
 def _no_disabled_plugins(monkeypatch):
     monkeypatch.delenv("GANPIPE_DISABLE_PLUGINS", raising=False)
+
+
+def ganpipe_cli(*args: str, cwd=None, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "GANPIPE_DISABLE_PLUGINS"}
+    return subprocess.run(
+        [sys.executable, "-m", "ganpipe", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**environ, **env},
+        timeout=600,
+    )
 
 
 # -- loss math ---------------------------------------------------------------------------
@@ -63,36 +79,60 @@ def test_losses_vanish_at_their_targets_and_have_the_right_gradients():
 def test_options_defaults_and_validation():
     opts = LSGANOptions()
     assert (opts.a, opts.b, opts.c) == (0.0, 1.0, 1.0)
-    assert validate(LSGANOptions, {"a": -1, "b": 1, "c": 0}, "model").a == -1.0
-    with pytest.raises(ConfigError, match=r"model\.b: .*b must differ from a"):
-        validate(LSGANOptions, {"a": 1.0, "b": 1.0}, "model")
-    with pytest.raises(ConfigError, match=r"model\.label_smoothing: unknown key"):
-        validate(LSGANOptions, {"label_smoothing": 0.1}, "model")
-    with pytest.raises(ConfigError, match=r"did you mean 'latent_dim'"):
-        validate(LSGANOptions, {"latent_dims": 8}, "model")
+    assert isinstance(opts, ganpipe.GANOptions)
+    assert LSGANOptions.model_validate({"a": -1, "b": 1, "c": 0}).a == -1.0
+    with pytest.raises(ValidationError, match="b must differ from a"):
+        LSGANOptions(a=1.0, b=1.0)
+    with pytest.raises(ValidationError, match="label_smoothing"):
+        LSGANOptions(label_smoothing=0.1)
+
+
+@pytest.mark.parametrize(
+    "keys, needle",
+    [
+        ("a = 1.0\nb = 1.0\n", "model.b: Value error, b must differ from a"),
+        ("latent_dims = 8\n", "model.latent_dims: unknown key; did you mean 'latent_dim'?"),
+    ],
+    ids=["a-equals-b", "typo"],
+)
+def test_bad_options_in_pipeline_toml_are_one_line_errors(tmp_path, keys, needle):
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text(
+        '[run]\ndevice = "cpu"\n[data]\ndataset = "shapes"\nimage_size = 16\n'
+        f'[model]\nvariant = "lsgan"\n{keys}[train]\nsteps = 1\n',
+        encoding="utf-8",
+    )
+    proc = ganpipe_cli("run", str(toml))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganpipe: error: "), proc.stderr
+    assert f"{toml}:" in lines[0] and needle in lines[0], proc.stderr
 
 
 # -- the variant -------------------------------------------------------------------------
 
 
-def test_one_training_step_updates_both_nets():
+def test_ganpipe_contract(tmp_path):
+    report = check_variant(LSGAN(), tmp_path=tmp_path)
+    assert report.name == "lsgan"
+
+
+def test_ganpipe_contract_with_the_chi2_targets(tmp_path):
+    check_variant(LSGAN(), tmp_path=tmp_path, options={"a": -1.0, "b": 1.0, "c": 0.0})
+
+
+def test_one_training_step_returns_the_least_squares_losses():
     torch.manual_seed(0)
     variant = LSGAN()
     opts = LSGANOptions(**variant.tiny_options)
-    info = DataInfo(image_size=16, channels=3)
+    info = ganpipe.DataInfo(image_size=16, channels=3)
     nets = variant.build(opts, info)
-    ctx = StepContext(nets, variant.optimizers(nets, opts), opts, info, torch.device("cpu"))
-    before = {k: [p.detach().clone() for p in n.parameters()] for k, n in nets.items()}
-    batch = Batch(torch.rand(4, 3, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long))
+    ctx = ganpipe.StepContext(nets, variant.optimizers(nets, opts), opts, info, torch.device("cpu"))
+    batch = ganpipe.Batch(torch.rand(4, 3, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long))
     losses = variant.train_step(ctx, batch)
     assert set(losses) == {"d_loss", "g_loss"}
     assert all(torch.isfinite(v) and not v.requires_grad for v in losses.values())
-    for k, net in nets.items():
-        assert any(
-            not torch.equal(p0, p1) for p0, p1 in zip(before[k], net.parameters(), strict=True)
-        ), k
-    (z,) = variant.make_inputs(opts, info, 3, torch.device("cpu"))
-    assert variant.generate(nets, (z,)).shape == (3, 3, 16, 16)
+    assert losses["d_loss"] >= 0 and losses["g_loss"] >= 0  # sums of squares
     spec = variant.export_spec(nets, opts, info)
     assert [s.name for s in spec.inputs] == ["z"]
 
@@ -101,7 +141,7 @@ def test_one_training_step_updates_both_nets():
 
 
 def test_the_installed_entry_point_points_to_the_plugin_module():
-    eps = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == "lsgan"]
+    eps = [ep for ep in metadata.entry_points(group="ganpipe") if ep.name == "lsgan"]
     assert len(eps) == 1, (
         "ganpipe-lsgan is not installed in this interpreter; run "
         "`pip install ./plugins/ganpipe-lsgan` from the ganpipe root"
@@ -111,19 +151,25 @@ def test_the_installed_entry_point_points_to_the_plugin_module():
     assert eps[0].load() is lsgan_plugin
 
 
-def test_registered_through_the_plugin_manager_with_entry_points():
-    pm = get_plugin_manager()
-    assert pm.get_plugin("lsgan") is lsgan_plugin
-    assert pm.ganpipe_dists["lsgan"] == f"ganpipe-lsgan {metadata.version('ganpipe-lsgan')}"
-    reg = load_registry(pm)
-    assert isinstance(reg.variants.get("lsgan"), LSGAN)
-    assert reg.variants.owners["lsgan"] == "lsgan"
-    assert reg.variants.get("lsgan").task == "generate"
-    assert "dcgan" in reg.variants  # the built-ins are still there
+def test_registered_as_ganpipe_run_finds_it():
+    variant = registered("variant", "lsgan", plugin="lsgan")
+    assert isinstance(variant, LSGAN) and variant.task == "generate"
+    assert "Least-squares" in variant.description
 
 
-def test_not_registered_without_entry_points_or_when_disabled():
-    assert "lsgan" not in load_registry(entry_points=False).variants
-    pm = get_plugin_manager(disabled={"lsgan"})
-    assert pm.get_plugin("lsgan") is None
-    assert "lsgan" not in load_registry(pm).variants
+def test_listed_with_its_distribution_and_hidden_when_disabled():
+    proc = ganpipe_cli("plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    dist = f"ganpipe-lsgan {metadata.version('ganpipe-lsgan')}"
+    assert {"name": "lsgan", "distribution": dist} in data["plugins"]
+    row = next(v for v in data["variants"] if v["name"] == "lsgan")
+    assert row["plugin"] == "lsgan" and row["task"] == "generate"
+    assert "dcgan" in {v["name"] for v in data["variants"]}  # the built-ins are still there
+
+    for args, env in ((["--no-plugins"], {}), ([], {"GANPIPE_DISABLE_PLUGINS": "lsgan"})):
+        proc = ganpipe_cli(*args, "plugins", "--json", **env)
+        assert proc.returncode == 0, proc.stderr
+        hidden = json.loads(proc.stdout)
+        assert "lsgan" not in {v["name"] for v in hidden["variants"]}
+        assert "lsgan" not in {p["name"] for p in hidden["plugins"]}
