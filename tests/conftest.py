@@ -15,6 +15,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "cuda: needs an NVIDIA GPU (torch CUDA and/or ONNX Runtime's CUDA provider); skips "
+        "at once without one (bench/gpu_check.sh runs these on a GPU machine)",
+    )
+
+
 def write_toml(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     return path
