@@ -90,7 +90,7 @@ def test_options_defaults_and_validation():
 @pytest.mark.parametrize(
     "keys, needle",
     [
-        ("a = 1.0\nb = 1.0\n", "model.b: Value error, b must differ from a"),
+        ("a = 1.0\nb = 1.0\n", "model.b: b must differ from a"),
         ("latent_dims = 8\n", "model.latent_dims: unknown key; did you mean 'latent_dim'?"),
     ],
     ids=["a-equals-b", "typo"],
