@@ -17,16 +17,20 @@ from typing import Any
 
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError
-from ganpipe.fsutil import ensure_writable_dir, write_json
+from ganpipe.fsutil import ensure_writable_dir, write_bytes, write_json
 from ganpipe.stage import StageContext
 
 MANIFEST = "manifest.json"
+#: the copy of the pipeline.toml kept in the run folder
+PIPELINE_COPY = "pipeline.toml"
 
 
 @dataclass
 class Manifest:
     path: Path
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: where the run's pipeline.toml came from and its copy in the run folder (for reports)
+    pipeline: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -34,12 +38,12 @@ class Manifest:
             return cls(path)
         try:
             data = json.loads(path.read_text())
-            return cls(path, dict(data.get("stages", {})))
+            return cls(path, dict(data.get("stages", {})), dict(data.get("pipeline", {})))
         except (OSError, ValueError, AttributeError):
             return cls(path)  # unreadable manifest: every stage runs again
 
     def save(self) -> None:
-        write_json(self.path, {"format": 1, "stages": self.stages})
+        write_json(self.path, {"format": 1, "pipeline": self.pipeline, "stages": self.stages})
 
     def done(self, name: str, fingerprint: str, run_dir: Path) -> bool:
         entry = self.stages.get(name)
@@ -100,6 +104,9 @@ def run_pipeline(
     manifest = Manifest.load(run_dir / MANIFEST)
     ctx = StageContext(cfg, run_dir, manifest, fps, log=log)
     log(f"run folder: {run_dir}")
+    if (run_dir / PIPELINE_COPY).resolve() != Path(cfg.path).resolve():  # never the input
+        write_bytes(run_dir / PIPELINE_COPY, Path(cfg.path).read_bytes())
+    manifest.pipeline = {"path": str(Path(cfg.path).resolve()), "copy": PIPELINE_COPY}
     redo = force
     upstream_ran: set[str] = set()
     for sc in cfg.stages:
@@ -119,19 +126,43 @@ def run_pipeline(
         if manifest.stages.pop(sc.name, None) is not None:
             manifest.save()  # a stage that fails half-way must not look done
         t0 = time.perf_counter()
-        result = sc.stage.run(ctx, sc.options)
+        try:
+            result = sc.stage.run(ctx, sc.options)
+        except BaseException as exc:  # recorded for the report, then raised as it was
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            manifest.stages[sc.name] = {
+                "status": status,
+                "error": " ".join(str(exc).split())[:500] or type(exc).__name__,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            manifest.save()
+            _report(run_dir, log)
+            raise
         seconds = time.perf_counter() - t0
         manifest.stages[sc.name] = {
+            "status": "done",
             "fingerprint": fps[sc.name],
             "outputs": result.outputs,
             "info": result.info,
+            "summary": result.summary,
             "seconds": round(seconds, 2),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         manifest.save()
         upstream_ran.add(sc.name)
         log(f"[{sc.name}] done in {seconds:.1f}s: {result.summary}")
+    _report(run_dir, log)
     return manifest
+
+
+def _report(run_dir: Path, log) -> None:
+    """Write ``report.html`` (ganpipe.report); a problem with it never fails the run."""
+    try:
+        from ganpipe.report import write_report
+
+        log(f"report: {write_report(run_dir)}")
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
+        log(f"report: not written ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
 
 
 def run_file(

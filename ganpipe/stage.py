@@ -59,7 +59,8 @@ class StageContext:
         return path
 
     def has_output(self, stage: str) -> bool:
-        return stage in self.manifest.stages
+        """True when ``stage`` finished (in this run or an earlier one) with outputs."""
+        return "outputs" in self.manifest.stages.get(stage, {})
 
     def load_source(self, split: str = "train"):
         """The dataset source's images: ``train`` (without the held-out images),

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("ganpipe.cli.upscale:upscale", "Upscale images with a super-resolution model."),
     "import": ("ganpipe.cli.imports:import_", "Convert released SR weights to ONNX."),
     "plugins": ("ganpipe.cli.plugins:plugins", "List installed plugins and what they provide."),
+    "report": ("ganpipe.cli.report:report", "Write RUN_DIR/report.html, a one-file page about a run."),
     "new-plugin": ("ganpipe.cli.new_plugin:new_plugin", "Write a plugin package to start from."),
 }
 
@@ -103,6 +104,7 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     ganpipe generate -m model.onnx     images from an exported model
     ganpipe upscale -i IN -o OUT -m M  batch super-resolution of images
     ganpipe import weights.pth -o M    Real-ESRGAN-style weights to ONNX
+    ganpipe report RUN_DIR             one-page HTML report of a run
     ganpipe plugins                    installed variants, stages, datasets
     """
     ctx.obj = {"entry_points": not no_plugins}

@@ -19,6 +19,7 @@ NON_RESULT_KEYS = {
     "num_samples",
     "resume",
     "progress",
+    "tensorboard",
 }
 
 
@@ -72,6 +73,10 @@ class TrainStage(Stage):
 
         try:
             check_devices(opts.devices, config.run.device, opts.batch_size)
+            if opts.tensorboard:
+                from ganpipe.training.tensorboard import check_available
+
+                check_available()
             if opts.init_from is not None and not opts.resolve_path(opts.init_from).exists():
                 raise ConfigError(
                     f"train.init_from: {opts.resolve_path(opts.init_from)} does "

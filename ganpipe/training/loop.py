@@ -41,6 +41,7 @@ from ganpipe.training.state import (
     set_rng_state,
     update_ema,
 )
+from ganpipe.training.tensorboard import open_log
 from ganpipe.training.transfer import initialise
 from ganpipe.variant import Batch, DataInfo, StepContext, Variant
 
@@ -285,7 +286,9 @@ class Trainer:
         metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
         step = start
         collapse = sampling.CollapseWatch(opts.steps)
+        board = None
         try:
+            board = open_log(opts.tensorboard, self.out_dir, start) if main else None
             while step < opts.steps:
                 idx = self.sampler.indices(step)
                 if world > 1:  # this process's share of the global batch
@@ -336,13 +339,17 @@ class Trainer:
                             tqdm.write(warning)
                     metrics.write(json.dumps(rec) + "\n")
                     metrics.flush()
+                    if board is not None:
+                        board.scalars(rec)
                     bar.set_postfix(
                         {k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "images_per_s")}
                     )
                 if main and (
                     (opts.sample_every and step % opts.sample_every == 0) or step == opts.steps
                 ):
-                    self.sample_grid(step)
+                    grid = self.sample_grid(step)
+                    if board is not None:
+                        board.grid(step, grid)
                 if (
                     opts.checkpoint_every and step % opts.checkpoint_every == 0
                 ) or step == opts.steps:
@@ -350,6 +357,8 @@ class Trainer:
         finally:
             if metrics is not None:
                 metrics.close()
+            if board is not None:
+                board.close()
             bar.close()
         if world > 1:
             self._check_in_step()

@@ -26,6 +26,11 @@ class TrainOptions(Options):
     num_samples: int = Field(64, ge=1, le=1024, description="images in each sample grid")
     resume: bool = Field(True, description="continue from the latest compatible checkpoint")
     progress: bool = True
+    tensorboard: bool = Field(
+        False,
+        description="also log losses, diversity and sample grids to train/tensorboard/ "
+        "(needs the tensorboard package: pip install 'ganpipe[tensorboard]')",
+    )
     diffaugment: list[str] = Field(
         [], description="DiffAugment policies for D's inputs: color, translation, cutout"
     )
