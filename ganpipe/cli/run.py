@@ -9,14 +9,21 @@ import click
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Redo every stage, even those up to date.")
 @click.option("--from", "from_stage", metavar="STAGE", help="Redo STAGE and the stages after.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bars (the stage summary lines stay)."
+)
 @click.pass_obj
-def run(obj, pipeline: str, force: bool, from_stage: str | None) -> None:
+def run(obj, pipeline: str, force: bool, from_stage: str | None, quiet: bool) -> None:
     """Run the stages of PIPELINE (a pipeline.toml) in order.
 
     Outputs go to <out_dir>/<name>/ (default runs/<name>); stages already done with the
     same configuration and inputs are skipped.
     """
+    from ganpipe import progress
     from ganpipe.pipeline import run_file
+
+    if quiet:
+        progress.set_quiet()
 
     run_file(
         pipeline,

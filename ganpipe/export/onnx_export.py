@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import torch
 
+from ganpipe import progress
 from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import atomic_path
 from ganpipe.modelcard import ModelCard, Task
@@ -129,7 +130,8 @@ def export_onnx(
     path = Path(path)
     module = spec.module.eval().to("cpu")
     names = [s.name for s in spec.inputs]
-    with atomic_path(path) as tmp, _quiet():
+    # the bar is made before _quiet() takes stderr over: export, check, parity
+    with progress.bar(3, f"export {path.name}", "step") as bar, atomic_path(path) as tmp, _quiet():
         try:
             program = torch.onnx.export(
                 module,
@@ -147,6 +149,7 @@ def export_onnx(
                 f"ONNX export of {type(module).__name__} failed: "
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from exc
+        bar.update(1)
         model = program.model_proto
         for key, value in card.to_props().items():
             entry = model.metadata_props.add()
@@ -154,6 +157,7 @@ def export_onnx(
         model.producer_name = "ganpipe"
         onnx.checker.check_model(model, full_check=True)
         onnx.save_model(model, str(tmp))
+        bar.update(1)
         # Parity on fresh random inputs of another batch size than the example.
         g = torch.Generator().manual_seed(seed)
         feeds, tensors = {}, []
@@ -169,6 +173,7 @@ def export_onnx(
             expected = module(*tensors).float().numpy()
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = sess.run(None, feeds)[0]
+        bar.update(1)
         diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         if got.shape != expected.shape or not diff <= atol:
             raise GanpipeError(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from ganpipe import progress
 from ganpipe.devices import ORT_KINDS, Device, grammar, ort_device
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_json
@@ -212,12 +213,15 @@ class EvaluateStage(Stage):
         names = list(card.class_names)
         conditional = card.conditional
         labels = np.arange(opts.count) % len(names) if conditional and names else None
-        fake = np.concatenate(
-            list(generate_batches(model, opts.count, seed, labels, opts.batch_size))
-        )
+        batches = generate_batches(model, opts.count, seed, labels, opts.batch_size)
+        steps = -(-opts.count // opts.batch_size)
+        fake = np.concatenate(list(progress.track(batches, steps, "evaluate: generate", "batch")))
         extractor = opts.extractor(cfg.base_dir)
-        f_real = extract(extractor, real.images, opts.batch_size)
-        f_fake = extract(extractor, fake, opts.batch_size)
+        with progress.bar(2, "evaluate: features", "set") as b:
+            f_real = extract(extractor, real.images, opts.batch_size)
+            b.update(1)
+            f_fake = extract(extractor, fake, opts.batch_size)
+            b.update(1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torchmetrics' KID memory note
             rows = {"all": all_scores(f_real, f_fake, opts.k, opts.kid_subset_size)}

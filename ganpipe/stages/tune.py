@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ganpipe import progress
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
@@ -276,7 +277,13 @@ class TuneStage(Stage):
                 ctx.log(
                     f"[{self.name}] continuing the study: {len(done)} of {opts.trials} trials done"
                 )
-            study.optimize(objective, n_trials=opts.trials - len(done), catch=(ValueError,))
+            with progress.bar(opts.trials, "tune", "trial", initial=len(done)) as b:
+                study.optimize(
+                    objective,
+                    n_trials=opts.trials - len(done),
+                    catch=(ValueError,),
+                    callbacks=[lambda _study, _trial: b.update(1)],
+                )
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ConfigError(f"[{self.name}] no trial finished; see the messages above")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ganpipe import progress
 from ganpipe.data.base import ImageSet
 from ganpipe.devices import Device
 from ganpipe.errors import TrainingError
@@ -273,13 +274,12 @@ class Trainer:
         for net in self.nets.values():
             net.train()
         main, world = self.dist.main, self.dist.world
-        bar = tqdm(
-            total=opts.steps,
+        bar = progress.bar(
+            opts.steps,
+            "train",
+            "step",
+            enabled=None if opts.progress and main else False,
             initial=start,
-            desc="train",
-            unit="step",
-            disable=None if opts.progress and main else True,
-            dynamic_ncols=True,
         )
         t0, seen = time.perf_counter(), 0
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
