@@ -33,6 +33,7 @@ _LAZY = {
         "ganpipe.errors",
     ),
     "ModelCard": "ganpipe.modelcard",
+    "open_image": "ganpipe.imaging.formats",
     "Options": "ganpipe.options",
     **dict.fromkeys(("DatasetRegister", "StageRegister", "VariantRegister"), "ganpipe.registry"),
     **dict.fromkeys(("Stage", "StageContext", "StageResult"), "ganpipe.stage"),
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         PluginError,
         TrainingError,
     )
+    from ganpipe.imaging.formats import open_image
     from ganpipe.modelcard import ModelCard
     from ganpipe.options import Options
     from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
@@ -120,4 +122,5 @@ __all__ = [
     "VariantRegister",
     "__version__",
     "hookimpl",
+    "open_image",
 ]

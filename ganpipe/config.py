@@ -39,7 +39,7 @@ class RunSection(Options):
         description="run folder name under out_dir",
     )
     out_dir: str = Field("runs", description="parent of run folders, relative to the toml")
-    seed: int = Field(0, description="seed for every random number in the run")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for every random number in the run")
     device: str = Field("auto", description=f"training device: one of {grammar(TORCH_KINDS)}")
 
     @field_validator("device", mode="before")
@@ -86,6 +86,33 @@ class PipelineConfig:
     variant: Any
     variant_options: Any
     stages: list[StageConfig] = field(default_factory=list)
+    #: ``keypath -> "file:line"`` (see :meth:`where`)
+    locate: Any = None
+
+    def where(self, keypath: str) -> str:
+        """``file:line`` of a key (``"data.image_size"``), for one-line errors."""
+        return self.locate(keypath) if self.locate is not None else str(self.path)
+
+    def error(self, keypath: str, message: str) -> ConfigError:
+        """A :class:`ConfigError` ``file:line: keypath: message`` (the key path is not
+        repeated when ``message`` starts with it)."""
+        lead = "" if message.startswith(keypath) else f"{keypath}: "
+        return ConfigError(f"{self.where(keypath)}: {lead}{message}")
+
+    def located(self, message: str) -> ConfigError:
+        """A :class:`ConfigError` for a check's ``message`` (no ``file:line`` yet): at the
+        first key path it names that is a key of this pipeline (``data.image_size``,
+        ``model.scale``...), else at the file."""
+        keys = {
+            "run": set(RunSection.model_fields),
+            "data": set(DataSection.model_fields) | _fields(self.data_options),
+            "model": {"variant"} | _fields(self.variant_options),
+            **{sc.name: _fields(sc.options) for sc in self.stages},
+        }
+        for m in re.finditer(r"(?<![\w./\\-])([a-z_][\w-]*)\.([a-z_]\w*)", message):
+            if m.group(2) in keys.get(m.group(1), ()):
+                return self.error(m.group(0), message)
+        return ConfigError(f"{self.path}: {message}")
 
     @property
     def run_dir(self) -> Path:
@@ -96,6 +123,10 @@ class PipelineConfig:
 
     def stage(self, name: str) -> StageConfig | None:
         return next((s for s in self.stages if s.name == name), None)
+
+
+def _fields(options: Any) -> set[str]:
+    return set(getattr(type(options), "model_fields", ()))
 
 
 class _Locator:
@@ -165,10 +196,24 @@ def _check_keys(
             )
 
 
+def _check_key_names(table: dict[str, Any], path: Path, prefix: str = "") -> None:
+    """Quoted TOML keys may hold anything; a key with a line break or another control
+    character is refused here, so that no message ever spans two lines."""
+    for key, value in table.items():
+        if not key.isprintable():
+            raise ConfigError(
+                f"{path}: {prefix}{key!r}: key names must be printable text (no line "
+                f"breaks or control characters)"
+            )
+        if isinstance(value, dict):
+            _check_key_names(value, path, f"{prefix}{key}.")
+
+
 def load_config(path: str | Path, registries) -> PipelineConfig:
     """Parse and validate a pipeline file against the installed plugins."""
     path = Path(path)
     raw, text = read_toml(path)
+    _check_key_names(raw, path)
     locate = _Locator(path, text)
     known = list(RESERVED) + list(registries.stages)
     for key, value in raw.items():
@@ -231,6 +276,7 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
         variant=variant,
         variant_options=variant_options,
         stages=stages,
+        locate=locate,
     )
     for opts in (data_options, variant_options, *(sc.options for sc in stages)):
         if opts is None:

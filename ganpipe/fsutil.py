@@ -1,15 +1,44 @@
 """Atomic file writes: data goes to a temporary name in the same folder, then is renamed
-over the final name, so a crash never leaves a half-written file under a final name."""
+over the final name, so a crash never leaves a half-written file under a final name.
+
+Temporary names are hidden, recognisable and carry the writer's process id and a tag of
+its host: ``.<name>.ganpipe-<pid>-<host>-<random>.tmp`` (:func:`temp_sibling`), with
+``<name>`` shortened so that the whole name fits the file system's limit (255 bytes on
+most), so a 255-byte final name works. :func:`remove_stale` deletes the ones a killed
+process left behind (a pid of this host that no longer runs; another host's after
+:data:`STALE_OTHER_HOST` seconds, since its pid cannot be checked from here - shards of
+one batch on several machines may share an output folder), and never anything else.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
+import secrets
+import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+#: the marker of ganpipe's temporary names (before the pid)
+MARK = "ganpipe"
+#: this host, in 4 hex digits (temporary names of other hosts are judged by age)
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
+_TEMP = re.compile(rf"^\..*\.{MARK}-(\d+)-([0-9a-f]{{4}})-[a-z0-9_]{{8}}\.tmp$", re.DOTALL)
+#: names of earlier ganpipe versions: checkpoint folders (with a pid), and files made by
+#: ``mkstemp(prefix=".<name>.", suffix=".tmp")`` (no pid: removed when old)
+_OLD_CHECKPOINT = re.compile(r"^\.tmp-step_\d{8}-(\d+)$")
+_OLD_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$", re.DOTALL)
+#: age after which a temporary file without a pid counts as abandoned
+STALE_SECONDS = 600
+#: age after which another host's temporary file counts as abandoned
+STALE_OTHER_HOST = 6 * 3600
 
 
 def _umask() -> int:
@@ -18,14 +47,160 @@ def _umask() -> int:
     return mask
 
 
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest file name (in bytes) the file system of ``folder`` takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _shorten(name: str, budget: int) -> str:
+    """The longest start of ``name`` of at most ``budget`` bytes (never half a character)."""
+    out, used = [], 0
+    for ch in name:
+        size = len(os.fsencode(ch))
+        if used + size > budget:
+            break
+        out.append(ch)
+        used += size
+    return "".join(out)
+
+
+def _fixed(pid: int) -> int:
+    """Bytes of a temporary name besides the final name: dots, marker, pid, random part
+    (8 characters) and suffix."""
+    return len(f"..{MARK}-{pid}-{HOST}-") + 8 + len(".tmp")
+
+
+def temp_sibling(final: str | os.PathLike, directory: bool = False) -> Path:
+    """Create (exclusively) and return a temporary file, or folder, next to ``final``:
+    ``.<name>.ganpipe-<pid>-<host>-<random>.tmp``, ``<name>`` shortened to fit the file
+    system's name limit. Its permissions follow the umask, like the final file's."""
+    final = Path(final)
+    folder = final.parent
+    pid = os.getpid()
+    prefix = f".{_shorten(final.name, name_max(folder) - _fixed(pid))}.{MARK}-{pid}-{HOST}-"
+    if directory:
+        made = tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder)
+        os.chmod(made, 0o777 & ~_umask())
+    else:
+        fd, made = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.chmod(made, 0o666 & ~_umask())  # mkstemp makes 0600
+    return Path(made)
+
+
+def set_aside(path: str | os.PathLike) -> Path | None:
+    """Rename ``path`` (a file or folder) to a temporary name next to it, atomically, and
+    return that name; None when nothing is there. A folder set aside and not yet deleted
+    when the process is killed is removed later by :func:`remove_stale`."""
+    path = Path(path)
+    pid = os.getpid()
+    prefix = f".{_shorten(path.name, name_max(path.parent) - _fixed(pid))}.{MARK}-{pid}-{HOST}-"
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    while True:
+        aside = path.parent / (prefix + "".join(secrets.choice(alphabet) for _ in range(8)))
+        aside = aside.with_name(aside.name + ".tmp")
+        if not os.path.lexists(aside):
+            break
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None
+    return aside
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Delete a file or folder crash-safely: renamed to a temporary name first
+    (:func:`set_aside`), so a kill half-way never leaves a half-deleted folder under its
+    real name. Nothing there: nothing done."""
+    aside = set_aside(path)
+    if aside is None:
+        return
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a name :func:`temp_sibling` makes (or an earlier ganpipe made)."""
+    return bool(_TEMP.match(name) or _OLD_CHECKPOINT.match(name) or _OLD_FILE.match(name))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's process (or cannot tell): keep its files
+    return True
+
+
+def _older(path: Path, now: float, seconds: float) -> bool:
+    try:
+        return now - path.lstat().st_mtime > seconds
+    except OSError:
+        return False
+
+
+def _abandoned(path: Path, now: float) -> bool:
+    m = _TEMP.match(path.name)
+    if m and m.group(2) != HOST:
+        return _older(path, now, STALE_OTHER_HOST)
+    m = m or _OLD_CHECKPOINT.match(path.name)
+    if m:
+        return not _alive(int(m.group(1)))
+    if _OLD_FILE.match(path.name) and path.is_file() and not path.is_symlink():
+        return _older(path, now, STALE_SECONDS)
+    return False
+
+
+def remove_stale(folders: Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:
+    """Delete the temporary files and folders of ganpipe processes that are no longer
+    running (killed mid-write) in ``folders`` (and their sub-folders): names made by
+    :func:`temp_sibling` whose pid is not alive, checkpoint folders of earlier versions
+    (``.tmp-step_N-PID``) likewise, and pid-less ``.<name>.XXXXXXXX.tmp`` files older
+    than :data:`STALE_SECONDS`. Finished files never match. Returns what was removed;
+    errors (a folder that cannot be read, a file that cannot be deleted) are ignored."""
+    now, removed = time.time(), []
+    pending = [Path(f) for f in folders]
+    seen: set[Path] = set()
+    while pending:
+        folder = pending.pop()
+        if folder in seen:
+            continue
+        seen.add(folder)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_temp_name(entry.name) and _abandoned(path, now):
+                try:
+                    shutil.rmtree(path) if is_dir else path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+            elif is_dir and recursive:
+                pending.append(path)
+    return sorted(removed)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; on success it is renamed to ``final``."""
     final = Path(final)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; final files follow the umask
-    tmp_path = Path(tmp)
+    tmp_path = temp_sibling(final)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:

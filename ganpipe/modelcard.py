@@ -50,6 +50,17 @@ class InputSpec:
         return {"name": self.name, "kind": self.kind, "shape": list(self.shape)}
 
 
+def _encode(value: Any) -> str:
+    """JSON, except plain strings, which stay as they are (``ganpipe.variant = dcgan``) unless
+    they would read back as something else (``"123"``, ``"true"``): those are quoted."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     name: str
@@ -117,7 +128,7 @@ class ModelCard(BaseModel):
         data = self.model_dump(mode="json", exclude={"extra"}, exclude_none=True)
         data["num_classes"] = self.num_classes  # written for older readers
         data.update(self.extra)
-        return {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+        return {PREFIX + k: _encode(v) for k, v in data.items()}
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: object = "model") -> ModelCard:

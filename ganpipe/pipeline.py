@@ -17,7 +17,7 @@ from typing import Any
 
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError
-from ganpipe.fsutil import ensure_writable_dir, write_bytes, write_json
+from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
 from ganpipe.stage import StageContext
 
 MANIFEST = "manifest.json"
@@ -107,6 +107,9 @@ def run_pipeline(
     if (run_dir / PIPELINE_COPY).resolve() != Path(cfg.path).resolve():  # never the input
         write_bytes(run_dir / PIPELINE_COPY, Path(cfg.path).read_bytes())
     manifest.pipeline = {"path": str(Path(cfg.path).resolve()), "copy": PIPELINE_COPY}
+    stale = remove_stale([run_dir])  # temporary files and folders of killed runs
+    if stale:
+        log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     redo = force
     upstream_ran: set[str] = set()
     for sc in cfg.stages:

@@ -838,8 +838,8 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
     encodes: list[tuple[float, float]] = []
     real_decode, real_encode = batch.decode_image, batch.encode_image
 
-    def decode(path):
-        pic = real_decode(path)
+    def decode(path, *args):
+        pic = real_decode(path, *args)
         with lock:
             state["decoded"] += 1
             state["max_ahead"] = max(state["max_ahead"], state["decoded"] - state["consumed"])

@@ -58,15 +58,13 @@ def upscale(input_: str, out: str, progress: bool | None, **values) -> None:
     Exit status: 0 all done (or skipped), 1 some files failed (listed at the end; the
     others are written), 2 bad arguments, input or model.
     """
-    import warnings
-
-    from PIL import Image
-
+    from ganpipe.imaging.formats import quiet_decoder_warnings
     from ganpipe.upscale.batch import upscale_path
 
     opts = build(UpscaleOptions, values, FLAGS)
-    # Images over Pillow's limit are reported as failed; the warning would be noise.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # Damaged and oversized files are reported as failed (one line each); decoders'
+    # warnings about them would be noise.
+    quiet_decoder_warnings()
     summary = upscale_path(
         input_,
         out,

@@ -1,4 +1,6 @@
-"""Safe image decoding and encoding with Pillow (decompression-bomb limits kept on).
+"""Safe image decoding and encoding with Pillow (decompression-bomb limits kept on; only
+the allow-listed formats of :mod:`ganpipe.imaging.formats`, decided by content, so no
+external program such as Ghostscript is ever started).
 
 Torch-free: used by training data loading and by the ONNX inference path alike.
 """
@@ -12,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganpipe.fsutil import atomic_path
+from ganpipe.imaging.formats import TooLarge, UnsupportedFormat, check_megapixels, open_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -23,7 +26,26 @@ DECODE_ERRORS = (
     SyntaxError,
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
+    UnsupportedFormat,
+    TooLarge,
+    EOFError,
+    MemoryError,
 )
+
+
+def describe(exc: BaseException) -> str:
+    """One line (at most about 300 characters) saying why a file could not be used."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode it"
+    text = text[:300] + ("..." if len(text) > 300 else "")
+    if text and isinstance(exc, OSError | ValueError | SyntaxError | EOFError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def check_pixels(width: int, height: int) -> None:
@@ -40,13 +62,26 @@ def check_pixels(width: int, height: int) -> None:
         )
 
 
-def load_image(path: str | Path, channels: int) -> Image.Image:
-    """Open, fully decode and orient an image; ``channels`` 1 -> "L", 3 -> "RGB".
+def load_image(path: str | Path, channels: int, max_pixels: float | None = None) -> Image.Image:
+    """Open (allow-listed formats only, by content), fully decode and orient an image;
+    ``channels`` 1 -> "L", 3 -> "RGB"; images over ``max_pixels`` are refused from their
+    header.
 
-    Transparent pixels are composited on white. Raises one of :data:`DECODE_ERRORS`.
+    Transparent pixels are composited on white. Raises one of :data:`DECODE_ERRORS`
+    (a plugin's unexpected error on a malformed file becomes a ``ValueError``).
     """
-    with Image.open(path) as im:
+    try:
+        return _load(path, channels, max_pixels)
+    except DECODE_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow plugins fail in many ways on bad files
+        raise ValueError(f"corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _load(path: str | Path, channels: int, max_pixels: float | None) -> Image.Image:
+    with open_image(path) as im:
         check_pixels(im.width, im.height)
+        check_megapixels(im.width, im.height, max_pixels)
         im.load()
         im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

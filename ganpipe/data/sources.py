@@ -19,7 +19,14 @@ from pydantic import Field
 
 import ganpipe
 from ganpipe.data.base import ImageSet
-from ganpipe.data.imageio import DECODE_ERRORS, IMAGE_SUFFIXES, fit, load_image, to_array
+from ganpipe.data.imageio import (
+    DECODE_ERRORS,
+    IMAGE_SUFFIXES,
+    describe,
+    fit,
+    load_image,
+    to_array,
+)
 from ganpipe.errors import DataError
 from ganpipe.options import Options
 
@@ -36,27 +43,52 @@ def _resolve(path: Path, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def scan_folder(root: Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``root`` by suffix, sorted, hidden files and folders skipped."""
+def scan_folder(
+    root: Path, recursive: bool = True, errors: list[tuple[Path, str]] | None = None
+) -> list[Path]:
+    """Image files under ``root`` by suffix, sorted, hidden files and folders skipped.
+    Sub-folders that cannot be read are skipped and appended to ``errors`` as
+    ``(folder, reason)``; ``root`` itself not being readable is a :class:`DataError`."""
     if not root.exists():
         raise DataError(f"data folder {root} does not exist; set data.path to a folder of images")
     if not root.is_dir():
         raise DataError(f"data.path {root} is not a folder; point it to a folder of images")
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read data folder {root} ({exc.strerror or type(exc).__name__}); fix "
+            f"its permissions or set data.path to another folder"
+        ) from None
+    files, unreadable = [], []
+
+    def onerror(exc: OSError) -> None:
+        reason = exc.strerror or type(exc).__name__
+        unreadable.append((Path(exc.filename or root), f"cannot read folder: {reason}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if not recursive:
             dirnames[:] = []
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 files.append(Path(dirpath) / name)
+    if errors is not None:
+        errors.extend(sorted(unreadable))
     return sorted(files)
 
 
-def image_files(path: Path, base_dir: Path, recursive: bool) -> tuple[Path, list[Path]]:
+def _warn_unreadable(folders: list[tuple[Path, str]]) -> None:
+    for folder, reason in folders:
+        print(f"warning: skipped folder {folder}: {reason}", file=sys.stderr)
+
+
+def image_files(
+    path: Path, base_dir: Path, recursive: bool, errors: list[tuple[Path, str]] | None = None
+) -> tuple[Path, list[Path]]:
     """(root, its image files); a clear error when there are none."""
     root = _resolve(path, base_dir)
-    files = scan_folder(root, recursive)
+    files = scan_folder(root, recursive, errors)
     if not files:
         raise DataError(
             f"data folder {root} has no images (looked for "
@@ -94,13 +126,15 @@ class FolderDataset:
         return sorted({_label(f.relative_to(root)) for f in files})
 
     def load(self, opts: FolderOptions, image_size: int, channels: int, base_dir: Path) -> ImageSet:
-        root, files = image_files(opts.path, base_dir, opts.recursive)
+        unreadable: list[tuple[Path, str]] = []
+        root, files = image_files(opts.path, base_dir, opts.recursive, unreadable)
+        _warn_unreadable(unreadable)
 
         def decode(path: Path):
             try:
                 return to_array(fit(load_image(path, channels), image_size, opts.resize)), None
             except DECODE_ERRORS as exc:
-                return None, f"{type(exc).__name__}: {exc}"
+                return None, describe(exc)
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             results = list(pool.map(decode, files))
@@ -214,7 +248,9 @@ class PatchesDataset:
     def load(
         self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
     ) -> ImageSet:
-        root, files = image_files(opts.path, base_dir, opts.recursive)
+        unreadable: list[tuple[Path, str]] = []
+        root, files = image_files(opts.path, base_dir, opts.recursive, unreadable)
+        _warn_unreadable(unreadable)
         p = image_size
 
         def crops(item: tuple[int, Path]):
@@ -222,7 +258,7 @@ class PatchesDataset:
             try:
                 im = load_image(path, channels)
             except DECODE_ERRORS as exc:
-                return None, f"{type(exc).__name__}: {exc}"
+                return None, describe(exc)
             w, h = im.size
             if w < p or h < p:
                 return None, f"{w}x{h} is smaller than the {p}x{p} patch (data.image_size)"

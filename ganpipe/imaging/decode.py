@@ -1,7 +1,9 @@
 """Decoding an image file into a :class:`~ganpipe.imaging.picture.Picture`.
 
-* **By content**, not by file name (PNG, JPEG, WebP, TIFF, BMP, GIF), with Pillow's
-  decompression-bomb limit kept; the EXIF orientation is applied, and the ICC profile (and
+* **By content**, not by file name, and only the allow-listed formats (PNG, JPEG, WebP,
+  TIFF, BMP, GIF: :mod:`ganpipe.imaging.formats`; PostScript, PDF, SVG... are refused
+  before Pillow sees them), with Pillow's decompression-bomb limit kept and an optional
+  pixel budget (``max_pixels``) checked on the header, before anything is decoded; the EXIF orientation is applied, and the ICC profile (and
   the EXIF data, orientation tag removed, for PNG/JPEG/WebP) is kept for the output.
 * **Gray** images (L, I;16...) stay gray: one channel (the upscaler runs them through the
   model as three equal channels and keeps the mean of the three outputs).
@@ -22,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ganpipe.data.imageio import check_pixels
+from ganpipe.data.imageio import DECODE_ERRORS, check_pixels
 from ganpipe.imaging import png16
+from ganpipe.imaging.formats import HEAD_BYTES, check_format, check_megapixels, open_image
 from ganpipe.imaging.picture import Picture
-from ganpipe.imaging.sniff import sniff_format
 
 #: EXIF orientation -> the transform that shows the pixels upright (HWC arrays)
 _ORIENT = {
@@ -93,23 +95,35 @@ def _decode_tiff16(path: Path) -> Picture:
     )
 
 
-def decode_image(path: str | Path) -> Picture:
-    """Read an image by content, oriented; raises on anything that is not a usable image."""
-    path = Path(path)
+def decode_image(path: str | Path, max_pixels: float | None = None) -> Picture:
+    """Read an image by content, oriented; raises one of
+    :data:`~ganpipe.data.imageio.DECODE_ERRORS` (one-line messages) on anything that is
+    not a usable image, and :class:`~ganpipe.imaging.formats.TooLarge` for an image of
+    more than ``max_pixels`` pixels (None: no limit but Pillow's)."""
+    try:
+        return _decode(Path(path), max_pixels)
+    except DECODE_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow plugins fail in many ways on bad files
+        raise ValueError(f"corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(path: Path, max_pixels: float | None) -> Picture:
     with open(path, "rb") as fh:
-        head = fh.read(33)
-    if not head:
-        raise ValueError("empty file (0 bytes)")
-    if sniff_format(head) == "TIFF":
+        head = fh.read(HEAD_BYTES)
+    if check_format(head) == "TIFF":
         from ganpipe.imaging import tiff16  # tifffile: only for TIFF inputs
 
-        if tiff16.tiff16_needed(path):
+        size = tiff16.tiff16_size(path)
+        if size is not None:
+            check_megapixels(*size, max_pixels)
             try:
                 return _decode_tiff16(path)
             except tiff16.MissingCodec:
                 pass  # e.g. LZW without imagecodecs: Pillow reads it, at 8 bits
-    with Image.open(path) as im:
+    with open_image(path, head) as im:
         check_pixels(im.width, im.height)
+        check_megapixels(im.width, im.height, max_pixels)
         fmt = im.format
         icc = im.info.get("icc_profile")
         exif = im.getexif()

@@ -55,6 +55,20 @@ def _chunks(data: bytes):
         pos += 12 + length
 
 
+#: largest ICC profile kept (a bigger one is dropped: it would be a decompression bomb)
+MAX_ICC_BYTES = 16 << 20
+
+
+def _profile(data: bytes) -> bytes | None:
+    """The decompressed ICC profile of an iCCP chunk; None when broken or too large."""
+    inflate = zlib.decompressobj()
+    try:
+        icc = inflate.decompress(data, MAX_ICC_BYTES)
+    except zlib.error:
+        return None  # a broken profile is dropped, as Pillow does
+    return None if inflate.unconsumed_tail else icc
+
+
 def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
@@ -121,11 +135,7 @@ def read_png16(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
         if kind == b"IDAT":
             idat.append(body)
         elif kind == b"iCCP":
-            name_end = body.find(b"\0")
-            try:
-                icc = zlib.decompress(body[name_end + 2 :])
-            except zlib.error:
-                icc = None  # a broken profile is dropped, as Pillow does
+            icc = _profile(body[body.find(b"\0") + 2 :])
     bpp = channels * 2
     expected = height * (1 + width * bpp)
     try:

@@ -1,6 +1,8 @@
-"""Image formats by content, never by file name (PNG, JPEG, WebP, TIFF, BMP, GIF), and the
-listing of a folder's images: files that are images by content or by name, hidden files
-and folders skipped, sorted by relative path (``recursive`` walks the sub-folders)."""
+"""Image formats by content, never by file name (PNG, JPEG, WebP, TIFF, BMP, GIF: see
+:mod:`ganpipe.imaging.formats`), and the listing of a folder's images: files that are
+images by content or by name, hidden files and folders skipped, sorted by relative path
+(``recursive`` walks the sub-folders). Folders that cannot be read are reported, not
+fatal (except the top folder itself)."""
 
 from __future__ import annotations
 
@@ -8,27 +10,13 @@ import os
 from pathlib import Path
 
 from ganpipe.data.imageio import IMAGE_SUFFIXES
+from ganpipe.imaging.formats import sniff_format
+
+__all__ = ["INPUT_SUFFIXES", "list_images", "sniff_file", "sniff_format"]
 
 #: file name suffixes taken as images even when their content is not recognised (they are
 #: then reported as unreadable rather than silently ignored)
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".jpe", ".jfif", ".gif"}
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Image format from the first bytes of a file (never from its name)."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-        return "TIFF"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:2] == b"BM" and len(head) >= 14:
-        return "BMP"
-    return None
 
 
 def sniff_file(path: Path) -> str | None:
@@ -41,12 +29,28 @@ def sniff_file(path: Path) -> str | None:
         return None
 
 
-def list_images(root: Path, recursive: bool) -> tuple[list[tuple[Path, str | None]], int]:
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def list_images(
+    root: Path, recursive: bool, errors: list[tuple[Path, str]] | None = None
+) -> tuple[list[tuple[Path, str | None]], int]:
     """Files under ``root`` that are images by content or by name (hidden files and
     folders skipped), sorted by relative path, each with its format by content; and the
-    number of other files ignored."""
+    number of other files ignored. Sub-folders that cannot be read are appended to
+    ``errors`` as ``(folder, reason)`` (and skipped); ``root`` itself raises ``OSError``."""
     found, ignored = [], 0
-    walk = os.walk(root) if recursive else iter([(root, [], os.listdir(root))])
+    unreadable: list[tuple[Path, str]] = []
+    if recursive:
+        os.listdir(root)  # the top folder must be readable: raises OSError otherwise
+
+        def onerror(exc: OSError) -> None:
+            unreadable.append((Path(exc.filename or root), f"cannot read folder: {_reason(exc)}"))
+
+        walk = os.walk(root, onerror=onerror)
+    else:
+        walk = iter([(root, [], os.listdir(root))])
     for folder, subdirs, files in walk:
         subdirs[:] = [s for s in subdirs if not s.startswith(".")]  # prunes os.walk
         for name in files:
@@ -59,4 +63,6 @@ def list_images(root: Path, recursive: bool) -> tuple[list[tuple[Path, str | Non
                 continue
             found.append((path, fmt))
     found.sort(key=lambda item: item[0].relative_to(root).as_posix())
+    if errors is not None:
+        errors.extend(sorted(unreadable, key=lambda item: str(item[0])))
     return found, ignored

@@ -66,18 +66,26 @@ def _is_16bit_color(page: tifffile.TiffPage) -> bool:
     )
 
 
-def tiff16_needed(path: str | Path) -> bool:
-    """True when ``path`` is a TIFF whose first page :func:`read_tiff16` should decode
-    (16-bit RGB, RGBA or gray+alpha). Reads the header and the first page's tags only;
-    a file tifffile cannot parse is left to Pillow (False)."""
+def tiff16_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` of the first page when ``path`` is a TIFF that
+    :func:`read_tiff16` should decode (16-bit RGB, RGBA or gray+alpha), else None. Reads
+    the header and the first page's tags only; a file tifffile cannot parse is left to
+    Pillow (None)."""
     try:
         with open(path, "rb") as fh:
             if fh.read(4) not in MAGIC:
-                return False
+                return None
         with tifffile.TiffFile(path) as tif:
-            return _is_16bit_color(tif.pages.first)
+            page = tif.pages.first
+            return (int(page.imagewidth), int(page.imagelength)) if _is_16bit_color(page) else None
     except Exception:  # noqa: BLE001 - tifffile fails in many ways on corrupt files
-        return False
+        return None
+
+
+def tiff16_needed(path: str | Path) -> bool:
+    """True when ``path`` is a TIFF whose first page :func:`read_tiff16` should decode
+    (see :func:`tiff16_size`)."""
+    return tiff16_size(path) is not None
 
 
 def _check_decodable(page: tifffile.TiffPage, file_size: int) -> None:
@@ -127,7 +135,7 @@ def _unpremultiply(arr: np.ndarray) -> np.ndarray:
     return np.concatenate([color.astype(np.uint16), arr[:, :, -1:]], axis=2)
 
 
-def read_tiff16(path: str | Path) -> tuple[np.ndarray, Tiff16Info]:
+def read_tiff16(path: str | Path, max_pixels: float | None = None) -> tuple[np.ndarray, Tiff16Info]:
     """Decode the first page of a file accepted by :func:`tiff16_needed`:
     ``(uint16 HxWxC array, Tiff16Info)`` with C = 2 (gray+alpha), 3 (RGB) or 4 (RGBA) - 1
     or 3 where the extra sample is padding - not oriented (the caller applies
@@ -140,6 +148,8 @@ def read_tiff16(path: str | Path) -> tuple[np.ndarray, Tiff16Info]:
     """
     try:
         return _decode(path)
+    except (IndexError, np.exceptions.AxisError) as exc:  # AxisError is a ValueError too
+        raise ValueError(f"TIFF file is corrupt ({type(exc).__name__}: {exc})") from None
     except (OSError, ValueError, MemoryError, Image.DecompressionBombError):
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile fails in many ways on corrupt files

@@ -8,7 +8,7 @@ behind them::
 
 from ganpipe.nn.dcgan import Discriminator as DCGANDiscriminator
 from ganpipe.nn.dcgan import Generator as DCGANGenerator
-from ganpipe.nn.dcgan import init_weights
+from ganpipe.nn.dcgan import check_dcgan_size, init_weights
 from ganpipe.nn.degradations import degrade, downscale, gaussian_blur, jpeg, upscale_bicubic
 from ganpipe.nn.layers import (
     ConditionalBatchNorm2d,
@@ -68,6 +68,7 @@ __all__ = [
     "downscale",
     "gaussian_blur",
     "has_spectral_norm",
+    "check_dcgan_size",
     "init_weights",
     "jpeg",
     "sn",

@@ -10,12 +10,25 @@ import math
 import torch
 from torch import nn
 
+from ganpipe.errors import ConfigError
+
 
 def _levels(image_size: int) -> int:
     n = int(math.log2(image_size))
     if 2**n != image_size or image_size < 8:
         raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
     return n - 2  # number of 2x up-samplings from 4x4
+
+
+def check_dcgan_size(variant: str, image_size: int) -> None:
+    """The size rule of the DCGAN nets (doublings from 4x4): checked when the pipeline
+    loads, by every variant built on them (call it from ``check_data``), rather than
+    by the nets at build time."""
+    if image_size < 8 or image_size & (image_size - 1):
+        raise ConfigError(
+            f"data.image_size = {image_size}: {variant} needs a power of two >= 8 "
+            f"(8, 16, 32, 64, ...)"
+        )
 
 
 def init_weights(module: nn.Module) -> None:

@@ -30,8 +30,10 @@ def data_uri(image: Image.Image | np.ndarray) -> str:
 
 def open_picture(path: Path, max_side: int = MAX_SIDE) -> Image.Image | None:
     """``path`` as an RGB(A) picture no larger than ``max_side``; None when unreadable."""
+    from ganpipe.imaging.formats import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:  # the allow-list of formats, by content
             im.load()
             pic = im.convert("RGBA" if "A" in im.getbands() else "RGB")
     except (OSError, ValueError, Image.DecompressionBombError):

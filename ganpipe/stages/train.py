@@ -61,16 +61,22 @@ class TrainStage(Stage):
     uses = ("data", "model", "seed")
 
     def check(self, config, opts: TrainOptions) -> None:
-        """Before anything runs: the device and mixed precision, and the variant's checks
-        of the data (labels for conditional variants, image sizes, local weight files)
-        when the dataset can tell its classes without decoding."""
+        """Before anything runs: the device and mixed precision; the variant's checks of
+        the data (labels for conditional variants, image sizes, local weight files), with
+        the class names when the dataset can tell them without decoding, else with none
+        and with two placeholders (size rules still run; only labels go unchecked); and
+        the memory the data and one batch take against what the machine has."""
+        from ganpipe.data import memory
         from ganpipe.errors import ConfigError, DataError
         from ganpipe.training.devices import amp_dtype, resolve_device
         from ganpipe.training.distributed import check_devices
         from ganpipe.variant import DataInfo
 
-        lister = getattr(config.dataset, "class_names", None)
+        def located(exc: ConfigError) -> ConfigError:
+            where = getattr(config, "located", None)  # a PipelineConfig from load_config
+            return where(str(exc)) if where else ConfigError(f"{config.path}: {exc}")
 
+        lister = getattr(config.dataset, "class_names", None)
         try:
             check_devices(opts.devices, config.run.device, opts.batch_size)
             if opts.tensorboard:
@@ -83,20 +89,47 @@ class TrainStage(Stage):
                     f"not exist; give a checkpoint folder or a weights file "
                     f"(relative to the pipeline.toml)"
                 )
-            amp_dtype(opts.amp, resolve_device(config.run.device))
+            device = resolve_device(config.run.device)
+            amp_dtype(opts.amp, device)
             try:
                 names = lister(config.data_options, config.base_dir) if callable(lister) else None
             except DataError:  # no data here (yet): said when training loads it, if it runs
                 names = None
-            if names is not None:
-                info = DataInfo(
-                    config.data.image_size,
-                    config.data.channels,
-                    tuple(names) if len(names) > 1 else (),
-                )
-                config.variant.check_data(config.variant_options, info)
+            size, channels = config.data.image_size, config.data.channels
+            known = None if names is None else (tuple(names) if len(names) > 1 else ())
+            problem = None
+            for classes in [known] if known is not None else [(), ("?a", "?b")]:
+                try:
+                    config.variant.check_data(
+                        config.variant_options, DataInfo(size, channels, classes)
+                    )
+                    problem = None
+                    break
+                except ConfigError as exc:
+                    problem = exc
+            if problem is not None:
+                raise problem
         except ConfigError as exc:
-            raise ConfigError(f"{config.path}: {exc}") from None
+            raise located(exc) from None
+        images = memory.image_count(config.data_options, config.base_dir)
+        if images is not None and config.stage("augment") is not None:
+            aug = config.stage("augment").options
+            images *= getattr(aug, "copies", 0) + int(getattr(aug, "keep_original", True))
+        if device.type == "cuda":  # each GPU: the whole set and its share of a batch
+            import torch
+
+            share = -(-opts.batch_size // opts.devices)
+            need = memory.estimate(images, size, channels, share)
+            try:
+                available, where = torch.cuda.mem_get_info(device)[0], "GPU memory"
+            except Exception:  # noqa: BLE001 - no answer from the driver: no check
+                available, where = None, ""
+        else:  # N processes, each with the whole set, share the batch
+            need = memory.estimate(images, size, channels, opts.batch_size, opts.devices)
+            available, where = memory.available_bytes(), "memory"
+        refused = memory.refusal(need, available, opts.batch_size, size, where)
+        if refused is not None:
+            raise located(ConfigError(refused)) from None
 
     def fingerprint(self, config, opts: TrainOptions) -> str | None:
         """The ``init_from`` weights: other starting weights make another run."""

@@ -5,7 +5,10 @@
   containers only, loaded with ``torch.load(..., weights_only=True)``.
 
 A checkpoint is written under a temporary name and renamed when complete, so a crash never
-leaves a half-written checkpoint where resume would find it.
+leaves a half-written checkpoint where resume would find it. Replacing and pruning are
+crash-safe too: a folder is renamed to a temporary name before it is deleted
+(:func:`ganpipe.fsutil.discard`), and the temporary folders of killed runs are removed at
+the next save (:func:`ganpipe.fsutil.remove_stale`; a live writer's are kept).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ganpipe.errors import TrainingError
+from ganpipe.fsutil import discard, remove_stale, set_aside, temp_sibling
 
 _NAME = re.compile(r"^step_(\d{8})$")
 
@@ -62,11 +66,9 @@ def save_checkpoint(
     keep: int = 3,
 ) -> Path:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale([ckpt_dir], recursive=False)  # folders of killed runs
     final = ckpt_dir / f"step_{step:08d}"
-    tmp = ckpt_dir / f".tmp-step_{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = temp_sibling(final, directory=True)
     try:
         save_file(
             flatten_state(modules),
@@ -77,15 +79,16 @@ def save_checkpoint(
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
+        older = set_aside(final)  # a checkpoint of this step from a re-run: out of the way
         os.rename(tmp, final)
         _fsync_dir(ckpt_dir)
+        if older is not None:
+            shutil.rmtree(older, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
     return final
 
 
@@ -114,11 +117,16 @@ def load_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """The training state of a checkpoint folder (``torch.load(weights_only=True)``); a
+    file holding other Python objects is refused, in one line."""
     file = path / "state.pt"
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
+        from ganpipe.weights.read import load_problem
+
+        unsafe, reason = load_problem(exc)
+        what = "refusing to load the training state" if unsafe else "cannot read training state"
         raise TrainingError(
-            f"{file}: cannot read training state ({type(exc).__name__}: "
-            f"{exc}); delete the checkpoint or re-run with --force"
+            f"{file}: {what} ({reason}); delete the checkpoint or re-run with --force"
         ) from None

@@ -1,7 +1,9 @@
 """Running a batch: decode -> upscale -> encode, overlapped, one failed file at a time.
 
 A file that cannot be read, upscaled or written is reported (``failures``) and the batch
-goes on. Decoding runs in a thread pool ahead of inference and encoding in another behind
+goes on; so is an input over ``max_megapixels`` (refused from its header, before it is
+decoded), which bounds the memory one file may take. Temporary files that killed runs
+left in the output folders are removed first (:func:`ganpipe.fsutil.remove_stale`). Decoding runs in a thread pool ahead of inference and encoding in another behind
 it, both bounded (in files and in bytes), so the accelerator is not idle while files are
 read and written, and memory does not grow over a long batch.
 """
@@ -22,9 +24,10 @@ from typing import Any
 from PIL import Image
 
 from ganpipe.errors import GanpipeError
-from ganpipe.fsutil import ensure_writable_dir
+from ganpipe.fsutil import ensure_writable_dir, remove_stale
 from ganpipe.imaging.decode import decode_image
 from ganpipe.imaging.encode import MAX_SIDE, encode_image, output_bits
+from ganpipe.imaging.formats import quiet_decoder_warnings
 from ganpipe.imaging.picture import Picture
 from ganpipe.upscale.ensemble import combine
 from ganpipe.upscale.model import open_sr_model
@@ -128,6 +131,7 @@ def run_jobs(
     Returns the written paths, the failures and the input megapixels."""
     opts = with_overrides(options, overrides)
     workers = opts.workers or min(4, os.cpu_count() or 2)
+    max_pixels = opts.max_megapixels * 1e6 or None
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
     bar = _Progress(len(jobs), progress)
@@ -161,7 +165,7 @@ def run_jobs(
                 job = next(pending, None)
                 if job is None:
                     return
-                ahead.append((job, decoders.submit(decode_image, job.src)))
+                ahead.append((job, decoders.submit(decode_image, job.src, max_pixels)))
 
         refill()
         while ahead:
@@ -222,15 +226,22 @@ def upscale_path(
     (:class:`~ganpipe.upscale.ensemble.Ensemble`); ``tta`` averages each over the 8 flips
     / rotations of its input. Problems with the options, the input or the model raise
     :class:`~ganpipe.errors.ConfigError` before anything is written. Files that cannot be
-    read, upscaled or written are listed in ``failures`` and the others are still done.
+    read, upscaled or written, or that are over ``max_megapixels``, are listed in
+    ``failures`` and the others are still done. Decoders' warnings about damaged files
+    are silenced for the process (:func:`~ganpipe.imaging.formats.quiet_decoder_warnings`).
     """
     if model is not None:
         overrides["model"] = list(model) if isinstance(model, list | tuple) else [model]
     opts = with_overrides(options, overrides)
+    quiet_decoder_warnings()  # damaged files are failures of their own, one line each
     plan = plan_jobs(input, output, opts)
     sr = combine([open_sr_model(p, opts.device, log) for p in opts.model], opts.tta)
     upscaler = Upscaler(sr, opts, log=log)
     ensure_writable_dir(plan.out_dir)
+    folders = {plan.out_dir, *(job.dst.parent for job in plan.jobs)}
+    stale = remove_stale(sorted(folders), recursive=False)  # left by killed runs
+    if stale and log is not None:
+        log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     t0 = time.perf_counter()
     written, failures, megapixels = run_jobs(upscaler, plan.jobs, opts, progress=progress)
     order = {job.src: i for i, job in enumerate(plan.jobs)}

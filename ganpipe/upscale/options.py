@@ -107,6 +107,14 @@ class UpscaleOptions(Options):
         "bicubic (faster)",
     )
     workers: int = Field(0, ge=0, description="decode and encode threads each; 0: min(4, CPUs)")
+    # 64 MP: a 9000x7000 photo; x4 at 8 bits its output alone is about 3 GiB
+    max_megapixels: float = Field(
+        64.0,
+        ge=0,
+        description="largest input, in megapixels (width x height / 1e6, read from the "
+        "header before decoding); larger files are refused, the others still done; 0: no "
+        "limit but Pillow's decompression-bomb one",
+    )
 
     @field_validator("model", mode="before")
     @classmethod

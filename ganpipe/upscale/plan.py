@@ -6,6 +6,9 @@ input's format (BMP and GIF become PNG) or ``format``, and the input's name plus
 inside it, and ``skip_existing`` makes an interrupted batch resumable (outputs are written
 atomically, so an existing one is complete). ``shard = "i/n"`` processes the files whose
 index in the sorted list is ``i`` modulo ``n``: ``n`` workers split a folder between them.
+
+Sub-folders that cannot be read and outputs whose name cannot be made (longer than the
+file system's limit) are failures of their own, one line each; the batch goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ganpipe.errors import ConfigError
+from ganpipe.fsutil import name_max
 from ganpipe.imaging.encode import FORMATS, SUFFIXES
 from ganpipe.imaging.sniff import list_images, sniff_file
 from ganpipe.upscale.options import UpscaleOptions, parse_shard, with_overrides
@@ -53,6 +57,15 @@ def output_name(src: Path, fmt: str, suffix: str) -> str:
     return f"{src.stem}{suffix}{ext}"
 
 
+def _name_limit(out: Path) -> int:
+    """The file-name limit (bytes) where the outputs go: of ``out``'s nearest existing
+    ancestor (the output folder may not exist yet)."""
+    for folder in (out, *out.parents):
+        if folder.is_dir():
+            return name_max(folder)
+    return 255
+
+
 def plan_jobs(
     src: str | Path, out: str | Path, options: UpscaleOptions | None = None, **overrides: Any
 ) -> Plan:
@@ -67,6 +80,7 @@ def plan_jobs(
     if not src.exists():
         raise ConfigError(f"input {src} does not exist; pass an image file or a folder")
     entries: list[tuple[Path, Path, str]] = []
+    unreadable: list[tuple[Path, str]] = []
     if src.is_file():
         by_name = next((f for f, sx in SUFFIXES.items() if out.suffix.lower() in sx), None)
         if by_name and not out.is_dir():  # -o photo_x4.png: an output file
@@ -86,8 +100,14 @@ def plan_jobs(
                 f"a folder outside it (outputs would be read as inputs next "
                 f"time)"
             )
-        listed, ignored = list_images(src, opts.recursive)
-        if not listed:
+        try:
+            listed, ignored = list_images(src, opts.recursive, unreadable)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read input folder {src} ({exc.strerror or type(exc).__name__}); "
+                f"fix its permissions or choose another folder"
+            ) from None
+        if not listed and not unreadable:
             where = " or its sub-folders" if opts.recursive else ""
             hint = "" if opts.recursive else " (add --recursive for sub-folders)"
             raise ConfigError(
@@ -104,11 +124,20 @@ def plan_jobs(
         raise ConfigError(f"input {src} is neither a file nor a folder")
 
     plan = Plan(out_dir, ignored=ignored)
+    if shard is None or shard[0] == 0:  # said once, not by every worker
+        plan.failures.extend(unreadable)
     claimed: dict[str, Path] = {}
+    limit = _name_limit(out_dir)
     for index, (path, dst, fmt) in enumerate(entries):
         key = os.path.normcase(str(dst.resolve()))
         reason = None
-        if dst.resolve() in inputs:
+        size = len(os.fsencode(dst.name))
+        if size > limit:
+            reason = (
+                f"output name {dst.name[:40]}... is {size} bytes, longer than the file "
+                f"system allows ({limit}); use a shorter --suffix or rename the input"
+            )
+        elif dst.resolve() in inputs:
             reason = (
                 f"output {dst} would overwrite an input file; use --suffix, --format "
                 f"or another output folder"

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
-from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 from ganpipe.variants.gan import bce_step
 
 
@@ -56,6 +56,10 @@ class CGAN(Variant):
     Options = CGANOptions
     conditional = True
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
+
+    def check_data(self, opts: CGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        check_dcgan_size(self.name, info.image_size)
 
     def build(self, opts: CGANOptions, info: DataInfo):
         return {"G": CondGenerator(opts, info), "D": CondDiscriminator(opts, info)}

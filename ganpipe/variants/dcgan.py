@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
-from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
 class DCGANOptions(GANOptions):
@@ -23,6 +23,10 @@ class DCGAN(Variant):
     task = "generate"
     Options = DCGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
+
+    def check_data(self, opts: DCGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        check_dcgan_size(self.name, info.image_size)
 
     def build(self, opts: DCGANOptions, info: DataInfo):
         return {

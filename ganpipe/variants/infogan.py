@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ganpipe import Batch, DataInfo, GANOptions, InputSpec, StepContext, Variant
-from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
 class InfoGANOptions(GANOptions):
@@ -185,6 +185,10 @@ class InfoGAN(Variant):
             else:
                 out.append(sample_code(spec, n, generator))
         return tuple(t.to(device) for t in out)
+
+    def check_data(self, opts: InfoGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        check_dcgan_size(self.name, info.image_size)
 
     def build(self, opts: InfoGANOptions, info: DataInfo):
         D = DCGANDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width)

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from ganpipe import Batch, DataInfo, Options, StepContext, Variant
-from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
 class VAEOptions(Options):
@@ -39,6 +39,10 @@ class VAE(Variant):
     name = "vae"
     Options = VAEOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
+
+    def check_data(self, opts: VAEOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        check_dcgan_size(self.name, info.image_size)
 
     def build(self, opts: VAEOptions, info: DataInfo):
         return {

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
-from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
 class WGANOptions(GANOptions):
@@ -34,6 +34,10 @@ class WGANGP(Variant):
     name = "wgan-gp"
     Options = WGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "n_critic": 2}
+
+    def check_data(self, opts: WGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        check_dcgan_size(self.name, info.image_size)
 
     def build(self, opts: WGANOptions, info: DataInfo):
         return {

@@ -22,6 +22,31 @@ def one_line(exc: BaseException) -> str:
     return text[:200] + ("..." if len(text) > 200 else "")
 
 
+#: torch's own advice around a refused file (never shown: it says to turn the check off)
+_ADVICE = re.compile(
+    r"weights.only|Weights only load failed|Check the documentation|file an issue|"
+    r"arbitrary code|trusted source|safe_globals",
+    re.IGNORECASE,
+)
+
+
+def load_problem(exc: BaseException) -> tuple[bool, str]:
+    """``(unsafe, one-line reason)`` for a failed ``torch.load(weights_only=True)``:
+    ``unsafe`` when the file holds Python objects (a pickled global) that could run code
+    when unpickled. The reason never repeats torch's advice to set ``weights_only=False``."""
+    text = str(exc)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        return True, (
+            f"the file holds Python objects besides tensors ({m.group(1)}), which could run "
+            f"code when unpickled"
+        )
+    lines = [" ".join(ln.split()) for ln in text.splitlines()]
+    kept = [ln for ln in lines if ln and not _ADVICE.search(ln)]
+    detail = one_line(Exception(kept[0])) if kept else ""
+    return False, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a weight file, unwrapped from ``params_ema`` / ``params``."""
     path = Path(path)
@@ -41,18 +66,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
-            text = str(exc)
-            if "weights_only" in text or "Unsupported global" in text:
-                m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-                what = f" ({m.group(1)})" if m else ""
+            unsafe, reason = load_problem(exc)
+            if unsafe:
                 raise ModelFileError(
-                    f"{path}: refusing to load: the file holds Python objects besides "
-                    f"tensors{what}, which could run code when unpickled; only plain state "
-                    f"dicts (or .safetensors) can be imported"
+                    f"{path}: refusing to load: {reason}; only plain state dicts (or "
+                    f".safetensors) can be imported"
                 ) from None
             raise ModelFileError(
-                f"{path}: not a readable PyTorch weights file "
-                f"({type(exc).__name__}: {one_line(exc)})"
+                f"{path}: not a readable PyTorch weights file ({reason})"
             ) from None
     else:
         raise ModelFileError(

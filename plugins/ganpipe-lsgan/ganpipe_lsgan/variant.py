@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
-from ganpipe.nn import DCGANDiscriminator, DCGANGenerator
+from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 from pydantic import Field, ValidationInfo, field_validator
 
 
@@ -58,6 +58,10 @@ class LSGAN(Variant):
     description = "Least-squares GAN (Mao et al. 2017) on the DCGAN nets"
     Options = LSGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
+
+    def check_data(self, opts: LSGANOptions, info: DataInfo) -> None:
+        super().check_data(opts, info)
+        check_dcgan_size(self.name, info.image_size)  # at load time, not in build
 
     def build(self, opts: LSGANOptions, info: DataInfo):
         return {
