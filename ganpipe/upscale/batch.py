@@ -11,7 +11,6 @@ read and written, and memory does not grow over a long batch.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -88,16 +87,9 @@ class _Progress:
     """tqdm bar with images/s and input megapixels/s; thread-safe updates."""
 
     def __init__(self, total: int, enabled: bool | None):
-        from tqdm import tqdm
+        from ganpipe import progress
 
-        self.bar = tqdm(
-            total=total,
-            unit="img",
-            disable=(None if enabled is None else not enabled),
-            dynamic_ncols=True,
-            smoothing=0.1,
-            file=sys.stderr,
-        )
+        self.bar = progress.bar(total, "upscale", "img", enabled=enabled, smoothing=0.1)
         self.lock = threading.Lock()
         self.start = time.perf_counter()
         self.megapixels = 0.0
