@@ -18,6 +18,7 @@ from typing import Any
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
+from ganpipe.signals import Interrupted
 from ganpipe.stage import StageContext
 
 MANIFEST = "manifest.json"
@@ -134,10 +135,12 @@ def run_pipeline(
         except BaseException as exc:  # recorded for the report, then raised as it was
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             manifest.stages[sc.name] = {
-                "status": status,
+                "status": exc.status if isinstance(exc, Interrupted) else status,
                 "error": " ".join(str(exc).split())[:500] or type(exc).__name__,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
+            if isinstance(exc, Interrupted):  # "terminated" for SIGTERM, with the signal
+                manifest.stages[sc.name]["signal"] = exc.signal_name
             manifest.save()
             _report(run_dir, log)
             raise

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ganpipe import __version__
+from ganpipe import __version__, signals
 from ganpipe.errors import GanpipeError
 
 
@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("ganpipe.cli.upscale:upscale", "Upscale images with a super-resolution model."),
     "import": ("ganpipe.cli.imports:import_", "Convert released SR weights to ONNX."),
     "plugins": ("ganpipe.cli.plugins:plugins", "List installed plugins and what they provide."),
-    "report": ("ganpipe.cli.report:report", "Write RUN_DIR/report.html, a one-file page about a run."),
+    "report": (
+        "ganpipe.cli.report:report",
+        "Write RUN_DIR/report.html, a one-file page about a run.",
+    ),
     "new-plugin": ("ganpipe.cli.new_plugin:new_plugin", "Write a plugin package to start from."),
 }
 
@@ -76,9 +79,13 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with signals.raising():  # SIGTERM / SIGINT: Interrupted, so cleanup runs
+                return super().invoke(ctx)
         except GanpipeError as exc:
             _fail(exc)
+        except signals.Interrupted as exc:  # training names the checkpoint it wrote
+            click.echo(f"ganpipe: {exc.message()}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(
                 "ganpipe: interrupted; finished outputs and checkpoints are kept, "

@@ -49,6 +49,7 @@ table.kv th{font-weight:500;color:var(--muted);white-space:nowrap}
 .done{background:#dafbe1;color:#116329}.failed{background:#ffebe9;color:#a40e26}
 .missing,.outputs-missing{background:#fff8c5;color:#7d4e00}
 .not-run{background:#eaeef2;color:#59636e}
+.interrupted,.terminated{background:#fff8c5;color:#7d4e00}
 div.outputs a{color:var(--accent);text-decoration:none}
 div.outputs s{color:#a40e26}
 div.details{color:var(--muted);max-width:460px}

@@ -36,7 +36,7 @@ class StageState:
     """One stage as the report shows it."""
 
     name: str
-    status: str  # done | outputs missing | failed | not run
+    status: str  # done | outputs missing | failed | interrupted | terminated | not run
     seconds: float | None = None
     finished_at: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
@@ -133,8 +133,15 @@ def _stage_state(run_dir: Path, name: str, entry: dict[str, Any] | None) -> Stag
         return StageState(name, "not run")
     outputs = {str(k): str(v) for k, v in dict(entry.get("outputs") or {}).items()}
     missing = [k for k, rel in outputs.items() if not (run_dir / rel).exists()]
-    failed = entry.get("status") == "failed" or bool(entry.get("error"))
-    status = "failed" if failed else ("outputs missing" if missing else "done")
+    stopped = entry.get("status") in ("interrupted", "terminated")  # Ctrl-C, SIGTERM
+    failed = entry.get("status") == "failed" or (bool(entry.get("error")) and not stopped)
+    status = (
+        entry["status"]
+        if stopped
+        else "failed"
+        if failed
+        else ("outputs missing" if missing else "done")
+    )
     seconds = entry.get("seconds")
     return StageState(
         name,

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ganpipe import errors
+from ganpipe import errors, signals
 from ganpipe.devices import Device
 from ganpipe.errors import ConfigError, GanpipeError, TrainingError
 from ganpipe.fsutil import write_bytes
@@ -86,6 +86,19 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def check_in_step(modules: dict[str, torch.nn.Module]) -> None:
+    """Data-parallel processes must end with the same weights (gradients averaged, same
+    updates); a difference means lost synchronisation, not a usable model."""
+    sums = torch.stack(
+        [p.detach().double().sum() for m in modules.values() for p in m.parameters()]
+    ).cpu()
+    if any(not torch.equal(sums, other) for other in gather_objects(sums)):
+        raise TrainingError(
+            "the data-parallel training processes ended with different "
+            "weights; re-run with train.devices = 1, and report this"
+        )
+
+
 def check_devices(devices: int, device: str | Device, batch_size: int) -> None:
     """Configuration checks for ``devices`` > 1 (one line each, what and how to fix);
     ``device`` is ``run.device`` (:func:`ganpipe.devices.parse_device` grammar)."""
@@ -132,6 +145,16 @@ def _report(job: dict, rank: int, record: dict) -> None:
 
 
 def _worker(rank: int, world: int, port: int, job: dict) -> None:
+    # signals are recorded from now on (the loop stops on them after a step); before,
+    # this process ignored them (started so by the parent, which sends them again)
+    with signals.deferred():
+        try:
+            _train(rank, world, port, job)
+        finally:
+            signals.consume()  # this process's stop, if any, is reported: drop late ones
+
+
+def _train(rank: int, world: int, port: int, job: dict) -> None:
     from ganpipe.training.loop import Trainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -157,19 +180,20 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
             log=print if rank == 0 else (lambda *_: None),
             dist_info=DistInfo(rank, world),
         )
-        result = trainer.run()
+        try:
+            result = trainer.run()
+            record = {
+                "checkpoint": str(result.checkpoint),
+                "steps": result.steps,
+                "resumed_from": result.resumed_from,
+                "images_per_second": result.images_per_second,
+                "device": trainer.device.type,
+            }
+        except signals.Interrupted as exc:  # every process, after the same step
+            record = {"interrupted": exc.signum, "step": exc.step}
+            record["checkpoint"] = str(exc.checkpoint) if exc.checkpoint else None
         if rank == 0:
-            _report(
-                job,
-                rank,
-                {
-                    "checkpoint": str(result.checkpoint),
-                    "steps": result.steps,
-                    "resumed_from": result.resumed_from,
-                    "images_per_second": result.images_per_second,
-                    "device": trainer.device.type,
-                },
-            )
+            _report(job, rank, record)
         # leave together: a process tearing down its connections while another still
         # uses them can abort Gloo ("terminate called without an active exception")
         dist.barrier()
@@ -181,6 +205,25 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _spawn(job: dict, devices: int, procs: list) -> None:
+    """Start the workers (their processes appended to ``procs``) and wait for them; a
+    signal the parent got is sent to them again every half second (the first may reach a
+    worker before its handlers are installed, when it still ignores signals)."""
+    with signals.ignored():  # inherited by the workers until their handlers are set
+        context = mp.spawn(
+            _worker,
+            args=(devices, _free_port(), job),
+            nprocs=devices,
+            join=False,
+            start_method="spawn",
+        )
+        procs.extend(context.processes)
+    while not context.join(timeout=0.5):
+        signum = signals.requested()
+        if signum is not None:
+            signals.forward_to(lambda: [p.pid for p in procs if p.is_alive()])(signum)
 
 
 def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
@@ -207,37 +250,40 @@ def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
             if record and "error" in record:
                 raise getattr(errors, record["error"], TrainingError)(record["message"])
 
-    try:
-        mp.spawn(
-            _worker,
-            args=(devices, _free_port(), job),
-            nprocs=devices,
-            join=True,
-            start_method="spawn",
-        )
-        raise_reported()
-        record = read(0)
-        if record is None:
-            raise TrainingError(f"training process 0 of {devices} ended without a result")
-    except mp.ProcessExitedException as exc:
-        raise_reported()
-        record = read(0)
-        if record is None or "checkpoint" not in record:
+    # a SIGTERM / SIGINT here is passed on to the workers: they stop together after a
+    # step, with a checkpoint, and report it (a signal they missed is acted on at the end)
+    procs: list = []
+    alive = signals.forward_to(lambda: [p.pid for p in procs if p.is_alive()])
+    with signals.deferred(forward=alive):
+        try:
+            _spawn(job, devices, procs)
+            raise_reported()
+            record = read(0)
+            if record is None:
+                raise TrainingError(f"training process 0 of {devices} ended without a result")
+        except mp.ProcessExitedException as exc:
+            raise_reported()
+            record = read(0)
+            if record is None or "checkpoint" not in record:
+                raise TrainingError(
+                    f"training process {exc.error_index} of {devices} stopped "
+                    f"(exit code {exc.exit_code}); see its output above"
+                ) from None
+            # else: process 0 reported after the last collective, so every process finished
+            # training and the checkpoint is written; one died while shutting down
+        except mp.ProcessRaisedException as exc:
+            raise_reported()
+            last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:]
             raise TrainingError(
-                f"training process {exc.error_index} of {devices} stopped "
-                f"(exit code {exc.exit_code}); see its output above"
+                f"training process {exc.error_index} of {devices} failed: {last[0] if last else exc}"
             ) from None
-        # else: process 0 reported after the last collective, so every process finished
-        # training and the checkpoint is written; one died while shutting down
-    except mp.ProcessRaisedException as exc:
-        raise_reported()
-        last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:]
-        raise TrainingError(
-            f"training process {exc.error_index} of {devices} failed: {last[0] if last else exc}"
-        ) from None
-    finally:
-        for path in reports:
-            path.unlink(missing_ok=True)
+        finally:
+            for path in reports:
+                path.unlink(missing_ok=True)
+        if "interrupted" in record:  # all processes stopped after this step
+            raise signals.Interrupted(
+                record["interrupted"], step=record["step"], checkpoint=record["checkpoint"]
+            )
     result = TrainResult(
         Path(record["checkpoint"]),
         record["steps"],

@@ -16,19 +16,20 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ganpipe import progress
+from ganpipe import progress, signals
 from ganpipe.data.base import ImageSet
 from ganpipe.devices import Device
 from ganpipe.errors import TrainingError
 from ganpipe.fsutil import write_bytes
 from ganpipe.training import checkpoint as ckpt
-from ganpipe.training import sampling
+from ganpipe.training import preemption, sampling
 from ganpipe.training.devices import amp_dtype, resolve_device
 from ganpipe.training.diffaugment import DiffAugment
 from ganpipe.training.distributed import (
     DistInfo,
     average_gradients,
     check_devices,
+    check_in_step,
     gather_objects,
     mean_across,
 )
@@ -249,20 +250,14 @@ class Trainer:
             step,
         )
 
-    def _check_in_step(self) -> None:
-        """Data-parallel processes must end with the same weights (gradients averaged,
-        same updates); a difference means lost synchronisation, not a usable model."""
-        sums = torch.stack(
-            [p.detach().double().sum() for m in self.modules().values() for p in m.parameters()]
-        ).cpu()
-        if any(not torch.equal(sums, other) for other in gather_objects(sums)):
-            raise TrainingError(
-                "the data-parallel training processes ended with different "
-                "weights; re-run with train.devices = 1, and report this"
-            )
-
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Train to ``opts.steps``. SIGTERM / SIGINT stop it after the current step with a
+        checkpoint (:mod:`ganpipe.training.preemption`)."""
+        with signals.deferred():
+            return self._run()
+
+    def _run(self) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._build()
         start = self._resume()
@@ -284,7 +279,7 @@ class Trainer:
         t0, seen = time.perf_counter(), 0
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
         metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
-        step = start
+        step, saved_at = start, None
         collapse = sampling.CollapseWatch(opts.steps)
         board = None
         try:
@@ -353,7 +348,10 @@ class Trainer:
                 if (
                     opts.checkpoint_every and step % opts.checkpoint_every == 0
                 ) or step == opts.steps:
-                    last_ckpt = self.save(step)
+                    last_ckpt, saved_at = self.save(step), step
+                signum = preemption.agreed_stop(world, self.device)
+                if signum:
+                    preemption.stop(self, step, signum, last_ckpt, saved_at)
         finally:
             if metrics is not None:
                 metrics.close()
@@ -361,6 +359,6 @@ class Trainer:
                 board.close()
             bar.close()
         if world > 1:
-            self._check_in_step()
+            check_in_step(self.modules())
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         return TrainResult(last_ckpt, step, start, rate)
