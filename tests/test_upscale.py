@@ -1140,3 +1140,152 @@ def test_upscale_stage_defaults_to_the_export_model(models, tmp_path):
     result = UpscaleStage().run(ctx, opts)
     assert result.outputs == {"images": "upscale"} and result.info["written"] == 1
     assert opened(run_dir / "upscale" / "a.webp").size == (12, 10)
+
+
+# -- quiet, accountable batches ----------------------------------------------------------
+def _malformed_exif_jpeg(path: Path, orientation: int | None = None) -> None:
+    """A valid JPEG whose EXIF XResolution (0x011A, a rational) holds a string: Pillow
+    refuses to set that, so the string goes in under an unused tag and is renamed."""
+    exif = Image.Exif()
+    exif[0x9999] = "abc"
+    exif[0x0128] = 2  # ResolutionUnit: inches, with no usable X resolution
+    if orientation is not None:
+        exif[0x0112] = orientation
+    raw = exif.tobytes()
+    assert raw.startswith(b"Exif\0\0MM") and raw.count(b"\x99\x99\x00\x02") == 1
+    raw = raw.replace(b"\x99\x99\x00\x02", b"\x01\x1a\x00\x02")
+    Image.fromarray(rand_rgb(6, 8)).save(path, exif=raw)
+    assert Image.open(path).getexif()[0x011A] == "abc"
+
+
+def test_metadata_never_fails_an_image(models, tmp_path, cli):
+    src = tmp_path / "in"
+    src.mkdir()
+    _malformed_exif_jpeg(src / "exif.jpg")
+    _malformed_exif_jpeg(src / "turned.jpg", orientation=6)
+    Image.fromarray(rand_rgb(6, 8)).save(src / "icc.png", icc_profile=os.urandom(300))
+    rgb_icc = bytearray(os.urandom(300))
+    rgb_icc[16:20] = b"RGB "  # a profile header's colour space, the rest garbage
+    Image.fromarray(rand_rgb(6, 8)).save(src / "icc2.jpg", icc_profile=bytes(rgb_icc))
+    Image.fromarray(rand_rgb(6, 8)).save(src / "plain.png")
+    s = run(src, tmp_path / "out", models["near2"])
+    assert s.ok, s.failures
+    assert sorted(p.name for p in s.written) == [
+        "exif.jpg",
+        "icc.png",
+        "icc2.jpg",
+        "plain.png",
+        "turned.jpg",
+    ]
+    assert opened(tmp_path / "out" / "turned.jpg").size == (12, 16)  # turned upright
+    assert opened(tmp_path / "out" / "exif.jpg").size == (16, 12)
+    assert {p.name for p, _ in s.warnings} == {"exif.jpg", "turned.jpg"}
+    assert all("EXIF" in note for _, note in s.warnings)
+    assert "; 2 with warnings" in s.line()
+    # verbose: each warning on a line of its own, prefixed with the file
+    args = ["upscale", "-i", str(src), "-m", str(models["near2"]), "--device", "cpu"]
+    proc = cli(*args, "-o", str(tmp_path / "quiet"))
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    assert "2 with warnings" in proc.stdout
+    proc = cli(*args, "-o", str(tmp_path / "loud"), "--verbose")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
+    assert len(lines) == 3 and all(ln.startswith("ganpipe: warning: ") for ln in lines)
+    assert str(src / "exif.jpg") in lines[0] and str(src / "turned.jpg") in lines[2]
+
+
+def test_a_write_that_fails_on_metadata_is_retried_without_it(models, tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    icc = bytearray(os.urandom(300))
+    icc[16:20] = b"RGB "
+    Image.fromarray(rand_rgb(6, 8)).save(src / "both.jpg", exif=exif, icc_profile=bytes(icc))
+    Image.fromarray(rand_rgb(6, 8)).save(src / "icc.jpg", icc_profile=bytes(icc))
+    real_save = Image.Image.save
+
+    def picky_save(self, fp, *args, **kwargs):
+        if kwargs.get("icc_profile") or kwargs.get("exif"):
+            raise ValueError("broken profile")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", picky_save)
+    s = run(src, tmp_path / "out", models["near2"])
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert s.ok and len(s.written) == 2, s.failures
+    notes = dict(s.warnings)
+    assert notes[src / "both.jpg"].startswith("EXIF and ICC profile dropped")
+    assert notes[src / "icc.jpg"].startswith("ICC profile dropped: cannot be written")
+    assert "broken profile" in notes[src / "icc.jpg"]
+
+    # a file that cannot be written at all still fails, with the first error
+    def full_disk(self, fp, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    s = run(src, tmp_path / "out2", models["near2"])
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert len(s.failures) == 2 and not s.warnings
+    assert all("No space left" in r for _, r in s.failures)
+
+
+def test_name_collisions_are_resolved_deterministically(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for ext, fmt in (("gif", "GIF"), ("bmp", "BMP"), ("png", "PNG")):
+        Image.fromarray(rand_rgb(4, 4)).save(src / f"hopper.{ext}", format=fmt)
+    for ext, fmt in (("gif", "GIF"), ("bmp", "BMP")):  # no PNG: the first sorted keeps it
+        Image.fromarray(rand_rgb(4, 4)).save(src / f"lena.{ext}", format=fmt)
+    s = run(src, tmp_path / "out", models["near2"])
+    assert s.ok, s.failures
+    names = sorted(p.name for p in s.written)
+    assert names == [
+        "hopper.bmp.png",
+        "hopper.gif.png",
+        "hopper.png",
+        "lena.gif.png",
+        "lena.png",
+    ]
+    plan = plan_jobs(src, tmp_path / "out2", suffix="_x2")
+    assert {j.src.name: j.dst.name for j in plan.jobs} == {
+        "hopper.bmp": "hopper.bmp_x2.png",
+        "hopper.gif": "hopper.gif_x2.png",
+        "hopper.png": "hopper_x2.png",
+        "lena.bmp": "lena_x2.png",
+        "lena.gif": "lena.gif_x2.png",
+    }
+    # the same every time, and never an overwrite of an input
+    assert plan_jobs(src, tmp_path / "out2", suffix="_x2").jobs == plan.jobs
+    Image.fromarray(rand_rgb(4, 4)).save(src / "lena.gif.png")  # what lena.gif would get
+    plan = plan_jobs(src, src.parent / "in_out", on_collision="rename")
+    dsts = [j.dst for j in plan.jobs]
+    assert len(set(dsts)) == len(dsts) and not set(dsts) & set(src.iterdir())
+    # lena.gif, renamed, claims lena.gif.png first in sorted order: the later one fails
+    failed = [(p.name, "also the output" in r) for p, r in plan.failures]
+    assert failed == [("lena.gif.png", True)]
+    # refuse: today's behaviour, the first sorted keeps the name, the others fail
+    plan = plan_jobs(src, tmp_path / "out3", on_collision="refuse")
+    assert sorted(p.name for p, _ in plan.failures) == ["hopper.gif", "hopper.png", "lena.gif"]
+    assert all("rename one of them" in r for _, r in plan.failures)
+
+
+def test_summary_accounts_for_every_entry(models, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rand_rgb(4, 4)).save(src / name)
+    (src / "d.png").write_bytes(b"not really")
+    (src / "notes.txt").write_text("x")
+    (src / "data.csv").write_text("x")
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.fromarray(rand_rgb(8, 8)).save(out / "a.png")
+    s = run(src, out, models["near2"], skip_existing=True)
+    assert (len(s.written), len(s.skipped), len(s.failures), s.ignored) == (2, 1, 1, 2)
+    line = s.line()
+    assert line.startswith("upscaled 2 images (x2)")
+    for part in ("skipped 1 existing", "1 failed", "ignored 2 non-image files"):
+        assert f"; {part}" in line, line
+    (src / "data.csv").unlink()
+    assert "; ignored 1 non-image file [" in run(src, tmp_path / "o2", models["near2"]).line()

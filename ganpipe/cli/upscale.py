@@ -72,6 +72,9 @@ def upscale(input_: str, out: str, progress: bool | None, **values) -> None:
         progress=progress,
         log=lambda m: click.echo(f"ganpipe: {m}", err=True),
     )
+    if opts.verbose:
+        for path, note in summary.warnings:
+            click.echo(f"ganpipe: warning: {path}: {note}", err=True)
     for path, reason in summary.failures:
         click.echo(f"ganpipe: failed: {path}: {reason}", err=True)
     click.echo(summary.line())

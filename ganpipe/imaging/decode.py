@@ -134,10 +134,36 @@ def _decode(path: Path, max_pixels: float | None) -> Picture:
             pic = Picture(color, alpha, bits=16)
         else:
             im.load()
-            pic = _from_pil(ImageOps.exif_transpose(im) if orientation != 1 else im)
-    keep_exif = None
+            pic = _upright(im, orientation)
+    keep_exif, warnings = None, list(pic.warnings)
     if fmt in ("PNG", "JPEG", "WEBP", "MPO") and len(exif):
         exif.pop(0x0112, None)
-        data = exif.tobytes()
+        try:
+            data = exif.tobytes()
+        except Exception as exc:  # noqa: BLE001 - malformed EXIF: the image is still good
+            data = b""
+            warnings.append(f"EXIF dropped: it cannot be rewritten ({_why(exc)})")
         keep_exif = data if 0 < len(data) < 60000 else None
-    return replace(pic, icc=_icc_for(icc, pic.gray), exif=keep_exif, format=fmt)
+    icc = _icc_for(icc, pic.gray)
+    return replace(pic, icc=icc, exif=keep_exif, format=fmt, warnings=tuple(warnings))
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _upright(im: Image.Image, orientation: int) -> Picture:
+    """``im`` turned upright by Pillow, or (when its EXIF is too malformed for Pillow to
+    rewrite) by turning the decoded planes."""
+    if orientation == 1:
+        return _from_pil(im)
+    try:
+        return _from_pil(ImageOps.exif_transpose(im))
+    except Exception as exc:  # noqa: BLE001 - malformed EXIF: orient the planes ourselves
+        pic = _from_pil(im)
+        alpha = None if pic.alpha is None else _oriented(pic.alpha, orientation)
+        color = np.ascontiguousarray(_oriented(pic.color, orientation))
+        alpha = None if alpha is None else np.ascontiguousarray(alpha)
+        note = f"EXIF malformed ({_why(exc)}); orientation applied, the rest dropped"
+        return replace(pic, color=color, alpha=alpha, warnings=(note,))

@@ -21,6 +21,8 @@ class Picture:
     icc: bytes | None = None
     exif: bytes | None = None
     format: str | None = None  # the source's format, by content
+    #: metadata problems met on the way (the image is still written), one line each
+    warnings: tuple[str, ...] = ()
 
     @property
     def gray(self) -> bool:

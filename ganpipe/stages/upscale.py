@@ -103,6 +103,9 @@ class UpscaleStage(Stage):
         ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
         summary = upscale_path(resolve(opts.input), out, models, opts, log=ctx.log)
+        if opts.verbose:
+            for path, note in summary.warnings:
+                ctx.log(f"[{self.name}] warning: {path}: {note}")
         for path, reason in summary.failures:
             ctx.log(f"[{self.name}] failed: {path}: {reason}")
         try:

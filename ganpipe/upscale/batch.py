@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class UpscaleSummary:
     seconds: float
     megapixels: float  # input megapixels upscaled
     tile: int  # tile size in use at the end (smaller after out-of-memory)
+    #: metadata problems of written files (the file is written without the bad part)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +69,11 @@ class UpscaleSummary:
             parts.append(f"skipped {len(self.skipped)} existing")
         if self.failures:
             parts.append(f"{len(self.failures)} failed")
+        if self.ignored:
+            parts.append(f"ignored {self.ignored} non-image file{'s' * (self.ignored != 1)}")
+        warned = len({path for path, _ in self.warnings})
+        if warned:
+            parts.append(f"{warned} with warnings")
         provider = self.providers[0] if self.providers else "?"
         return "; ".join(parts) + f" [{provider}]"
 
@@ -81,6 +88,33 @@ def describe_error(exc: BaseException) -> str:
     if text and isinstance(exc, OSError | ValueError | SyntaxError | Image.DecompressionBombError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def write_dropping_metadata(pic: Picture, job: Job, opts: UpscaleOptions) -> list[str]:
+    """Encode ``pic`` to ``job.dst``; where that fails and the file has metadata, try
+    again without its EXIF, then also without its ICC profile: metadata never fails an
+    image. Returns the warnings (decoding's and the parts dropped here); raises the first
+    error when the image cannot be written even without metadata."""
+    notes = list(pic.warnings)
+    first: Exception | None = None
+    attempts = [pic]
+    if pic.exif:
+        attempts.append(replace(pic, exif=None))
+    if pic.icc:
+        attempts.append(replace(attempts[-1], icc=None))
+    for i, attempt in enumerate(attempts):
+        try:
+            encode_image(attempt, job.dst, job.fmt, opts.quality, opts.png_compression)
+        except Exception as exc:  # noqa: BLE001 - perhaps the metadata: try without
+            first = first or exc
+            continue
+        if i:
+            dropped = " and ICC profile" if attempt.icc is None and pic.icc else ""
+            part = "EXIF" + dropped if pic.exif else "ICC profile"
+            notes.append(f"{part} dropped: cannot be written ({describe_error(first)})")
+        return notes
+    assert first is not None
+    raise first
 
 
 class _Progress:
@@ -115,12 +149,14 @@ def run_jobs(
     options: UpscaleOptions | None = None,
     *,
     progress: bool | None = None,
+    warnings: list[tuple[Path, str]] | None = None,
     **overrides: Any,
 ) -> tuple[list[Path], list[tuple[Path, str]], float]:
     """Decode (thread pool, ahead) -> upscale (this thread) -> encode (thread pool,
     behind), with the ``quality``, ``png_compression`` and ``workers`` of ``options`` (and
     keyword ``overrides`` of them); ``progress``: a bar (None: when stderr is a terminal).
-    Returns the written paths, the failures and the input megapixels."""
+    Returns the written paths, the failures and the input megapixels; metadata problems
+    of written files are appended to ``warnings``."""
     opts = with_overrides(options, overrides)
     workers = opts.workers or min(4, os.cpu_count() or 2)
     max_pixels = opts.max_megapixels * 1e6 or None
@@ -132,12 +168,14 @@ def run_jobs(
     def encode(job: Job, pic: Picture, megapixels: float) -> None:
         try:
             job.dst.parent.mkdir(parents=True, exist_ok=True)
-            encode_image(pic, job.dst, job.fmt, opts.quality, opts.png_compression)
+            notes = write_dropping_metadata(pic, job, opts)
         except Exception as exc:  # noqa: BLE001 - one file's problem, reported
             fail(job, f"cannot write {job.dst}: {describe_error(exc)}")
             return
         with lock:
             written.append(job.dst)
+            if warnings is not None:
+                warnings.extend((job.src, note) for note in notes)
         bar.done(megapixels)
 
     def fail(job: Job, reason: str) -> None:
@@ -235,7 +273,10 @@ def upscale_path(
     if stale and log is not None:
         log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     t0 = time.perf_counter()
-    written, failures, megapixels = run_jobs(upscaler, plan.jobs, opts, progress=progress)
+    warnings: list[tuple[Path, str]] = []
+    written, failures, megapixels = run_jobs(
+        upscaler, plan.jobs, opts, progress=progress, warnings=warnings
+    )
     order = {job.src: i for i, job in enumerate(plan.jobs)}
     failures = plan.failures + sorted(failures, key=lambda f: order.get(f[0], -1))
     return UpscaleSummary(
@@ -249,4 +290,5 @@ def upscale_path(
         time.perf_counter() - t0,
         megapixels,
         upscaler.tile,
+        sorted(warnings, key=lambda w: order.get(w[0], -1)),
     )

@@ -86,6 +86,18 @@ class UpscaleOptions(Options):
     skip_existing: bool = Field(
         False, description="skip files whose output exists (resume an interrupted batch)"
     )
+    on_collision: Literal["rename", "refuse"] = Field(
+        "rename",
+        description="inputs whose outputs would have the same name (photo.gif, photo.bmp "
+        "and photo.png all make photo.png): rename: the PNG source (else the first in "
+        "sorted order) keeps the name, the others keep their extension too "
+        "(photo.gif.png, photo.bmp.png); refuse: those others fail",
+    )
+    verbose: bool = Field(
+        False,
+        description="print each file's warnings (metadata dropped), one line each; the "
+        "summary counts the files with warnings",
+    )
     shard: str | None = Field(
         None,
         description="only the files whose index in the sorted list is I modulo N (worker I of N)",

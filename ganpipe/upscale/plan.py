@@ -7,6 +7,13 @@ inside it, and ``skip_existing`` makes an interrupted batch resumable (outputs a
 atomically, so an existing one is complete). ``shard = "i/n"`` processes the files whose
 index in the sorted list is ``i`` modulo ``n``: ``n`` workers split a folder between them.
 
+**Name collisions** (``photo.gif``, ``photo.bmp`` and ``photo.png`` all make ``photo.png``)
+are resolved deterministically with ``on_collision = "rename"`` (the default): the source
+whose own extension the output has (here ``photo.png``; else the first in sorted order)
+keeps the name, and the others keep their source extension too: ``photo.bmp.png``,
+``photo.gif.png`` (with ``suffix``: ``photo.gif_x4.png``). ``"refuse"``: those others fail.
+A renamed output that still collides, or that is an input, fails: never an overwrite.
+
 Sub-folders that cannot be read and outputs whose name cannot be made (longer than the
 file system's limit) are failures of their own, one line each; the batch goes on.
 """
@@ -55,6 +62,24 @@ def output_name(src: Path, fmt: str, suffix: str) -> str:
     """``src``'s name plus ``suffix``, with its own extension where it fits ``fmt``."""
     ext = src.suffix if src.suffix.lower() in SUFFIXES[fmt] else SUFFIXES[fmt][0]
     return f"{src.stem}{suffix}{ext}"
+
+
+def _rename_collisions(entries: list[tuple[Path, Path, str]], suffix: str) -> None:
+    """Give the outputs that share a name (see the module's docstring) the source's
+    extension too, in place; the one whose source extension the output has (else the
+    first in ``entries``' sorted order) keeps the name."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, dst, _) in enumerate(entries):
+        groups.setdefault(os.path.normcase(str(dst.resolve())), []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        own = [i for i in members if entries[i][0].suffix.lower() in SUFFIXES[entries[i][2]]]
+        keeper = own[0] if own else members[0]
+        for i in members:
+            if i != keeper:
+                path, dst, fmt = entries[i]
+                entries[i] = (path, dst.with_name(f"{path.name}{suffix}{dst.suffix}"), fmt)
 
 
 def _name_limit(out: Path) -> int:
@@ -123,6 +148,8 @@ def plan_jobs(
     else:
         raise ConfigError(f"input {src} is neither a file nor a folder")
 
+    if opts.on_collision == "rename":
+        _rename_collisions(entries, suffix)
     plan = Plan(out_dir, ignored=ignored)
     if shard is None or shard[0] == 0:  # said once, not by every worker
         plan.failures.extend(unreadable)
