@@ -94,6 +94,25 @@ def _check_external_data(model, model_path: Path) -> None:
             )
 
 
+def _runtime_for(device: str | Device, runtime: str, precision: str) -> str:
+    """``runtime`` resolved (``auto``) and checked against ``device`` and ``precision``."""
+    if runtime == "onnxruntime" and precision == "fp32":
+        return runtime
+    from ganpipe.inference.runtimes import resolve_runtime
+
+    try:
+        kind = parse_device(device, ORT_KINDS, where="--device").kind
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    cuda = False
+    if kind == "auto" and runtime == "auto":
+        import onnxruntime as ort
+
+        has_provider = "CUDAExecutionProvider" in ort.get_available_providers()
+        cuda = has_provider and cuda_driver_usable()
+    return resolve_runtime(runtime, kind, cuda, precision)
+
+
 @dataclass
 class OnnxModel:
     """An ONNX Runtime session and the model card read from the file (``None`` only for a
@@ -112,9 +131,15 @@ class OnnxModel:
 
 
 def open_model(
-    path: str | Path, device: str | Device = "auto", *, task: str | tuple[str, ...] | None = None
+    path: str | Path,
+    device: str | Device = "auto",
+    *,
+    task: str | tuple[str, ...] | None = None,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> OnnxModel:
-    """Open ``path`` in an ONNX Runtime session; one-line errors for user mistakes.
+    """Open ``path`` in an ONNX Runtime session (or, with ``runtime``, an OpenVINO one:
+    :mod:`ganpipe.inference.runtimes`); one-line errors for user mistakes.
     ``task``: the ganpipe task (or tasks) the model must have."""
     import onnx
     import onnxruntime as ort
@@ -145,6 +170,11 @@ def open_model(
         raise ModelFileError(
             f"{path} is a {card.task!r} model; this command needs a {wanted} model"
         )
+    runtime = _runtime_for(device, runtime, precision)
+    if runtime == "openvino":
+        from ganpipe.inference.runtimes import OpenVINOSession
+
+        return OnnxModel(path, OpenVINOSession(path, "CPU", precision), card)
     ort.set_default_logger_severity(3)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -114,11 +114,14 @@ def open_sr_model(
     log: Callable[[str], Any] | None = None,
     *,
     task: str | tuple[str, ...] = TASKS,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> SRModel:
     """Open an image-to-image model (``task``: by default ``super_resolve`` or
     ``translate``) - an ``.onnx``, or released weights converted on first use (see
-    :func:`ganpipe.upscale.cache.converted_model`); every problem is a one-line
-    :class:`ConfigError`."""
+    :func:`ganpipe.upscale.cache.converted_model`) - on ONNX Runtime or another
+    ``runtime`` at ``precision`` (:mod:`ganpipe.inference.runtimes`); every problem is a
+    one-line :class:`ConfigError`."""
     try:
         name = str(parse_device(device, ORT_KINDS, where="device"))
     except ValueError as exc:
@@ -126,7 +129,7 @@ def open_sr_model(
     try:
         if is_weights(path):
             path = converted_model(Path(path), log)
-        return SRModel(open_model(path, name, task=task))
+        return SRModel(open_model(path, name, task=task, runtime=runtime, precision=precision))
     except ConfigError:
         raise
     except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)

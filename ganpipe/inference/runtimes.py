@@ -1,0 +1,135 @@
+"""Runtimes for one ``.onnx``: ONNX Runtime (always) and OpenVINO (the ``openvino`` extra).
+
+The same exported file runs on either; :func:`open_model` picks the runtime and wraps an
+OpenVINO compiled model in :class:`OpenVINOSession`, which answers the few calls the rest
+of ganpipe makes of an ONNX Runtime session (``get_inputs``, ``get_outputs``, ``run``,
+``get_providers``), so the tiling, blending and value-range code above it is shared.
+
+``runtime``:
+
+* ``onnxruntime`` - ONNX Runtime with the providers of :func:`choose_providers` (CUDA and
+  TensorRT on NVIDIA GPUs, else the CPU);
+* ``openvino`` - OpenVINO on its ``CPU`` device;
+* ``auto`` - ONNX Runtime where CUDA is usable (or a CUDA/TensorRT device is asked for);
+  else OpenVINO when it is installed (measured faster on CPUs: ``bench/runtimes.py``), else
+  ONNX Runtime.
+
+``precision``: ``fp32`` (default; OpenVINO is told to keep f32 - its CPU plugin would
+otherwise pick bf16 by itself on CPUs with bf16 units), ``bf16`` or ``fp16`` (OpenVINO
+only, where the device executes them: checked after compiling, refused in one line where
+the device would silently run another precision). Outputs at fp32 are within 1/255 of
+ONNX Runtime's; bf16 trades about 0.03 (in [0, 1]) for speed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ganpipe.errors import ConfigError, ModelFileError
+
+Runtime = Literal["auto", "onnxruntime", "openvino"]
+Precision = Literal["fp32", "bf16", "fp16"]
+RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+#: ganpipe's precision names -> OpenVINO's element types (INFERENCE_PRECISION_HINT)
+_OV_TYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_INSTALL = "pip install 'ganpipe[openvino]'"
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_runtime(runtime: str, device_kind: str, cuda_usable: bool, precision: str) -> str:
+    """The runtime ``auto`` means here (see the module docstring); others are checked."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if runtime == "auto":
+        if device_kind in ("cuda", "tensorrt") or (device_kind == "auto" and cuda_usable):
+            runtime = "onnxruntime"
+        else:
+            runtime = "openvino" if openvino_installed() else "onnxruntime"
+    if runtime == "openvino" and not openvino_installed():
+        raise ConfigError(f"--runtime openvino: OpenVINO is not installed; {_INSTALL}")
+    if runtime == "openvino" and device_kind in ("cuda", "tensorrt"):
+        raise ConfigError(
+            f"--runtime openvino runs on CPUs and Intel GPUs, not --device {device_kind}; "
+            f"use --runtime onnxruntime for NVIDIA GPUs"
+        )
+    if runtime == "onnxruntime" and precision != "fp32":
+        raise ConfigError(
+            f"--precision {precision} runs on OpenVINO (--runtime openvino, {_INSTALL}); "
+            f"for fp16 on NVIDIA GPUs import the model with `ganpipe import --fp16`"
+        )
+    return runtime
+
+
+class _Port:
+    """What ganpipe reads of an ONNX Runtime ``NodeArg``: the name and the element type."""
+
+    _TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "bf16": "tensor(bfloat16)"}
+
+    def __init__(self, port: Any):
+        self.name: str = port.get_any_name()
+        self.type: str = self._TYPES.get(port.get_element_type().get_type_name(), "tensor(?)")
+        self.shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+
+
+class OpenVINOSession:
+    """An OpenVINO compiled model behind the part of ONNX Runtime's session API ganpipe
+    uses. One inference runs at a time (an infer request is not thread-safe)."""
+
+    def __init__(self, path: Path, device: str = "CPU", precision: str = "fp32"):
+        import openvino as ov
+
+        core = ov.Core()
+        if device not in core.available_devices:
+            raise ConfigError(
+                f"OpenVINO has no {device} device here (devices: "
+                f"{', '.join(core.available_devices)}); use --device cpu"
+            )
+        try:
+            model = core.read_model(str(path))
+            compiled = core.compile_model(
+                model,
+                device,
+                {"INFERENCE_PRECISION_HINT": _OV_TYPES[precision], "PERFORMANCE_HINT": "LATENCY"},
+            )
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ModelFileError(f"{path}: OpenVINO cannot load it ({first})") from None
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        actual = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        if actual != _OV_TYPES[precision]:
+            raise ConfigError(
+                f"--precision {precision}: OpenVINO's {device} here runs {actual}, not "
+                f"{_OV_TYPES[precision]} (this CPU lacks the units); use --precision fp32"
+            )
+        self.device, self.precision = device, precision
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[_Port]:
+        return [_Port(p) for p in self._compiled.inputs]
+
+    def get_outputs(self) -> list[_Port]:
+        return [_Port(p) for p in self._compiled.outputs]
+
+    def get_providers(self) -> list[str]:
+        return [f"OpenVINO:{self.device}:{self.precision}"]
+
+    def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+            by_name = {p.get_any_name(): result[p] for p in self._compiled.outputs}
+        wanted = names or [p.get_any_name() for p in self._compiled.outputs]
+        return [np.array(by_name[n]) for n in wanted]
