@@ -84,3 +84,30 @@ def test_missing_openvino_says_how_to_install(monkeypatch, tmp_path):
     assert resolve_runtime("auto", "cpu", False, "fp32") == "onnxruntime"
     with pytest.raises(ConfigError, match=r"pip install 'ganpipe\[openvino\]'"):
         open_model(_model(tmp_path, "compact"), "cpu", runtime="openvino")
+
+
+# -- GPU speed paths, checked where they can be: the provider settings and the I/O binding --
+
+
+def test_gpu_tuning_sets_cudnn_search_and_tensorrt_caches_and_profile(tmp_path):
+    from ganpipe.inference.session import GpuTuning
+
+    tuning = GpuTuning("EXHAUSTIVE", "image", 16, 160, 160, tmp_path / "trt")
+    assert tuning.cuda_options() == {"cudnn_conv_algo_search": "EXHAUSTIVE"}
+    trt = tuning.tensorrt_options()
+    assert trt["trt_engine_cache_enable"] and trt["trt_timing_cache_enable"]
+    assert trt["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert trt["trt_profile_min_shapes"] == "image:1x3x16x16"
+    assert trt["trt_profile_opt_shapes"] == trt["trt_profile_max_shapes"] == "image:1x3x160x160"
+    assert GpuTuning().tensorrt_options() == {}  # no cache, no profile: TensorRT's defaults
+
+
+def test_io_binding_gives_the_same_output(tmp_path):
+    onnx = _model(tmp_path, "compact")
+    x = np.random.default_rng(0).random((1, 3, 20, 12), dtype=np.float32)
+    model = open_sr_model(onnx, "cpu")
+    assert not model.io_binding  # on the CPU, plain runs (no copies to save)
+    plain = model(x)
+    model.io_binding = True
+    np.testing.assert_array_equal(model(x), plain)
+    model.warm_up(32)

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -35,10 +35,52 @@ def cuda_driver_usable() -> bool:
     return False
 
 
-def choose_providers(device: str | Device = "auto") -> list[Any]:
+@dataclass(frozen=True)
+class GpuTuning:
+    """Settings of the CUDA and TensorRT providers for a model run on one tile shape.
+
+    ``conv_algo_search``: cuDNN's convolution algorithm search (``EXHAUSTIVE`` pays a
+    benchmark per new input shape, which a fixed tile shape pays once; ``HEURISTIC`` is
+    free; ``DEFAULT`` takes cuDNN's default algorithm). ``input_name`` and
+    ``min_side``/``opt_side``/``max_side`` (pixels, batch 1): the TensorRT optimisation
+    profile, so TensorRT builds one engine for every tile instead of one per shape.
+    ``cache_dir``: where TensorRT keeps its engine and timing caches between runs (the
+    first run builds the engine, minutes for a large net; later runs load it)."""
+
+    conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+    input_name: str = "image"
+    min_side: int = 16
+    opt_side: int = 0
+    max_side: int = 0
+    cache_dir: Path | None = None
+
+    def cuda_options(self) -> dict[str, Any]:
+        return {"cudnn_conv_algo_search": self.conv_algo_search}
+
+    def tensorrt_options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.cache_dir is not None:
+            out |= {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(self.cache_dir),
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(self.cache_dir),
+            }
+        if self.opt_side and self.max_side:
+            shape = f"{self.input_name}:1x3x{{0}}x{{0}}".format
+            out |= {
+                "trt_profile_min_shapes": shape(self.min_side),
+                "trt_profile_opt_shapes": shape(self.opt_side),
+                "trt_profile_max_shapes": shape(self.max_side),
+            }
+        return out
+
+
+def choose_providers(device: str | Device = "auto", tuning: GpuTuning | None = None) -> list[Any]:
     """Execution providers for ``device`` (:func:`ganpipe.devices.parse_device`, ONNX
     Runtime's kinds): ``auto`` (CUDA when usable, else CPU), ``cpu``, ``cuda`` or
-    ``cuda:N``, ``tensorrt`` or ``tensorrt:N`` (TensorRT, then CUDA, then CPU)."""
+    ``cuda:N``, ``tensorrt`` or ``tensorrt:N`` (TensorRT, then CUDA, then CPU), with the
+    provider settings of ``tuning`` (:class:`GpuTuning`) when given."""
     try:
         parsed = parse_device(device, ORT_KINDS, where="--device")
     except ValueError as exc:
@@ -63,14 +105,21 @@ def choose_providers(device: str | Device = "auto") -> list[Any]:
             ort.preload_dlls()
         except Exception:  # noqa: BLE001 - best effort; the session reports what fails
             pass
-    cuda = ("CUDAExecutionProvider", {"device_id": index})
+    cuda = (
+        "CUDAExecutionProvider",
+        {"device_id": index} | (tuning.cuda_options() if tuning else {}),
+    )
     if kind == "tensorrt":
         if "TensorrtExecutionProvider" not in available:
             raise GanpipeError(
                 f"--device {name}: this onnxruntime has no TensorRT provider; use --device cuda"
             )
         return [
-            ("TensorrtExecutionProvider", {"device_id": index, "trt_fp16_enable": True}),
+            (
+                "TensorrtExecutionProvider",
+                {"device_id": index, "trt_fp16_enable": True}
+                | (tuning.tensorrt_options() if tuning else {}),
+            ),
             cuda,
             "CPUExecutionProvider",
         ]
@@ -137,6 +186,7 @@ def open_model(
     task: str | tuple[str, ...] | None = None,
     runtime: str = "onnxruntime",
     precision: str = "fp32",
+    tuning: GpuTuning | None = None,
 ) -> OnnxModel:
     """Open ``path`` in an ONNX Runtime session (or, with ``runtime``, an OpenVINO one:
     :mod:`ganpipe.inference.runtimes`); one-line errors for user mistakes.
@@ -180,7 +230,11 @@ def open_model(
     opts.log_severity_level = 3
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=choose_providers(device)
+            str(path),
+            sess_options=opts,
+            providers=choose_providers(device)
+            if tuning is None
+            else choose_providers(device, tuning),
         )
     except GanpipeError:
         raise
