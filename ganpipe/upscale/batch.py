@@ -29,7 +29,7 @@ from ganpipe.imaging.encode import MAX_SIDE, encode_image, output_bits
 from ganpipe.imaging.formats import quiet_decoder_warnings
 from ganpipe.imaging.picture import Picture
 from ganpipe.upscale.ensemble import combine
-from ganpipe.upscale.model import open_sr_model
+from ganpipe.upscale.model import open_model_of
 from ganpipe.upscale.options import UpscaleOptions, with_overrides
 from ganpipe.upscale.plan import Job, plan_jobs
 from ganpipe.upscale.tiling import Upscaler
@@ -46,7 +46,7 @@ class UpscaleSummary:
     failures: list[tuple[Path, str]]
     ignored: int
     providers: list[str]
-    scale: int
+    scale: float  # the final scale (--outscale, else the model's)
     seconds: float
     megapixels: float  # input megapixels upscaled
     tile: int  # tile size in use at the end (smaller after out-of-memory)
@@ -62,7 +62,7 @@ class UpscaleSummary:
         mps = self.megapixels / self.seconds if self.seconds > 0 else 0.0
         parts = [
             f"upscaled {len(self.written)} image{'s' * (len(self.written) != 1)} "
-            f"(x{self.scale}) to {self.out_dir} in {self.seconds:.1f}s "
+            f"(x{self.scale:g}) to {self.out_dir} in {self.seconds:.1f}s "
             f"({rate:.2f} img/s, {mps:.2f} MP/s in)"
         ]
         if self.skipped:
@@ -265,7 +265,7 @@ def upscale_path(
     opts = with_overrides(options, overrides)
     quiet_decoder_warnings()  # damaged files are failures of their own, one line each
     plan = plan_jobs(input, output, opts)
-    sr = combine([open_sr_model(p, opts.device, log) for p in opts.model], opts.tta)
+    sr = combine([open_model_of(p, opts, log) for p in opts.model], opts.tta)
     upscaler = Upscaler(sr, opts, log=log)
     ensure_writable_dir(plan.out_dir)
     folders = {plan.out_dir, *(job.dst.parent for job in plan.jobs)}
@@ -286,7 +286,7 @@ def upscale_path(
         failures,
         plan.ignored,
         sr.providers,
-        sr.scale,
+        opts.outscale or sr.scale,
         time.perf_counter() - t0,
         megapixels,
         upscaler.tile,

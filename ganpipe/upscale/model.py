@@ -128,6 +128,19 @@ class SRModel:
         return y
 
 
+def gpu_tuning(tile: int, overlap: int, device: str) -> GpuTuning | None:
+    """Provider settings for tiles of ``tile`` (+ ``overlap``) pixels on a GPU ``device``:
+    a TensorRT profile covering every window :func:`~ganpipe.upscale.tiling.tile_windows`
+    makes (at most about ``tile + overlap`` a side), and TensorRT's engine and timing
+    caches under the ganpipe cache folder; ``None`` on the CPU."""
+    if device.startswith("cpu"):
+        return None
+    from ganpipe.upscale.cache import cache_dir
+
+    side = tile + overlap + 16 if tile else 0
+    return GpuTuning("HEURISTIC", "image", 16, tile or 0, side, cache_dir() / "tensorrt")
+
+
 def open_sr_model(
     path: str | Path,
     device: str | Device,
@@ -157,3 +170,16 @@ def open_sr_model(
         raise
     except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
         raise ConfigError(str(exc)) from None
+
+
+def open_model_of(path: str | Path, opts: Any, log: Callable[[str], Any] | None = None) -> SRModel:
+    """:func:`open_sr_model` with the ``device``, ``runtime``, ``precision`` and tile
+    geometry of ``opts`` (:class:`~ganpipe.upscale.options.UpscaleOptions`)."""
+    return open_sr_model(
+        path,
+        opts.device,
+        log,
+        runtime=opts.runtime,
+        precision=opts.precision,
+        tuning=gpu_tuning(opts.tile, opts.overlap, str(opts.device)),
+    )

@@ -69,6 +69,24 @@ class UpscaleOptions(Options):
         "converted to ONNX once and cached; several: an ensemble (outputs averaged)",
     )
     device: str = Field("auto", description=f"where the model runs: {grammar(ORT_KINDS)}")
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "onnxruntime",
+        description="what runs the .onnx: onnxruntime; openvino (CPUs, the openvino "
+        "extra); auto: ONNX Runtime on CUDA, else OpenVINO when installed",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="compute precision; bf16 / fp16 with --runtime openvino where the "
+        "CPU has the units (refused where it does not)",
+    )
+    outscale: float | None = Field(
+        None,
+        gt=0,
+        le=16,
+        description="final scale of the output (e.g. 3.5 with an x4 model): the model's "
+        "output resized with a Lanczos filter, alpha and 16 bits kept; default: the "
+        "model's scale",
+    )
     tile: int = Field(
         512,
         ge=0,

@@ -71,12 +71,12 @@ class UpscaleActor:
     def __init__(self):
         from ganpipe.imaging.formats import quiet_decoder_warnings
         from ganpipe.upscale.ensemble import combine
-        from ganpipe.upscale.model import open_sr_model
+        from ganpipe.upscale.model import open_model_of
         from ganpipe.upscale.tiling import Upscaler
 
         quiet_decoder_warnings()
         self.opts = UpscaleOptions.model_validate_json(self.options_json)
-        sr = combine([open_sr_model(p, self.opts.device) for p in self.opts.model], self.opts.tta)
+        sr = combine([open_model_of(p, self.opts) for p in self.opts.model], self.opts.tta)
         self.upscaler = Upscaler(sr, self.opts)
         self.providers, self.scale = sr.providers, sr.scale
 

@@ -43,6 +43,7 @@ from ganpipe.upscale.alpha import enlarge_alpha, fill_transparent
 from ganpipe.upscale.ensemble import Ensemble
 from ganpipe.upscale.model import SRModel
 from ganpipe.upscale.options import MIN_TILE, UpscaleOptions, with_overrides
+from ganpipe.upscale.outscale import apply_outscale
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -191,6 +192,7 @@ class Upscaler:
             overlap = fitted
         self.overlap = overlap
         self.alpha = opts.alpha
+        self.outscale = opts.outscale
 
     def plane(self, image: np.ndarray, dtype: type | np.dtype = np.float32) -> np.ndarray:
         """Upscale one HWC plane (C = 1 or 3) into ``dtype`` (float32 in [0, 1], uint8 or
@@ -230,4 +232,6 @@ class Upscaler:
             alpha = enlarge_alpha(
                 pic.alpha, up.shape[:2], dtype, self.alpha, lambda a: self.plane(a, dtype)
             )
-        return replace(pic, color=up, alpha=alpha, bits=pic.bits if bits is None else bits)
+        out = replace(pic, color=up, alpha=alpha, bits=pic.bits if bits is None else bits)
+        h, w = pic.color.shape[:2]
+        return apply_outscale((w, h), out, self.outscale)
