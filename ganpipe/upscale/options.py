@@ -99,10 +99,22 @@ class UpscaleOptions(Options):
     format: Literal["png", "jpg", "webp", "tiff"] | None = Field(
         None, description="output format; default: the input's (BMP and GIF become PNG)"
     )
+    metadata: Literal["keep", "no-gps", "strip"] = Field(
+        "no-gps",
+        description="metadata of the outputs: keep (ICC and all EXIF); no-gps (ICC and EXIF "
+        "without its GPS location tags); strip (only the ICC profile)",
+    )
     suffix: str = Field("", description="added to output file names, e.g. _x4")
     recursive: bool = Field(False, description="include sub-folders; the output keeps the tree")
+    all_files: bool = Field(
+        False,
+        description="take every file of the folder whose content is an image (PNG, JPEG, "
+        "WebP, TIFF, BMP, GIF), whatever its name; default: files with an image suffix",
+    )
     skip_existing: bool = Field(
-        False, description="skip files whose output exists (resume an interrupted batch)"
+        False,
+        description="skip files whose output exists: resumes an interrupted batch (outputs "
+        "are written atomically, so an existing one is complete)",
     )
     on_collision: Literal["rename", "refuse"] = Field(
         "rename",
@@ -113,8 +125,14 @@ class UpscaleOptions(Options):
     )
     verbose: bool = Field(
         False,
-        description="print each file's warnings (metadata dropped), one line each; the "
-        "summary counts the files with warnings",
+        description="print each file's warnings (metadata dropped, decoder and library "
+        "messages), one line each, prefixed with the file; the summary counts the files "
+        "with warnings",
+    )
+    report: Path | None = Field(
+        None,
+        description="write one record per input (outcome, reason, output, sizes, seconds, "
+        "warnings) to this .jsonl or .json file",
     )
     shard: str | None = Field(
         None,
@@ -173,6 +191,13 @@ class UpscaleOptions(Options):
         if isinstance(value, str):
             value = value.strip().lower().lstrip(".")
             return _FORMAT_ALIASES.get(value, value)
+        return value
+
+    @field_validator("report")
+    @classmethod
+    def _report(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in (".jsonl", ".json"):
+            raise _problem("use a .jsonl (JSON lines) or .json (one array) file name")
         return value
 
     @field_validator("suffix")
