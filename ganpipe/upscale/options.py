@@ -106,15 +106,8 @@ class UpscaleOptions(Options):
     )
     suffix: str = Field("", description="added to output file names, e.g. _x4")
     recursive: bool = Field(False, description="include sub-folders; the output keeps the tree")
-    all_files: bool = Field(
-        False,
-        description="take every file of the folder whose content is an image (PNG, JPEG, "
-        "WebP, TIFF, BMP, GIF), whatever its name; default: files with an image suffix",
-    )
     skip_existing: bool = Field(
-        False,
-        description="skip files whose output exists: resumes an interrupted batch (outputs "
-        "are written atomically, so an existing one is complete)",
+        False, description="skip files whose output exists (resume an interrupted batch)"
     )
     on_collision: Literal["rename", "refuse"] = Field(
         "rename",
@@ -125,14 +118,8 @@ class UpscaleOptions(Options):
     )
     verbose: bool = Field(
         False,
-        description="print each file's warnings (metadata dropped, decoder and library "
-        "messages), one line each, prefixed with the file; the summary counts the files "
-        "with warnings",
-    )
-    report: Path | None = Field(
-        None,
-        description="write one record per input (outcome, reason, output, sizes, seconds, "
-        "warnings) to this .jsonl or .json file",
+        description="print each file's warnings (metadata dropped), one line each; the "
+        "summary counts the files with warnings",
     )
     shard: str | None = Field(
         None,
@@ -191,13 +178,6 @@ class UpscaleOptions(Options):
         if isinstance(value, str):
             value = value.strip().lower().lstrip(".")
             return _FORMAT_ALIASES.get(value, value)
-        return value
-
-    @field_validator("report")
-    @classmethod
-    def _report(cls, value: Path | None) -> Path | None:
-        if value is not None and value.suffix.lower() not in (".jsonl", ".json"):
-            raise _problem("use a .jsonl (JSON lines) or .json (one array) file name")
         return value
 
     @field_validator("suffix")
