@@ -121,3 +121,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def compact_x2_onnx(tmp_path_factory):
+    """A tiny randomly initialised Real-ESRGAN compact x2 net (seed 0) in its released
+    ``{"params": ...}`` layout, imported to ONNX as a user's weights would be."""
+    import torch
+
+    from ganpipe.nn.sr import SRVGGNetCompact
+    from ganpipe.weights import import_weights
+
+    folder = tmp_path_factory.mktemp("compact-x2")
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(3, 3, num_feat=8, num_conv=2, upscale=2).eval()
+    torch.save({"params": net.state_dict()}, folder / "x2.pth")
+    import_weights(folder / "x2.pth", folder / "x2.onnx")
+    return folder / "x2.onnx"

@@ -73,18 +73,8 @@ def test_without_gps_leaves_an_exif_without_location_as_it_is():
 
 
 @pytest.fixture(scope="module")
-def sr_x2_onnx(tmp_path_factory):
-    import torch
-
-    from ganpipe.nn.sr import SRVGGNetCompact
-    from ganpipe.weights import import_weights
-
-    folder = tmp_path_factory.mktemp("m")
-    torch.manual_seed(0)
-    net = SRVGGNetCompact(3, 3, num_feat=4, num_conv=1, upscale=2).eval()
-    torch.save({"params": net.state_dict()}, folder / "x2.pth")
-    import_weights(folder / "x2.pth", folder / "x2.onnx")
-    return folder / "x2.onnx"
+def sr_x2_onnx(compact_x2_onnx):
+    return compact_x2_onnx
 
 
 def test_png_exif_round_trip_helper():

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from conftest import run_cli
 from PIL import Image
 
-from ganpipe.nn.sr import SRVGGNetCompact
 from ganpipe.upscale.batch import upscale_path
 from ganpipe.upscale.outscale import final_size, resize_plane
-from ganpipe.weights import import_weights
 
 
 @pytest.fixture(scope="module")
-def x2(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("m")
-    torch.manual_seed(0)
-    net = SRVGGNetCompact(3, 3, num_feat=8, num_conv=2, upscale=2).eval()
-    torch.save({"params": net.state_dict()}, folder / "x2.pth")
-    import_weights(folder / "x2.pth", folder / "x2.onnx")
-    return folder / "x2.onnx"
+def x2(compact_x2_onnx):
+    return compact_x2_onnx
 
 
 def test_final_size_rounds_each_side():

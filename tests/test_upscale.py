@@ -26,7 +26,7 @@ from ganpipe.errors import ConfigError, GanpipeError
 from ganpipe.imaging import png16
 from ganpipe.imaging.decode import decode_image
 from ganpipe.inference.session import cuda_driver_usable
-from ganpipe.upscale import batch, upscale_path
+from ganpipe.upscale import batch, upscale_path, worker
 from ganpipe.upscale.ensemble import Ensemble
 from ganpipe.upscale.model import open_sr_model
 from ganpipe.upscale.plan import parse_shard, plan_jobs
@@ -698,7 +698,10 @@ def test_formats_by_content_names_and_recursive_tree(models, tmp_path):
     s = run(src, tmp_path / "flat", models["near2"], suffix="_x2")
     assert sorted(p.name for p in s.written) == ["photo_x2.jpeg", "png_named_x2.png", "w_x2.webp"]
     assert s.ok and s.ignored == 1
-    s = run(src, tmp_path / "tree", models["near2"], recursive=True)
+    s = run(src, tmp_path / "by_name", models["near2"], recursive=True)
+    assert s.ignored == 2  # notes.txt, and noext: not an image by name
+    s = run(src, tmp_path / "tree", models["near2"], recursive=True, all_files=True)
+    assert s.ignored == 1  # notes.txt: not an image by content
     formats = {p.relative_to(tmp_path / "tree").as_posix(): opened(p).format for p in s.written}
     assert formats == {
         "png_named.png": "PNG",
@@ -707,7 +710,7 @@ def test_formats_by_content_names_and_recursive_tree(models, tmp_path):
         "sub/t.tiff": "TIFF",
         "sub/deeper/noext.png": "PNG",
     }
-    s = run(src, tmp_path / "as_png", models["near2"], recursive=True, format="png")
+    s = run(src, tmp_path / "as_png", models["near2"], recursive=True, format="png", all_files=True)
     assert {opened(p).format for p in s.written} == {"PNG"} and len(s.written) == 5
     assert {p.suffix for p in s.written} == {".png"}
     # a single file, into a folder or to a file name
@@ -836,7 +839,7 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
     lock = threading.Lock()
     state = {"decoded": 0, "consumed": 0, "max_ahead": 0}
     encodes: list[tuple[float, float]] = []
-    real_decode, real_encode = batch.decode_image, batch.encode_image
+    real_decode, real_encode = worker.decode_image, worker.encode_image
 
     def decode(path, *args):
         pic = real_decode(path, *args)
@@ -852,8 +855,8 @@ def test_decode_infer_encode_overlap_with_bounded_queues(models, tmp_path, monke
         with lock:
             encodes.append((t0, time.perf_counter()))
 
-    monkeypatch.setattr(batch, "decode_image", decode)
-    monkeypatch.setattr(batch, "encode_image", encode)
+    monkeypatch.setattr(worker, "decode_image", decode)
+    monkeypatch.setattr(worker, "encode_image", encode)
     sr = open_sr_model(models["near2"], "cpu")
     rec = Recorder(sr.session, sleep=0.05)
     sr.session = rec
@@ -1179,19 +1182,22 @@ def test_metadata_never_fails_an_image(models, tmp_path, cli):
     ]
     assert opened(tmp_path / "out" / "turned.jpg").size == (12, 16)  # turned upright
     assert opened(tmp_path / "out" / "exif.jpg").size == (16, 12)
-    assert {p.name for p, _ in s.warnings} == {"exif.jpg", "turned.jpg"}
-    assert all("EXIF" in note for _, note in s.warnings)
-    assert "; 2 with warnings" in s.line()
+    assert {p.name for p, _ in s.warnings} == {"exif.jpg", "turned.jpg", "icc.png"}
+    notes = {p.name: n for p, n in s.warnings}
+    assert notes["icc.png"].startswith("ICC profile dropped: ")
+    assert all("EXIF" in n for p, n in s.warnings if p.name != "icc.png")
+    assert "; 3 with warnings" in s.line()
     # verbose: each warning on a line of its own, prefixed with the file
     args = ["upscale", "-i", str(src), "-m", str(models["near2"]), "--device", "cpu"]
     proc = cli(*args, "-o", str(tmp_path / "quiet"))
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
-    assert "2 with warnings" in proc.stdout
+    assert "3 with warnings" in proc.stdout
     proc = cli(*args, "-o", str(tmp_path / "loud"), "--verbose")
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
-    assert len(lines) == 3 and all(ln.startswith("ganpipe: warning: ") for ln in lines)
-    assert str(src / "exif.jpg") in lines[0] and str(src / "turned.jpg") in lines[2]
+    assert len(lines) == 4 and all(ln.startswith("ganpipe: warning: ") for ln in lines)
+    assert str(src / "exif.jpg") in lines[0] and str(src / "icc.png") in lines[1]
+    assert str(src / "turned.jpg") in lines[3]
 
 
 def test_a_write_that_fails_on_metadata_is_retried_without_it(models, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ FLAGS = {
     "model": ("-m", "--model"),
     "overlap": ("--tile-overlap",),
     "recursive": ("-r", "--recursive"),
+    "verbose": ("-v", "--verbose"),
 }
 HELP = {
     "model": "Super-resolution model (task super_resolve), e.g. from the export stage; or "
@@ -45,7 +46,12 @@ HELP = {
     help="Output folder (created; not inside the input folder), or an output "
     "file name when -i is a file.",
 )
-@options_from(UpscaleOptions, flags=FLAGS, help=HELP, metavars={"model": "MODEL", "shard": "I/N"})
+@options_from(
+    UpscaleOptions,
+    flags=FLAGS,
+    help=HELP,
+    metavars={"model": "MODEL", "shard": "I/N", "report": "FILE"},
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -58,12 +64,12 @@ def upscale(input_: str, out: str, progress: bool | None, **values) -> None:
     Exit status: 0 all done (or skipped), 1 some files failed (listed at the end; the
     others are written), 2 bad arguments, input or model.
     """
-    from ganpipe.imaging.formats import quiet_decoder_warnings
+    from ganpipe.imaging.capture import quiet_decoder_warnings
     from ganpipe.upscale.batch import upscale_path
 
     opts = build(UpscaleOptions, values, FLAGS)
-    # Damaged and oversized files are reported as failed (one line each); decoders'
-    # warnings about them would be noise.
+    # What decoders and libraries say about a file is captured for it: counted in the
+    # summary, printed with --verbose, never raw.
     quiet_decoder_warnings()
     summary = upscale_path(
         input_,
@@ -77,6 +83,8 @@ def upscale(input_: str, out: str, progress: bool | None, **values) -> None:
             click.echo(f"ganpipe: warning: {path}: {note}", err=True)
     for path, reason in summary.failures:
         click.echo(f"ganpipe: failed: {path}: {reason}", err=True)
+    if summary.report is not None:
+        click.echo(f"ganpipe: report: {summary.report} ({len(summary.records)} records)", err=True)
     click.echo(summary.line())
     if summary.failures:
         sys.exit(1)

@@ -14,10 +14,15 @@
   TIFFs through :mod:`ganpipe.imaging.tiff16`, because Pillow reduces them to 8 bits. A
   16-bit TIFF compressed with LZW or JPEG is read by Pillow at 8 bits unless
   ``imagecodecs`` is installed.
+
+What decoders print or warn about a file is captured for it (:mod:`ganpipe.imaging.capture`)
+when the caller collects; libtiff's messages on fd 2 included.
 """
 
 from __future__ import annotations
 
+import io
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,9 +31,11 @@ from PIL import Image, ImageOps
 
 from ganpipe.data.imageio import DECODE_ERRORS, check_pixels
 from ganpipe.imaging import png16
+from ganpipe.imaging.capture import native_stderr
 from ganpipe.imaging.formats import HEAD_BYTES, check_format, check_megapixels, open_image
 from ganpipe.imaging.picture import Picture
 
+_PNG = b"\x89PNG\r\n\x1a\n"
 #: EXIF orientation -> the transform that shows the pixels upright (HWC arrays)
 _ORIENT = {
     2: lambda a: a[:, ::-1],
@@ -111,7 +118,13 @@ def decode_image(path: str | Path, max_pixels: float | None = None) -> Picture:
 def _decode(path: Path, max_pixels: float | None) -> Picture:
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
-    if check_format(head) == "TIFF":
+    tiff = check_format(head) == "TIFF"
+    with native_stderr(tiff):  # libtiff prints its errors to fd 2: captured for this file
+        return _decode_as(path, head, tiff, max_pixels)
+
+
+def _decode_as(path: Path, head: bytes, tiff: bool, max_pixels: float | None) -> Picture:
+    if tiff:
         from ganpipe.imaging import tiff16  # tifffile: only for TIFF inputs
 
         size = tiff16.tiff16_size(path)
@@ -121,7 +134,34 @@ def _decode(path: Path, max_pixels: float | None) -> Picture:
                 return _decode_tiff16(path)
             except tiff16.MissingCodec:
                 pass  # e.g. LZW without imagecodecs: Pillow reads it, at 8 bits
-    with open_image(path, head) as im:
+    try:
+        return _decode_pil(path, head, max_pixels, path)
+    except ValueError as exc:  # a text chunk over Pillow's limit: the image is still good
+        if not (head.startswith(_PNG) and "MAX_TEXT_CHUNK" in str(exc)):
+            raise
+    pic = _decode_pil(path, head, max_pixels, io.BytesIO(_without_text(path.read_bytes())))
+    note = "PNG text chunk dropped: larger than Pillow's limit (PngImagePlugin.MAX_TEXT_CHUNK)"
+    return replace(pic, warnings=(*pic.warnings, note))
+
+
+def _without_text(data: bytes) -> bytes:
+    """A PNG file's bytes without its text chunks (tEXt, zTXt, iTXt), which outputs never
+    carry anyway."""
+    out, pos = [data[:8]], 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        end = pos + 12 + length
+        if data[pos + 4 : pos + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+            out.append(data[pos:end])
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def _decode_pil(
+    path: Path, head: bytes, max_pixels: float | None, source: Path | io.BytesIO
+) -> Picture:
+    with open_image(source, head) as im:
         check_pixels(im.width, im.height)
         check_megapixels(im.width, im.height, max_pixels)
         fmt = im.format
@@ -144,8 +184,19 @@ def _decode(path: Path, max_pixels: float | None) -> Picture:
             data = b""
             warnings.append(f"EXIF dropped: it cannot be rewritten ({_why(exc)})")
         keep_exif = data if 0 < len(data) < 60000 else None
-    icc = _icc_for(icc, pic.gray)
-    return replace(pic, icc=icc, exif=keep_exif, format=fmt, warnings=tuple(warnings))
+    kept = _icc_for(icc, pic.gray)
+    if icc and kept is None:
+        warnings.append(_icc_note(icc, pic.gray))
+    return replace(pic, icc=kept, exif=keep_exif, format=fmt, warnings=tuple(warnings))
+
+
+def _icc_note(icc: bytes, gray: bool) -> str:
+    """Why a profile is not carried over."""
+    space = icc[16:20].decode("ascii", "replace").strip() if len(icc) >= 20 else ""
+    want = "GRAY" if gray else "RGB"
+    if space.isalnum() and space.isascii():
+        return f"ICC profile dropped: a {space} profile, the output is {want}"
+    return f"ICC profile dropped: not a valid profile ({len(icc)} bytes)"
 
 
 def _why(exc: BaseException) -> str:

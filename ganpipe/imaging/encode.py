@@ -19,6 +19,7 @@ from PIL import Image, features
 from ganpipe.data.imageio import save_image
 from ganpipe.fsutil import write_bytes
 from ganpipe.imaging import png16
+from ganpipe.imaging.capture import native_stderr
 from ganpipe.imaging.picture import Picture, to_bits
 
 #: output format names (``format`` option) -> Pillow format names
@@ -87,4 +88,5 @@ def encode_image(
         params["compress_level"] = png_compression
     if fmt == "TIFF" and features.check("libtiff"):
         params["compression"] = "tiff_adobe_deflate"
-    save_image(im, path, format=fmt, **params)
+    with native_stderr(fmt == "TIFF"):  # libtiff's messages: captured for this file
+        save_image(im, path, format=fmt, **params)

@@ -16,6 +16,7 @@ before any pixel is decoded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -54,18 +55,13 @@ class TooLarge(ValueError):
 
 
 def quiet_decoder_warnings() -> None:
-    """Silence what decoders print about damaged files, which are reported as failures
-    (one line each) anyway: Pillow's UserWarnings (TIFF tags past the end, corrupt
-    EXIF) and tifffile's log records (a ``NullHandler``: records still reach handlers an
-    application configured). Called by the commands and loaders that decode batches."""
-    import logging
-    import warnings
+    """What decoders say about damaged or unusual files (Pillow's UserWarnings, tifffile's
+    log records, libtiff's messages on fd 2) is captured per file, never printed: see
+    :func:`ganpipe.imaging.capture.quiet_decoder_warnings`. Called by the commands and
+    loaders that decode batches."""
+    from ganpipe.imaging.capture import quiet_decoder_warnings as quiet
 
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    log = logging.getLogger("tifffile")
-    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
-        log.addHandler(logging.NullHandler())
+    quiet()
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -113,7 +109,7 @@ def check_format(head: bytes) -> str:
     return fmt
 
 
-def open_image(path: str | Path, head: bytes | None = None) -> Image.Image:
+def open_image(path: str | Path | BinaryIO, head: bytes | None = None) -> Image.Image:
     """``Image.open`` restricted to the format the file's content says (one of
     :data:`ALLOWED`); :class:`UnsupportedFormat` for anything else. Lazy, as
     ``Image.open``: only the header is read."""

@@ -6,7 +6,9 @@ upscale``, with the same defaults) plus ``input`` and ``output``. The model is `
 (a path, or a list of paths for an ensemble, relative to the pipeline.toml) or, without
 it, the export stage's output. Files that cannot be read or written are logged and listed
 in the manifest (``info.failed``); the others are written and the stage counts as done:
-re-run it with ``ganpipe run --from upscale`` after fixing them.
+re-run it with ``ganpipe run --from upscale`` after fixing them. ``report = "FILE.jsonl"``
+(relative to the pipeline.toml) writes one record per input, as ``ganpipe upscale
+--report`` does.
 
 The stage's fingerprint covers its options, the export stage, the ``model`` file (size and
 mtime) and the input: the relative path, size and mtime of each image file the stage would
@@ -38,17 +40,18 @@ def _file_line(path: Path, name: str) -> str:
     return f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n"
 
 
-def input_fingerprint(src: Path, recursive: bool) -> str:
+def input_fingerprint(src: Path, recursive: bool, all_files: bool = False) -> str:
     """Hash of the image files the stage would read from ``src`` (a file or a folder): the
     relative path, size and mtime of each, from the upscaler's own listing, so the files it
     ignores do not re-run the stage. Never raises: a missing or unreadable input gets a
     hash of its own, and the stage's run reports the problem."""
     from ganpipe.imaging.sniff import list_images
 
-    h = hashlib.sha256(f"upscale-input-v1 {recursive}\n".encode())
+    tag = f"{recursive} all-files" if all_files else f"{recursive}"
+    h = hashlib.sha256(f"upscale-input-v1 {tag}\n".encode())
     if src.is_dir():
         try:
-            listed, _ = list_images(src, recursive)
+            listed, _ = list_images(src, recursive, all_files=all_files)
         except OSError as exc:
             h.update(f"unlistable\0{type(exc).__name__}\n".encode())
             listed = []
@@ -87,7 +90,8 @@ class UpscaleStage(Stage):
         """The input images and an explicit ``model`` file: the pipeline's fingerprint of
         the options alone would skip the stage after images were added or replaced. (The
         export stage's model is covered by that stage's fingerprint.)"""
-        text = input_fingerprint(resolve_from(config.base_dir, opts.input), opts.recursive)
+        src = resolve_from(config.base_dir, opts.input)
+        text = input_fingerprint(src, opts.recursive, opts.all_files)
         for model in opts.model:
             text += " " + _file_line(resolve_from(config.base_dir, model), "model").strip()
         return text
@@ -102,7 +106,8 @@ class UpscaleStage(Stage):
             ctx.output("export", "model", needed_by=self.name)
         ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
-        summary = upscale_path(resolve(opts.input), out, models, opts, log=ctx.log)
+        extra = {"report": resolve(opts.report)} if opts.report else {}
+        summary = upscale_path(resolve(opts.input), out, models, opts, log=ctx.log, **extra)
         if opts.verbose:
             for path, note in summary.warnings:
                 ctx.log(f"[{self.name}] warning: {path}: {note}")
@@ -121,7 +126,10 @@ class UpscaleStage(Stage):
             {
                 "written": len(summary.written),
                 "skipped": len(summary.skipped),
+                "ignored": len(summary.ignored_files),
+                "with_warnings": len({p for p, _ in summary.warnings}),
                 "failed": [[str(p), r] for p, r in summary.failures[:100]],
+                **({"report": str(summary.report)} if summary.report else {}),
                 "scale": summary.scale,
                 "seconds": round(summary.seconds, 2),
             },

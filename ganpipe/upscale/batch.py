@@ -3,9 +3,17 @@
 A file that cannot be read, upscaled or written is reported (``failures``) and the batch
 goes on; so is an input over ``max_megapixels`` (refused from its header, before it is
 decoded), which bounds the memory one file may take. Temporary files that killed runs
-left in the output folders are removed first (:func:`ganpipe.fsutil.remove_stale`). Decoding runs in a thread pool ahead of inference and encoding in another behind
-it, both bounded (in files and in bytes), so the accelerator is not idle while files are
-read and written, and memory does not grow over a long batch.
+left in the output folders are removed first (:func:`ganpipe.fsutil.remove_stale`).
+Decoding runs in a thread pool ahead of inference and encoding in another behind it, both
+bounded (in files and in bytes), so the accelerator is not idle while files are read and
+written, and memory does not grow over a long batch. The work on each file is
+:mod:`ganpipe.upscale.worker`'s, and ends in a :class:`~ganpipe.upscale.report.FileRecord`.
+
+Every entry of the input is accounted for: written, skipped (its output exists), failed
+(with the reason) or ignored (not an image, hidden, a sub-folder without ``recursive``);
+``report`` writes one record per entry (:mod:`ganpipe.upscale.report`). What decoders and
+libraries warn or print about a file is captured for it, never printed raw
+(:mod:`ganpipe.imaging.capture`): the summary counts the files with warnings.
 """
 
 from __future__ import annotations
@@ -13,30 +21,40 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import ensure_writable_dir, remove_stale
-from ganpipe.imaging.decode import decode_image
-from ganpipe.imaging.encode import MAX_SIDE, encode_image, output_bits
-from ganpipe.imaging.formats import quiet_decoder_warnings
-from ganpipe.imaging.metadata import apply_policy
-from ganpipe.imaging.picture import Picture
+from ganpipe.imaging.capture import quiet_decoder_warnings, stderr_lock, try_stderr_lock
+from ganpipe.imaging.sniff import HIDDEN, NON_IMAGE, SUB_FOLDER
+from ganpipe.upscale import worker
 from ganpipe.upscale.ensemble import combine
 from ganpipe.upscale.model import open_model_of
 from ganpipe.upscale.options import UpscaleOptions, with_overrides
-from ganpipe.upscale.plan import Job, plan_jobs
+from ganpipe.upscale.plan import Job, Plan, plan_jobs
+from ganpipe.upscale.report import FileRecord, ReportWriter
 from ganpipe.upscale.tiling import Upscaler
+from ganpipe.upscale.worker import describe_error, write_dropping_metadata
+
+__all__ = [
+    "UpscaleSummary",
+    "describe_error",
+    "plan_records",
+    "run_jobs",
+    "upscale_path",
+    "write_dropping_metadata",
+]
 
 #: decoded images waiting for the model, and upscaled images waiting to be written
 MAX_PENDING_BYTES = 2 << 30
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 @dataclass
@@ -45,14 +63,20 @@ class UpscaleSummary:
     written: list[Path]
     skipped: list[Path]
     failures: list[tuple[Path, str]]
-    ignored: int
+    ignored: int  # non-image files (by name, or by content with all_files)
     providers: list[str]
     scale: float  # the final scale (--outscale, else the model's)
     seconds: float
     megapixels: float  # input megapixels upscaled
     tile: int  # tile size in use at the end (smaller after out-of-memory)
-    #: metadata problems of written files (the file is written without the bad part)
+    #: what decoders, libraries and the metadata policy said about files (written or
+    #: failed), one line each, in input order
     warnings: list[tuple[Path, str]] = field(default_factory=list)
+    #: every entry of the input folder that is not an input, with the reason
+    ignored_files: list[tuple[Path, str]] = field(default_factory=list)
+    #: one record per entry, in input order
+    records: list[FileRecord] = field(default_factory=list)
+    report: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -62,7 +86,7 @@ class UpscaleSummary:
         rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
         mps = self.megapixels / self.seconds if self.seconds > 0 else 0.0
         parts = [
-            f"upscaled {len(self.written)} image{'s' * (len(self.written) != 1)} "
+            f"upscaled {_plural(len(self.written), 'image')} "
             f"(x{self.scale:g}) to {self.out_dir} in {self.seconds:.1f}s "
             f"({rate:.2f} img/s, {mps:.2f} MP/s in)"
         ]
@@ -70,8 +94,21 @@ class UpscaleSummary:
             parts.append(f"skipped {len(self.skipped)} existing")
         if self.failures:
             parts.append(f"{len(self.failures)} failed")
-        if self.ignored:
-            parts.append(f"ignored {self.ignored} non-image file{'s' * (self.ignored != 1)}")
+        kinds = Counter(
+            "non-image" if r in NON_IMAGE else r for _, r in self.ignored_files
+        ) or Counter({"non-image": self.ignored} if self.ignored else {})
+        ignored = []
+        if kinds["non-image"]:
+            ignored.append(_plural(kinds["non-image"], "non-image file"))
+        if kinds[HIDDEN]:
+            ignored.append(f"{kinds[HIDDEN]} hidden")
+        if kinds[SUB_FOLDER]:
+            ignored.append(f"{_plural(kinds[SUB_FOLDER], 'sub-folder')} (no --recursive)")
+        other = sum(kinds.values()) - kinds["non-image"] - kinds[HIDDEN] - kinds[SUB_FOLDER]
+        if other:
+            ignored.append(f"{other} other")
+        if ignored:
+            parts.append("ignored " + ", ".join(ignored))
         warned = len({path for path, _ in self.warnings})
         if warned:
             parts.append(f"{warned} with warnings")
@@ -79,48 +116,10 @@ class UpscaleSummary:
         return "; ".join(parts) + f" [{provider}]"
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for a file that failed; the exception type only where it says more."""
-    if isinstance(exc, Image.UnidentifiedImageError):
-        return "not an image, or a format Pillow cannot read"
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    if text and isinstance(exc, OSError | ValueError | SyntaxError | Image.DecompressionBombError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def write_dropping_metadata(pic: Picture, job: Job, opts: UpscaleOptions) -> list[str]:
-    """Encode ``pic`` to ``job.dst``; where that fails and the file has metadata, try
-    again without its EXIF, then also without its ICC profile: metadata never fails an
-    image. Returns the warnings (decoding's and the parts dropped here); raises the first
-    error when the image cannot be written even without metadata."""
-    pic, notes = apply_policy(pic, opts.metadata)
-    notes = list(pic.warnings) + notes
-    first: Exception | None = None
-    attempts = [pic]
-    if pic.exif:
-        attempts.append(replace(pic, exif=None))
-    if pic.icc:
-        attempts.append(replace(attempts[-1], icc=None))
-    for i, attempt in enumerate(attempts):
-        try:
-            encode_image(attempt, job.dst, job.fmt, opts.quality, opts.png_compression)
-        except Exception as exc:  # noqa: BLE001 - perhaps the metadata: try without
-            first = first or exc
-            continue
-        if i:
-            dropped = " and ICC profile" if attempt.icc is None and pic.icc else ""
-            part = "EXIF" + dropped if pic.exif else "ICC profile"
-            notes.append(f"{part} dropped: cannot be written ({describe_error(first)})")
-        return notes
-    assert first is not None
-    raise first
-
-
 class _Progress:
-    """tqdm bar with images/s and input megapixels/s; thread-safe updates."""
+    """tqdm bar with images/s and input megapixels/s; thread-safe updates. While another
+    thread captures fd 2 (a TIFF decoding), the bar counts without drawing, so that its
+    text is not taken for a file's messages."""
 
     def __init__(self, total: int, enabled: bool | None):
         from ganpipe import progress
@@ -135,14 +134,24 @@ class _Progress:
             self.megapixels += megapixels
             elapsed = max(time.perf_counter() - self.start, 1e-9)
             self.bar.set_postfix_str(f"{self.megapixels / elapsed:.2f} MP/s", refresh=False)
-            self.bar.update(1)
+            self._advance()
 
     def failed(self) -> None:
         with self.lock:
-            self.bar.update(1)
+            self._advance()
+
+    def _advance(self) -> None:
+        if try_stderr_lock():
+            try:
+                self.bar.update(1)
+            finally:
+                stderr_lock().release()
+        else:
+            self.bar.n += 1  # drawn at the next update
 
     def close(self) -> None:
-        self.bar.close()
+        with stderr_lock():
+            self.bar.close()
 
 
 def run_jobs(
@@ -152,42 +161,43 @@ def run_jobs(
     *,
     progress: bool | None = None,
     warnings: list[tuple[Path, str]] | None = None,
+    on_record: Callable[[FileRecord], Any] | None = None,
     **overrides: Any,
 ) -> tuple[list[Path], list[tuple[Path, str]], float]:
     """Decode (thread pool, ahead) -> upscale (this thread) -> encode (thread pool,
     behind), with the ``quality``, ``png_compression`` and ``workers`` of ``options`` (and
     keyword ``overrides`` of them); ``progress``: a bar (None: when stderr is a terminal).
-    Returns the written paths, the failures and the input megapixels; metadata problems
-    of written files are appended to ``warnings``."""
+    Returns the written paths, the failures and the input megapixels; each file's
+    warnings are appended to ``warnings``, and its record is handed to ``on_record`` (from
+    any thread, one call at a time) as soon as it is finished."""
     opts = with_overrides(options, overrides)
     workers = opts.workers or min(4, os.cpu_count() or 2)
-    max_pixels = opts.max_megapixels * 1e6 or None
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
     bar = _Progress(len(jobs), progress)
     lock = threading.Lock()
 
-    def encode(job: Job, pic: Picture, megapixels: float) -> None:
-        try:
-            job.dst.parent.mkdir(parents=True, exist_ok=True)
-            notes = write_dropping_metadata(pic, job, opts)
-        except Exception as exc:  # noqa: BLE001 - one file's problem, reported
-            fail(job, f"cannot write {job.dst}: {describe_error(exc)}")
-            return
+    def finish(record: FileRecord) -> None:
         with lock:
-            written.append(job.dst)
+            if record.outcome == "written":
+                written.append(Path(record.output or ""))
+            else:
+                failures.append((Path(record.path), record.reason))
             if warnings is not None:
-                warnings.extend((job.src, note) for note in notes)
-        bar.done(megapixels)
+                warnings.extend((Path(record.path), note) for note in record.warnings)
+            if on_record is not None:
+                on_record(record)
+        if record.outcome == "written":
+            bar.done(record.megapixels or 0.0)
+        else:
+            bar.failed()
 
-    def fail(job: Job, reason: str) -> None:
-        with lock:
-            failures.append((job.src, reason))
-        bar.failed()
+    def encode(work: worker.Work) -> None:
+        finish(worker.encode(work, opts))
 
     decoders = ThreadPoolExecutor(workers, thread_name_prefix="ganpipe-decode")
     encoders = ThreadPoolExecutor(workers, thread_name_prefix="ganpipe-encode")
-    ahead: deque[tuple[Job, Future]] = deque()
+    ahead: deque[Future] = deque()
     behind: deque[tuple[Future, int]] = deque()
     pending = iter(jobs)
     try:
@@ -197,40 +207,23 @@ def run_jobs(
                 job = next(pending, None)
                 if job is None:
                     return
-                ahead.append((job, decoders.submit(decode_image, job.src, max_pixels)))
+                ahead.append(decoders.submit(worker.decode, job, opts))
 
         refill()
         while ahead:
-            job, fut = ahead.popleft()
+            fut = ahead.popleft()
             refill()
-            try:
-                pic = fut.result()
-            except Exception as exc:  # noqa: BLE001 - one file's problem, reported
-                fail(job, describe_error(exc))
+            work = worker.upscale(upscaler, fut.result())
+            if work.record is not None:
+                finish(work.record)
                 continue
-            h, w = pic.color.shape[:2]
-            s = upscaler.scale
-            if max(h, w) * s > MAX_SIDE[job.fmt]:
-                fail(
-                    job,
-                    f"the output ({w * s}x{h * s}) is too large for {job.fmt} (at "
-                    f"most {MAX_SIDE[job.fmt]} pixels a side); use --format png",
-                )
-                continue
-            try:
-                result = upscaler.upscale(pic, output_bits(pic, job.fmt))
-            except GanpipeError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - e.g. the model rejects this size
-                fail(job, f"upscaling failed: {describe_error(exc)}")
-                continue
-            size = result.color.nbytes + (result.alpha.nbytes if result.alpha is not None else 0)
+            size = work.nbytes
             while behind and (
                 len(behind) >= workers or sum(b for _, b in behind) + size > MAX_PENDING_BYTES
             ):
                 behind.popleft()[0].result()
-            behind.append((encoders.submit(encode, job, result, pic.megapixels), size))
-            del pic, result
+            behind.append((encoders.submit(encode, work), size))
+            del work
         while behind:
             behind.popleft()[0].result()
     finally:
@@ -238,6 +231,39 @@ def run_jobs(
         encoders.shutdown(wait=True, cancel_futures=True)  # started writes finish
         bar.close()
     return written, failures, bar.megapixels
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def plan_records(plan: Plan) -> list[FileRecord]:
+    """The records of the entries the plan settled before any file is read: ignored,
+    failed in planning (collisions, names too long, unreadable folders) and skipped."""
+    records = [FileRecord(str(p), "ignored", reason) for p, reason in plan.ignored_files]
+    records += [FileRecord(str(p), "failed", reason) for p, reason in plan.failures]
+    records += [
+        FileRecord(
+            str(job.src),
+            "skipped",
+            "output exists (--skip-existing)",
+            str(job.dst),
+            _size(job.src),
+            output_bytes=_size(job.dst),
+        )
+        for job in plan.skipped_jobs
+    ]
+    return records
+
+
+def _protected(plan: Plan, src: Path) -> list[Path]:
+    """Files a report must never replace: every entry of the input."""
+    paths = [src] if src.is_file() else []
+    paths += [j.src for j in plan.jobs] + plan.skipped + [p for p, _ in plan.failures]
+    return paths + [p for p, _ in plan.ignored_files]
 
 
 def upscale_path(
@@ -259,38 +285,86 @@ def upscale_path(
     / rotations of its input. Problems with the options, the input or the model raise
     :class:`~ganpipe.errors.ConfigError` before anything is written. Files that cannot be
     read, upscaled or written, or that are over ``max_megapixels``, are listed in
-    ``failures`` and the others are still done. Decoders' warnings about damaged files
-    are silenced for the process (:func:`~ganpipe.imaging.formats.quiet_decoder_warnings`).
+    ``failures`` and the others are still done. What decoders warn or print about a file
+    is captured for it (``warnings``), never printed
+    (:func:`~ganpipe.imaging.capture.quiet_decoder_warnings`); ``report`` writes one
+    record per entry (:class:`~ganpipe.upscale.report.ReportWriter`).
     """
     if model is not None:
         overrides["model"] = list(model) if isinstance(model, list | tuple) else [model]
     opts = with_overrides(options, overrides)
-    quiet_decoder_warnings()  # damaged files are failures of their own, one line each
+    quiet_decoder_warnings()  # captured per file, counted, printed with --verbose
+
+    def say(message: str) -> None:  # not while a file's fd 2 is being captured
+        if log is not None:
+            with stderr_lock():
+                log(message)
+
     plan = plan_jobs(input, output, opts)
-    sr = combine([open_model_of(p, opts, log) for p in opts.model], opts.tta)
-    upscaler = Upscaler(sr, opts, log=log)
+    if opts.engine == "ray":
+        from ganpipe.upscale.ray_engine import check_ray
+
+        check_ray()  # before anything is written: says how to install it
+        # opened here only to check the model(s) and learn the scale; the actors run them
+        probe = opts.model_copy(update={"device": "cpu", "runtime": "onnxruntime"})
+        sr = combine([open_model_of(p, probe, say) for p in opts.model], opts.tta)
+        upscaler = None
+    else:
+        sr = combine([open_model_of(p, opts, say) for p in opts.model], opts.tta)
+        upscaler = Upscaler(sr, opts, log=say)
     ensure_writable_dir(plan.out_dir)
+    report = ReportWriter(opts.report, _protected(plan, Path(input))) if opts.report else None
     folders = {plan.out_dir, *(job.dst.parent for job in plan.jobs)}
     stale = remove_stale(sorted(folders), recursive=False)  # left by killed runs
-    if stale and log is not None:
-        log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
+    if stale:
+        say(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     t0 = time.perf_counter()
-    warnings: list[tuple[Path, str]] = []
-    written, failures, megapixels = run_jobs(
-        upscaler, plan.jobs, opts, progress=progress, warnings=warnings
-    )
-    order = {job.src: i for i, job in enumerate(plan.jobs)}
-    failures = plan.failures + sorted(failures, key=lambda f: order.get(f[0], -1))
+    records = plan_records(plan)
+    done: list[FileRecord] = []
+
+    def on_record(record: FileRecord) -> None:
+        done.append(record)
+        if report is not None:
+            report.add(record)
+
+    try:
+        if report is not None:
+            report.extend(records)
+        if upscaler is None:
+            from ganpipe.upscale.ray_engine import run_on_ray
+
+            ran = run_on_ray(
+                plan.jobs, opts, address=opts.ray_address, actors=opts.actors, on_record=on_record
+            )
+            providers, tile = ran.providers or sr.providers, ran.tile
+            megapixels = sum(r.megapixels or 0.0 for r in done if r.outcome == "written")
+        else:
+            *_, megapixels = run_jobs(
+                upscaler, plan.jobs, opts, progress=progress, on_record=on_record
+            )
+            providers, tile = sr.providers, upscaler.tile
+    except BaseException:
+        if report is not None:
+            report.abandon()  # FILE.part: what was done
+        raise
+    order = {str(job.src): i for i, job in enumerate(plan.jobs)}
+    done.sort(key=lambda r: order.get(r.path, -1))
+    records = sorted(records + done, key=lambda r: r.path)
+    if report is not None:
+        report.close()
     return UpscaleSummary(
         plan.out_dir,
-        written,
+        [Path(r.output or "") for r in done if r.outcome == "written"],
         plan.skipped,
-        failures,
+        plan.failures + [(Path(r.path), r.reason) for r in done if r.outcome == "failed"],
         plan.ignored,
-        sr.providers,
+        providers,
         opts.outscale or sr.scale,
         time.perf_counter() - t0,
         megapixels,
-        upscaler.tile,
-        sorted(warnings, key=lambda w: order.get(w[0], -1)),
+        tile,
+        [(Path(r.path), n) for r in records for n in r.warnings],
+        plan.ignored_files,
+        records,
+        report.path if report is not None else None,
     )

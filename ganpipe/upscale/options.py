@@ -106,8 +106,15 @@ class UpscaleOptions(Options):
     )
     suffix: str = Field("", description="added to output file names, e.g. _x4")
     recursive: bool = Field(False, description="include sub-folders; the output keeps the tree")
+    all_files: bool = Field(
+        False,
+        description="take every file of the folder whose content is an image (PNG, JPEG, "
+        "WebP, TIFF, BMP, GIF), whatever its name; default: files with an image suffix",
+    )
     skip_existing: bool = Field(
-        False, description="skip files whose output exists (resume an interrupted batch)"
+        False,
+        description="skip files whose output exists: resumes an interrupted batch (outputs "
+        "are written atomically, so an existing one is complete)",
     )
     on_collision: Literal["rename", "refuse"] = Field(
         "rename",
@@ -118,12 +125,31 @@ class UpscaleOptions(Options):
     )
     verbose: bool = Field(
         False,
-        description="print each file's warnings (metadata dropped), one line each; the "
-        "summary counts the files with warnings",
+        description="print each file's warnings (metadata dropped, decoder and library "
+        "messages), one line each, prefixed with the file; the summary counts the files "
+        "with warnings",
+    )
+    report: Path | None = Field(
+        None,
+        description="write one record per input (outcome, reason, output, sizes, seconds, "
+        "warnings) to this .jsonl or .json file",
     )
     shard: str | None = Field(
         None,
         description="only the files whose index in the sorted list is I modulo N (worker I of N)",
+    )
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: this process (decode, model and encode overlapped); ray: a Ray "
+        "Data actor pool, one model session per actor (the ray extra); same outputs",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="with --engine ray: the cluster to join (host:6379, ray://host:10001, "
+        "auto); default: a local Ray instance for this run",
+    )
+    actors: int = Field(
+        2, ge=1, description="with --engine ray: model sessions (actors); one GPU each on CUDA"
     )
     quality: int = Field(95, ge=1, le=100, description="JPEG and WebP quality")
     # zlib level 4: on photos upscaled x4 it writes files 3-4 % larger than Pillow's
@@ -178,6 +204,13 @@ class UpscaleOptions(Options):
         if isinstance(value, str):
             value = value.strip().lower().lstrip(".")
             return _FORMAT_ALIASES.get(value, value)
+        return value
+
+    @field_validator("report")
+    @classmethod
+    def _report(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in (".jsonl", ".json"):
+            raise _problem("use a .jsonl (JSON lines) or .json (one array) file name")
         return value
 
     @field_validator("suffix")

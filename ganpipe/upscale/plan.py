@@ -1,6 +1,8 @@
 """Planning a batch: which files to upscale to which outputs.
 
-The input is a file or a folder (``recursive`` keeps the sub-folder tree); outputs get the
+The input is a file or a folder (``recursive`` keeps the sub-folder tree; files are taken
+by name, or by content with ``all_files``: :func:`ganpipe.imaging.sniff.scan_images`, which
+also says why each other entry is ignored); outputs get the
 input's format (BMP and GIF become PNG) or ``format``, and the input's name plus
 ``suffix``. An output never overwrites an input, a folder's output folder must not be
 inside it, and ``skip_existing`` makes an interrupted batch resumable (outputs are written
@@ -28,7 +30,7 @@ from typing import Any
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import name_max
 from ganpipe.imaging.encode import FORMATS, SUFFIXES
-from ganpipe.imaging.sniff import list_images, sniff_file
+from ganpipe.imaging.sniff import NON_IMAGE, scan_images, sniff_file
 from ganpipe.upscale.options import UpscaleOptions, parse_shard, with_overrides
 
 __all__ = ["Job", "Plan", "output_format", "output_name", "parse_shard", "plan_jobs"]
@@ -46,8 +48,12 @@ class Plan:
     out_dir: Path
     jobs: list[Job] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    skipped_jobs: list[Job] = field(default_factory=list)  # the skipped, with their outputs
     failures: list[tuple[Path, str]] = field(default_factory=list)
-    ignored: int = 0
+    ignored: int = 0  # non-image files among ignored_files
+    #: entries of the input folder that are not inputs, with the reason (not an image by
+    #: name or by content, hidden, a sub-folder without ``recursive``)
+    ignored_files: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def output_format(src_fmt: str | None, explicit: str | None) -> str:
@@ -115,7 +121,7 @@ def plan_jobs(
             fmt = output_format(sniff_file(src), explicit)
             entries.append((src, out / output_name(src, fmt, suffix), fmt))
             out_dir = out
-        ignored = 0
+        ignored_files = []
         inputs = {src.resolve()}
     elif src.is_dir():
         rin, rout = src.resolve(), out.resolve()
@@ -126,7 +132,9 @@ def plan_jobs(
                 f"time)"
             )
         try:
-            listed, ignored = list_images(src, opts.recursive, unreadable)
+            listed, ignored_files = scan_images(
+                src, opts.recursive, unreadable, all_files=opts.all_files
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot read input folder {src} ({exc.strerror or type(exc).__name__}); "
@@ -135,9 +143,10 @@ def plan_jobs(
         if not listed and not unreadable:
             where = " or its sub-folders" if opts.recursive else ""
             hint = "" if opts.recursive else " (add --recursive for sub-folders)"
+            how = "" if opts.all_files else " by name (--all-files: by content)"
             raise ConfigError(
                 f"no images in {src}{where}{hint}; looked for PNG, JPEG, WebP, "
-                f"TIFF, BMP and GIF files"
+                f"TIFF, BMP and GIF files{how}"
             )
         for path, sniffed in listed:
             fmt = output_format(sniffed, explicit)
@@ -150,9 +159,11 @@ def plan_jobs(
 
     if opts.on_collision == "rename":
         _rename_collisions(entries, suffix)
-    plan = Plan(out_dir, ignored=ignored)
+    plan = Plan(out_dir)
     if shard is None or shard[0] == 0:  # said once, not by every worker
         plan.failures.extend(unreadable)
+        plan.ignored_files = ignored_files
+        plan.ignored = sum(reason in NON_IMAGE for _, reason in ignored_files)
     claimed: dict[str, Path] = {}
     limit = _name_limit(out_dir)
     for index, (path, dst, fmt) in enumerate(entries):
@@ -179,6 +190,7 @@ def plan_jobs(
             plan.failures.append((path, reason))
         elif opts.skip_existing and dst.exists():
             plan.skipped.append(path)
+            plan.skipped_jobs.append(Job(path, dst, fmt))
         else:
             plan.jobs.append(Job(path, dst, fmt))
     return plan
