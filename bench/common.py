@@ -111,3 +111,12 @@ def make_images(folder: Path, count: int, size: int, seed: int = 0) -> list[Path
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").save(path)
         paths.append(path)
     return paths
+
+
+def print_markdown(lines: list[str], out: Path | None) -> str:
+    """Join a result's Markdown lines, print them, and write them to ``out`` if given."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+    return text

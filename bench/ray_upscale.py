@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, print_markdown
 
 CHILD = r"""
 import json, sys, time
@@ -53,7 +53,7 @@ else:
     t1 = time.perf_counter()
     r = run_on_ray(plan_jobs(src, out, opts).jobs, opts, actors=int(actors))
     t2 = time.perf_counter()
-    n = sum(row["outcome"] == "written" for row in r.rows)
+    n = sum(rec.outcome == "written" for rec in r.records)
     print(json.dumps({"batch": t2 - t1, "n": n, "init": t1 - t0}))
 """
 
@@ -146,10 +146,7 @@ def main() -> None:
         "|---:|---:|",
     ]
     lines += [f"| {g} | {1e6 * per_image / g / 3600:.1f} |" for g in (1, 8, 32, 128)]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    print_markdown(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import print_markdown
 
 
 def build(kind: str, folder: Path):
@@ -128,10 +126,7 @@ def main() -> None:
         "|---|---|---:|---:|---:|",
     ]
     lines += [f"| {k} | {n} | {t:.3f} | {r:.2f}x | {d:.4f} |" for k, n, t, r, d in rows]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    print_markdown(lines, args.out)
 
 
 if __name__ == "__main__":

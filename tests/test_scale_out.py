@@ -6,25 +6,18 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from ganpipe.nn.sr import SRVGGNetCompact
 from ganpipe.upscale.batch import upscale_path
-from ganpipe.weights import import_weights
 
 
 @pytest.fixture(scope="module")
-def sr_onnx(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    net = SRVGGNetCompact(3, 3, num_feat=8, num_conv=2, upscale=2).eval()
-    torch.save({"params": net.state_dict()}, folder / "m.pth")
-    import_weights(folder / "m.pth", folder / "m.onnx")
-    return folder / "m.onnx"
+def sr_onnx(compact_x2_onnx):
+    return compact_x2_onnx
 
 
 def _folder(root, count: int):
@@ -77,6 +70,22 @@ def test_three_concurrent_shards_do_every_file_exactly_once(tmp_path, sr_onnx):
     assert _summary_count(again.stdout, "existing") == 4
 
 
+def test_engine_ray_without_ray_says_how_to_install(tmp_path, sr_onnx, monkeypatch, capsys):
+    from ganpipe.cli.main import main
+
+    src = _folder(tmp_path / "in", 2)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(SystemExit) as exc:
+        main(
+            ["upscale", "-i", str(src), "-o", str(tmp_path / "o"), "-m", str(sr_onnx)]
+            + ["--device", "cpu", "--engine", "ray"]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'ganpipe[ray]'" in err[0], err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
 ray = pytest.importorskip("ray")
 
 
@@ -90,13 +99,45 @@ def test_ray_engine_writes_the_local_engines_bytes(tmp_path, sr_onnx):
     opts = UpscaleOptions(model=[sr_onnx], device="cpu")
     seen = []
     result = run_on_ray(
-        plan_jobs(src, tmp_path / "ray", opts).jobs, opts, actors=2, on_row=seen.append
+        plan_jobs(src, tmp_path / "ray", opts).jobs, opts, actors=2, on_record=seen.append
     )
-    assert len(seen) == len(result.rows) == 10 and result.scale == 2
-    outcomes = {row["src"].rsplit("/", 1)[-1]: row["outcome"] for row in seen}
+    assert len(seen) == len(result.records) == 10
+    outcomes = {Path(r.path).name: r.outcome for r in seen}
     assert outcomes.pop("broken.png") == "failed"
     assert set(outcomes.values()) == {"written"}
     local = upscale_path(src, tmp_path / "local", sr_onnx, device="cpu", progress=False)
     assert len(local.written) == 9
     for path in sorted((tmp_path / "local").iterdir()):
         assert (tmp_path / "ray" / path.name).read_bytes() == path.read_bytes(), path.name
+    # the records are the local engine's report records, field for field but the timing
+    by_path = {r.path: r for r in local.records}
+    for record in seen:
+        twin = by_path[record.path]
+        assert (record.outcome, record.output_bytes, record.megapixels) == (
+            twin.outcome,
+            twin.output_bytes,
+            twin.megapixels,
+        )
+        assert (record.output is None) == (twin.output is None)
+        if record.output is not None:
+            assert Path(record.output).name == Path(twin.output).name
+
+
+@pytest.mark.slow
+def test_cli_engine_ray_report_and_resume(tmp_path, sr_onnx):
+    from ganpipe.upscale.report import load_report
+
+    src = _folder(tmp_path / "in", 5)
+    out, report = tmp_path / "out", tmp_path / "run.jsonl"
+    args = [sys.executable, "-m", "ganpipe", "upscale", "-i", str(src), "-o", str(out)]
+    args += ["-m", str(sr_onnx), "--device", "cpu", "--engine", "ray", "--actors", "2"]
+    first = subprocess.run(
+        args + ["--report", str(report)], capture_output=True, text=True, timeout=600
+    )
+    assert first.returncode == 1, first.stderr  # broken.png
+    assert "upscaled 5 images" in first.stdout and "1 failed" in first.stdout
+    assert [ln for ln in first.stderr.splitlines() if not ln.startswith("ganpipe: ")] == []
+    records = load_report(report)
+    assert sorted(r.outcome for r in records) == ["failed"] + ["written"] * 5
+    again = subprocess.run(args + ["--skip-existing"], capture_output=True, text=True, timeout=600)
+    assert "upscaled 0 images" in again.stdout and "skipped 5 existing" in again.stdout

@@ -24,9 +24,8 @@ same paths (a shared file system), as for ``--shard``.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 from ganpipe.errors import ConfigError
 from ganpipe.upscale.options import UpscaleOptions
 from ganpipe.upscale.plan import Job
+from ganpipe.upscale.report import FileRecord
 
 INSTALL = "pip install 'ganpipe[ray]'"
 #: files per ``map_batches`` call: large enough for the decode/encode overlap inside an
@@ -43,33 +43,36 @@ BATCH_FILES = 4
 
 @dataclass(frozen=True)
 class RayResult:
-    """What the actors did: per file ``(src, outcome, reason, dst, megapixels, seconds,
-    warnings)``, in the order the batches finished."""
+    """What the actors did: one :class:`~ganpipe.upscale.report.FileRecord` per file (the
+    same record as the local engine's report), in the order the batches finished."""
 
-    rows: list[dict[str, Any]]
+    records: list[FileRecord]
     providers: list[str]
-    scale: int
     tile: int
 
 
-def _import_ray():
+def check_ray():
+    """The ``ray`` module; a one-line :class:`ConfigError` saying how to install it."""
     try:
         import ray
+        import ray.data  # noqa: F401 - Ray without its Data library cannot run this
     except ImportError:
-        raise ConfigError(f"--engine ray: Ray is not installed; {INSTALL}") from None
+        raise ConfigError(
+            f"--engine ray: Ray (with Ray Data) is not installed; {INSTALL}, or use --engine local"
+        ) from None
     return ray
 
 
 class UpscaleActor:
     """One model session per actor; ``__call__`` runs a batch of jobs with the local
-    engine's pipeline and returns one row per file."""
+    engine's pipeline and returns one record (as JSON) per file."""
 
     #: the run's options, set on a subclass made per run (so the actors need no
     #: constructor arguments in Ray's object store)
     options_json: str = ""
 
     def __init__(self):
-        from ganpipe.imaging.formats import quiet_decoder_warnings
+        from ganpipe.imaging.capture import quiet_decoder_warnings
         from ganpipe.upscale.ensemble import combine
         from ganpipe.upscale.model import open_model_of
         from ganpipe.upscale.tiling import Upscaler
@@ -78,7 +81,7 @@ class UpscaleActor:
         self.opts = UpscaleOptions.model_validate_json(self.options_json)
         sr = combine([open_model_of(p, self.opts) for p in self.opts.model], self.opts.tta)
         self.upscaler = Upscaler(sr, self.opts)
-        self.providers, self.scale = sr.providers, sr.scale
+        self.provider = sr.providers[0] if sr.providers else "?"
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         from ganpipe.upscale.batch import run_jobs
@@ -87,27 +90,13 @@ class UpscaleActor:
             Job(Path(s), Path(d), f)
             for s, d, f in zip(batch["src"], batch["dst"], batch["fmt"], strict=True)
         ]
-        t0 = time.perf_counter()
-        notes: list[tuple[Path, str]] = []
-        written, failures, megapixels = run_jobs(
-            self.upscaler, jobs, self.opts, progress=False, warnings=notes
-        )
-        seconds = (time.perf_counter() - t0) / max(1, len(jobs))
-        reasons = dict(failures)
-        done = set(written)
-        out: dict[str, list] = {k: [] for k in ("src", "dst", "outcome", "reason", "warnings")}
-        for job in jobs:
-            out["src"].append(str(job.src))
-            out["dst"].append(str(job.dst))
-            ok = job.dst in done
-            out["outcome"].append("written" if ok else "failed")
-            out["reason"].append("" if ok else reasons.get(job.src, "not written"))
-            out["warnings"].append([n for p, n in notes if p == job.src])
-        out["seconds"] = [seconds] * len(jobs)
-        out["provider"] = [self.providers[0] if self.providers else "?"] * len(jobs)
-        out["tile"] = [self.upscaler.tile] * len(jobs)
-        out["scale"] = [self.scale] * len(jobs)
-        return out
+        records: list[FileRecord] = []
+        run_jobs(self.upscaler, jobs, self.opts, progress=False, on_record=records.append)
+        return {
+            "record": [r.to_json() for r in records],
+            "provider": [self.provider] * len(records),
+            "tile": [self.upscaler.tile] * len(records),
+        }
 
 
 def _quiet_ray(ray) -> None:
@@ -128,13 +117,15 @@ def run_on_ray(
     address: str | None = None,
     actors: int = 2,
     gpus_per_actor: float | None = None,
-    on_row: Callable[[dict[str, Any]], Any] | None = None,
+    on_record: Callable[[FileRecord], Any] | None = None,
 ) -> RayResult:
-    """Run ``jobs`` on ``actors`` Ray actors (see the module docstring); ``on_row`` is
-    called on the driver for each file as its batch finishes."""
-    ray = _import_ray()
+    """Run ``jobs`` on ``actors`` Ray actors (see the module docstring); ``on_record`` is
+    called on the driver with each file's record as its batch finishes."""
+    ray = check_ray()
     if actors < 1:
         raise ConfigError(f"--actors {actors}: expected at least 1")
+    if not jobs:  # everything skipped or failed in planning: no cluster to start
+        return RayResult([], [], opts.tile)
     _quiet_ray(ray)
     started = not ray.is_initialized()
     if started:
@@ -156,7 +147,9 @@ def run_on_ray(
             ) from None
     if gpus_per_actor is None:
         gpus_per_actor = 1.0 if opts.device.startswith(("cuda", "tensorrt")) else 0.0
-    rows: list[dict[str, Any]] = []
+    records: list[FileRecord] = []
+    providers: set[str] = set()
+    tile = opts.tile
     try:
         ds = ray.data.from_items(
             [{"src": str(j.src), "dst": str(j.dst), "fmt": j.fmt} for j in jobs],
@@ -165,20 +158,18 @@ def run_on_ray(
         with warnings.catch_warnings():  # Ray's own deprecation notes about its internals
             warnings.simplefilter("ignore", DeprecationWarning)
             mapped = _map(ds, ray, opts, actors, gpus_per_actor)
-        for row in _rows(mapped):
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
+        for row in mapped.iter_rows():
+            record = FileRecord.from_json(row["record"])
+            records.append(record)
+            providers.add(str(row["provider"]))
+            if int(row["tile"]) and (not tile or int(row["tile"]) < tile):
+                tile = int(row["tile"])  # an actor halved it after running out of memory
+            if on_record is not None:
+                on_record(record)
     finally:
         if started:
             ray.shutdown()
-    first = rows[0] if rows else {}
-    return RayResult(
-        rows,
-        [first.get("provider", "?")],
-        int(first.get("scale", 0)),
-        int(min((r["tile"] for r in rows), default=opts.tile)),
-    )
+    return RayResult(records, sorted(providers), tile)
 
 
 def _map(ds, ray, opts: UpscaleOptions, actors: int, gpus_per_actor: float):
@@ -194,10 +185,3 @@ def _map(ds, ray, opts: UpscaleOptions, actors: int, gpus_per_actor: float):
         # and a rerun with --skip-existing does the rest
         max_restarts=0,
     )
-
-
-def _rows(mapped) -> Iterator[dict[str, Any]]:
-    for row in mapped.iter_rows():
-        row = dict(row)
-        row["warnings"] = [str(w) for w in (row.get("warnings") or [])]
-        yield row
