@@ -1,20 +1,20 @@
 """16-bit RGB(A) and gray+alpha TIFFs (:mod:`ganpipe.imaging.tiff16`): real files written
 by the module itself, by tifffile (big-endian, planar, tiled, premultiplied alpha), by
-Pillow, and by hand (PackBits, and a compression that needs imagecodecs)."""
+Pillow, and by hand (PackBits, and a compression tifffile is made to lack). LZW and JPEG
+(imagecodecs' codecs) are in tests/test_codecs.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import subprocess
 import sys
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image, ImageCms
 
-from ganpipe.imaging import png16
 from ganpipe.imaging.tiff16 import encode_tiff16, read_tiff16, tiff16_needed
 
 
@@ -153,14 +153,14 @@ def test_reads_packbits(tmp_path):
     np.testing.assert_array_equal(got, arr)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("imagecodecs") is not None,
-    reason="imagecodecs is installed: LZW is supported",
-)
-def test_compression_needing_imagecodecs_is_named(tmp_path, monkeypatch):
+def test_a_compression_without_a_codec_is_named(tmp_path, monkeypatch):
+    """imagecodecs (a dependency) gives tifffile LZW, JPEG...; a compression that no
+    installed codec decodes is named, before any pixel is decoded."""
     path = tmp_path / "a.tif"
     path.write_bytes(_hand_tiff(_random((4, 5, 3)), 5, b"\x80\x00" * 20))  # LZW
     assert tiff16_needed(path)
+    assert 5 in tifffile.TIFF.DECOMPRESSORS  # imagecodecs' LZW
+    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", {1: None, 8: None, 32946: None})
     monkeypatch.setattr(tifffile.TiffPage, "asarray", _no_decoding)
     with pytest.raises(ValueError, match="LZW.*imagecodecs"):
         read_tiff16(path)
@@ -207,7 +207,7 @@ def test_tiff16_needed_only_for_what_pillow_reduces(tmp_path):
     tifffile.imwrite(tmp_path / "rgb16.tif", rgb16, photometric="rgb")
     Image.fromarray((rgb16 >> 8).astype(np.uint8), "RGB").save(tmp_path / "rgb8.tif")
     Image.fromarray(rgb16[:, :, 0]).save(tmp_path / "gray16.tif")  # I;16
-    (tmp_path / "rgb16.png").write_bytes(png16.encode_png16(rgb16))
+    (tmp_path / "rgb16.png").write_bytes(imagecodecs.png_encode(rgb16))
     (tmp_path / "junk.tif").write_bytes(b"II*\0" + b"\xff" * 40)
     assert tiff16_needed(tmp_path / "rgb16.tif")
     for name in ("rgb8.tif", "gray16.tif", "rgb16.png", "junk.tif", "missing.tif"):

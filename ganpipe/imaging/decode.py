@@ -3,17 +3,20 @@
 * **By content**, not by file name, and only the allow-listed formats (PNG, JPEG, WebP,
   TIFF, BMP, GIF: :mod:`ganpipe.imaging.formats`; PostScript, PDF, SVG... are refused
   before Pillow sees them), with Pillow's decompression-bomb limit kept and an optional
-  pixel budget (``max_pixels``) checked on the header, before anything is decoded; the EXIF orientation is applied, and the ICC profile (and
-  the EXIF data, orientation tag removed, for PNG/JPEG/WebP) is kept for the output.
+  pixel budget (``max_pixels``) checked on the header, before anything is decoded; the
+  EXIF orientation is applied, and the ICC profile (and the EXIF data, orientation tag
+  removed, for PNG/JPEG/WebP) is kept for the output.
 * **Gray** images (L, I;16...) stay gray: one channel (the upscaler runs them through the
   model as three equal channels and keeps the mean of the three outputs).
 * **Alpha** (RGBA, LA, PA, palette or colour-key transparency) is a plane of its own;
   palette images become RGB or RGBA.
-* **16 bits** per channel stay 16 bits: I;16/I;16B PNG and TIFF through Pillow; 48/64-bit
-  RGB(A) PNGs through :mod:`ganpipe.imaging.png16`, and 48/64-bit RGB(A) and gray+alpha
-  TIFFs through :mod:`ganpipe.imaging.tiff16`, because Pillow reduces them to 8 bits. A
-  16-bit TIFF compressed with LZW or JPEG is read by Pillow at 8 bits unless
-  ``imagecodecs`` is installed.
+* **16 bits** per channel stay 16 bits: every 16-bit PNG (gray, gray+alpha, RGB, RGBA;
+  interlaced or not; a ``tRNS`` colour key becomes an alpha plane) is decoded by libpng
+  through ``imagecodecs`` (:func:`decode_png16`), which checks every chunk's CRC; Pillow
+  still reads its header, ICC profile and EXIF, and the size limits are checked on that
+  header before. 48/64-bit RGB(A) and gray+alpha TIFFs go through
+  :mod:`ganpipe.imaging.tiff16` (tifffile, with imagecodecs' LZW, JPEG... codecs), 16-bit
+  gray TIFFs through Pillow. ``imagecodecs`` is imported on the first 16-bit PNG only.
 
 What decoders print or warn about a file is captured for it (:mod:`ganpipe.imaging.capture`)
 when the caller collects; libtiff's messages on fd 2 included.
@@ -22,6 +25,7 @@ when the caller collects; libtiff's messages on fd 2 included.
 from __future__ import annotations
 
 import io
+import logging
 import struct
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +34,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ganpipe.data.imageio import DECODE_ERRORS, check_pixels
-from ganpipe.imaging import png16
 from ganpipe.imaging.capture import native_stderr
 from ganpipe.imaging.formats import HEAD_BYTES, check_format, check_megapixels, open_image
 from ganpipe.imaging.picture import Picture
@@ -91,6 +94,47 @@ def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(arr[:, :, :n]), alpha
 
 
+def png_depth(head: bytes) -> int:
+    """The bit depth that a PNG's header declares (``head``: at least the file's first 26
+    bytes); 0 for anything else."""
+    if len(head) < 26 or not head.startswith(_PNG) or head[12:16] != b"IHDR":
+        return 0
+    return head[24]
+
+
+class _Benign(logging.Filter):
+    """Drops libpng's remark that it turned Adam7 handling on by itself (imagecodecs calls
+    ``png_read_image`` without asking for it first): it says nothing about the file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Interlace handling should be turned on" not in record.getMessage()
+
+
+_BENIGN = _Benign()
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    """The pixels of a 16-bit PNG file's bytes, decoded by libpng (``imagecodecs``): uint16
+    HxWxC, C = 1..4, Adam7 interlacing undone, a ``tRNS`` colour key made an alpha channel.
+    ``ValueError`` (one line) on a CRC error, a bad filter, truncated or corrupt data. The
+    caller checks the size limits on the header first: this decodes the whole image."""
+    import imagecodecs  # only 16-bit PNGs need it: not imported by `ganpipe --help`
+
+    log = logging.getLogger("imagecodecs")
+    if _BENIGN not in log.filters:
+        log.filters.insert(0, _BENIGN)  # ahead of ganpipe.imaging.capture's router
+    try:
+        arr = imagecodecs.png_decode(data)
+    except imagecodecs.PngError as exc:
+        why = str(exc).strip() or type(exc).__name__
+        if "too small" in why:  # libpng asked for bytes past the end of the file
+            raise ValueError("PNG file is truncated") from None
+        raise ValueError(f"PNG file is corrupt ({why})") from None
+    if arr.dtype != np.uint16:  # the header said 16 bits: the data must agree
+        raise ValueError(f"PNG file is corrupt (decoded as {arr.dtype}, not 16 bits)")
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
 def _decode_tiff16(path: Path) -> Picture:
     """A 48/64-bit RGB(A) or 16-bit gray+alpha TIFF, which Pillow would reduce or refuse."""
     from ganpipe.imaging import tiff16
@@ -133,7 +177,7 @@ def _decode_as(path: Path, head: bytes, tiff: bool, max_pixels: float | None) ->
             try:
                 return _decode_tiff16(path)
             except tiff16.MissingCodec:
-                pass  # e.g. LZW without imagecodecs: Pillow reads it, at 8 bits
+                pass  # a compression with no codec in tifffile: Pillow may read it
     try:
         return _decode_pil(path, head, max_pixels, path)
     except ValueError as exc:  # a text chunk over Pillow's limit: the image is still good
@@ -158,6 +202,31 @@ def _without_text(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def _png_chunk(data: bytes, kind: bytes) -> bytes | None:
+    """The body of the first ``kind`` chunk of a PNG file's bytes (None: none before IEND
+    or the end)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, found = struct.unpack(">I4s", data[pos : pos + 8])
+        if found == kind:
+            return data[pos + 8 : pos + 8 + length]
+        if found == b"IEND":
+            return None
+        pos += 12 + length
+    return None
+
+
+def _png_exif(im: Image.Image, data: bytes) -> Image.Exif:
+    """The EXIF of a PNG without Pillow decoding its pixels (``PngImageFile.getexif`` loads
+    the whole image to look for an ``eXIf`` chunk after the pixel data): ``data`` is the
+    file's bytes, searched for that chunk."""
+    if "exif" not in im.info:
+        late = _png_chunk(data, b"eXIf")
+        if late:  # what Pillow's load would have found
+            im.info["exif"] = b"Exif\0\0" + late
+    return Image.Image.getexif(im)  # the base class's: from im.info, nothing decoded
+
+
 def _decode_pil(
     path: Path, head: bytes, max_pixels: float | None, source: Path | io.BytesIO
 ) -> Picture:
@@ -166,11 +235,13 @@ def _decode_pil(
         check_megapixels(im.width, im.height, max_pixels)
         fmt = im.format
         icc = im.info.get("icc_profile")
-        exif = im.getexif()
+        png16 = None  # a 16-bit PNG's bytes: Pillow keeps 8 bits of RGB(A)/LA, drops tRNS
+        if png_depth(head) == 16:
+            png16 = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+        exif = im.getexif() if png16 is None else _png_exif(im, png16)
         orientation = exif.get(0x0112, 1)
-        if png16.png16_header(head):  # 16-bit RGB(A)/LA: Pillow would keep 8 bits only
-            arr, _ = png16.read_png16(path)
-            color, alpha = _split(_oriented(arr, orientation))
+        if png16 is not None:
+            color, alpha = _split(_oriented(decode_png16(png16), orientation))
             pic = Picture(color, alpha, bits=16)
         else:
             im.load()

@@ -1,15 +1,19 @@
 """Encoding a :class:`~ganpipe.imaging.picture.Picture` as PNG, JPEG, WebP or TIFF, written
 atomically (a temporary name, then a rename).
 
-* **16 bits** stay 16 bits in PNG and TIFF (48/64-bit RGB(A) and gray+alpha through
-  :mod:`ganpipe.imaging.png16` and :mod:`ganpipe.imaging.tiff16`, which Pillow cannot
-  write); JPEG and WebP get 8 bits.
+* **16 bits** stay 16 bits in PNG and TIFF: 16-bit PNGs (gray, gray+alpha, RGB, RGBA)
+  through libpng (``imagecodecs``, imported for them only: :func:`encode_png16`, which
+  adds the ``iCCP`` and ``eXIf`` chunks libpng is not given), 48/64-bit RGB(A) and
+  gray+alpha TIFFs through :mod:`ganpipe.imaging.tiff16`, which Pillow cannot write;
+  JPEG and WebP get 8 bits.
 * **Alpha**: JPEG cannot hold it, so the image is composited on white.
 * The ICC profile is kept, and the EXIF data in PNG, JPEG and WebP.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,6 @@ from PIL import Image, features
 
 from ganpipe.data.imageio import save_image
 from ganpipe.fsutil import write_bytes
-from ganpipe.imaging import png16
 from ganpipe.imaging.capture import native_stderr
 from ganpipe.imaging.picture import Picture, to_bits
 
@@ -53,6 +56,36 @@ def _on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return ((color * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def encode_png16(
+    arr: np.ndarray, icc: bytes | None = None, exif: bytes | None = None, level: int = 6
+) -> bytes:
+    """A 16-bit PNG of ``arr`` (uint16, HxW or HxWxC with C = 1..4: gray, gray+alpha, RGB,
+    RGBA), encoded by libpng (``imagecodecs.png_encode``, zlib ``level``), with ``icc`` as
+    an ``iCCP`` chunk and ``exif`` (with or without its ``Exif\\0\\0`` prefix) as an
+    ``eXIf`` chunk, both right after the header."""
+    import imagecodecs  # only 16-bit PNG outputs need it: not imported by `ganpipe --help`
+
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    shaped = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] <= 4)
+    if arr.dtype != np.uint16 or not shaped or 0 in arr.shape[:2]:
+        raise ValueError(f"cannot write a {arr.shape} {arr.dtype} array as a 16-bit PNG")
+    data = bytes(imagecodecs.png_encode(np.ascontiguousarray(arr), level=level))
+    extra = b""
+    if icc:
+        extra += _chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
+    if exif:
+        extra += _chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+    if data[12:16] != b"IHDR":  # a PNG starts with its 8-byte signature and the IHDR chunk
+        raise ValueError("libpng wrote no IHDR chunk first")
+    return data[:33] + extra + data[33:]
+
+
 def encode_image(
     pic: Picture, path: str | Path, fmt: str, quality: int, png_compression: int
 ) -> None:
@@ -69,7 +102,7 @@ def encode_image(
     arr = color if alpha is None else np.concatenate([color, alpha[:, :, None]], axis=2)
     exif = pic.exif if fmt in ("PNG", "JPEG", "WEBP") else None
     if bits == 16 and fmt == "PNG":  # Pillow cannot write 16-bit RGB(A) or gray+alpha
-        write_bytes(path, png16.encode_png16(arr, icc=pic.icc, exif=exif, level=png_compression))
+        write_bytes(path, encode_png16(arr, icc=pic.icc, exif=exif, level=png_compression))
         return
     if bits == 16 and fmt == "TIFF" and arr.shape[2] > 1:  # nor 16-bit RGB(A) TIFFs
         from ganpipe.imaging import tiff16

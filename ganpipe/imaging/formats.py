@@ -1,10 +1,11 @@
 """The formats ganpipe reads, and the only way it opens an image with Pillow.
 
 Images are decoded only through an allow-list: PNG, JPEG (Pillow's JPEG plugin also
-reads MPO, JPEG with several pictures), WebP, TIFF, BMP and GIF, which are also all that the 16-bit readers
-(:mod:`~ganpipe.imaging.png16`, :mod:`~ganpipe.imaging.tiff16`) take. The format is decided
-by the file's first bytes (:func:`sniff_format`), never by its name, and Pillow is then
-told to try that format only (``Image.open(..., formats=[...])``). Anything else -
+reads MPO, JPEG with several pictures), WebP, TIFF, BMP and GIF, which are also all that
+the 16-bit decoders (libpng through imagecodecs for PNG, :mod:`~ganpipe.imaging.tiff16`
+for TIFF: see :mod:`~ganpipe.imaging.decode`) take. The format is decided by the file's
+first bytes (:func:`sniff_format`), never by its name, and Pillow is then told to try
+that format only (``Image.open(..., formats=[...])``). Anything else -
 PostScript and EPS (which Pillow hands to Ghostscript), PDF, SVG, ICO, PSD... - is
 refused with one line, :class:`UnsupportedFormat`, before Pillow sees it: no external
 program is ever started to read an image.

@@ -4,14 +4,15 @@ and gray+alpha.
 Pillow decodes 16-bit-per-sample RGB(A) TIFFs to 8 bits per channel, has no mode for
 16-bit gray+alpha at all, and cannot write either, so upscaling such a file would silently
 lose precision. This module reads and writes them with :mod:`tifffile` (numpy only; never
-torch, and no ``imagecodecs``: the codecs are tifffile's pure-Python ones):
+torch), whose LZW, JPEG and Deflate codecs come from ``imagecodecs`` (a dependency of
+ganpipe, imported by tifffile when such a file is read):
 
 * :func:`tiff16_needed` - whether a file is one of them (reads the first page's tags only);
 * :func:`read_tiff16` - its first page as a uint16 HxWxC array (C = 1..4), with the
   ICC profile and the orientation tag. Chunky or planar layout, strips or tiles, either
   byte order; uncompressed, Deflate (Adobe and old-style), PackBits or LZMA data, with or
-  without the horizontal predictor. Other compressions (LZW, JPEG...) need imagecodecs and
-  raise ``ValueError`` naming the compression, unless imagecodecs is installed;
+  without the horizontal predictor, and LZW, JPEG and the others imagecodecs decodes; a
+  compression tifffile has no codec for raises ``ValueError`` naming it;
 * :func:`encode_tiff16` - a Deflate-compressed 16-bit TIFF (gray, gray+alpha, RGB, RGBA)
   with the ICC profile; alpha is marked as unassociated.
 
@@ -42,7 +43,7 @@ _UNSPECIFIED, _ASSOCIATED = 0, 1
 
 
 class MissingCodec(ValueError):
-    """The file's compression (or predictor) needs ``imagecodecs``, which is not installed."""
+    """tifffile has no codec for the file's compression (or predictor) here."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,9 @@ def _check_decodable(page: tifffile.TiffPage, file_size: int) -> None:
         if not isinstance(value, enum.Enum):  # tifffile keeps unknown values as int
             raise ValueError(f"unknown TIFF {kind} {value}")
         raise MissingCodec(
-            f"TIFF {kind} {value.name} is not supported (it needs the "
-            f"imagecodecs package); save the file uncompressed or with Deflate "
-            f"(ZIP)"
+            f"TIFF {kind} {value.name} is not supported (no codec for it: is the "
+            f"imagecodecs package installed?); save the file uncompressed or with "
+            f"Deflate (ZIP)"
         )
     offsets, counts = page.dataoffsets, page.databytecounts
     if len(offsets) != len(counts):

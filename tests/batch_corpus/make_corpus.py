@@ -16,6 +16,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image
@@ -92,10 +93,8 @@ def build() -> None:
     save(entry("cmyk.jpg", w, w, "CMYK JPEG"), Image.fromarray(rgb()).convert("CMYK"))
     save(entry("bilevel.png", w, w, "1-bit"), Image.fromarray(rgb()[:, :, 0] > 127))
     save(entry("bilevel.tif", w, w, "1-bit TIFF"), Image.fromarray(rgb(seed=1)[:, :, 0] > 127))
-    from ganpipe.imaging.png16 import encode_png16
-
     arr48 = (rgb(seed=2).astype(np.uint16) * 257).astype(np.uint16)
-    (FILES / entry("rgb48.png", w, w, "16-bit RGB PNG")).write_bytes(encode_png16(arr48))
+    (FILES / entry("rgb48.png", w, w, "16-bit RGB PNG")).write_bytes(imagecodecs.png_encode(arr48))
     tifffile.imwrite(FILES / entry("rgb48.tif", w, w, "16-bit RGB TIFF"), arr48)
     save(entry("rgba.webp", w, w, "WebP with alpha"), rgb(channels=4), lossless=True)
     frames = [Image.fromarray(rgb(seed=s)).quantize(8) for s in range(2)]
