@@ -47,6 +47,11 @@ _LAZY = {
             "InputSpec",
             "StepContext",
             "Variant",
+            "default_scale",
+            "fill_unset",
+            "require_power_of_two",
+            "scaled_defaults",
+            "scaled_width",
         ),
         "ganpipe.variant",
     ),
@@ -93,6 +98,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         InputSpec,
         StepContext,
         Variant,
+        default_scale,
+        fill_unset,
+        require_power_of_two,
+        scaled_defaults,
+        scaled_width,
     )
 
 __all__ = [
@@ -121,6 +131,11 @@ __all__ = [
     "Variant",
     "VariantRegister",
     "__version__",
+    "default_scale",
+    "fill_unset",
     "hookimpl",
     "open_image",
+    "require_power_of_two",
+    "scaled_defaults",
+    "scaled_width",
 ]

@@ -89,6 +89,10 @@ class ModelCard(BaseModel):
     resolution: int | None = Field(None, ge=1, description="output size (pggan: level)")
     precision: Literal["float32", "float16"] = "float32"
     imported_from: str | None = None
+    model_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the variant's options as training resolved them (scaled defaults included)",
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="plugin-defined keys")
 
     @field_validator("inputs", mode="before")

@@ -16,12 +16,20 @@ Names the loop relies on are declared here, not assumed:
   ``lr_d`` and ``betas`` (:class:`GANOptions` has them); override it otherwise.
 * the default :meth:`Variant.inputs` reads ``opts.latent_dim``; override it otherwise.
 
+A training **step** is one generator update: a variant that updates D several times per G
+update says so in :meth:`Variant.updates_per_step`, and the loop calls ``train_step`` that
+many times per step. Options the user leaves unset may get defaults scaled to the data,
+the device and the run length (:meth:`Variant.resolve_options`, the shared rule
+:func:`default_scale`); the loop records the resolved options in the manifest and the
+model card.
+
 This module does not import torch: torch is imported by the methods that need it, so
 loading the plugin registry stays fast.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,7 +53,15 @@ __all__ = [
     "InputSpec",
     "StepContext",
     "Variant",
+    "default_scale",
+    "fill_unset",
+    "require_power_of_two",
+    "scaled_defaults",
+    "scaled_width",
 ]
+
+#: The image size (px) at which CPU defaults reach full size (see :func:`default_scale`).
+FULL_SIZE_ON_CPU = 128
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,61 @@ class StepContext:
             opt.step()
 
 
+def default_scale(info: DataInfo, device: str) -> float:
+    """The shared rule of defaults scaled to the data and the device: the fraction of its
+    full size a net gets when the user sets none. 1.0 on CUDA (full size at any image size);
+    on the CPU (and MPS) ``image_size / 128`` capped at 1, halved for one-channel images,
+    at least 1/8: a 32 px grayscale CPU run gets 1/8 (DCGAN widths 64 -> 16, the floor of
+    :func:`scaled_width`), a 64 px RGB one 1/2, 128 px and more full size."""
+    if device == "cuda":
+        return 1.0
+    scale = min(1.0, info.image_size / FULL_SIZE_ON_CPU)
+    if info.channels == 1:
+        scale /= 2
+    return max(scale, 1 / 8)
+
+
+def scaled_width(full: int, scale: float, minimum: int = 16) -> int:
+    """``full * scale`` rounded to a multiple of 8 (4 below 16), at least ``minimum``
+    (never more than ``full``)."""
+    value = full * scale
+    step = 8 if value >= 16 else 4
+    return min(full, max(minimum, int(round(value / step)) * step))
+
+
+def scaled_defaults(options: type[Options], scale: float, **minimums: int) -> dict[str, int]:
+    """``{key: scaled_width(declared default of key, scale, minimum)}`` for each keyword:
+    the widths of a variant's :meth:`Variant.resolve_options`, e.g.
+    ``scaled_defaults(MyOptions, scale, g_width=16, d_width=16, max_width=64)``."""
+    fields = options.model_fields
+    return {k: scaled_width(int(fields[k].default), scale, m) for k, m in minimums.items()}
+
+
+def require_power_of_two(variant: str, image_size: int, minimum: int = 8) -> None:
+    """A one-line :class:`ConfigError` unless ``image_size`` is a power of two
+    >= ``minimum`` (for nets that grow or shrink by 2x from 4x4)."""
+    n = int(math.log2(image_size)) if image_size > 0 else 0
+    if 2**n != image_size or image_size < minimum:
+        sizes = ", ".join(str(minimum * 2**i) for i in range(3))
+        raise ConfigError(
+            f"{variant} needs data.image_size a power of two >= {minimum}, got "
+            f"{image_size}; set it to {sizes}, ..."
+        )
+
+
+def fill_unset(opts: Options, values: dict[str, Any]) -> Options:
+    """A copy of ``opts`` with ``values`` for the keys the user did not set (those not in
+    ``opts.model_fields_set``) that ``opts`` has; the filled keys then count as set, so
+    filling twice changes nothing. ``opts`` itself when nothing changes."""
+    fields = type(opts).model_fields
+    update = {
+        k: v
+        for k, v in values.items()
+        if k in fields and k not in opts.model_fields_set and getattr(opts, k) != v
+    }
+    return opts.model_copy(update=update) if update else opts
+
+
 class Variant:
     """Base class of variants (see the module docstring for the names the loop uses).
 
@@ -159,6 +230,9 @@ class Variant:
     tiny_options: ClassVar[dict[str, Any]] = {}
     #: Image size :mod:`ganpipe.testing` trains the tiny nets at.
     test_image_size: ClassVar[int] = 16
+    #: Train in channels-last memory format on the CPU by default (``train.channels_last``
+    #: unset): set where ``bench/cpu_speed.py`` measured it faster for this variant.
+    channels_last_on_cpu: ClassVar[bool] = False
 
     # -- nets ------------------------------------------------------------------------
     def check_data(self, opts: Any, info: DataInfo) -> None:
@@ -190,6 +264,37 @@ class Variant:
         """One optimisation step (call ``ctx.update`` per optimizer); returns detached
         scalar losses by name, which the loop logs and checks for NaN/inf."""
         raise NotImplementedError
+
+    # -- defaults and schedules --------------------------------------------------------
+    def resolve_options(self, opts: Any, info: DataInfo, device: str, steps: int) -> Any:
+        """``opts`` with defaults scaled to the data (``info``), the device kind
+        (``"cpu"``, ``"cuda"``, ``"mps"``) and the run length (``steps``: generator
+        updates) for the options the user did not set; use :func:`fill_unset` so that
+        values the user set are kept and resolving twice changes nothing. The loop builds
+        the nets from the result and records it (manifest, model card). Default: ``g_width``
+        and ``d_width``, when the options have them, at :func:`scaled_width` of their
+        declared default with :func:`default_scale`."""
+        fields = type(opts).model_fields
+        keys = {
+            k: 16
+            for k in ("g_width", "d_width")
+            if k in fields and isinstance(fields[k].default, int)
+        }
+        return fill_unset(opts, scaled_defaults(type(opts), default_scale(info, device), **keys))
+
+    def updates_per_step(self, opts: Any) -> int:
+        """``train_step`` calls per training step, a step being one generator update:
+        variants that update D ``n`` times per G update (on fresh batches) return ``n``;
+        ``train.steps`` then counts G updates and the loop makes ``n * steps`` calls
+        (``StepContext.step`` counts calls). Default: 1."""
+        return 1
+
+    def schedule_problems(self, opts: Any, info: DataInfo, steps: int) -> dict[str, str]:
+        """Schedules in ``opts`` (resolved) that cannot complete within ``steps`` generator
+        updates - growth phases, lazy regularisation intervals, warm-ups - as
+        ``{option key: "what; how to fix"}``. At load, a problem with a key the user set is
+        one loud warning (set on purpose); one with a default is refused. Default: none."""
+        return {}
 
     # -- generation ------------------------------------------------------------------
     def inputs(self, opts: Any, info: DataInfo) -> list[InputSpec]:

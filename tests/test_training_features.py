@@ -388,20 +388,23 @@ class NaNWGAN(WGANGP):
 
 def test_nan_loss_stops_and_keeps_checkpoints(tmp_path, data):
     variant = WGANGP()
-    vopts = variant.Options(**variant.tiny_options)
+    vopts = variant.Options(**variant.tiny_options)  # n_critic = 2: two calls per step
     kw = dict(diffaugment=["translation"], ema_decay=0.9)
-    trainer(tmp_path, data, variant, vopts, steps=4, checkpoint_every=2, **kw).run()
+    trainer(tmp_path, data, variant, vopts, steps=2, checkpoint_every=1, **kw).run()
     before = snapshot(tmp_path / "checkpoints")
     with pytest.raises(TrainingError) as info:
-        trainer(tmp_path, data, NaNWGAN(6), vopts, steps=10, checkpoint_every=1, **kw).run()
+        trainer(tmp_path, data, NaNWGAN(9), vopts, steps=5, checkpoint_every=1, **kw).run()
     msg = str(info.value)
-    assert "non-finite loss at step 6" in msg and "d_loss" in msg
-    assert f"last good checkpoint: {tmp_path / 'checkpoints' / 'step_00000005'}" in msg
+    assert "non-finite loss at step 5 (call 9)" in msg and "d_loss" in msg
+    # checkpoint folders count train_step calls (the checkpoint's "step", as ever)
+    assert f"last good checkpoint: {tmp_path / 'checkpoints' / 'step_00000008'}" in msg
     after = snapshot(tmp_path / "checkpoints")
-    assert {k: v for k, v in after.items() if k in before} == before
+    kept = {k: v for k, v in before.items() if k.startswith("step_00000004")}
+    assert kept and {k: v for k, v in after.items() if k in before} == kept  # untouched
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "step_00000002",
         "step_00000004",
-        "step_00000005",
+        "step_00000006",
+        "step_00000008",
     ]
-    assert max(r["step"] for r in metrics(tmp_path / "metrics.jsonl")) == 5
+    recs = metrics(tmp_path / "metrics.jsonl")
+    assert max(r["step"] for r in recs) == 4 and max(r["iteration"] for r in recs) == 8

@@ -15,6 +15,18 @@ class ExportOptions(Options):
     atol: float = Field(1e-3, gt=0, description="max abs diff allowed between ONNX and torch")
 
 
+def resolved_options(ctx: StageContext):
+    """The model options training resolved (defaults scaled to the data and device, in
+    the manifest since they are), else the configured ones (runs from before)."""
+    cfg = ctx.config
+    saved = ctx.manifest.stages["train"]["info"].get("model_options")
+    if not isinstance(saved, dict):
+        return cfg.variant_options
+    opts = type(cfg.variant_options).model_validate(saved)
+    opts._base_dir = getattr(cfg.variant_options, "_base_dir", None)
+    return opts
+
+
 class ExportStage(Stage):
     name = "export"
     description = "export the generator to ONNX (dynamic batch, parity check, metadata)"
@@ -34,14 +46,16 @@ class ExportStage(Stage):
         data = ctx.manifest.stages["train"]["info"]["data"]
         info = DataInfo(data["image_size"], data["channels"], tuple(data["class_names"]))
         variant = cfg.variant
-        nets = variant.build(cfg.variant_options, info)
+        vopts = resolved_options(ctx)
+        nets = variant.build(vopts, info)
         for name, net in nets.items():
             net.load_state_dict(weights[name])
         ema = ema_key(variant)
         used_ema = opts.use_ema and ema in weights
         if used_ema:  # the EMA of the generator net in its place
             nets[generator_net(variant)].load_state_dict(weights[ema])
-        spec = variant.export_spec(nets, cfg.variant_options, info)
+        spec = variant.export_spec(nets, vopts, info)
+        spec.metadata.setdefault("model_options", vopts.model_dump(mode="json"))
         card = build_card(
             spec, variant.name, variant.task, info.image_size, info.channels, info.class_names
         )

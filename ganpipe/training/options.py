@@ -14,7 +14,12 @@ POLICY_NAMES = ("color", "translation", "cutout")
 
 
 class TrainOptions(Options):
-    steps: int = Field(1000, ge=1, description="optimisation steps in total")
+    steps: int = Field(
+        1000,
+        ge=1,
+        description="training steps: generator updates (a variant with n D updates per G "
+        "update, e.g. wgan-gp's n_critic, runs n x steps train_step calls)",
+    )
     batch_size: int = Field(64, ge=1)
     ema_decay: float = Field(
         0.0, ge=0.0, lt=1.0, description="EMA of generator weights; 0 turns it off"
@@ -35,9 +40,15 @@ class TrainOptions(Options):
         [], description="DiffAugment policies for D's inputs: color, translation, cutout"
     )
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
-        "auto", description="mixed precision: auto = bf16/fp16 on CUDA, off on CPU"
+        "auto",
+        description="mixed precision: auto = bf16/fp16 on CUDA, off on CPU "
+        "(bf16 on a CPU with AVX512/AMX: opt-in, see bench/cpu_speed.py)",
     )
-    channels_last: bool | None = Field(None, description="NHWC memory format; default: on CUDA")
+    channels_last: bool | None = Field(
+        None,
+        description="NHWC memory format; default: on CUDA, and on the CPU for the variants "
+        "measured faster there (bench/cpu_speed.py)",
+    )
     diversity_every: int = Field(
         0, ge=0, description="steps between mode-collapse checks; 0: at every log line"
     )

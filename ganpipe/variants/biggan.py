@@ -19,7 +19,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe import Batch, ConfigError, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import (
+    Batch,
+    ConfigError,
+    DataInfo,
+    GANOptions,
+    StepContext,
+    Variant,
+    default_scale,
+    fill_unset,
+    scaled_defaults,
+)
 from ganpipe.nn import DownBlock, SelfAttention, UpBlock, sn, sn_conv, sn_linear
 
 
@@ -179,6 +189,7 @@ class ProjectionDiscriminator(nn.Module):
 
 class BigGAN(Variant):
     name = "biggan"
+    channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = BigGANOptions
     conditional = True
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "embed_dim": 4, "d_steps": 1}
@@ -200,6 +211,22 @@ class BigGAN(Variant):
                 f"hierarchical latent at {info.image_size} px: it needs one "
                 f"chunk per block, at least {levels + 1}"
             )
+
+    def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
+        """Scaled with :func:`ganpipe.default_scale`: the widths, their cap and the class
+        embedding; below half scale no self-attention and one D step per G step (the
+        paper's TTUR rates kept: one rate for both nets, or 8-channel nets, measured worse
+        in bench/results/variant-quality-2026-12-03.md)."""
+        scale = default_scale(info, device)
+        small = {"attention": 0, "d_steps": 1} if scale < 0.5 else {}
+        sizes = scaled_defaults(
+            BigGANOptions, scale, g_width=16, d_width=16, max_width=64, embed_dim=32
+        )
+        return fill_unset(opts, {**sizes, **small})
+
+    def updates_per_step(self, opts: BigGANOptions) -> int:
+        """``d_steps``: a step is one G update after ``d_steps`` D updates."""
+        return opts.d_steps
 
     def build(self, opts: BigGANOptions, info: DataInfo):
         self.check_data(opts, info)

@@ -19,7 +19,18 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganpipe import Batch, ConfigError, DataInfo, ExportSpec, GANOptions, StepContext, Variant
+from ganpipe import (
+    Batch,
+    DataInfo,
+    ExportSpec,
+    GANOptions,
+    StepContext,
+    Variant,
+    default_scale,
+    fill_unset,
+    require_power_of_two,
+    scaled_defaults,
+)
 from ganpipe.nn import EqualConv2d, EqualLinear, MinibatchStd, widths
 
 
@@ -29,16 +40,20 @@ class PGGANOptions(GANOptions):
     d_width: int = Field(32, ge=1, description="channels at full resolution (D)")
     max_width: int = Field(256, ge=1, description="cap on channels per block")
     phase_steps: int = Field(
-        1000, ge=1, description="steps to fade a resolution in, and again to stabilise it"
+        1000,
+        ge=1,
+        description="steps to fade a resolution in, and again to stabilise it; unset: "
+        "train.steps / (2 x levels + 1), so that the full resolution is reached and trained "
+        "(1000 outside the training loop)",
     )
     gp_lambda: float = Field(10.0, ge=0)
     drift: float = Field(1e-3, ge=0, description="weight of D(real)^2, keeps scores near 0")
     d_steps: int = Field(
         3,
         ge=1,
-        description="D steps per G step (each on a fresh batch); "
-        "the paper's 1 needs large batches: with 1, D falls behind in "
-        "small CPU runs",
+        description="D steps per G step (each on a fresh batch); unset: 3, and the "
+        "paper's 1 below half scale (small CPU runs, where each D step costs as much as "
+        "a G update)",
     )
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(1e-3, gt=0)
@@ -54,6 +69,10 @@ def schedule(step: int, phase_steps: int, levels: int) -> tuple[int, float]:
     level = (phase + 1) // 2
     alpha = (step % phase_steps) / phase_steps if phase % 2 else 1.0
     return level, alpha
+
+
+def _levels(image_size: int) -> int:
+    return max(0, int(math.log2(max(image_size, 1))) - 2)
 
 
 def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
@@ -167,12 +186,42 @@ class PGGAN(Variant):
 
     def check_data(self, opts: PGGANOptions, info: DataInfo) -> None:
         super().check_data(opts, info)
-        n = int(math.log2(info.image_size)) if info.image_size > 0 else 0
-        if 2**n != info.image_size or info.image_size < 8:
-            raise ConfigError(
-                f"pggan needs data.image_size a power of two >= 8, got "
-                f"{info.image_size}; set it to 16, 32, 64, ..."
-            )
+        require_power_of_two(self.name, info.image_size)
+
+    def updates_per_step(self, opts: PGGANOptions) -> int:
+        """``d_steps``: a step is one G update after ``d_steps`` D updates."""
+        return opts.d_steps
+
+    def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
+        """Widths scaled with :func:`ganpipe.default_scale` (down to 8 channels at the full
+        resolution; cap included); ``phase_steps`` from
+        ``steps``: ``2 x levels`` growth phases and one more at the full resolution; below
+        half scale one D step per G step (the paper's), as three would cost three times the
+        CPU time per step and leave a short run too few G updates to grow."""
+        scale = default_scale(info, device)
+        phases = 2 * _levels(info.image_size) + 1
+        small = {"d_steps": 1} if scale < 0.5 else {}
+        sizes = scaled_defaults(PGGANOptions, scale, g_width=8, d_width=8, max_width=64)
+        return fill_unset(opts, {**sizes, "phase_steps": max(1, steps // phases), **small})
+
+    def schedule_problems(self, opts, info: DataInfo, steps: int) -> dict[str, str]:
+        levels = _levels(info.image_size)
+        phases = 2 * levels + 1
+        if steps < phases:
+            return {
+                "phase_steps": f"train.steps = {steps} is too few for pggan at "
+                f"{info.image_size} px: it grows through {phases} phases of at least "
+                f"one step; raise train.steps to {phases} or more"
+            }
+        if opts.phase_steps * 2 * levels >= steps:
+            level, _ = schedule(steps - 1, opts.phase_steps, levels)
+            return {
+                "phase_steps": f"{opts.phase_steps} steps per phase x {2 * levels} "
+                f"growth phases do not fit in train.steps = {steps}: training would end "
+                f"at {4 * 2**level} px, not {info.image_size} px; use at most "
+                f"{max(1, steps // phases)} (or leave it unset)"
+            }
+        return {}
 
     def build(self, opts: PGGANOptions, info: DataInfo):
         self.check_data(opts, info)
@@ -185,7 +234,8 @@ class PGGAN(Variant):
 
     def train_step(self, ctx: StepContext, batch: Batch):
         G, D, opts, aug = ctx.nets["G"], ctx.nets["D"], ctx.opts, ctx.augment
-        level, alpha = schedule(ctx.step, opts.phase_steps, G.levels)
+        # the schedule counts steps (G updates), not train_step calls
+        level, alpha = schedule(ctx.step // opts.d_steps, opts.phase_steps, G.levels)
         for net in (G, D):
             net.level.fill_(level)
             net.alpha.fill_(alpha)

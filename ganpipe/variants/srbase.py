@@ -94,6 +94,19 @@ class SRVariant(Variant):
         self._vgg: dict[tuple[str, int, str], nn.Module] = {}
 
     # -- nets ------------------------------------------------------------------------------
+    def resolve_options(self, opts: Any, info: DataInfo, device: str, steps: int) -> Any:
+        """As written: SR nets keep their sizes (released weights fit them) on any device."""
+        return opts
+
+    def schedule_problems(self, opts: Any, info: DataInfo, steps: int) -> dict[str, str]:
+        if opts.adv_weight > 0 and opts.pretrain_steps >= steps:
+            return {
+                "pretrain_steps": f"{opts.pretrain_steps} pretraining steps leave none of "
+                f"train.steps = {steps} for the adversarial phase; lower it below {steps} "
+                f"or raise train.steps"
+            }
+        return {}
+
     def build_generator(self, opts: Any, info: DataInfo) -> nn.Module:
         raise NotImplementedError
 

@@ -8,13 +8,21 @@ truncates it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ganpipe import Batch, ConfigError, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import (
+    Batch,
+    DataInfo,
+    GANOptions,
+    StepContext,
+    Variant,
+    default_scale,
+    fill_unset,
+    require_power_of_two,
+    scaled_defaults,
+)
 from ganpipe.nn import StyleDiscriminator, StyleGenerator
 
 
@@ -29,23 +37,24 @@ class StyleGANOptions(GANOptions):
     lr_d: float = Field(2e-3, gt=0)
     betas: tuple[float, float] = (0.0, 0.99)
     r1_gamma: float = Field(
-        10.0, ge=0, description="R1 penalty weight on D's real-image gradients; 0 = off"
+        10.0,
+        ge=0,
+        description="R1 penalty weight on D's real-image gradients; 0 = off; unset: "
+        "10 x (image_size / 1024)^2, at least 0.01 (10 outside the training loop)",
     )
     r1_every: int = Field(16, ge=1, description="lazy R1: every this many steps, scaled up")
     mixing: float = Field(0.9, ge=0, le=1, description="probability of style mixing")
 
 
-def _check_size(image_size: int) -> None:
-    n = int(math.log2(image_size)) if image_size > 0 else 0
-    if 2**n != image_size or image_size < 8:
-        raise ConfigError(
-            f"stylegan needs data.image_size a power of two >= 8, got "
-            f"{image_size}; set it to 16, 32, 64, ..."
-        )
+def r1_default(image_size: int) -> float:
+    """R1 weight for ``image_size``: 10 (the FFHQ 1024 px value) scaled by the image area,
+    as StyleGAN2-ADA's heuristic does (CIFAR 32 px: 0.01), at least 0.01."""
+    return max(0.01, round(10.0 * (image_size / 1024) ** 2, 4))
 
 
 class StyleGAN(Variant):
     name = "stylegan"
+    channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = StyleGANOptions
     tiny_options = {
         "latent_dim": 8,
@@ -59,10 +68,40 @@ class StyleGAN(Variant):
 
     def check_data(self, opts: StyleGANOptions, info: DataInfo) -> None:
         super().check_data(opts, info)
-        _check_size(info.image_size)
+        require_power_of_two(self.name, info.image_size)
+
+    def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
+        """Scaled with :func:`ganpipe.default_scale`: the widths (down to 8 channels at the
+        full resolution) and their cap, the sizes of z and w, the mapping depth (8 layers at
+        full size, 2 at the smallest); ``r1_gamma`` from the image area (:func:`r1_default`:
+        10 would hold D back at 32 px for thousands of steps) and ``r1_every`` from
+        ``steps``."""
+        scale = default_scale(info, device)
+        f = StyleGANOptions.model_fields
+        sizes = scaled_defaults(
+            StyleGANOptions, scale, g_width=8, d_width=8, max_width=64, latent_dim=64, w_dim=64
+        )
+        return fill_unset(
+            opts,
+            {
+                **sizes,
+                "mapping_layers": max(2, round(f["mapping_layers"].default * scale)),
+                "r1_gamma": r1_default(info.image_size),
+                "r1_every": max(1, min(f["r1_every"].default, steps // 8)),
+            },
+        )
+
+    def schedule_problems(self, opts, info: DataInfo, steps: int) -> dict[str, str]:
+        if opts.r1_gamma > 0 and opts.r1_every * 4 > steps:
+            return {
+                "r1_every": f"lazy R1 every {opts.r1_every} steps runs only "
+                f"{-(-steps // opts.r1_every)} time(s) in train.steps = {steps}; use at most "
+                f"{max(1, steps // 8)} (or leave it unset)"
+            }
+        return {}
 
     def build(self, opts: StyleGANOptions, info: DataInfo):
-        _check_size(info.image_size)
+        require_power_of_two(self.name, info.image_size)
         return {
             "G": StyleGenerator(
                 opts.latent_dim,

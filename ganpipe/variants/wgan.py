@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant
+from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant, default_scale, fill_unset
 from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
@@ -17,7 +17,9 @@ class WGANOptions(GANOptions):
     lr_d: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.9)
     max_width: int = Field(512, ge=1)
-    n_critic: int = Field(5, ge=1, description="critic steps per generator step")
+    n_critic: int = Field(
+        5, ge=1, description="critic steps per generator step; unset: 2 below half scale"
+    )
     gp_lambda: float = Field(10.0, ge=0, description="gradient-penalty weight")
     clip: float | None = Field(None, gt=0, description="weight clipping instead of GP")
 
@@ -32,12 +34,28 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 class WGANGP(Variant):
     name = "wgan-gp"
+    channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = WGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "n_critic": 2}
 
     def check_data(self, opts: WGANOptions, info: DataInfo) -> None:
         super().check_data(opts, info)
         check_dcgan_size(self.name, info.image_size)
+
+    def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
+        """Widths as the base class scales them; below half scale (small CPU runs) 2 critic
+        steps per G update instead of 5, at 2e-4 with betas (0.5, 0.9) (the WGAN-GP
+        paper's MNIST settings, at twice its rate): each critic step with its gradient
+        penalty costs about a DCGAN step, and 5 of them leave a CPU-minute ~200 G
+        updates."""
+        opts = super().resolve_options(opts, info, device, steps)
+        if default_scale(info, device) >= 0.5:
+            return opts
+        return fill_unset(opts, {"n_critic": 2, "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.9)})
+
+    def updates_per_step(self, opts: WGANOptions) -> int:
+        """``n_critic``: a step is one G update after ``n_critic`` critic updates."""
+        return opts.n_critic
 
     def build(self, opts: WGANOptions, info: DataInfo):
         return {
