@@ -4,6 +4,11 @@
 and the outputs it produced. A re-run skips stages whose fingerprint is unchanged and whose
 outputs still exist; ``force`` redoes all of them, ``from_stage`` that stage and the ones
 after it.
+
+Under torchrun (``WORLD_SIZE`` > 1) process 0 runs the pipeline and is the only one that
+writes; the others run only the stages that train in every process (``all_ranks``) when
+process 0 says so, and end after the last of them
+(:mod:`ganpipe.training.launch`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ganpipe.errors import ConfigError
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
 from ganpipe.signals import Interrupted
 from ganpipe.stage import StageContext
+from ganpipe.training import launch  # torch-free; torch is imported under torchrun only
 
 MANIFEST = "manifest.json"
 #: the copy of the pipeline.toml kept in the run folder
@@ -101,6 +107,69 @@ def run_pipeline(
             f"--from {from_stage}: no such stage in {cfg.path} (stages: {', '.join(names)})"
         )
     fps = stage_fingerprints(cfg)  # before creating the run folder: may raise DataError
+    env = launch.from_env()
+    if env is not None and not env.main and not any(_all_ranks(sc) for sc in cfg.stages):
+        return Manifest(Path(cfg.run_dir) / MANIFEST)  # nothing trains: process 0 does all
+    coord = _coordinator(cfg)  # under torchrun: the other processes wait for our word
+    try:
+        if coord is not None and not coord.env.main:
+            return _follow(cfg, fps, coord)
+        return _run_stages(cfg, fps, coord, force, from_stage, log)
+    except BaseException as exc:
+        if coord is not None and coord.env.main:
+            coord.abort(exc)
+        raise
+    finally:
+        if coord is not None:
+            coord.leave()
+
+
+def _all_ranks(sc) -> bool:
+    """Whether every process of a torchrun run runs this stage (the train stage)."""
+    return bool(getattr(sc.stage, "all_ranks", False))
+
+
+def _coordinator(cfg: PipelineConfig) -> launch.Coordinator | None:
+    env = launch.from_env()
+    stages = [sc.name for sc in cfg.stages if _all_ranks(sc)]
+    if env is None or not stages:
+        return None
+    coord = launch.Coordinator(env, stages)
+    coord.join(cfg.run.device)
+    return coord
+
+
+def _follow(cfg: PipelineConfig, fps: dict[str, str], coord: launch.Coordinator) -> Manifest:
+    """A process other than 0 under torchrun: process 0's word at each ``all_ranks``
+    stage; nothing written here (the manifest is process 0's, known from its word)."""
+    run_dir = Path(cfg.run_dir)
+    manifest = Manifest(run_dir / MANIFEST)
+    ctx = StageContext(cfg, run_dir, manifest, fps, log=lambda *_: None)
+    for sc in cfg.stages:
+        if not _all_ranks(sc):
+            continue
+        word = coord.hear()
+        if not word["run"]:
+            continue
+        if not (run_dir / PIPELINE_COPY).exists():
+            raise ConfigError(
+                f"process {coord.env.rank} does not see the run folder {run_dir} that "
+                f"process 0 writes; put run.out_dir on a file system every node shares"
+            )
+        manifest.stages, ctx.force = word["stages"], word["force"]
+        sc.stage.run(ctx, sc.options)
+    return manifest
+
+
+def _run_stages(
+    cfg: PipelineConfig,
+    fps: dict[str, str],
+    coord: launch.Coordinator | None,
+    force: bool,
+    from_stage: str | None,
+    log,
+) -> Manifest:
+    decide = coord.decide if coord is not None else (lambda *_, **__: None)
     run_dir = ensure_writable_dir(cfg.run_dir, "run folder")
     manifest = Manifest.load(run_dir / MANIFEST)
     ctx = StageContext(cfg, run_dir, manifest, fps, log=log)
@@ -124,9 +193,11 @@ def run_pipeline(
         ):
             outs = ", ".join(manifest.stages[sc.name]["outputs"].values())
             log(f"[{sc.name}] up to date, skipped ({outs})")
+            decide(sc.name, False)
             continue
         log(f"[{sc.name}] running: {sc.stage.description}")
         ctx.force = redo
+        decide(sc.name, True, force=redo, stages=manifest.stages)
         if manifest.stages.pop(sc.name, None) is not None:
             manifest.save()  # a stage that fails half-way must not look done
         t0 = time.perf_counter()

@@ -111,6 +111,15 @@ def cli():
     return run_cli
 
 
+@pytest.fixture(scope="session")
+def dp_reference(tmp_path_factory):
+    """The final weights, optimizers and metrics of one uninterrupted ``devices = 2`` run
+    (:func:`_dist_helpers.reference_run`), shared by the data-parallel tests."""
+    from _dist_helpers import reference_run
+
+    return reference_run(tmp_path_factory.mktemp("devices2"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tests use tiny nets: one intra-op thread is fastest, and far faster on a busy

@@ -1,6 +1,6 @@
 """Data-parallel training (``[train] devices = N``) in real worker processes: Gloo on the
 CPU here, the same code as NCCL on GPUs. Gradients are averaged so every process keeps the
-same weights (the loop checks it at the end), and a resume continues exactly."""
+same weights (the loop checks it at the end)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _average_worker(rank: int, world: int, port: int, out) -> None:
     b.grad = torch.arange(4.0).reshape(2, 2) * (rank + 1)
     average_gradients([a, b, c], world)
     out.put((rank, a.grad.tolist(), b.grad.tolist(), c.grad))
-    dist.barrier()  # leave together (see ganpipe.training.distributed._worker)
+    dist.barrier()  # leave together (see ganpipe.training.distributed._leave_together)
     dist.destroy_process_group()
 
 
@@ -107,37 +107,24 @@ def test_average_gradients_across_processes():
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_resume_exactly(tmp_path):
-    """6 steps in one go equal 3 steps, a stop, and 3 more: each process's noise (RNG)
-    and share of the batch come back; process 0 alone writes checkpoints and metrics."""
+def test_two_processes_train_with_one_writer(tmp_path):
+    """Process 0 alone writes checkpoints (with each process's RNG state) and metrics.
+    (A stop and resume of ``devices = 2`` ending bit-identical to an uninterrupted run:
+    test_preemption and test_torchrun.)"""
     logs: list[str] = []
     run_file(pipeline(tmp_path / "a", steps=6), entry_points=False, log=logs.append)
     assert any("2 data-parallel processes" in line for line in logs)
     assert any("2x cpu" in line for line in logs)
-    metrics = [
-        json.loads(line)
-        for line in (tmp_path / "a" / "runs" / "ddp" / "train" / "metrics.jsonl")
-        .read_text()
-        .splitlines()
-    ]
+    train = tmp_path / "a" / "runs" / "ddp" / "train"
+    metrics = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [2, 4, 6]  # one writer
-    state = torch.load(
-        tmp_path / "a" / "runs" / "ddp" / "train" / "checkpoints" / "step_00000006" / "state.pt",
-        weights_only=True,
-    )
+    state = torch.load(train / "checkpoints" / "step_00000006" / "state.pt", weights_only=True)
     assert len(state["rng_ranks"]) == 2
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
-
-    run_file(pipeline(tmp_path / "b", steps=3), entry_points=False, log=lambda *_: None)
-    run_file(pipeline(tmp_path / "b", steps=6), entry_points=False, log=lambda *_: None)
-    straight, resumed = weights(tmp_path / "a", 6), weights(tmp_path / "b", 6)
-    assert straight.keys() == resumed.keys()
-    for key in straight:
-        assert torch.equal(straight[key], resumed[key]), key
     # two processes are not one process with the same global batch (other noise draws),
     # but they train the same nets from the same start
     run_file(pipeline(tmp_path / "c", steps=6, devices=1), entry_points=False, log=lambda *_: None)
-    single = weights(tmp_path / "c", 6)
+    straight, single = weights(tmp_path / "a", 6), weights(tmp_path / "c", 6)
     assert single.keys() == straight.keys()
     assert any(not torch.equal(single[k], straight[k]) for k in single)
 

@@ -5,145 +5,36 @@ bit-identical result of an uninterrupted run (one process, and ``devices = 2``).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
-import torch
-from conftest import write_toml
-from safetensors.torch import load_file
+from _dist_helpers import (
+    DP_STEPS,
+    ENV,
+    final,
+    make,
+    run,
+    same,
+    stage_entry,
+    stop_after,
+    stopped_step,
+    train_dir,
+)
 
 from ganpipe import signals
 from ganpipe.training import checkpoint as ckpt
 
-PIPELINE = """
-[run]
-name = "pre"
-out_dir = "runs"
-seed = 1
-device = "cpu"
-
-[data]
-dataset = "shapes"
-image_size = 16
-channels = 3
-count = 64
-classes = 2
-
-[model]
-variant = "dcgan"
-latent_dim = 8
-g_width = 4
-d_width = 4
-
-[train]
-steps = {steps}
-batch_size = 8
-log_every = 5
-sample_every = 0
-checkpoint_every = 0
-num_samples = 4
-ema_decay = 0.9
-progress = false
-devices = {devices}
-"""
-
-#: one intra-op thread: fast on a shared machine, and the same arithmetic in every run
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-
-
-def make(folder: Path, steps: int, devices: int = 1) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return write_toml(folder / "pipeline.toml", PIPELINE.format(steps=steps, devices=devices))
-
-
-def train_dir(folder: Path) -> Path:
-    return folder / "runs" / "pre" / "train"
-
-
-def run(folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ganpipe", "run", "pipeline.toml"],
-        cwd=folder,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def run_stopped(folder: Path, signums: list[int], gap: float = 0.0) -> tuple[int, str]:
-    """Start the run, wait for two metrics lines, send ``signums`` (``gap`` s apart)."""
-    metrics = train_dir(folder) / "metrics.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ganpipe", "run", "pipeline.toml"],
-        cwd=folder,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be stopped"
-        for signum in signums:
-            proc.send_signal(signum)
-            time.sleep(gap)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, out
-
-
-def final(folder: Path, steps: int) -> tuple[dict[str, torch.Tensor], dict, list[dict]]:
-    """The last checkpoint's weights, optimizer state and the metrics log (no timings)."""
-    path = train_dir(folder) / "checkpoints" / f"step_{steps:08d}"
-    lines = (train_dir(folder) / "metrics.jsonl").read_text().splitlines()
-    log = [{k: v for k, v in json.loads(ln).items() if k != "images_per_s"} for ln in lines]
-    return load_file(path / "model.safetensors"), ckpt.load_state(path)["optimizers"], log
-
-
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
-def stopped_step(out: str, name: str, folder: Path) -> int:
-    lines = [ln for ln in out.splitlines() if ln.startswith(f"ganpipe: stopped by {name}")]
-    assert len(lines) == 1, out
-    step = int(lines[0].split(" at step ")[1].split(";")[0])
-    rel = Path("runs", "pre", "train", "checkpoints", f"step_{step:08d}")
-    assert lines[0] == (
-        f"ganpipe: stopped by {name} at step {step}; checkpoint {rel} written; "
-        f"run the same command to resume"
-    )
-    assert [p.name for p in (train_dir(folder) / "checkpoints").iterdir()] == [rel.name]
-    return step
-
-
-STEPS = 600
+STEPS = 200  # the signal comes at step 10 (two metrics lines)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reference")
     make(folder, STEPS)
-    done = run(folder)
-    assert done.returncode == 0, done.stdout + done.stderr
+    rc, out = run(folder)
+    assert rc == 0, out
     return final(folder, STEPS)
 
 
@@ -151,30 +42,27 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_checkpoints_and_resumes_exactly(tmp_path, reference, signum, code):
     make(tmp_path, STEPS)
-    rc, out = run_stopped(tmp_path, [signum])
+    rc, out = stop_after(tmp_path, [signum])
     assert rc == code, out
     name = signal.Signals(signum).name
     step = stopped_step(out, name, tmp_path)
     assert 0 < step < STEPS
-    entry = json.loads((tmp_path / "runs" / "pre" / "manifest.json").read_text())["stages"]
-    assert entry["train"]["status"] == ("terminated" if name == "SIGTERM" else "interrupted")
-    assert entry["train"]["signal"] == name
+    entry = stage_entry(tmp_path)
+    assert entry["status"] == ("terminated" if name == "SIGTERM" else "interrupted")
+    assert entry["signal"] == name
     # the metrics log holds every step up to the stop
     last = json.loads((train_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == step - step % 5
-    again = run(tmp_path)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "resuming from" in again.stdout and f"(step {step})" in again.stdout
-    weights, optimizers, log = final(tmp_path, STEPS)
-    assert same(weights, reference[0])
-    assert same(optimizers, reference[1])
-    assert log == reference[2]
+    rc, out = run(tmp_path)
+    assert rc == 0, out
+    assert "resuming from" in out and f"(step {step})" in out
+    assert same(final(tmp_path, STEPS), reference)  # weights, optimizers, metrics log
 
 
 @pytest.mark.slow
 def test_second_sigterm_during_the_save_corrupts_nothing(tmp_path):
     make(tmp_path, STEPS)
-    rc, out = run_stopped(tmp_path, [signal.SIGTERM] * 3, gap=0.01)
+    rc, out = stop_after(tmp_path, [signal.SIGTERM] * 3, gap=0.01)
     assert rc == 143, out
     step = stopped_step(out, "SIGTERM", tmp_path)
     path = train_dir(tmp_path) / "checkpoints" / f"step_{step:08d}"
@@ -186,24 +74,19 @@ def test_second_sigterm_during_the_save_corrupts_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_data_parallel_processes_stop_together_and_resume_exactly(tmp_path):
-    steps = 250
-    ref, stopped = tmp_path / "ref", tmp_path / "stopped"
-    make(ref, steps, devices=2)
-    make(stopped, steps, devices=2)
-    done = run(ref)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rc, out = run_stopped(stopped, [signal.SIGTERM])  # to the parent only
+def test_data_parallel_processes_stop_together_and_resume_exactly(tmp_path, dp_reference):
+    """``devices = 2``: SIGTERM to the parent only (the launcher passes it on)."""
+    make(tmp_path, DP_STEPS, devices=2)
+    rc, out = stop_after(tmp_path, [signal.SIGTERM])
     assert rc == 143, out
-    step = stopped_step(out, "SIGTERM", stopped)
-    state = ckpt.load_state(train_dir(stopped) / "checkpoints" / f"step_{step:08d}")
+    step = stopped_step(out, "SIGTERM", tmp_path)
+    state = ckpt.load_state(train_dir(tmp_path) / "checkpoints" / f"step_{step:08d}")
     assert len(state["rng_ranks"]) == 2  # both processes took part in it
-    assert not list(train_dir(stopped).glob(".devices-*"))
-    again = run(stopped)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert f"(step {step})" in again.stdout
-    a, b = final(ref, steps), final(stopped, steps)
-    assert same(a[0], b[0]) and same(a[1], b[1]) and a[2] == b[2]
+    assert not list(train_dir(tmp_path).glob(".devices-*"))
+    rc, out = run(tmp_path)
+    assert rc == 0, out
+    assert f"(step {step})" in out
+    assert same(final(tmp_path, DP_STEPS), dp_reference)
 
 
 def test_interrupted_names_the_signal_and_exit_code():
@@ -267,3 +150,30 @@ def test_raising_stops_another_stage_with_exit_143(tmp_path):
         "ganpipe: stopped by SIGTERM; finished outputs and checkpoints are kept, "
         "run the same command to resume"
     )
+
+
+def test_an_interrupted_tune_trial_is_not_counted_as_done():
+    """tune: a signal during a trial fails that trial, marked, and stops the search; a
+    re-run does another trial in its place (a ValueError counts as a finished trial)."""
+    optuna = pytest.importorskip("optuna")
+    from ganpipe.stages.tune import finished_trials, run_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    logs: list[str] = []
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if trial.number == 1:
+            raise ValueError("bad\nvalue")
+        if trial.number == 2:
+            raise signals.Interrupted(signal.SIGTERM, step=3, checkpoint="ckpt")
+        return x
+
+    run_trial(study, objective, logs.append)
+    run_trial(study, objective, logs.append)
+    assert logs == ["trial 1 failed: bad value"]
+    with pytest.raises(signals.Interrupted):
+        run_trial(study, objective, logs.append)
+    assert [t.number for t in finished_trials(study)] == [0, 1]
+    assert study.trials[2].user_attrs == {"interrupted": True}

@@ -19,16 +19,23 @@ def run(obj, pipeline: str, force: bool, from_stage: str | None, quiet: bool) ->
     Outputs go to <out_dir>/<name>/ (default runs/<name>); stages already done with the
     same configuration and inputs are skipped.
     """
-    from ganpipe import progress
+    from ganpipe import progress, signals
     from ganpipe.pipeline import run_file
+    from ganpipe.training.launch import from_env
 
     if quiet:
         progress.set_quiet()
 
-    run_file(
-        pipeline,
-        force=force,
-        from_stage=from_stage,
-        entry_points=obj["entry_points"],
-        log=lambda m: click.echo(m),
-    )
+    try:
+        run_file(
+            pipeline,
+            force=force,
+            from_stage=from_stage,
+            entry_points=obj["entry_points"],
+            log=lambda m: click.echo(m),
+        )
+    except signals.Interrupted as exc:
+        launched = from_env()
+        if launched is not None and not launched.main:  # torchrun: process 0 says it
+            raise SystemExit(exc.exit_code) from None
+        raise

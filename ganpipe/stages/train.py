@@ -36,12 +36,17 @@ def init_fingerprint(opts: TrainOptions) -> str | None:
     return f"init_from {st.st_size} {st.st_mtime_ns}"
 
 
-def resume_fingerprint(ctx: StageContext, opts: TrainOptions) -> str:
+def resume_fingerprint(ctx: StageContext, opts: TrainOptions, vopts=None) -> str:
+    """What a checkpoint must match to resume; ``vopts``: the resolved model options
+    (:mod:`ganpipe.training.defaults`; as written when nothing was scaled)."""
     cfg = ctx.config
     relevant = {k: v for k, v in opts.model_dump(mode="json").items() if k not in NON_RESULT_KEYS}
+    # a checkpoint resumes with any number of processes (devices, torchrun): 1 keeps the
+    # fingerprints of checkpoints made before this rule valid
+    relevant["devices"] = 1
     blob = {
         "variant": cfg.model.variant,
-        "model": cfg.variant_options.model_dump(mode="json"),
+        "model": (vopts or cfg.variant_options).model_dump(mode="json"),
         "train": relevant,
         "seed": cfg.run.seed,
         "data": ctx.fingerprints.get("augment") or ctx.fingerprints.get("@data"),
@@ -59,6 +64,8 @@ class TrainStage(Stage):
     Options = TrainOptions
     optional = ("augment",)
     uses = ("data", "model", "seed")
+    #: under torchrun every process runs this stage (the others wait for process 0's word)
+    all_ranks = True
 
     def check(self, config, opts: TrainOptions) -> None:
         """Before anything runs: the device and mixed precision; the variant's checks of
@@ -109,23 +116,36 @@ class TrainStage(Stage):
                     problem = exc
             if problem is not None:
                 raise problem
+            # defaults scaled to the data and device; schedules that cannot finish
+            from ganpipe.training import defaults
+
+            info = DataInfo(size, channels, known or ())
+            vopts = defaults.resolve(
+                config.variant, config.variant_options, info, device.type, opts.steps
+            )
+            defaults.check_schedule(config.variant, config.variant_options, vopts, info, opts.steps)
         except ConfigError as exc:
             raise located(exc) from None
         images = memory.image_count(config.data_options, config.base_dir)
         if images is not None and config.stage("augment") is not None:
             aug = config.stage("augment").options
             images *= getattr(aug, "copies", 0) + int(getattr(aug, "keep_original", True))
+        from ganpipe.training.launch import from_env
+
+        launched = from_env()  # torchrun: its processes on this machine, else train.devices
+        world = launched.world if launched else opts.devices
+        local = launched.local_world if launched else opts.devices
         if device.type == "cuda":  # each GPU: the whole set and its share of a batch
             import torch
 
-            share = -(-opts.batch_size // opts.devices)
+            share = -(-opts.batch_size // world)
             need = memory.estimate(images, size, channels, share)
             try:
                 available, where = torch.cuda.mem_get_info(device)[0], "GPU memory"
             except Exception:  # noqa: BLE001 - no answer from the driver: no check
                 available, where = None, ""
         else:  # N processes, each with the whole set, share the batch
-            need = memory.estimate(images, size, channels, opts.batch_size, opts.devices)
+            need = memory.estimate(images, size, channels, opts.batch_size * local // world, local)
             available, where = memory.available_bytes(), "memory"
         refused = memory.refusal(need, available, opts.batch_size, size, where)
         if refused is not None:
@@ -135,45 +155,72 @@ class TrainStage(Stage):
         """The ``init_from`` weights: other starting weights make another run."""
         return init_fingerprint(opts)
 
+    def resolved_options(self, ctx: StageContext, data, opts: TrainOptions):
+        """The model options with defaults scaled to the data, device and steps; prints
+        what was scaled and the warnings about schedules set on purpose."""
+        from ganpipe.training import defaults
+        from ganpipe.training.devices import resolve_device
+        from ganpipe.variant import DataInfo
+
+        cfg = ctx.config
+        names = tuple(data.class_names) if data.labelled else ()
+        info = DataInfo(data.image_size, data.channels, names)
+        kind = resolve_device(cfg.run.device).type
+        vopts = defaults.resolve(cfg.variant, cfg.variant_options, info, kind, opts.steps)
+        scaled = defaults.describe(cfg.variant_options, vopts, info, kind)
+        warnings = defaults.check_schedule(
+            cfg.variant, cfg.variant_options, vopts, info, opts.steps
+        )
+        for line in ([scaled] if scaled else []) + warnings:
+            ctx.log(f"[{self.name}] {line}")
+        return vopts
+
     def run(self, ctx: StageContext, opts: TrainOptions) -> StageResult:
+        from ganpipe.training import defaults
+        from ganpipe.training.launch import from_env
         from ganpipe.training.loop import Trainer
 
         cfg = ctx.config
         data = ctx.load_data()
         folder = ctx.stage_dir(self.name)
-        if ctx.force:  # start over: old checkpoints and logs belong to another run
-            for sub in ("checkpoints", "samples"):
+        launched = from_env()  # under torchrun: one of its processes (process 0 writes)
+        if ctx.force and (launched is None or launched.main):
+            for sub in ("checkpoints", "samples"):  # start over: they belong to another run
                 shutil.rmtree(folder / sub, ignore_errors=True)
             (folder / "metrics.jsonl").unlink(missing_ok=True)
-        fingerprint = resume_fingerprint(ctx, opts)
-        if opts.devices > 1:
-            from ganpipe.training.distributed import train_distributed
+        vopts = self.resolved_options(ctx, data, opts)
+        job = {
+            "variant": cfg.variant,
+            "variant_opts": vopts,
+            "opts": opts,
+            "data": data,
+            "out_dir": folder,
+            "seed": cfg.run.seed,
+            "device": cfg.run.device,
+            "fingerprint": resume_fingerprint(ctx, opts, vopts),
+        }
+        if launched is not None:
+            from ganpipe.training.distributed import train_process
+
+            ctx.log(f"[{self.name}] {launched.world} data-parallel processes (torchrun)")
+            result, device = train_process({**job, "log": ctx.log})
+            device = f"{launched.world}x {device}"
+        elif opts.devices > 1:
+            from ganpipe.training.launch import launch_devices
 
             ctx.log(f"[{self.name}] {opts.devices} data-parallel processes")
-            result, device = train_distributed(
-                {
-                    "variant": cfg.variant,
-                    "variant_opts": cfg.variant_options,
-                    "opts": opts,
-                    "data": data,
-                    "out_dir": folder,
-                    "seed": cfg.run.seed,
-                    "device": cfg.run.device,
-                    "fingerprint": fingerprint,
-                },
-                opts.devices,
-            )
+            result, device = launch_devices(job, opts.devices)
             device = f"{opts.devices}x {device}"
         else:
             trainer = Trainer(
                 cfg.variant,
-                cfg.variant_options,
+                vopts,
                 opts,
                 data,
                 folder,
                 seed=cfg.run.seed,
                 device=cfg.run.device,
-                fingerprint=fingerprint,
+                fingerprint=job["fingerprint"],
                 log=ctx.log,
             )
             result = trainer.run()
@@ -200,5 +247,7 @@ class TrainStage(Stage):
                     "class_names": class_names,
                 },
                 "images_per_s": round(result.images_per_second, 2),
+                "model_options": vopts.model_dump(mode="json"),
+                "scaled_defaults": defaults.scaled_values(cfg.variant_options, vopts),
             },
         )

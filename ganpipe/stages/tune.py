@@ -97,6 +97,37 @@ def _apply(opts: Any, updates: dict[str, Any], table: str) -> Any:
     return new
 
 
+def finished_trials(study) -> list:
+    """The trials that count as done: finished, and not stopped by a signal."""
+    return [
+        t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("interrupted")
+    ]
+
+
+def run_trial(study, objective, log) -> None:
+    """One trial, ask and tell: a ValueError fails it and the search goes on; SIGTERM /
+    SIGINT (:class:`~ganpipe.signals.Interrupted`, raised after the trial's training
+    wrote a checkpoint) fail it marked ``interrupted`` (not done: a re-run does another
+    trial in its place) and stop the search; the trials finished before are kept."""
+    import optuna
+
+    State = optuna.trial.TrialState
+    trial = study.ask()
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=State.PRUNED)
+    except ValueError as exc:
+        study.tell(trial, state=State.FAIL)
+        log(f"trial {trial.number} failed: {' '.join(str(exc).split())[:300]}")
+    except KeyboardInterrupt:
+        trial.set_user_attr("interrupted", True)
+        study.tell(trial, state=State.FAIL)
+        raise
+    else:
+        study.tell(trial, value)
+
+
 class TuneStage(Stage):
     name = "tune"
     description = "hyper-parameter search with Optuna (trains and scores each trial)"
@@ -271,19 +302,16 @@ class TuneStage(Stage):
             direction="maximize" if higher else "minimize",
             sampler=optuna.samplers.TPESampler(seed=seed),
         )
-        done = [t for t in study.trials if t.state.is_finished()]
+        done = finished_trials(study)
         if len(done) < opts.trials:
             if done:
                 ctx.log(
                     f"[{self.name}] continuing the study: {len(done)} of {opts.trials} trials done"
                 )
             with progress.bar(opts.trials, "tune", "trial", initial=len(done)) as b:
-                study.optimize(
-                    objective,
-                    n_trials=opts.trials - len(done),
-                    catch=(ValueError,),
-                    callbacks=[lambda _study, _trial: b.update(1)],
-                )
+                for _ in range(opts.trials - len(done)):
+                    run_trial(study, objective, lambda m: ctx.log(f"[{self.name}] {m}"))
+                    b.update(1)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ConfigError(f"[{self.name}] no trial finished; see the messages above")

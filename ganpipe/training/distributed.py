@@ -1,46 +1,57 @@
-"""Data-parallel training on several devices: ``[train] devices = N``.
+"""Data-parallel training: what each process does, under torchrun or ``devices = N``
+(how they are started: :mod:`ganpipe.training.launch`).
 
-The train stage starts N worker processes (``torch.multiprocessing``, spawn), one per
-device: ``cuda:0`` ... ``cuda:N-1`` on a GPU machine (NCCL), or N CPU processes with
-``run.device = "cpu"`` (Gloo; for CPU clusters, and how the tests run it). Each process:
+One process per device: ``cuda:LOCAL_RANK`` on GPU machines (NCCL), or CPU processes
+(Gloo; for CPU clusters, and how the tests run it). Each process:
 
 * builds the nets from the run's seed, so every process starts from the same weights;
-* takes its slice (``batch_size / N`` images) of each global batch, which depends only on
-  (seed, step) as in a one-device run, and draws its own noise (seeded by seed and rank);
+* takes its slice (``batch_size / world`` images) of each global batch, which depends
+  only on (seed, step) as in a one-process run, and draws its own noise (seeded by seed
+  and rank);
 * averages the gradients across processes after every backward pass, before the
-  optimizer steps (one ``all_reduce`` per update). This is what
-  ``DistributedDataParallel`` does, done in :meth:`StepContext.update` instead, because a
-  GAN step runs D several times (real, fake, the generator's pass) per backward, which
-  DDP's reducer does not allow. All processes therefore keep identical weights and EMA;
+  optimizer steps: one flat ``all_reduce`` per update, in :meth:`StepContext.update`
+  (:func:`average_gradients`, the stylegan2-ada approach). All processes therefore keep
+  identical weights and EMA (checked at the end);
 * logs the losses averaged across processes.
 
-Process 0 writes the checkpoints (with every process's RNG state, so a resume with the
-same ``devices`` continues exactly), the metrics log, the sample grids and the progress
-bar. Batch norm statistics are per process (as with DDP without SyncBatchNorm).
+Why not one ``DistributedDataParallel`` per net (StudioGAN, BasicSR)? Measured with
+``bench/ddp_overlap.py`` (bench/results/ddp-overlap-2026-12-03.md): DCGAN 64 px G/D
+(6.4 M parameters), 2 CPU processes, Gloo. The flat all-reduce exposes about 2% of a
+step; DDP, meant to hide its all-reduce in the backward, hid none of it on CPU cores
+(Gloo's threads compete with the backward) and was slower in 6 of 6 paired rounds
+(+0.47 s on a 4.3 s step). A GAN step also fights DDP's reducer: D runs on real and
+fake images before one backward, the generator's loss back-propagates through D (D's
+hooks would all-reduce gradients nobody uses, unless the pass runs under
+``D.no_sync()``), heads used only in some phases need ``find_unused_parameters``, R1 /
+path-length penalties need ``create_graph`` backwards, and every variant's
+``train_step`` would have to call the wrapped nets while checkpoints keep the plain
+ones. The flat all-reduce has none of these constraints: it averages whatever
+gradients a variant's ``update`` produced. Keep it; revisit with DDP when a measured
+multi-GPU run (NCCL, where overlap is real) shows communication dominating the step.
 
-A :class:`~ganpipe.errors.GanpipeError` in a worker (a non-finite loss, say) comes back to
-the pipeline as the same one-line error; a crash of one worker stops the others.
+Process 0 writes the checkpoints (with every process's RNG state, so a resume with the
+same number of processes continues exactly; with another number the weights,
+optimizers, EMA, step and batches are exact and the noise streams restart), the metrics
+log, the sample grids and the progress bar. Batch norm statistics are per process (as
+with DDP without SyncBatchNorm).
+
+A :class:`~ganpipe.errors.GanpipeError` in a process (a non-finite loss, say) comes back
+to the pipeline as the same one-line error; a crash of one process stops the others
+(the launcher stops them).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import socket
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from ganpipe import errors, signals
+from ganpipe import signals
 from ganpipe.devices import Device
 from ganpipe.errors import ConfigError, GanpipeError, TrainingError
-from ganpipe.fsutil import write_bytes
 from ganpipe.training.devices import parse_torch_device
 
 
@@ -54,6 +65,15 @@ class DistInfo:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+def _free_port() -> int:
+    """A TCP port free on this machine now (single-machine process groups, tests)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
@@ -99,75 +119,109 @@ def check_in_step(modules: dict[str, torch.nn.Module]) -> None:
         )
 
 
-def check_devices(devices: int, device: str | Device, batch_size: int) -> None:
-    """Configuration checks for ``devices`` > 1 (one line each, what and how to fix);
-    ``device`` is ``run.device`` (:func:`ganpipe.devices.parse_device` grammar)."""
-    if devices <= 1:
-        return
-    if batch_size % devices:
-        raise ConfigError(
-            f"train.batch_size = {batch_size} must be a multiple of "
-            f"train.devices = {devices} (each device takes an equal share)"
+def reseed(seed: int, step: int, rank: int) -> None:
+    """Fresh noise streams for a resume with another number of processes (the saved
+    ones belong to other ranks): deterministic in (seed, step, rank)."""
+    torch.manual_seed((seed * 1_000_003 + step * 7919 + rank * 104_729 + 1) % 2**63)
+
+
+def odd_one_out(value: Any) -> tuple[int, Any, Any] | None:
+    """``(rank, its value, process 0's)`` of the first process whose ``value`` differs
+    from process 0's (None: all agree); every process gets the same answer."""
+    values = gather_objects(value)
+    return next(((r, v, values[0]) for r, v in enumerate(values) if v != values[0]), None)
+
+
+def same_start(step: int, ckpt_dir) -> None:
+    """Every process resumes from the same step, or all stop with one line: a process
+    that sees another (or no) checkpoint is on a node without the shared run folder."""
+    odd = odd_one_out(step)
+    if odd is not None:
+        raise TrainingError(
+            f"process {odd[0]} would start at step {odd[1]} but process 0 at step "
+            f"{odd[2]} ({ckpt_dir}): put the run folder (run.out_dir) on a file system "
+            f"every node shares"
         )
+
+
+def check_devices(devices: int, device: str | Device, batch_size: int) -> None:
+    """Configuration checks for ``devices`` > 1 and for runs under torchrun (one line
+    each, what and how to fix); ``device`` is ``run.device``
+    (:func:`ganpipe.devices.parse_device` grammar)."""
+    from ganpipe.training.launch import from_env
+
+    env = from_env()
+    if env is not None:
+        if devices > 1:
+            raise ConfigError(
+                f"train.devices = {devices} starts processes itself, but torchrun started "
+                f"{env.world} already; leave train.devices at 1 under torchrun "
+                f"(--nproc-per-node sets the processes per node)"
+            )
+        check_share(env.world, batch_size, "the processes torchrun started")
+        local, what = env.local_world, f"torchrun --nproc-per-node {env.local_world}"
+    elif devices <= 1:
+        return
+    else:
+        check_share(devices, batch_size)
+        local, what = devices, f"train.devices = {devices}"
     parsed = parse_torch_device(device)
     if parsed.kind == "cpu":
         return
+    if env is not None and parsed.kind == "auto" and not torch.cuda.is_available():
+        return  # torchrun with "auto" and no GPU here: CPU processes
     if parsed.kind not in ("auto", "cuda") or parsed.index is not None:
         raise ConfigError(
-            f"train.devices = {devices} uses cuda:0..cuda:{devices - 1}; set "
-            f'run.device to "auto" or "cuda" (or "cpu" for CPU '
-            f"processes), not {str(parsed)!r}"
+            f"{what} uses cuda:0..cuda:{local - 1}; set run.device to "
+            f'"auto" or "cuda" (or "cpu" for CPU processes), not {str(parsed)!r}'
         )
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if available < devices:
+    if available < local:
         raise ConfigError(
-            f"train.devices = {devices} but {available} CUDA GPU(s) are usable "
-            f'here; lower train.devices, or set run.device = "cpu" to train '
-            f"in {devices} CPU processes"
+            f"{what} but {available} CUDA GPU(s) are usable here; use fewer processes, "
+            f'or set run.device = "cpu" to train in {local} CPU processes'
         )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def check_share(world: int, batch_size: int, who: str = "train.devices") -> None:
+    """Each of ``world`` processes takes an equal share of a batch."""
+    if world > 1 and batch_size % world:
+        raise ConfigError(
+            f"train.batch_size = {batch_size} must be a multiple of {who} = {world} "
+            f"(each process takes an equal share)"
+        )
 
 
-def _report_path(job: dict, rank: int) -> Path:
-    """Where a worker hands its outcome to the parent: a small JSON file in the train
-    folder (a multiprocessing queue would leave semaphores behind when a worker has to
-    exit hard)."""
-    return Path(job["out_dir"]) / f".devices-{job['token']}-{rank}.json"
-
-
-def _report(job: dict, rank: int, record: dict) -> None:
-    write_bytes(_report_path(job, rank), json.dumps(record).encode())
-
-
-def _worker(rank: int, world: int, port: int, job: dict) -> None:
-    # signals are recorded from now on (the loop stops on them after a step); before,
-    # this process ignored them (started so by the parent, which sends them again)
-    with signals.deferred():
-        try:
-            _train(rank, world, port, job)
-        finally:
-            signals.consume()  # this process's stop, if any, is reported: drop late ones
-
-
-def _train(rank: int, world: int, port: int, job: dict) -> None:
+def train_process(job: dict) -> tuple[Any, str]:
+    """What every process of a data-parallel run does, started by torchrun or by
+    ``devices = N`` (:mod:`ganpipe.training.launch`): join the process group from the
+    environment (unless ``ganpipe run`` joined it already), train with the others, leave
+    together. Returns ``(TrainResult, device type)``; raises what the loop raises
+    (GanpipeError, :class:`~ganpipe.signals.Interrupted` after the same step everywhere)."""
+    from ganpipe.training.launch import from_env, init_group, uses_cuda
     from ganpipe.training.loop import Trainer
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    cuda = parse_torch_device(job["device"]).kind != "cpu"  # checked: auto, cuda or cpu
-    device = Device("cuda", rank) if cuda else Device("cpu")
-    if cuda:
-        torch.cuda.set_device(rank)
-    else:  # share the cores instead of every process using all of them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group(
-        "nccl" if cuda else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30)
-    )
+    env = from_env()
+    if env is None:
+        raise TrainingError("a data-parallel process was started without RANK / WORLD_SIZE")
+    cuda = uses_cuda(job["device"])
+    if not cuda:  # share the cores instead of every process using all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.local_world))
+    joined = not dist.is_initialized()
+    if joined:
+        init_group(cuda, env)
+    elif cuda:
+        torch.cuda.set_device(env.local_rank)
     try:
+        # process 0 has cleared the folder (--force) before any process reads it
+        dist.barrier()
+        odd = odd_one_out(job["fingerprint"])
+        if odd is not None:
+            raise TrainingError(
+                f"process {odd[0]} sees another configuration or other data than process 0 "
+                f"(the training fingerprints differ); give every node the same "
+                f"pipeline.toml and the same data"
+            )
         trainer = Trainer(
             job["variant"],
             job["variant_opts"],
@@ -175,119 +229,58 @@ def _train(rank: int, world: int, port: int, job: dict) -> None:
             job["data"],
             job["out_dir"],
             seed=job["seed"],
-            device=device,
+            device=Device("cuda", env.local_rank) if cuda else Device("cpu"),
             fingerprint=job["fingerprint"],
-            log=print if rank == 0 else (lambda *_: None),
-            dist_info=DistInfo(rank, world),
+            log=job.get("log", print) if env.main else (lambda *_: None),
+            dist_info=DistInfo(env.rank, env.world),
         )
         try:
             result = trainer.run()
+        except signals.Interrupted:  # every process, after the same step
+            _leave_together()
+            raise
+        _leave_together()
+        return result, trainer.device.type
+    finally:
+        if joined and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _leave_together() -> None:
+    # a process tearing down its connections while another still uses them can abort
+    # Gloo ("terminate called without an active exception")
+    dist.barrier()
+
+
+def elastic_worker(job: dict) -> None:
+    """The entry point of a ``devices = N`` worker: :func:`train_process`, its outcome
+    handed to the parent (:func:`ganpipe.training.launch.report`)."""
+    from ganpipe.training.launch import from_env, report
+
+    rank = from_env().rank
+    # signals are recorded from now on (the loop stops on them after a step)
+    with signals.deferred():
+        try:
+            result, device = train_process(job)
             record = {
                 "checkpoint": str(result.checkpoint),
                 "steps": result.steps,
                 "resumed_from": result.resumed_from,
                 "images_per_second": result.images_per_second,
-                "device": trainer.device.type,
+                "device": device,
             }
-        except signals.Interrupted as exc:  # every process, after the same step
+        except signals.Interrupted as exc:
             record = {"interrupted": exc.signum, "step": exc.step}
             record["checkpoint"] = str(exc.checkpoint) if exc.checkpoint else None
-        if rank == 0:
-            _report(job, rank, record)
-        # leave together: a process tearing down its connections while another still
-        # uses them can abort Gloo ("terminate called without an active exception")
-        dist.barrier()
-    except GanpipeError as exc:
-        # Mostly raised by every process at once (the loss check and the end check use
-        # values shared by all); a process left waiting in a collective gets an error
-        # when this one leaves the group below, and the parent reports this message.
-        _report(job, rank, {"error": type(exc).__name__, "message": str(exc)})
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _spawn(job: dict, devices: int, procs: list) -> None:
-    """Start the workers (their processes appended to ``procs``) and wait for them; a
-    signal the parent got is sent to them again every half second (the first may reach a
-    worker before its handlers are installed, when it still ignores signals)."""
-    with signals.ignored():  # inherited by the workers until their handlers are set
-        context = mp.spawn(
-            _worker,
-            args=(devices, _free_port(), job),
-            nprocs=devices,
-            join=False,
-            start_method="spawn",
-        )
-        procs.extend(context.processes)
-    while not context.join(timeout=0.5):
-        signum = signals.requested()
-        if signum is not None:
-            signals.forward_to(lambda: [p.pid for p in procs if p.is_alive()])(signum)
-
-
-def train_distributed(job: dict, devices: int) -> tuple[Any, str]:
-    """Run :class:`~ganpipe.training.loop.Trainer` in ``devices`` processes; returns
-    process 0's ``(TrainResult, device type)`` (``"cuda"``, ``"cpu"``). ``job`` holds the
-    Trainer's arguments, ``job["device"]`` the run's device (``auto``, ``cuda`` or ``cpu``:
-    see :func:`check_devices`)."""
-    from ganpipe.training.loop import TrainResult
-
-    job = {**job, "token": secrets.token_hex(4)}
-    out_dir = Path(job["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    reports = [_report_path(job, r) for r in range(devices)]
-
-    def read(rank: int) -> dict | None:
-        try:
-            return json.loads(reports[rank].read_text())
-        except (OSError, ValueError):
-            return None
-
-    def raise_reported() -> None:
-        for rank in range(devices):
-            record = read(rank)
-            if record and "error" in record:
-                raise getattr(errors, record["error"], TrainingError)(record["message"])
-
-    # a SIGTERM / SIGINT here is passed on to the workers: they stop together after a
-    # step, with a checkpoint, and report it (a signal they missed is acted on at the end)
-    procs: list = []
-    alive = signals.forward_to(lambda: [p.pid for p in procs if p.is_alive()])
-    with signals.deferred(forward=alive):
-        try:
-            _spawn(job, devices, procs)
-            raise_reported()
-            record = read(0)
-            if record is None:
-                raise TrainingError(f"training process 0 of {devices} ended without a result")
-        except mp.ProcessExitedException as exc:
-            raise_reported()
-            record = read(0)
-            if record is None or "checkpoint" not in record:
-                raise TrainingError(
-                    f"training process {exc.error_index} of {devices} stopped "
-                    f"(exit code {exc.exit_code}); see its output above"
-                ) from None
-            # else: process 0 reported after the last collective, so every process finished
-            # training and the checkpoint is written; one died while shutting down
-        except mp.ProcessRaisedException as exc:
-            raise_reported()
-            last = [ln for ln in str(exc).strip().splitlines() if ln.strip()][-1:]
-            raise TrainingError(
-                f"training process {exc.error_index} of {devices} failed: {last[0] if last else exc}"
-            ) from None
+        except GanpipeError as exc:
+            # Mostly raised by every process at once (the loss check and the end check
+            # use values shared by all); the parent reports this message.
+            report(job, rank, {"error": type(exc).__name__, "message": str(exc)})
+            return
         finally:
-            for path in reports:
-                path.unlink(missing_ok=True)
-        if "interrupted" in record:  # all processes stopped after this step
-            raise signals.Interrupted(
-                record["interrupted"], step=record["step"], checkpoint=record["checkpoint"]
-            )
-    result = TrainResult(
-        Path(record["checkpoint"]),
-        record["steps"],
-        record["resumed_from"],
-        record["images_per_second"],
-    )
-    return result, record["device"]
+            signals.consume()  # this process's stop, if any, is reported: drop late ones
+        if rank == 0:
+            report(job, rank, record)
+    if "interrupted" in record:  # exit as a signalled process does (143, 130): a launcher
+        # that sent the signal does not read return values, and would wait for them
+        raise SystemExit(128 + record["interrupted"])

@@ -22,16 +22,18 @@ from ganpipe.devices import Device
 from ganpipe.errors import TrainingError
 from ganpipe.fsutil import write_bytes
 from ganpipe.training import checkpoint as ckpt
-from ganpipe.training import preemption, sampling
+from ganpipe.training import defaults, health, preemption, sampling
 from ganpipe.training.devices import amp_dtype, resolve_device
 from ganpipe.training.diffaugment import DiffAugment
 from ganpipe.training.distributed import (
     DistInfo,
     average_gradients,
-    check_devices,
     check_in_step,
+    check_share,
     gather_objects,
     mean_across,
+    reseed,
+    same_start,
 )
 from ganpipe.training.options import TrainOptions
 from ganpipe.training.state import (
@@ -78,12 +80,18 @@ class Trainer:
         #: the variant's generator net (sampled, EMA'd) and its EMA's checkpoint name
         self.generator_net, self.ema_key = generator_net(variant), ema_key(variant)
         self.device = resolve_device(device)
-        # the kind only: each process of a data-parallel run has its own device index
-        check_devices(self.dist.world, Device(self.device.type), opts.batch_size)
+        check_share(self.dist.world, opts.batch_size)  # devices: checked with the config
         self.info = DataInfo(
             data.image_size, data.channels, tuple(data.class_names) if data.labelled else ()
         )
-        variant.check_data(variant_opts, self.info)
+        #: the options as given, and resolved (defaults scaled to data, device, steps)
+        self.user_vopts = variant_opts
+        self.vopts = defaults.resolve(
+            variant, variant_opts, self.info, self.device.type, opts.steps
+        )
+        #: train_step calls per step (a step is one generator update)
+        self.per_step = defaults.updates_per_step(variant, self.vopts)
+        variant.check_data(self.vopts, self.info)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.samples_dir = self.out_dir / "samples"
         self.metrics_path = self.out_dir / "metrics.jsonl"
@@ -106,8 +114,10 @@ class Trainer:
             for k in self.optimizers
         }
         channels_last = self.opts.channels_last
-        if channels_last is None:
-            channels_last = self.device.type == "cuda"
+        if channels_last is None:  # CPU: where bench/cpu_speed.py measured it faster
+            channels_last = self.device.type == "cuda" or (
+                self.device.type == "cpu" and getattr(self.variant, "channels_last_on_cpu", False)
+            )
         if channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
@@ -138,6 +148,7 @@ class Trainer:
                 self.vopts, self.info, n, self.device, g, real.float().div(127.5).sub(1.0)
             )
         self.real_spread = sampling.pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
+        self.real_stats, self.gap_floor = health.reference(self.images, self.seed)
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -157,6 +168,12 @@ class Trainer:
         return mods
 
     def _resume(self) -> int:
+        step = self._load_checkpoint()
+        if self.dist.world > 1:  # every process must see the checkpoints process 0 wrote
+            same_start(step, self.ckpt_dir)
+        return step
+
+    def _load_checkpoint(self) -> int:
         latest = ckpt.latest_checkpoint(self.ckpt_dir)
         if latest is None or not self.opts.resume:
             return 0
@@ -164,7 +181,8 @@ class Trainer:
         if state.get("fingerprint") != self.fingerprint:
             raise TrainingError(
                 f"checkpoint {latest} was made with a different model, data or training "
-                f"configuration; re-run with --force to start over, or restore the config"
+                f"configuration{health.options_hint(state, self.vopts)}; re-run with "
+                f"--force to start over, or restore the config"
             )
         weights = ckpt.load_weights(latest)
         for name, module in self.modules().items():
@@ -179,17 +197,17 @@ class Trainer:
         for name, sc_state in state.get("scalers", {}).items():
             if name in self.scalers and self.scalers[name].is_enabled():
                 self.scalers[name].load_state_dict(sc_state)
-        ranks = state.get("rng_ranks")
-        if self.dist.world > 1:
-            if not ranks or len(ranks) != self.dist.world:
-                raise TrainingError(
-                    f"checkpoint {latest} was not made by {self.dist.world} "
-                    f"processes; re-run with --force to start over"
-                )
-            set_rng_state(ranks[self.dist.rank])
-        else:
-            set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or [state["rng"]]  # one noise stream per process
         step = int(state["step"])
+        if len(ranks) == self.dist.world:
+            set_rng_state(ranks[self.dist.rank])
+        else:  # another number of processes: all is exact but the noise
+            reseed(self.seed, step, self.dist.rank)
+            self.log(
+                f"train: {latest} was made by {len(ranks)} process(es), resuming with "
+                f"{self.dist.world}: weights, optimizers, EMA, step and batches carry over "
+                f"exactly, the noise streams restart (bit-exact only with {len(ranks)})"
+            )
         if self.dist.main:
             self._truncate_metrics(step)
         self.log(f"train: resuming from {latest} (step {step})")
@@ -204,7 +222,13 @@ class Trainer:
                 rec = json.loads(line)
             except ValueError:
                 continue  # empty, or cut short by a crash mid-write
-            if isinstance(rec, dict) and rec.get("step", 0) <= step:
+            if not isinstance(rec, dict):
+                continue
+            if self.per_step > 1 and "iteration" not in rec and "step" in rec:
+                # written before a step meant a G update: "step" counted train_step calls
+                rec = {**rec, "step": rec["step"] // self.per_step, "iteration": rec["step"]}
+                line = json.dumps(rec)
+            if rec.get("iteration", rec.get("step", 0)) <= step:
                 keep.append(line)
         write_bytes(self.metrics_path, ("\n".join(keep) + "\n" if keep else "").encode())
 
@@ -216,7 +240,9 @@ class Trainer:
         if not self.dist.main:
             return self.ckpt_dir / f"step_{step:08d}"  # what process 0 writes
         state = {
-            "step": step,
+            "step": step,  # train_step calls (checkpoints before 0.x have no other count)
+            "generator_steps": step // self.per_step,
+            "model_options": self.vopts.model_dump(mode="json"),
             "fingerprint": self.fingerprint,
             "rng": rng,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -228,16 +254,14 @@ class Trainer:
             self.ckpt_dir, step, self.modules(), state, self.opts.keep_checkpoints
         )
 
-    def diversity(self) -> float:
-        """The mode-collapse signal (:func:`ganpipe.training.sampling.diversity`)."""
-        return sampling.diversity(
-            self.variant,
-            self.nets,
-            self.generator_net,
-            self.sampling_generator,
-            self.fixed_inputs,
-            self.real_spread,
-        )
+    def sample_health(self) -> tuple[float, float]:
+        """The samples' diversity (logged) and stats gap (:mod:`~ganpipe.training.health`)."""
+        few = tuple(x[: sampling.DIVERSITY_SAMPLES] for x in self.fixed_inputs)
+        name, g = self.generator_net, self.sampling_generator
+        out = sampling.generate_with(self.variant, self.nets, name, g, few).float()
+        div = sampling.pairwise_spread(out) / max(self.real_spread, 1e-8)
+        gap = health.stats_gap(out, *self.real_stats)
+        return round(div, 4), gap
 
     def sample_grid(self, step: int) -> Path:
         return sampling.save_sample_grid(
@@ -260,12 +284,14 @@ class Trainer:
     def _run(self) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._build()
-        start = self._resume()
-        opts = self.opts
-        if start >= opts.steps:
+        start = self._resume()  # train_step calls done (per_step of them make a step)
+        opts, per = self.opts, self.per_step
+        total = opts.steps * per
+        if start >= total:
             latest = ckpt.latest_checkpoint(self.ckpt_dir)
-            self.log(f"train: already at step {start} of {opts.steps}; nothing to do")
-            return TrainResult(latest, start, start, 0.0)
+            done = start // per
+            self.log(f"train: already at step {done} of {opts.steps}; nothing to do")
+            return TrainResult(latest, done, done, 0.0)
         for net in self.nets.values():
             net.train()
         main, world = self.dist.main, self.dist.world
@@ -274,23 +300,23 @@ class Trainer:
             "train",
             "step",
             enabled=None if opts.progress and main else False,
-            initial=start,
+            initial=start // per,
         )
         t0, seen = time.perf_counter(), 0
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
         metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
-        step, saved_at = start, None
-        collapse = sampling.CollapseWatch(opts.steps)
+        it, saved_at = start, None
+        watch = health.HealthWatch(opts.steps, self.samples_dir, self.gap_floor)
         board = None
         try:
             board = open_log(opts.tensorboard, self.out_dir, start) if main else None
-            while step < opts.steps:
-                idx = self.sampler.indices(step)
+            while it < total:
+                idx = self.sampler.indices(it)
                 if world > 1:  # this process's share of the global batch
                     idx = idx[self.dist.rank :: world]
                 idx = idx.to(self.device)
                 batch = Batch(self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx])
-                self.ctx.step = step
+                self.ctx.step = it
                 with torch.autocast(
                     self.device.type,
                     dtype=self.amp_dtype or torch.float32,
@@ -307,19 +333,23 @@ class Trainer:
                         if last_ckpt
                         else "no checkpoint was written yet"
                     )
+                    at = f"step {it // per + 1}" + (f" (call {it + 1})" if per > 1 else "")
                     raise TrainingError(
-                        f"non-finite loss at step {step + 1} ({bad}); {where}; lower the "
+                        f"non-finite loss at {at} ({bad}); {where}; lower the "
                         f"learning rates or check the data"
                     )
                 if self.ema is not None:
                     update_ema(self.ema, self.generator, opts.ema_decay)
-                step += 1
+                it += 1
                 seen += batch.images.shape[0] * world
-                bar.update(1)
-                if main and (step % opts.log_every == 0 or step == opts.steps):
+                step, boundary = divmod(it, per)[0], it % per == 0  # a G update completed
+                if boundary:
+                    bar.update(1)
+                if main and boundary and (step % opts.log_every == 0 or step == opts.steps):
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
                     rec = {
                         "step": step,
+                        **({"iteration": it} if per > 1 else {}),
                         **{
                             k: round(float(v), 6)
                             for k, v in zip(losses, values.tolist(), strict=True)
@@ -327,31 +357,31 @@ class Trainer:
                         "images_per_s": round(rate, 2),
                     }
                     every = opts.diversity_every or opts.log_every
+                    gap = None
                     if step % every == 0 or step == opts.steps:
-                        rec["diversity"] = round(self.diversity(), 4)
-                        warning = collapse.check(step, rec["diversity"], self.samples_dir)
-                        if warning:
-                            tqdm.write(warning)
+                        rec["diversity"], gap = self.sample_health()
+                    for warning in watch.check(step, rec, gap):
+                        tqdm.write(warning)
                     metrics.write(json.dumps(rec) + "\n")
                     metrics.flush()
                     if board is not None:
                         board.scalars(rec)
-                    bar.set_postfix(
-                        {k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "images_per_s")}
-                    )
-                if main and (
-                    (opts.sample_every and step % opts.sample_every == 0) or step == opts.steps
+                    bar.set_postfix(health.postfix(rec))
+                if (
+                    main
+                    and boundary
+                    and ((opts.sample_every and step % opts.sample_every == 0) or it == total)
                 ):
                     grid = self.sample_grid(step)
                     if board is not None:
                         board.grid(step, grid)
-                if (
-                    opts.checkpoint_every and step % opts.checkpoint_every == 0
-                ) or step == opts.steps:
-                    last_ckpt, saved_at = self.save(step), step
+                if boundary and (
+                    (opts.checkpoint_every and step % opts.checkpoint_every == 0) or it == total
+                ):
+                    last_ckpt, saved_at = self.save(it), it
                 signum = preemption.agreed_stop(world, self.device)
                 if signum:
-                    preemption.stop(self, step, signum, last_ckpt, saved_at)
+                    preemption.stop(self, it, signum, last_ckpt, saved_at)
         finally:
             if metrics is not None:
                 metrics.close()
@@ -361,4 +391,4 @@ class Trainer:
         if world > 1:
             check_in_step(self.modules())
         rate = seen / max(time.perf_counter() - t0, 1e-9)
-        return TrainResult(last_ckpt, step, start, rate)
+        return TrainResult(last_ckpt, it // per, start // per, rate)
