@@ -4,6 +4,7 @@ exact Real-ESRGAN / BasicSR key layouts (no download), in every wrapping and for
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -16,7 +17,13 @@ from safetensors.torch import save_file
 from ganpipe.errors import ModelFileError
 from ganpipe.inference.session import open_model
 from ganpipe.nn.sr import RRDBNet, SRExport, SRVGGNetCompact
-from ganpipe.weights import detect_architecture, import_weights, load_model, read_state_dict
+from ganpipe.weights import (
+    detect_architecture,
+    import_weights,
+    load_model,
+    read_state_dict,
+    spandrel_version,
+)
 
 
 def rrdb(scale: int) -> torch.nn.Module:
@@ -191,7 +198,7 @@ def test_cli_import(tmp_path):
         {"params": {"w": torch.zeros(1)}, "x": Payload(tmp_path / "m")}, tmp_path / "evil.pth"
     )
     proc = run_cli("import", str(tmp_path / "evil.pth"), "-o", str(tmp_path / "e.onnx"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input, as for `upscale -m`
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ganpipe: error:") and "refusing" in lines[0]
     assert not (tmp_path / "e.onnx").exists() and not (tmp_path / "m").exists()
@@ -308,8 +315,21 @@ def test_old_esrgan_layouts_are_imported(tmp_path):
     assert result.max_abs_diff < 1e-4
     got = open_model(result.path, "cpu", task="super_resolve").run({"image": x.numpy()})
     assert np.max(np.abs(got - expected.clamp(0, 1).numpy())) < 1e-4  # exported: clamped
-    # x2 / x8 old layouts have other layer numbers: a one-line error, not a wrong net
-    torch.save(old_esrgan(ups=1).state_dict(), tmp_path / "old_x2.pth")
-    with pytest.raises(ModelFileError, match="only the x4 layout") as info:
-        load_model(tmp_path / "old_x2.pth")
-    assert "\n" not in str(info.value)
+    # x2 / x8 old layouts have other layer numbers: spandrel's ESRGAN reads them (it
+    # assumes the usual growth channels, 32), else a one-line error, not a wrong net
+    x2 = old_esrgan(nf=16, nb=1, gc=32, ups=1)
+    torch.save(x2.state_dict(), tmp_path / "old_x2.pth")
+    if spandrel_version() is None:
+        with pytest.raises(ModelFileError, match="only the x4 layout") as info:
+            load_model(tmp_path / "old_x2.pth")
+        assert "\n" not in str(info.value)
+    else:
+        net, arch = load_model(tmp_path / "old_x2.pth")
+        assert (arch.variant, arch.scale) == ("spandrel:ESRGAN", 2)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), x2(x), rtol=1e-5, atol=1e-5)
+    with pytest.MonkeyPatch.context() as mp:  # without spandrel
+        mp.setitem(sys.modules, "spandrel", None)
+        with pytest.raises(ModelFileError, match="only the x4 layout") as info:
+            load_model(tmp_path / "old_x2.pth")
+        assert "\n" not in str(info.value)

@@ -4,9 +4,38 @@ from __future__ import annotations
 
 import click
 
+from ganpipe.errors import ConfigError
+
+
+def _list() -> None:
+    """Print the architectures ``ganpipe import`` reads."""
+    from ganpipe.weights.spandrel_arch import (
+        INSTALL,
+        RESTRICTED,
+        registered,
+        spandrel_version,
+        status,
+    )
+
+    click.echo("built in (bit-exact, no spandrel needed):")
+    click.echo("  ESRGAN / Real-ESRGAN RRDBNet  x1 x2 x4 (BasicSR and original ESRGAN layouts)")
+    click.echo("  SRVGGNetCompact               realesr-general, animevideo")
+    version = spandrel_version()
+    if version is None:
+        click.echo(f"through spandrel: not installed ({INSTALL})")
+        return
+    click.echo(
+        f"through spandrel {version} (tested: export and parity checked in ganpipe's tests):"
+    )
+    for name in registered():
+        click.echo(f"  {name:<30}{status(name)}")
+    click.echo(
+        f"not supported (restrictive licences, spandrel_extra_arches): {', '.join(RESTRICTED)}"
+    )
+
 
 @click.command("import")
-@click.argument("weights", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
 @click.option(
     "-o",
     "--out",
@@ -26,20 +55,61 @@ import click
     help="Float16 weights and activations (about half the size; inputs and outputs stay float32).",
 )
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(17, 23))
-def import_(weights, out, scale, fp16, opset) -> None:
-    """Convert released super-resolution WEIGHTS (.pth / .safetensors) to ONNX.
+@click.option(
+    "--interpolate",
+    nargs=2,
+    type=click.Path(dir_okay=False),
+    metavar="A B",
+    default=None,
+    help="Import ALPHA * A + (1 - ALPHA) * B, two weights of one net (Real-ESRGAN's denoise "
+    "strength: A = realesr-general-x4v3, B = its -wdn- twin).",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=None,
+    help="The share of A with --interpolate, in [0, 1] (the denoise strength).",
+)
+@click.option("--list", "list_", is_flag=True, help="List the supported architectures and exit.")
+def import_(weights, out, scale, fp16, opset, interpolate, alpha, list_) -> None:
+    """Convert released super-resolution WEIGHTS (.pth / .pt / .ckpt / .safetensors) to ONNX.
 
     \b
-    Recognised: RRDBNet (ESRGAN, Real-ESRGAN x4plus / x2plus) and SRVGGNetCompact
-    (realesr-general, animevideo), wrapped in params_ema / params or bare. .pth files are
-    read with torch.load(weights_only=True): files holding other Python objects are refused.
+    Built in: RRDBNet (ESRGAN, Real-ESRGAN x4plus / x2plus) and SRVGGNetCompact
+    (realesr-general, animevideo), wrapped in params_ema / params or bare. With spandrel
+    (pip install 'ganpipe[spandrel]'): SwinIR, Swin2SR, HAT, DAT, SPAN, RealCUGAN, OmniSR,
+    PLKSR, RCAN, DRCT, ATD, SAFMN, ... (--list). Files are read with
+    torch.load(weights_only=True) or safetensors: files holding other Python objects are
+    refused.
     """
     from pathlib import Path
 
-    from ganpipe.weights import import_weights
+    if list_:
+        _list()
+        return
+    if interpolate and weights:
+        raise ConfigError("give WEIGHTS or --interpolate A B, not both")
+    if not interpolate and not weights:
+        raise ConfigError("give WEIGHTS (a .pth / .safetensors), --interpolate A B or --list")
+    if (alpha is None) != (not interpolate):
+        raise ConfigError("--interpolate A B and --alpha S go together")
+    from ganpipe.errors import ModelFileError
 
-    dst = Path(out) if out else Path(weights).with_suffix(".onnx")
-    result = import_weights(weights, dst, scale=scale, fp16=fp16, opset=opset)
+    try:  # a file that cannot be imported is bad input: exit 2, like `upscale -m`
+        if interpolate:
+            from ganpipe.weights.interpolate import check_alpha, import_interpolated
+
+            a, b = map(Path, interpolate)
+            alpha = check_alpha(alpha)
+            dst = Path(out) if out else a.with_name(f"{a.stem}-dni{alpha:g}.onnx")
+            result = import_interpolated(a, b, alpha, dst, scale=scale, fp16=fp16, opset=opset)
+        else:
+            from ganpipe.weights import import_weights
+
+            dst = Path(out) if out else Path(weights).with_suffix(".onnx")
+            result = import_weights(weights, dst, scale=scale, fp16=fp16, opset=opset)
+    except ModelFileError as exc:
+        raise ConfigError(str(exc)) from None
     arch = result.arch
     sizes = ", ".join(f"{k} {v}" for k, v in arch.kwargs.items())
     half = f"; float16 max abs diff {result.fp16_max_abs_diff:.2e}" if fp16 else ""

@@ -33,7 +33,7 @@ from ganpipe.imaging.capture import quiet_decoder_warnings, stderr_lock, try_std
 from ganpipe.imaging.sniff import HIDDEN, NON_IMAGE, SUB_FOLDER
 from ganpipe.upscale import worker
 from ganpipe.upscale.ensemble import combine
-from ganpipe.upscale.model import open_model_of
+from ganpipe.upscale.model import open_models_of
 from ganpipe.upscale.options import UpscaleOptions, with_overrides
 from ganpipe.upscale.plan import Job, Plan, plan_jobs
 from ganpipe.upscale.report import FileRecord, ReportWriter
@@ -307,10 +307,10 @@ def upscale_path(
         check_ray()  # before anything is written: says how to install it
         # opened here only to check the model(s) and learn the scale; the actors run them
         probe = opts.model_copy(update={"device": "cpu", "runtime": "onnxruntime"})
-        sr = combine([open_model_of(p, probe, say) for p in opts.model], opts.tta)
+        sr = combine(open_models_of(probe, say), opts.tta)
         upscaler = None
     else:
-        sr = combine([open_model_of(p, opts, say) for p in opts.model], opts.tta)
+        sr = combine(open_models_of(opts, say), opts.tta)
         upscaler = Upscaler(sr, opts, log=say)
     ensure_writable_dir(plan.out_dir)
     report = ReportWriter(opts.report, _protected(plan, Path(input))) if opts.report else None

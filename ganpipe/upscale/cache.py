@@ -37,32 +37,60 @@ def is_weights(path: str | Path) -> bool:
     return Path(path).suffix.lower() in WEIGHT_SUFFIXES
 
 
-def converted_model(weights: Path, log: Callable[[str], Any] | None = None) -> Path:
-    """The ONNX model of released SR weights (``.pth`` / ``.safetensors``), converted once
-    with :func:`ganpipe.weights.import_weights` (torch, ``weights_only=True``) and cached
-    by the file's content hash: later runs open the cached ``.onnx`` without torch."""
-    if not weights.is_file():
-        raise ConfigError(f"model {weights} does not exist")
+def _digest(*files: Path, extra: str = "") -> str:
+    """The content hash of ``files`` (and ``extra``), under the conversion's version."""
     digest = hashlib.sha256(f"ganpipe-import-v{CONVERSION_VERSION}\0".encode())
-    with open(weights, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    target = cache_dir() / "imported" / f"{weights.stem}-{digest.hexdigest()[:16]}.onnx"
+    for path in files:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    digest.update(extra.encode())
+    return digest.hexdigest()[:16]
+
+
+def converted_model(
+    weights: Path,
+    log: Callable[[str], Any] | None = None,
+    *,
+    denoise: tuple[Path, float] | None = None,
+) -> Path:
+    """The ONNX model of released SR weights (``.pth`` / ``.safetensors``), converted once
+    with :mod:`ganpipe.weights` (torch, ``weights_only=True``) and cached by the file's
+    content hash: later runs open the cached ``.onnx`` without torch. ``denoise``
+    (``(other, S)``): the dni interpolation ``S * weights + (1 - S) * other`` instead,
+    cached by both files' hashes and ``S``."""
+    files = [weights] + ([denoise[0]] if denoise else [])
+    for path in files:
+        if not path.is_file():
+            raise ConfigError(f"model {path} does not exist")
+    if denoise is None:
+        name = f"{weights.stem}-{_digest(weights)}"
+    else:
+        strength = float(denoise[1])
+        name = (
+            f"{weights.stem}+{denoise[0].stem}-dni{strength:g}-"
+            f"{_digest(weights, denoise[0], extra=repr(strength))}"
+        )
+    target = cache_dir() / "imported" / f"{name}.onnx"
     if target.is_file():
         return target
     try:
-        from ganpipe.weights import import_weights, load_model
+        from ganpipe.weights import export_net, load_interpolated, load_model
     except ImportError:
         raise ConfigError(
             f"{weights.name}: converting weights to ONNX needs PyTorch, which "
             f"is not installed here; run `ganpipe import {weights.name}` where "
             f"it is and pass the .onnx"
         ) from None
-    _, arch = load_model(weights)  # a file that cannot be imported fails here, quietly
+    if denoise is None:
+        net, arch = load_model(weights)  # a file that cannot be imported fails here, quietly
+        source = weights.name
+    else:
+        net, arch, source = load_interpolated(weights, denoise[0], denoise[1])
     (log or (lambda msg: None))(
-        f"converting {weights.name} ({arch.variant} x{arch.scale}) "
-        f"to ONNX, once; cached as {target}"
+        f"converting {source} ({arch.variant} x{arch.scale}) to ONNX, once; cached as {target}"
     )
     ensure_writable_dir(target.parent)
-    import_weights(weights, target)
+    export_net(net, arch, target, source)
     return target

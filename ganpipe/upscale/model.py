@@ -7,8 +7,10 @@ through :func:`ganpipe.inference.session.open_model`): ``task`` = ``"super_resol
 it is), ``scale`` 1, 2, 3, 4 or 8, ``channels`` 3, ``value_range`` (default [0, 1]), one
 ``image`` input (NCHW float32, or float16 - inputs are cast), dynamic batch, height and
 width, output NCHW at ``scale`` times the size; optional ``tile_multiple``: the input
-height and width must be multiples of it (each input is padded by reflection and the
-output cropped). Released weights (``.pth`` / ``.safetensors``) are converted to such a
+height and width must be multiples of it (each input is padded by reflection, by repeating
+the edge beyond what the image can reflect, and the output cropped), and ``min_size`` (in the card's extra keys): the smallest height and width
+the net takes (smaller inputs are padded the same way). Released weights (``.pth`` /
+``.safetensors``, any architecture :mod:`ganpipe.weights` reads) are converted to such a
 model once (:mod:`ganpipe.upscale.cache`).
 """
 
@@ -63,6 +65,8 @@ class SRModel:
         explicit = "value_range" in card.model_fields_set
         self.value_range: tuple[float, float] = card.value_range if explicit else (0.0, 1.0)
         self.multiple: int = card.tile_multiple
+        # the smallest side the net takes (imported spandrel nets: SwinIR, HAT ... 16 px)
+        self.minimum: int = max(0, int(card.extra.get("min_size", 0) or 0))
         inputs = self.session.get_inputs()
         spec = card.image_input()
         chosen = next(
@@ -107,9 +111,13 @@ class SRModel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n, c, h, w = x.shape
         m, s = self.multiple, self.scale
-        ph, pw = -h % m, -w % m
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+        ph, pw = max(self.minimum - h, 0), max(self.minimum - w, 0)
+        ph, pw = ph + -(h + ph) % m, pw + -(w + pw) % m  # then up to a multiple of m
+        if ph or pw:  # reflect as far as the image reaches, then repeat the edge (spandrel's)
+            rh, rw = min(ph, h - 1), min(pw, w - 1)
+            x = np.pad(x, ((0, 0), (0, 0), (0, rh), (0, rw)), mode="reflect")
+            if (rh, rw) != (ph, pw):
+                x = np.pad(x, ((0, 0), (0, 0), (0, ph - rh), (0, pw - rw)), mode="edge")
         lo, hi = self.value_range
         if (lo, hi) != (0.0, 1.0):
             x = x * (hi - lo) + lo
@@ -150,10 +158,12 @@ def open_sr_model(
     runtime: str = "onnxruntime",
     precision: str = "fp32",
     tuning: GpuTuning | None = None,
+    denoise: tuple[Path, float] | None = None,
 ) -> SRModel:
     """Open an image-to-image model (``task``: by default ``super_resolve`` or
     ``translate``) - an ``.onnx``, or released weights converted on first use (see
-    :func:`ganpipe.upscale.cache.converted_model`) - on ONNX Runtime or another
+    :func:`ganpipe.upscale.cache.converted_model`; ``denoise``: ``(other weights, S)``,
+    the interpolation ``S * path + (1 - S) * other``) - on ONNX Runtime or another
     ``runtime`` at ``precision`` (:mod:`ganpipe.inference.runtimes`); every problem is a
     one-line :class:`ConfigError`."""
     try:
@@ -162,7 +172,7 @@ def open_sr_model(
         raise ConfigError(str(exc).removeprefix("device: ")) from None
     try:
         if is_weights(path):
-            path = converted_model(Path(path), log)
+            path = converted_model(Path(path), log, denoise=denoise)
         return SRModel(
             open_model(path, name, task=task, runtime=runtime, precision=precision, tuning=tuning)
         )
@@ -172,7 +182,12 @@ def open_sr_model(
         raise ConfigError(str(exc)) from None
 
 
-def open_model_of(path: str | Path, opts: Any, log: Callable[[str], Any] | None = None) -> SRModel:
+def open_model_of(
+    path: str | Path,
+    opts: Any,
+    log: Callable[[str], Any] | None = None,
+    denoise: tuple[Path, float] | None = None,
+) -> SRModel:
     """:func:`open_sr_model` with the ``device``, ``runtime``, ``precision`` and tile
     geometry of ``opts`` (:class:`~ganpipe.upscale.options.UpscaleOptions`)."""
     return open_sr_model(
@@ -182,4 +197,24 @@ def open_model_of(path: str | Path, opts: Any, log: Callable[[str], Any] | None 
         runtime=opts.runtime,
         precision=opts.precision,
         tuning=gpu_tuning(opts.tile, opts.overlap, str(opts.device)),
+        denoise=denoise,
     )
+
+
+def open_models_of(opts: Any, log: Callable[[str], Any] | None = None) -> list[SRModel]:
+    """The models of ``opts.model``: each opened (several: an ensemble), or with
+    ``opts.denoise`` = S two weight files of one net as one model, the interpolation
+    ``S * first + (1 - S) * second`` (Real-ESRGAN's denoise strength)."""
+    strength = opts.denoise
+    if strength is None:
+        return [open_model_of(p, opts, log) for p in opts.model]
+    paths = [Path(p) for p in opts.model]
+    if len(paths) != 2 or not all(is_weights(p) for p in paths):
+        given = ", ".join(p.name for p in paths) or "none"
+        raise ConfigError(
+            f"--denoise needs exactly two weight files (.pth / .safetensors) of one net, "
+            f"e.g. -m realesr-general-x4v3.pth -m realesr-general-wdn-x4v3.pth; got {given}"
+        )
+    if not 0.0 <= strength <= 1.0:
+        raise ConfigError(f"--denoise {strength:g} is outside [0, 1]")
+    return [open_model_of(paths[0], opts, log, denoise=(paths[1], float(strength)))]

@@ -68,6 +68,14 @@ class UpscaleOptions(Options):
         "translate: CycleGAN, scale 1), or released weights (.pth / .safetensors), "
         "converted to ONNX once and cached; several: an ensemble (outputs averaged)",
     )
+    denoise: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="denoise strength S, with two weight files of one net (-m A -m B, e.g. "
+        "realesr-general-x4v3 and its -wdn- twin): one model of weights S * A + (1 - S) * B "
+        "(Real-ESRGAN's dni), not an ensemble",
+    )
     device: str = Field("auto", description=f"where the model runs: {grammar(ORT_KINDS)}")
     runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
         "onnxruntime",

@@ -74,12 +74,12 @@ class UpscaleActor:
     def __init__(self):
         from ganpipe.imaging.capture import quiet_decoder_warnings
         from ganpipe.upscale.ensemble import combine
-        from ganpipe.upscale.model import open_model_of
+        from ganpipe.upscale.model import open_models_of
         from ganpipe.upscale.tiling import Upscaler
 
         quiet_decoder_warnings()
         self.opts = UpscaleOptions.model_validate_json(self.options_json)
-        sr = combine([open_model_of(p, self.opts) for p in self.opts.model], self.opts.tta)
+        sr = combine(open_models_of(self.opts), self.opts.tta)
         self.upscaler = Upscaler(sr, self.opts)
         self.provider = sr.providers[0] if sr.providers else "?"
 

@@ -1,11 +1,14 @@
-"""Released weights to ONNX: the net loaded strictly, exported with the same ONNX contract
-as trained ``esrgan`` / ``compact`` models (parity-checked against torch), and optionally
-converted to float16 (weights and activations; inputs and outputs stay float32), its model
-card rewritten with ``precision = "float16"``."""
+"""Released weights to ONNX: the net loaded strictly (Real-ESRGAN layouts with ganpipe's own
+nets, bit-exact; any other architecture through spandrel), exported with the same ONNX
+contract as trained ``esrgan`` / ``compact`` models (parity-checked against torch, and
+spandrel's nets also against spandrel at further sizes), and optionally converted to
+float16 (weights and activations; inputs and outputs stay float32), its model card
+rewritten with ``precision = "float16"``."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +18,53 @@ import torch
 
 from ganpipe.errors import ModelFileError
 from ganpipe.variant import ExportSpec, InputSpec
-from ganpipe.weights.detect import Architecture, detect_architecture, to_basicsr_layout
+from ganpipe.weights.detect import (
+    Architecture,
+    detect_architecture,
+    expected_layouts,
+    is_realesrgan,
+    to_basicsr_layout,
+)
 from ganpipe.weights.read import one_line, read_state_dict
+from ganpipe.weights.spandrel_arch import (
+    INSTALL,
+    SpandrelArch,
+    SpandrelExport,
+    load_spandrel,
+    sizes,
+    spandrel_version,
+)
+
+#: what a loaded net is: a Real-ESRGAN net of ganpipe's or one that spandrel detected
+AnyArch = Architecture | SpandrelArch
 
 
-def load_model(path: str | Path, scale: int | None = None) -> tuple[torch.nn.Module, Architecture]:
+def load_model(path: str | Path, scale: int | None = None) -> tuple[torch.nn.Module, AnyArch]:
     """The net of a weights file, loaded strictly, in eval mode."""
-    state = to_basicsr_layout(read_state_dict(path), path)
+    return model_from_state(read_state_dict(path), path, scale)
+
+
+def model_from_state(
+    state: dict[str, torch.Tensor], path: str | Path = "weights", scale: int | None = None
+) -> tuple[torch.nn.Module, AnyArch]:
+    """The net of a state dict (as :func:`~ganpipe.weights.read.read_state_dict` gives it):
+    RRDBNet / SRVGGNetCompact (also in the original ESRGAN layouts) with ganpipe's nets,
+    anything else through spandrel (old ESRGAN layouts at x1 / x2 / x8 too)."""
+    try:
+        basicsr = to_basicsr_layout(state, path)
+    except ModelFileError as exc:
+        if spandrel_version() is None:
+            raise ModelFileError(f"{exc}; spandrel reads the others: {INSTALL}") from None
+        return load_spandrel(state, path, scale)
+    if not is_realesrgan(basicsr):
+        if spandrel_version() is None:
+            keys = ", ".join(list(state)[:3])
+            raise ModelFileError(
+                f"{path}: unknown weight layout (first keys: {keys}); {expected_layouts()}; "
+                f"other architectures (SwinIR, HAT, SPAN, ...) need spandrel: {INSTALL}"
+            )
+        return load_spandrel(state, path, scale, expected_layouts())
+    state = basicsr
     arch = detect_architecture(state, path, scale)
     net = arch.build()
     try:
@@ -41,14 +84,15 @@ class ImportResult:
     differences ONNX vs torch (float32, and float16 when converted)."""
 
     path: Path
-    arch: Architecture
+    arch: AnyArch
     max_abs_diff: float
     fp16_max_abs_diff: float | None = None
 
 
-def export_spec(net: torch.nn.Module, arch: Architecture, source: str = "") -> ExportSpec:
+def export_spec(net: torch.nn.Module, arch: AnyArch, source: str = "") -> ExportSpec:
     """The export of an imported net: one image input, ``upscaled`` output in [0, 1], the
-    scale and tile multiple (and ``source``, the file name) for its model card."""
+    scale and tile multiple (and ``source``, the file name; for spandrel's nets the
+    minimum side, ``min_size``) for its model card."""
     from ganpipe.nn.sr import SRExport
 
     g = torch.Generator().manual_seed(0)
@@ -59,10 +103,17 @@ def export_spec(net: torch.nn.Module, arch: Architecture, source: str = "") -> E
     }
     if source:
         meta["imported_from"] = source
+    if isinstance(arch, SpandrelArch):
+        module: torch.nn.Module = SpandrelExport(net, arch)
+        (h, w), *_ = sizes(arch)
+        if arch.minimum > 1:
+            meta["min_size"] = arch.minimum
+    else:
+        module, (h, w) = SRExport(net, arch.scale, arch.tile_multiple), (16, 12)
     return ExportSpec(
-        module=SRExport(net, arch.scale, arch.tile_multiple).eval(),
+        module=module.eval(),
         inputs=[InputSpec("image", "image", (arch.channels,))],
-        example_inputs=(torch.rand(2, arch.channels, 16, 12, generator=g),),
+        example_inputs=(torch.rand(2, arch.channels, h, w, generator=g),),
         output_name="upscaled",
         value_range=(0.0, 1.0),
         metadata=meta,
@@ -155,6 +206,91 @@ def to_float16(src: Path, dst: Path, spec: ExportSpec, atol: float = 0.05) -> fl
     return diff
 
 
+def spandrel_parity(path: Path, arch: SpandrelArch, source: str = "weights") -> float:
+    """Max abs difference of the exported ``path`` against spandrel's own call of the net
+    (its ``ImageModelDescriptor``) at sizes that the export trace did not see."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fixed = [d for d in sess.get_inputs()[0].shape[2:] if isinstance(d, int)]
+    if fixed:  # the exporter specialised a side (adaptive pooling to a size of it ...)
+        raise ModelFileError(
+            f"{source}: {arch.name} models cannot be exported to ONNX with a dynamic height and "
+            f"width (the export fixed the input to {'x'.join(map(str, fixed))} pixels)"
+        )
+    g, worst = torch.Generator().manual_seed(11), 0.0
+    for h, w in sizes(arch)[1:]:
+        x = torch.rand(1, arch.channels, h, w, generator=g)
+        with torch.no_grad():
+            expected = arch.descriptor(x.clone()).numpy()  # some nets scale x in place
+        try:
+            got = sess.run(None, {"image": x.numpy()})[0].astype(np.float32)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors are many
+            raise ModelFileError(
+                f"{source}: the {arch.name} ONNX export fails on a {h}x{w} input "
+                f"({one_line(exc).split(' : ')[-1]}); it cannot take any height and width"
+            ) from None
+        if got.shape != expected.shape:
+            raise ModelFileError(
+                f"{source}: the {arch.name} ONNX export gives {got.shape} for a {h}x{w} input, "
+                f"spandrel {expected.shape}; this architecture cannot be exported"
+            )
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst
+
+
+def export_net(
+    net: torch.nn.Module,
+    arch: AnyArch,
+    dst: str | Path,
+    source: str,
+    *,
+    fp16: bool = False,
+    opset: int = 18,
+    atol: float = 1e-3,
+) -> ImportResult:
+    """Export a loaded net to ``dst`` (.onnx), parity-checked (see :func:`import_weights`)."""
+    from ganpipe.export.onnx_export import build_card, export_onnx
+
+    dst = Path(dst)
+    spec = export_spec(net, arch, source)
+    card = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # the float32 export is written under dst's own name (which its errors name) in a
+    # temporary folder beside dst, then moved (or converted to float16) into place
+    folder = Path(tempfile.mkdtemp(prefix=f".{dst.stem}.", dir=dst.parent))
+    tmp = folder / dst.name
+    try:
+        try:
+            result = export_onnx(spec, tmp, card, opset=opset, atol=atol)
+        except Exception as exc:  # noqa: BLE001 - the exporter's and ONNX Runtime's
+            if not isinstance(arch, SpandrelArch):
+                raise
+            cause: BaseException = exc
+            while cause.__cause__ is not None:  # the exporter's own error wraps the reason
+                cause = cause.__cause__
+            raise ModelFileError(
+                f"{source}: {arch.name} models cannot be exported to ONNX "
+                f"({type(cause).__name__}: {one_line(cause)})"
+            ) from None
+        diff = result.max_abs_diff
+        if isinstance(arch, SpandrelArch):
+            diff = max(diff, spandrel_parity(tmp, arch, source))
+            if not diff <= atol:
+                raise ModelFileError(
+                    f"{source}: the ONNX export of this {arch.name} model differs from "
+                    f"spandrel's by {diff:.3g} > {atol:g}; it cannot be imported"
+                )
+        if not fp16:
+            os.replace(tmp, dst)
+            return ImportResult(dst, arch, diff)
+        half = to_float16(tmp, dst, spec)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ImportResult(dst, arch, diff, half)
+
+
 def import_weights(
     src: str | Path,
     dst: str | Path,
@@ -164,22 +300,8 @@ def import_weights(
     opset: int = 18,
     atol: float = 1e-3,
 ) -> ImportResult:
-    """Read ``src`` (.pth / .safetensors), detect the net, export ``dst`` (.onnx)."""
-    from ganpipe.export.onnx_export import build_card, export_onnx
-
-    src, dst = Path(src), Path(dst)
+    """Read ``src`` (.pth / .safetensors), detect the net, export ``dst`` (.onnx): parity
+    against torch, and for spandrel's nets against spandrel at two more sizes."""
+    src = Path(src)
     net, arch = load_model(src, scale)
-    spec = export_spec(net, arch, src.name)
-    card = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if not fp16:
-        result = export_onnx(spec, dst, card, opset=opset, atol=atol)
-        return ImportResult(dst, arch, result.max_abs_diff)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".fp32.onnx", dir=dst.parent)
-    os.close(fd)
-    try:
-        result = export_onnx(spec, tmp, card, opset=opset, atol=atol)
-        half = to_float16(Path(tmp), dst, spec)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return ImportResult(dst, arch, result.max_abs_diff, half)
+    return export_net(net, arch, dst, src.name, fp16=fp16, opset=opset, atol=atol)

@@ -57,7 +57,15 @@ class Architecture:
         return SRVGGNetCompact(self.channels, self.channels, upscale=self.scale, **self.kwargs)
 
 
-def _expected() -> str:
+def is_realesrgan(state: dict[str, torch.Tensor]) -> bool:
+    """True when ``state`` (in BasicSR's layout) is an RRDBNet or an SRVGGNetCompact."""
+    rrdb = "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state
+    compact = "body.0.weight" in state and getattr(state.get("body.1.weight"), "ndim", 0) == 1
+    return rrdb or compact
+
+
+def expected_layouts() -> str:
+    """The Real-ESRGAN layouts, described (for errors about an unknown layout)."""
     return (
         f"expected RRDBNet keys ({', '.join(RRDB_KEYS[:2])}, ...; or ESRGAN's model.0, "
         f"model.1.sub... or RRDB_trunk...) or SRVGGNetCompact keys "
@@ -179,7 +187,9 @@ def detect_architecture(
         )
     else:
         keys = ", ".join(list(state)[:3])
-        raise ModelFileError(f"{path}: unknown weight layout (first keys: {keys}); {_expected()}")
+        raise ModelFileError(
+            f"{path}: unknown weight layout (first keys: {keys}); {expected_layouts()}"
+        )
     if scale is not None and scale != arch.scale:
         raise ModelFileError(
             f"{path}: these {arch.variant} weights are x{arch.scale}, "

@@ -1,7 +1,9 @@
 """Reading weight files safely: ``.pth`` / ``.pt`` with ``torch.load(weights_only=True)``
-only (no arbitrary code runs while unpickling), ``.safetensors`` with safetensors; the state
-dict unwrapped from ``params_ema`` (preferred) / ``params`` / ``state_dict`` and stripped
-of a ``module.`` prefix (DataParallel)."""
+only (no arbitrary code runs while unpickling), ``.safetensors`` with safetensors (the
+preferred format: no pickle at all); the state dict unwrapped from ``params_ema``
+(preferred) / ``params`` / ``state_dict`` / ... and stripped of a ``module.`` prefix
+(DataParallel). spandrel's architectures are detected from these tensors too: spandrel
+itself never opens a file (its loader unpickles with its own unpickler)."""
 
 from __future__ import annotations
 
@@ -82,14 +84,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return unwrap(raw, path)
 
 
+#: the wrappers a state dict is found in, in order of preference (BasicSR's EMA weights
+#: first; the others are what spandrel's canonicalisation unwraps too)
+WRAPPERS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
+#: prefixes stripped when every key has them (DataParallel, some GAN trainers)
+PREFIXES = ("module.", "netG.")
+
+
 def unwrap(raw: Any, path: str | Path = "weights") -> dict[str, torch.Tensor]:
-    """The state dict inside ``raw``: ``params_ema`` first, then ``params``, else ``raw``;
-    non-tensor entries are dropped and a common ``module.`` prefix is stripped."""
+    """The state dict inside ``raw``: the first of :data:`WRAPPERS` that holds a mapping
+    (``params_ema`` before ``params``), else the only entry when it is a mapping, else
+    ``raw``; non-tensor entries are dropped and a common prefix (:data:`PREFIXES`) is
+    stripped."""
     if isinstance(raw, dict):
-        for key in ("params_ema", "params", "state_dict"):
-            if isinstance(raw.get(key), dict):
-                raw = raw[key]
-                break
+        inner = next((raw[k] for k in WRAPPERS if isinstance(raw.get(k), dict)), None)
+        if inner is None and len(raw) == 1 and isinstance(next(iter(raw.values())), dict):
+            inner = next(iter(raw.values()))
+        raw = raw if inner is None else inner
     if not isinstance(raw, dict):
         raise ModelFileError(
             f"{path}: expected a state dict (a mapping of names to tensors), "
@@ -100,6 +111,7 @@ def unwrap(raw: Any, path: str | Path = "weights") -> dict[str, torch.Tensor]:
         raise ModelFileError(
             f"{path}: no tensors found (keys: {', '.join(map(str, list(raw)[:5])) or 'none'})"
         )
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    for prefix in PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
