@@ -217,6 +217,7 @@ def pipeline(kind: str, name: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pip-install")  # one pip at a time in this environment
 @pytest.mark.parametrize("kind", KINDS)
 def test_scaffolded_plugin_installs_passes_its_tests_and_runs(kind, cli, tmp_path):
     name = NAMES[kind]
