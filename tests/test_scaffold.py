@@ -217,7 +217,8 @@ def pipeline(kind: str, name: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("pip-install")  # one pip at a time in this environment
+# one pip at a time in this environment: under pytest-xdist a file's tests share a worker
+# (``--dist loadfile``, README)
 @pytest.mark.parametrize("kind", KINDS)
 def test_scaffolded_plugin_installs_passes_its_tests_and_runs(kind, cli, tmp_path):
     name = NAMES[kind]

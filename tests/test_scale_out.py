@@ -87,11 +87,10 @@ def test_engine_ray_without_ray_says_how_to_install(tmp_path, sr_onnx, monkeypat
 
 
 ray = pytest.importorskip("ray")
-#: one local Ray instance at a time (under pytest-xdist, ``--dist loadgroup``)
-RAY_GROUP = pytest.mark.xdist_group("ray")
+# one local Ray instance at a time: under pytest-xdist these tests share a worker
+# (``--dist loadfile``, README)
 
 
-@RAY_GROUP
 @pytest.mark.slow
 def test_ray_engine_writes_the_local_engines_bytes(tmp_path, sr_onnx):
     from ganpipe.upscale.options import UpscaleOptions
@@ -126,7 +125,6 @@ def test_ray_engine_writes_the_local_engines_bytes(tmp_path, sr_onnx):
             assert Path(record.output).name == Path(twin.output).name
 
 
-@RAY_GROUP
 @pytest.mark.slow
 def test_cli_engine_ray_report_and_resume(tmp_path, sr_onnx):
     from ganpipe.upscale.report import load_report

@@ -44,9 +44,8 @@ from bench.digits import MARKER, build_digits_folder  # noqa: E402
 SAMPLES = 200
 #: ``ganpipe run`` subprocesses at a time, one intra-op thread each
 LANES = 2
-#: under pytest-xdist (``--dist loadgroup``) every test of this file runs on one worker, so
-#: that the runs fixture trains each variant once
-pytestmark = pytest.mark.xdist_group("variant-floors")
+# Under pytest-xdist the tests run with ``--dist loadfile`` (README): every test of this file
+# runs on one worker, so that the runs fixture trains each variant once.
 
 #: generator updates per variant
 STEPS = {
