@@ -15,6 +15,23 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: the longest test files, started first: under pytest-xdist (``--dist loadfile``) they then
+#: run beside the others instead of after them, on an otherwise idle worker
+LONG_FIRST = (
+    "test_variant_floors.py",
+    "test_spandrel.py",
+    "test_torchrun.py",
+    "test_preemption.py",
+    "test_denoise.py",
+    "test_scale_out.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
