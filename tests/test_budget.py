@@ -199,14 +199,18 @@ def test_stylegan_lazy_r1_fits_the_run():
 
 
 def test_small_cpu_runs_get_cheap_steps_and_full_runs_the_paper_recipes():
-    """Below half scale the D-heavy recipes take fewer D steps per G update (and BigGAN one
-    learning rate); on CUDA at full size they keep the papers' values."""
+    """Below half scale the D-heavy recipes take fewer D steps per G update, BigGAN one
+    learning rate of 1e-3 and StyleGAN no style mixing; on CUDA at full size they keep the
+    papers' values."""
     reg = load_registry(entry_points=False).variants
     small, full = DataInfo(32, 1, ("a", "b")), DataInfo(128, 3, ("a", "b"))
     for name, key, cpu_value, paper in [
         ("wgan-gp", "n_critic", 2, 5),
-        ("pggan", "d_steps", 1, 3),
+        ("pggan", "d_steps", 2, 3),
         ("biggan", "d_steps", 1, 2),
+        ("biggan", "lr_g", 1e-3, 1e-4),
+        ("biggan", "lr_d", 1e-3, 4e-4),
+        ("stylegan", "mixing", 0.0, 0.9),
     ]:
         v = reg.get(name)
         assert getattr(defaults.resolve(v, v.Options(), small, "cpu", 600), key) == cpu_value

@@ -214,11 +214,13 @@ class BigGAN(Variant):
 
     def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
         """Scaled with :func:`ganpipe.default_scale`: the widths, their cap and the class
-        embedding; below half scale no self-attention and one D step per G step (the
-        paper's TTUR rates kept: one rate for both nets, or 8-channel nets, measured worse
-        in bench/results/variant-quality-2026-12-03.md)."""
+        embedding; below half scale no self-attention, one D step per G step and one
+        learning rate of 1e-3 for both nets. The paper's TTUR rates (1e-4 / 4e-4) move G
+        too little in a few hundred steps: on the 32 px digits in 3 CPU-minutes they gave
+        digits that ignore the label (accuracy 0.09 in 457 steps), 1e-3 gave 0.99 in 300
+        steps (bench/results/variant-quality-2026-12-03.md)."""
         scale = default_scale(info, device)
-        small = {"attention": 0, "d_steps": 1} if scale < 0.5 else {}
+        small = {"attention": 0, "d_steps": 1, "lr_g": 1e-3, "lr_d": 1e-3} if scale < 0.5 else {}
         sizes = scaled_defaults(
             BigGANOptions, scale, g_width=16, d_width=16, max_width=64, embed_dim=32
         )

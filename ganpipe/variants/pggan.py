@@ -51,9 +51,8 @@ class PGGANOptions(GANOptions):
     d_steps: int = Field(
         3,
         ge=1,
-        description="D steps per G step (each on a fresh batch); unset: 3, and the "
-        "paper's 1 below half scale (small CPU runs, where each D step costs as much as "
-        "a G update)",
+        description="D steps per G step (each on a fresh batch); unset: 3, and 2 below "
+        "half scale (small CPU runs, where each D step costs as much as a G update)",
     )
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(1e-3, gt=0)
@@ -196,11 +195,12 @@ class PGGAN(Variant):
         """Widths scaled with :func:`ganpipe.default_scale` (down to 8 channels at the full
         resolution; cap included); ``phase_steps`` from
         ``steps``: ``2 x levels`` growth phases and one more at the full resolution; below
-        half scale one D step per G step (the paper's), as three would cost three times the
-        CPU time per step and leave a short run too few G updates to grow."""
+        half scale two D steps per G step, as three cost too much CPU time per G update
+        and one lets G outrun D (on the 32 px digits in 3 CPU-minutes: FID 4.26 with one,
+        1.90 with two; bench/results/variant-quality-2026-12-03.md)."""
         scale = default_scale(info, device)
         phases = 2 * _levels(info.image_size) + 1
-        small = {"d_steps": 1} if scale < 0.5 else {}
+        small = {"d_steps": 2} if scale < 0.5 else {}
         sizes = scaled_defaults(PGGANOptions, scale, g_width=8, d_width=8, max_width=64)
         return fill_unset(opts, {**sizes, "phase_steps": max(1, steps // phases), **small})
 

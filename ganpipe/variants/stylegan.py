@@ -75,7 +75,9 @@ class StyleGAN(Variant):
         full resolution) and their cap, the sizes of z and w, the mapping depth (8 layers at
         full size, 2 at the smallest); ``r1_gamma`` from the image area (:func:`r1_default`:
         10 would hold D back at 32 px for thousands of steps) and ``r1_every`` from
-        ``steps``."""
+        ``steps``; below half scale no style mixing (StyleGAN2-ADA's CIFAR setting: on the
+        32 px digits in 3 CPU-minutes it raised the confident share from 0.36 to 0.49,
+        bench/results/variant-quality-2026-12-03.md)."""
         scale = default_scale(info, device)
         f = StyleGANOptions.model_fields
         sizes = scaled_defaults(
@@ -88,6 +90,7 @@ class StyleGAN(Variant):
                 "mapping_layers": max(2, round(f["mapping_layers"].default * scale)),
                 "r1_gamma": r1_default(info.image_size),
                 "r1_every": max(1, min(f["r1_every"].default, steps // 8)),
+                **({"mixing": 0.0} if scale < 0.5 else {}),
             },
         )
 
