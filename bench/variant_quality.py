@@ -9,9 +9,10 @@ folders, built by ``bench/digits.py``; ``shapes``: the bundled procedural shapes
 ``examples/quickstart.toml``, 4 classes, 1024 images, 32 px RGB), each variant and each
 budget in CPU-minutes, the script:
 
-1. **probes** the variant's cost: two train-only runs of ``--probe-steps`` (10 and 40)
-   steps; the difference in CPU time over the difference in steps is the CPU cost of a
-   step, the rest the fixed cost (start-up, data, nets, final checkpoint);
+1. **probes** the variant's cost: two train-only runs of ``--probe-steps`` (20 and 60)
+   steps, the longer one made 4x longer until it costs ``PROBE_SPREAD_S`` CPU seconds
+   more than the shorter one; the difference in CPU time over the difference in steps is
+   the CPU cost of a step, the rest the fixed cost (start-up, data, nets, checkpoint);
 2. **trains** ``steps = (budget - fixed) / cost per step`` with ``ganpipe run`` in a fresh
    subprocess, on a ``pipeline.toml`` with only ``[model] variant`` and ``[train] steps``
    chosen (``bench/quality.py: pipeline_toml``; every other value is the library's
@@ -103,17 +104,30 @@ def train(folder: Path, variant: str, steps: int, data: q.DataSet, args) -> dict
     return ganpipe_run(toml, args.threads, args.timeout)
 
 
+#: the long probe must cost this many CPU seconds more than the short one, or it is
+#: lengthened (x4): for a cheap variant (the VAE, ~2 ms a step) 40 steps are lost in the
+#: start-up's noise, and a budget's steps from such a probe overshoot it several times
+PROBE_SPREAD_S = 8.0
+PROBE_MAX_STEPS = 20000
+
+
 def probe(variant: str, data: q.DataSet, work: Path, args) -> tuple[float, float]:
-    """(CPU s per step, fixed CPU s) from two short train-only runs."""
+    """(CPU s per step, fixed CPU s) from two short train-only runs, the longer one
+    lengthened until it costs ``PROBE_SPREAD_S`` more than the shorter one."""
     lo, hi = args.probe_steps
-    cpus = []
-    for steps in (lo, hi):
+
+    def cpu(steps: int) -> float:
         run = train(work / f"probe-{steps}", variant, steps, data, args)
         if run["rc"] != 0:
             raise RuntimeError(f"probe of {steps} steps: {failure(run)}")
-        cpus.append(run["cpu"])
-    per_step = max((cpus[1] - cpus[0]) / (hi - lo), 1e-3)
-    return per_step, max(0.0, cpus[0] - lo * per_step)
+        return run["cpu"]
+
+    cpu_lo, cpu_hi = cpu(lo), cpu(hi)
+    while cpu_hi - cpu_lo < PROBE_SPREAD_S and hi * 4 <= PROBE_MAX_STEPS:
+        hi *= 4
+        cpu_hi = cpu(hi)
+    per_step = max((cpu_hi - cpu_lo) / (hi - lo), 1e-4)
+    return per_step, max(0.0, cpu_lo - lo * per_step)
 
 
 def measure(

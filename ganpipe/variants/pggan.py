@@ -194,8 +194,9 @@ class PGGAN(Variant):
     def resolve_options(self, opts, info: DataInfo, device: str, steps: int):
         """Widths scaled with :func:`ganpipe.default_scale` (down to 8 channels at the full
         resolution; cap included); ``phase_steps`` from ``steps``: ``2 x levels`` growth
-        phases, then four more at the full resolution (with one, the 32 px digits in 3
-        CPU-minutes were blotches, confident share 0.35; with four 0.75); below half scale
+        phases, then four more at the full resolution (on the 32 px digits at about 420
+        steps, confident share 0.35 with one, 0.75 with four; short PGGAN runs are noisy:
+        the 3 CPU-minute bench row, 360 steps, got 0.31); below half scale
         two D steps per G step, as three cost too much CPU time per G update and one lets G
         outrun D (FID 4.26 with one, 1.90 with two; bench/results/variant-quality-2026-12-03.md).
         """
