@@ -11,8 +11,9 @@ of ganpipe makes of an ONNX Runtime session (``get_inputs``, ``get_outputs``, ``
   TensorRT on NVIDIA GPUs, else the CPU);
 * ``openvino`` - OpenVINO on its ``CPU`` device;
 * ``auto`` - ONNX Runtime where CUDA is usable (or a CUDA/TensorRT device is asked for);
-  else OpenVINO when it is installed (measured faster on CPUs: ``bench/runtimes.py``), else
-  ONNX Runtime.
+  else OpenVINO when it is installed (at fp32 level with ONNX Runtime on a quiet CPU,
+  0.97-1.01x, and up to 1.6x on a loaded one; the only one with bf16:
+  ``bench/results/runtimes*.md``), else ONNX Runtime.
 
 ``precision``: ``fp32`` (default; OpenVINO is told to keep f32 - its CPU plugin would
 otherwise pick bf16 by itself on CPUs with bf16 units), ``bf16`` or ``fp16`` (OpenVINO
