@@ -105,7 +105,7 @@ def train(folder: Path, variant: str, steps: int, data: q.DataSet, args) -> dict
 
 
 #: the long probe must cost this many CPU seconds more than the short one, or it is
-#: lengthened (x4): for a cheap variant (the VAE, ~2 ms a step) 40 steps are lost in the
+#: lengthened (x4): for a cheap variant (the VAE, ~30 ms a step) 30 steps are lost in the
 #: start-up's noise, and a budget's steps from such a probe overshoot it several times
 PROBE_SPREAD_S = 8.0
 PROBE_MAX_STEPS = 20000

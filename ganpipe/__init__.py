@@ -40,6 +40,7 @@ _LAZY = {
     **dict.fromkeys(
         (
             "TASKS",
+            "SMALL_RUN_SCALE",
             "Batch",
             "DataInfo",
             "ExportSpec",
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
     from ganpipe.stage import Stage, StageContext, StageResult
     from ganpipe.variant import (
+        SMALL_RUN_SCALE,
         TASKS,
         Batch,
         DataInfo,
@@ -106,6 +108,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     )
 
 __all__ = [
+    "SMALL_RUN_SCALE",
     "TASKS",
     "Batch",
     "ConfigError",

@@ -53,6 +53,7 @@ __all__ = [
     "InputSpec",
     "StepContext",
     "Variant",
+    "SMALL_RUN_SCALE",
     "default_scale",
     "fill_unset",
     "require_power_of_two",
@@ -62,6 +63,11 @@ __all__ = [
 
 #: The image size (px) at which CPU defaults reach full size (see :func:`default_scale`).
 FULL_SIZE_ON_CPU = 128
+
+#: Below this :func:`default_scale` (a small CPU run: 32 px grayscale gets 1/8) a variant's
+#: :meth:`Variant.resolve_options` may switch to a cheaper small-run recipe (fewer D steps
+#: per G update, other learning rates); at or above it the papers' values stay.
+SMALL_RUN_SCALE = 0.5
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def test_pggan_phase_steps_follow_steps_and_reach_full_resolution():
     v, info = PGGAN(), DataInfo(32, 1)
     for steps in (10, 900, 5000):
         opts = defaults.resolve(v, v.Options(), info, "cpu", steps)
-        assert opts.phase_steps == steps // 10  # 6 growth phases at 32 px, 4 at 32 px
+        assert opts.phase_steps == steps // 10  # 6 growth phases, then 4 at 32 px
         assert v.schedule_problems(opts, info, steps) == {}
         assert schedule(steps - 1, opts.phase_steps, 3) == (3, 1.0)  # 32 px, faded in
         # the last 40% train at the full resolution

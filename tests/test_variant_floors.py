@@ -21,8 +21,8 @@ the defaults in the tree when it was set (the figures are in ``MEASURED``): the 
 family, BigGAN and the VAE learn recognisable digits in that time, the costlier recipes
 (WGAN-GP's critic steps, StyleGAN's modulated nets, PGGAN's growth) and LSGAN only begin
 to, so their floors are a FID ceiling or lower shares - still far above what a broken
-recipe gets (no confident digit, or one class only). Figures at larger budgets: ``bench/results/variant-quality-*.md``
-(``bench/variant_quality.py``).
+recipe gets (no confident digit, or one class only). Figures at larger budgets:
+``bench/results/variant-quality-*.md`` (``bench/variant_quality.py``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from ganpipe import (
+    SMALL_RUN_SCALE,
     Batch,
     ConfigError,
     DataInfo,
@@ -220,7 +221,11 @@ class BigGAN(Variant):
         digits that ignore the label (accuracy 0.09 in 457 steps), 1e-3 gave 0.99 in 300
         steps (bench/results/variant-quality-2026-12-03.md)."""
         scale = default_scale(info, device)
-        small = {"attention": 0, "d_steps": 1, "lr_g": 1e-3, "lr_d": 1e-3} if scale < 0.5 else {}
+        small = (
+            {"attention": 0, "d_steps": 1, "lr_g": 1e-3, "lr_d": 1e-3}
+            if scale < SMALL_RUN_SCALE
+            else {}
+        )
         sizes = scaled_defaults(
             BigGANOptions, scale, g_width=16, d_width=16, max_width=64, embed_dim=32
         )

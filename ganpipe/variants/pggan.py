@@ -20,6 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from ganpipe import (
+    SMALL_RUN_SCALE,
     Batch,
     DataInfo,
     ExportSpec,
@@ -196,13 +197,12 @@ class PGGAN(Variant):
         resolution; cap included); ``phase_steps`` from ``steps``: ``2 x levels`` growth
         phases, then four more at the full resolution (on the 32 px digits at about 420
         steps, confident share 0.35 with one, 0.75 with four; short PGGAN runs are noisy:
-        the 3 CPU-minute bench row, 360 steps, got 0.31); below half scale
-        two D steps per G step, as three cost too much CPU time per G update and one lets G
-        outrun D (FID 4.26 with one, 1.90 with two; bench/results/variant-quality-2026-12-03.md).
-        """
+        the 3 CPU-minute bench row, 360 steps, got 0.31); below half scale two D steps per
+        G step, as three cost too much CPU time per G update and one lets G outrun D (FID
+        4.26 with one, 1.90 with two; bench/results/variant-quality-2026-12-03.md)."""
         scale = default_scale(info, device)
         phases = 2 * _levels(info.image_size) + 4
-        small = {"d_steps": 2} if scale < 0.5 else {}
+        small = {"d_steps": 2} if scale < SMALL_RUN_SCALE else {}
         sizes = scaled_defaults(PGGANOptions, scale, g_width=8, d_width=8, max_width=64)
         return fill_unset(opts, {**sizes, "phase_steps": max(1, steps // phases), **small})
 

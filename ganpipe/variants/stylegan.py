@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ganpipe import (
+    SMALL_RUN_SCALE,
     Batch,
     DataInfo,
     GANOptions,
@@ -90,7 +91,7 @@ class StyleGAN(Variant):
                 "mapping_layers": max(2, round(f["mapping_layers"].default * scale)),
                 "r1_gamma": r1_default(info.image_size),
                 "r1_every": max(1, min(f["r1_every"].default, steps // 8)),
-                **({"mixing": 0.0} if scale < 0.5 else {}),
+                **({"mixing": 0.0} if scale < SMALL_RUN_SCALE else {}),
             },
         )
 

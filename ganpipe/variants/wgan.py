@@ -8,7 +8,16 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ganpipe import Batch, DataInfo, GANOptions, StepContext, Variant, default_scale, fill_unset
+from ganpipe import (
+    SMALL_RUN_SCALE,
+    Batch,
+    DataInfo,
+    GANOptions,
+    StepContext,
+    Variant,
+    default_scale,
+    fill_unset,
+)
 from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
@@ -49,7 +58,7 @@ class WGANGP(Variant):
         penalty costs about a DCGAN step, and 5 of them leave a CPU-minute ~200 G
         updates."""
         opts = super().resolve_options(opts, info, device, steps)
-        if default_scale(info, device) >= 0.5:
+        if default_scale(info, device) >= SMALL_RUN_SCALE:
             return opts
         return fill_unset(opts, {"n_critic": 2, "lr_g": 2e-4, "lr_d": 2e-4, "betas": (0.5, 0.9)})
 
