@@ -112,19 +112,32 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a basic TOML string: JSON escapes are valid TOML
 
 
-def pipeline_toml(name: str, variant: str, steps: int, data: dict[str, Any], export: bool) -> str:
+def pipeline_toml(
+    name: str,
+    variant: str,
+    steps: int,
+    data: dict[str, Any],
+    export: bool,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> str:
     """A pipeline with ``[model] variant`` and ``[train] steps`` only; the rest of
     ``[train]`` sets output and logging (no progress bar, a checkpoint and a sample grid
-    at the end only), which does not change what is learnt."""
+    at the end only), which does not change what is learnt. ``overrides`` (table -> key
+    -> value, e.g. ``{"model": {"d_width": 16}}``) sets more keys, for comparing a recipe
+    with the defaults (``bench/variant_quality.py --set``)."""
     tables = {
         "run": {"name": name, "out_dir": "runs", "seed": 0, "device": "cpu"},
         "data": data,
         "model": {"variant": variant},
         "train": {"steps": steps, "progress": False, "sample_every": 0, "checkpoint_every": 0},
     }
+    for table, values in (overrides or {}).items():
+        tables.setdefault(table, {}).update(values)
     if export:
         tables["export"] = {}
     text = "\n\n".join(

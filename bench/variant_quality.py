@@ -3,6 +3,7 @@ class spread (unconditional), the share of recognisable images, and FID.
 
 Run:  python bench/variant_quality.py [--budgets 1,3,10] [--datasets digits,shapes]
                                       [--variants gan,dcgan,...] [--out FILE.md]
+                                      [--set model.d_width=16 --set train.ema_decay=0.99]
 
 For each data set (``digits``: sklearn's 1,797 handwritten digits as 32 px grayscale class
 folders, built by ``bench/digits.py``; ``shapes``: the bundled procedural shapes of
@@ -16,7 +17,9 @@ budget in CPU-minutes, the script:
 2. **trains** ``steps = (budget - fixed) / cost per step`` with ``ganpipe run`` in a fresh
    subprocess, on a ``pipeline.toml`` with only ``[model] variant`` and ``[train] steps``
    chosen (``bench/quality.py: pipeline_toml``; every other value is the library's
-   default, scaled to the data and device as a user gets it). Budgets run in increasing
+   default, scaled to the data and device as a user gets it; ``--set TABLE.KEY=VALUE``
+   adds keys to ``[model]`` or ``[train]``, to compare a recipe with the defaults: such
+   rows name what was set). Budgets run in increasing
    order, and each run's measured cost per step sets the next budget's steps;
 3. **exports** the run to ONNX (the same pipeline with ``[export]`` added: ``ganpipe run``
    skips the finished train stage) and **generates** ``--samples`` images from the
@@ -49,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +104,9 @@ def train(folder: Path, variant: str, steps: int, data: q.DataSet, args) -> dict
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     toml = folder / "pipeline.toml"
-    toml.write_text(q.pipeline_toml("run", variant, steps, data.table, export=False))
+    toml.write_text(
+        q.pipeline_toml("run", variant, steps, data.table, export=False, overrides=args.overrides)
+    )
     return ganpipe_run(toml, args.threads, args.timeout)
 
 
@@ -140,7 +146,9 @@ def measure(
     if run["rc"] != 0:
         return row | {"error": failure(run)}
     toml = folder / "pipeline.toml"
-    toml.write_text(q.pipeline_toml("run", variant, steps, data.table, export=True))
+    toml.write_text(
+        q.pipeline_toml("run", variant, steps, data.table, export=True, overrides=args.overrides)
+    )
     export = ganpipe_run(toml, args.threads, args.timeout)
     if export["rc"] != 0:
         return row | {"error": "export " + failure(export)}
@@ -186,7 +194,7 @@ def table(rows: list[dict[str, Any]], head: list[str]) -> str:
                 f"FAILED: {r['error'].replace('|', '/')[:160]} | | | | |"
             )
             continue
-        mark = " *" if r.get("carried_from") else ""
+        mark = (" *" if r.get("carried_from") else "") + (f" ({r['set']})" if r.get("set") else "")
         lines.append(
             f"| {r['data']} | {r['variant']}{mark} | {r['budget']:g} | {r['steps']} | "
             f"{r['wall']:.0f} | {r['cpu']:.0f} | {cell(r, 'accuracy')} | "
@@ -262,7 +270,7 @@ def run_dataset(name: str, variants, budgets, rows, judges, refs, work: Path, ar
     half = np.random.default_rng(0).permutation(len(data.images))
     refs[name] = q.FID(data.images[half[::2]])(data.images[half[1::2]])
     print(f"{name}: judge {judges[name].real_accuracy:.1%} right on held-out real", flush=True)
-    done = {(r["data"], r["variant"], r["budget"]) for r in rows}
+    done = {(r["data"], r["variant"], r["budget"]) for r in rows if r.get("set") == args.set_text}
     for variant in variants:
         todo = [b for b in budgets if (name, variant, b) not in done]
         if not todo:
@@ -280,10 +288,29 @@ def run_dataset(name: str, variants, budgets, rows, judges, refs, work: Path, ar
             steps = max(args.probe_steps[0], round((60 * budget - fixed) / per_step))
             row = measure(variant, data, budget, steps, vwork, (judges[name], fid), args)
             rows.append({"data": name, "variant": variant, "budget": budget} | row)
+            if args.set_text:
+                rows[-1]["set"] = args.set_text
             if "error" not in row and row["cpu"] > fixed:
                 per_step = (row["cpu"] - fixed) / steps  # sets the next budget's steps
             print(table(rows[-1:], []).splitlines()[-1], flush=True)
             save(args, rows, judges, refs)
+
+
+def overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["model.d_width=16", "train.diffaugment=['color']"]`` -> ``{"model": {"d_width":
+    16}, "train": {...}}``; a value that is not TOML is taken as a string."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        table, dot, name = key.strip().partition(".")
+        if not sep or not dot or table not in ("model", "train") or not name:
+            raise ValueError(f"--set {item!r}: write model.KEY=VALUE or train.KEY=VALUE")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value.strip()
+        out.setdefault(table, {})[name] = parsed
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,7 +326,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per ganpipe run")
     parser.add_argument("--work", type=Path, help="work folder (default: temporary, removed)")
     parser.add_argument("--grids", type=Path, help="write a PNG of each row's images here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        help="also set this [model] or [train] key (a TOML value; repeatable)",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.overrides = overrides(args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.set_text = ", ".join(args.set)
     variants = args.variants.split(",") if args.variants else q.generative_variants()
     budgets = sorted(float(b) for b in args.budgets.split(","))
     args.probe_steps = tuple(int(s) for s in args.probe_steps.split(","))
