@@ -18,8 +18,8 @@ budget in CPU-minutes, the script:
    subprocess, on a ``pipeline.toml`` with only ``[model] variant`` and ``[train] steps``
    chosen (``bench/quality.py: pipeline_toml``; every other value is the library's
    default, scaled to the data and device as a user gets it; ``--set TABLE.KEY=VALUE``
-   adds keys to ``[model]`` or ``[train]``, to compare a recipe with the defaults: such
-   rows name what was set). Budgets run in increasing
+   adds keys to ``[model]`` or ``[train]`` or sets ``run.seed``, to compare a recipe with
+   the defaults over seeds: such rows name what was set). Budgets run in increasing
    order, and each run's measured cost per step sets the next budget's steps;
 3. **exports** the run to ONNX (the same pipeline with ``[export]`` added: ``ganpipe run``
    skips the finished train stage) and **generates** ``--samples`` images from the
@@ -298,13 +298,17 @@ def run_dataset(name: str, variants, budgets, rows, judges, refs, work: Path, ar
 
 def overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     """``["model.d_width=16", "train.diffaugment=['color']"]`` -> ``{"model": {"d_width":
-    16}, "train": {...}}``; a value that is not TOML is taken as a string."""
+    16}, "train": {...}}``; a value that is not TOML is taken as a string. ``run.seed``
+    is the one ``[run]`` key (the others place the bench's files)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         table, dot, name = key.strip().partition(".")
-        if not sep or not dot or table not in ("model", "train") or not name:
-            raise ValueError(f"--set {item!r}: write model.KEY=VALUE or train.KEY=VALUE")
+        allowed = table in ("model", "train") or (table, name) == ("run", "seed")
+        if not sep or not dot or not name or not allowed:
+            raise ValueError(
+                f"--set {item!r}: write model.KEY=VALUE, train.KEY=VALUE or run.seed=N"
+            )
         try:
             parsed = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -331,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="TABLE.KEY=VALUE",
-        help="also set this [model] or [train] key (a TOML value; repeatable)",
+        help="also set this [model] or [train] key, or run.seed (a TOML value; repeatable)",
     )
     args = parser.parse_args(argv)
     try:
