@@ -62,10 +62,9 @@ def check_accounting(src: Path, report: Path, key: str, stdout: str) -> dict[str
         if r.outcome == "written":
             assert r.output and Path(r.output).is_file() and r.output_bytes
             assert (r.output_width, r.output_height) == (2 * r.input_width, 2 * r.input_height)
-            assert r.input_bytes and r.megapixels
-            # the record carries the file's duration; how fast is bench/'s business, so
-            # nothing here compares it with a time
-            assert isinstance(r.seconds, float) and r.seconds >= 0
+            # the record carries the file's duration (present, never compared with a time:
+            # speed is bench/upscale_throughput.py's business, as ratios)
+            assert r.input_bytes and r.megapixels and r.seconds is not None
         elif r.outcome == "failed":
             assert r.reason and not r.output
     return {Path(r.path).name: r for r in records}
