@@ -270,7 +270,9 @@ def run_dataset(name: str, variants, budgets, rows, judges, refs, work: Path, ar
     half = np.random.default_rng(0).permutation(len(data.images))
     refs[name] = q.FID(data.images[half[::2]])(data.images[half[1::2]])
     print(f"{name}: judge {judges[name].real_accuracy:.1%} right on held-out real", flush=True)
-    done = {(r["data"], r["variant"], r["budget"]) for r in rows if r.get("set") == args.set_text}
+    done = {
+        (r["data"], r["variant"], r["budget"]) for r in rows if r.get("set", "") == args.set_text
+    }
     for variant in variants:
         todo = [b for b in budgets if (name, variant, b) not in done]
         if not todo:
