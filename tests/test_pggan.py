@@ -67,3 +67,21 @@ def test_a_run_grows_to_full_resolution_and_exports_it(tmp_path):
     model = open_model(run_dir / "export" / "model.onnx", "cpu", task="generate")
     assert model.card.resolution == 16
     assert run_dir.joinpath("generate", "grid.png").is_file()
+
+
+def test_depth_one_blocks_have_one_conv_and_depth_two_keeps_its_weight_names():
+    """``depth = 1`` (the small-run nets) keeps only the channel-changing 3x3 conv of each
+    growth block; ``depth = 2`` has the parameter names of the nets before the option
+    existed (earlier checkpoints still load)."""
+    v = PGGAN()
+    info = DataInfo(16, 1)
+    for depth, per_block in ((1, 1), (2, 2)):
+        opts = v.Options(**{**v.tiny_options, "depth": depth})
+        nets = v.build(opts, info)
+        G, D = nets["G"], nets["D"]
+        assert [len(b) for b in G.blocks] == [len(b) for b in D.blocks] == [per_block] * 2
+        for net in (G, D):
+            net.level.fill_(2)
+        assert D(G(torch.randn(3, opts.latent_dim))).shape == (3,)
+    assert {"blocks.0.0.weight", "blocks.0.1.weight"} <= set(G.state_dict())
+    assert G.blocks[1][0].weight.shape[:2] == (4, 8) and D.blocks[1][1].weight.shape[:2] == (8, 4)

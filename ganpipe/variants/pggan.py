@@ -55,8 +55,15 @@ class PGGANOptions(GANOptions):
         description="D steps per G step (each on a fresh batch); unset: 3, and 2 below "
         "half scale (small CPU runs, where each D step costs as much as a G update)",
     )
-    lr_g: float = Field(1e-3, gt=0)
-    lr_d: float = Field(1e-3, gt=0)
+    depth: int = Field(
+        2,
+        ge=1,
+        le=2,
+        description="3x3 convs per growth block, in G and in D (2 in PGGAN; 1: the "
+        "channel-changing one only); unset: 2, and 1 below half scale",
+    )
+    lr_g: float = Field(1e-3, gt=0, description="unset: 1e-3, and 3e-3 below half scale")
+    lr_d: float = Field(1e-3, gt=0, description="unset: 1e-3, and 3e-3 below half scale")
     betas: tuple[float, float] = (0.0, 0.99)
 
 
@@ -93,8 +100,16 @@ class _Growing(nn.Module):
         return int(self.level), float(self.alpha)
 
 
+def _block(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    for conv in convs:
+        x = _act(conv(x))
+    return x
+
+
 class ProGenerator(_Growing):
-    def __init__(self, z_dim: int, image_size: int, channels: int, base: int, cap: int):
+    def __init__(
+        self, z_dim: int, image_size: int, channels: int, base: int, cap: int, depth: int = 2
+    ):
         super().__init__()
         self.levels = int(math.log2(image_size)) - 2
         ch = widths(base, self.levels, cap)
@@ -102,7 +117,7 @@ class ProGenerator(_Growing):
         self.first_fc = EqualLinear(z_dim, ch[0] * 16)
         self.first_conv = EqualConv2d(ch[0], ch[0], 3)
         self.blocks = nn.ModuleList(
-            nn.ModuleList([EqualConv2d(a, b, 3), EqualConv2d(b, b, 3)])
+            nn.ModuleList([EqualConv2d(a, b, 3)] + [EqualConv2d(b, b, 3) for _ in range(depth - 1)])
             for a, b in zip(ch[:-1], ch[1:], strict=True)
         )
         self.to_rgb = nn.ModuleList(EqualConv2d(c, channels, 1) for c in ch)
@@ -111,10 +126,11 @@ class ProGenerator(_Growing):
         x = _pixel_norm(_act(self.first_fc(_pixel_norm(z)).reshape(-1, self.first_ch, 4, 4)))
         x = _pixel_norm(_act(self.first_conv(x)))
         prev = x
-        for conv1, conv2 in self.blocks[:level]:
+        for block in self.blocks[:level]:
             prev = x
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = _pixel_norm(_act(conv2(_pixel_norm(_act(conv1(x))))))
+            for conv in block:
+                x = _pixel_norm(_act(conv(x)))
         rgb = self.to_rgb[level](x)
         if level > 0 and alpha < 1.0:
             old = F.interpolate(self.to_rgb[level - 1](prev), scale_factor=2.0, mode="nearest")
@@ -128,14 +144,14 @@ class ProGenerator(_Growing):
 
 
 class ProDiscriminator(_Growing):
-    def __init__(self, image_size: int, channels: int, base: int, cap: int):
+    def __init__(self, image_size: int, channels: int, base: int, cap: int, depth: int = 2):
         super().__init__()
         self.levels = int(math.log2(image_size)) - 2
         ch = widths(base, self.levels, cap)
         self.size = image_size
         self.from_rgb = nn.ModuleList(EqualConv2d(channels, c, 1) for c in ch)
         self.blocks = nn.ModuleList(
-            nn.ModuleList([EqualConv2d(b, b, 3), EqualConv2d(b, a, 3)])
+            nn.ModuleList([EqualConv2d(b, b, 3) for _ in range(depth - 1)] + [EqualConv2d(b, a, 3)])
             for a, b in zip(ch[:-1], ch[1:], strict=True)
         )
         self.stddev = MinibatchStd()
@@ -150,12 +166,11 @@ class ProDiscriminator(_Growing):
             x = F.adaptive_avg_pool2d(x, res)
         h = _act(self.from_rgb[level](x))
         if level > 0:
-            conv1, conv2 = self.blocks[level - 1]
-            h = F.avg_pool2d(_act(conv2(_act(conv1(h)))), 2)
+            h = F.avg_pool2d(_block(self.blocks[level - 1], h), 2)
             if alpha < 1.0:
                 h = torch.lerp(_act(self.from_rgb[level - 1](F.avg_pool2d(x, 2))), h, alpha)
-        for conv1, conv2 in reversed(self.blocks[: level - 1] if level > 1 else []):
-            h = F.avg_pool2d(_act(conv2(_act(conv1(h)))), 2)
+        for block in reversed(self.blocks[: level - 1] if level > 1 else []):
+            h = F.avg_pool2d(_block(block, h), 2)
         h = _act(self.conv(self.stddev(h)))
         return self.out(_act(self.fc(h.flatten(1)))).reshape(-1)
 
@@ -196,13 +211,21 @@ class PGGAN(Variant):
         """Widths scaled with :func:`ganpipe.default_scale` (down to 8 channels at the full
         resolution; cap included); ``phase_steps`` from ``steps``: ``2 x levels`` growth
         phases, then four more at the full resolution (on the 32 px digits at about 420
-        steps, confident share 0.35 with one, 0.75 with four; short PGGAN runs are noisy:
-        the 3 CPU-minute bench row, 360 steps, got 0.31); below half scale two D steps per
-        G step, as three cost too much CPU time per G update and one lets G outrun D (FID
-        4.26 with one, 1.90 with two; bench/results/variant-quality-2026-12-03.md)."""
+        steps, confident share 0.35 with one, 0.75 with four). Below half scale the
+        small-run recipe (bench/results/variant-quality-2026-12-04.md): two D steps per G
+        step (three cost too much CPU time per G update, one lets G outrun D: FID 4.26
+        with one, 1.90 with two), one 3x3 conv per growth block (``depth = 1``: 1.3x
+        cheaper steps) and learning rates of 3e-3 (with the equalised learning rate a
+        step of 1e-3 moves each weight by about 0.1% of its scale, too little for a few
+        hundred steps: on the digits in 3 CPU-minutes, over seeds 0-2, confident share
+        0.31-0.53 with the paper's nets and rates, 0.59-0.74 with these)."""
         scale = default_scale(info, device)
         phases = 2 * _levels(info.image_size) + 4
-        small = {"d_steps": 2} if scale < SMALL_RUN_SCALE else {}
+        small = (
+            {"d_steps": 2, "depth": 1, "lr_g": 3e-3, "lr_d": 3e-3}
+            if scale < SMALL_RUN_SCALE
+            else {}
+        )
         sizes = scaled_defaults(PGGANOptions, scale, g_width=8, d_width=8, max_width=64)
         return fill_unset(opts, {**sizes, "phase_steps": max(1, steps // phases), **small})
 
@@ -229,9 +252,16 @@ class PGGAN(Variant):
         self.check_data(opts, info)
         return {
             "G": ProGenerator(
-                opts.latent_dim, info.image_size, info.channels, opts.g_width, opts.max_width
+                opts.latent_dim,
+                info.image_size,
+                info.channels,
+                opts.g_width,
+                opts.max_width,
+                opts.depth,
             ),
-            "D": ProDiscriminator(info.image_size, info.channels, opts.d_width, opts.max_width),
+            "D": ProDiscriminator(
+                info.image_size, info.channels, opts.d_width, opts.max_width, opts.depth
+            ),
         }
 
     def train_step(self, ctx: StepContext, batch: Batch):
@@ -244,7 +274,9 @@ class PGGAN(Variant):
         real = batch.images
         n = real.shape[0]
         (z,) = self.make_inputs(opts, ctx.info, n, ctx.device)
-        fake = G(z)
+        g_turn = (ctx.step + 1) % opts.d_steps == 0
+        with torch.set_grad_enabled(g_turn):  # G's graph only where G is updated
+            fake = G(z)
         d_real, d_fake = D(aug(real)), D(aug(fake.detach()))
         t = torch.rand(n, 1, 1, 1, device=real.device)
         mix = (t * real + (1 - t) * fake.detach()).requires_grad_(True)
@@ -260,7 +292,7 @@ class PGGAN(Variant):
             "level": torch.tensor(float(level)),
             "alpha": torch.tensor(alpha),
         }
-        if (ctx.step + 1) % opts.d_steps == 0:
+        if g_turn:
             g_loss = -D(aug(fake)).mean()
             ctx.update("G", g_loss)
             out["g_loss"] = g_loss.detach()
