@@ -196,25 +196,34 @@ def test_stylegan_lazy_r1_fits_the_run():
     assert defaults.resolve(v, v.Options(), info, "cpu", 40).r1_every == 5
     mine = v.Options(r1_every=16)
     assert "r1_every" in v.schedule_problems(mine, info, 40)
-    # the R1 weight follows the image area: 10 at 1024 px (FFHQ), 0.01 at 32 px (CIFAR)
-    assert defaults.resolve(v, v.Options(), info, "cpu", 40).r1_gamma == 0.01
+    # the R1 weight follows the image area: 10 at 1024 px (FFHQ), 0.01 at 32 px (CIFAR);
+    # a small CPU run's small D gets 1 (at 0.01 G collapsed onto a few digits)
+    assert defaults.resolve(v, v.Options(), info, "cuda", 40).r1_gamma == 0.01
+    assert defaults.resolve(v, v.Options(), info, "cpu", 40).r1_gamma == 1.0
     assert defaults.resolve(v, v.Options(), DataInfo(1024, 3), "cuda", 40).r1_gamma == 10.0
     assert defaults.resolve(v, v.Options(r1_gamma=5.0), info, "cpu", 40).r1_gamma == 5.0
 
 
 def test_small_cpu_runs_get_cheap_steps_and_full_runs_the_paper_recipes():
     """Below half scale the D-heavy recipes take fewer D steps per G update, BigGAN one
-    learning rate of 1e-3 and StyleGAN no style mixing; on CUDA at full size they keep the
-    papers' values."""
+    learning rate of 1e-3, PGGAN and StyleGAN one conv per level at higher rates, and
+    StyleGAN no style mixing and a stronger R1; on CUDA at full size they keep the papers'
+    values."""
     reg = load_registry(entry_points=False).variants
     small, full = DataInfo(32, 1, ("a", "b")), DataInfo(128, 3, ("a", "b"))
     for name, key, cpu_value, paper in [
         ("wgan-gp", "n_critic", 2, 5),
         ("pggan", "d_steps", 2, 3),
+        ("pggan", "depth", 1, 2),
+        ("pggan", "lr_g", 3e-3, 1e-3),
+        ("pggan", "lr_d", 3e-3, 1e-3),
         ("biggan", "d_steps", 1, 2),
         ("biggan", "lr_g", 1e-3, 1e-4),
         ("biggan", "lr_d", 1e-3, 4e-4),
         ("stylegan", "mixing", 0.0, 0.9),
+        ("stylegan", "depth", 1, 2),
+        ("stylegan", "lr_g", 5e-3, 2e-3),
+        ("stylegan", "r1_gamma", 1.0, 0.1562),  # 10 x (128 / 1024)^2
     ]:
         v = reg.get(name)
         assert getattr(defaults.resolve(v, v.Options(), small, "cpu", 600), key) == cpu_value

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ganpipe.errors import ConfigError
-from ganpipe.nn.stylegan import ModulatedConv, StyleGenerator
+from ganpipe.nn.stylegan import ModulatedConv, StyleDiscriminator, StyleGenerator
 from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.stylegan import StyleGAN
 
@@ -70,3 +70,39 @@ def test_lazy_r1_and_image_size_check():
     assert logged == [True, False, True, False]  # r1_every = 2 in the tiny options
     with pytest.raises(ConfigError, match="power of two >= 8"):
         v.check_data(opts, DataInfo(24, 3))
+
+
+def test_depth_one_keeps_one_styled_conv_per_level_and_depth_two_keeps_its_weight_names():
+    """``depth = 1`` (the small-run nets) drops the second 3x3 conv of every level in G and
+    D; ``depth = 2`` has the parameter names of the nets before the option existed, so
+    earlier checkpoints and weights still load."""
+    torch.manual_seed(0)
+    one, two = (StyleGenerator(8, 8, 2, 16, 1, 4, 8, depth=d) for d in (1, 2))
+    assert (one.num_ws, two.num_ws) == (4, 6)  # first conv, depth per level, last ToRGB
+    assert one(torch.randn(2, 8)).shape == two(torch.randn(2, 8)).shape == (2, 1, 16, 16)
+    assert "convs.0.conv.weight" in two.state_dict() and len(one.convs) == 0
+    convs = [m for m in one.modules() if isinstance(m, ModulatedConv) and m.weight.shape[-1] == 3]
+    assert len(convs) == 1 + 2  # the 4 px conv, then one per level (8 and 16 px)
+    d_one, d_two = (StyleDiscriminator(16, 1, 4, 8, depth=d) for d in (1, 2))
+    assert {"blocks.0.conv1.weight", "blocks.0.conv2.weight"} <= set(d_two.state_dict())
+    assert "blocks.0.conv2.weight" not in d_one.state_dict()
+    x = torch.randn(4, 1, 16, 16)
+    assert d_one(x).shape == d_two(x).shape == (4,)
+    with pytest.raises(ValueError, match="depth must be 1 or 2"):
+        StyleGenerator(8, 8, 2, 16, 1, 4, 8, depth=3)
+
+
+def test_one_generator_pass_serves_both_updates():
+    """A step draws one batch of fakes: D's update sees them detached, G's update the same
+    images through D (one synthesis pass per step, not two)."""
+    v = StyleGAN()
+    opts = v.Options(**{**v.tiny_options, "r1_every": 100})
+    info = DataInfo(16, 1)
+    torch.manual_seed(0)
+    nets = v.build(opts, info)
+    ctx = StepContext(nets, v.optimizers(nets, opts), opts, info, torch.device("cpu"))
+    calls = []
+    nets["G"].synthesis = lambda ws, f=nets["G"].synthesis: calls.append(1) or f(ws)
+    ctx.step = 1
+    v.train_step(ctx, Batch(torch.rand(4, 1, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long)))
+    assert len(calls) == 1

@@ -92,10 +92,11 @@ class ModulatedConv(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         style = self.affine(w)  # B, cin
+        x = x * style[:, :, None, None]  # before up-sampling: same result, 4x fewer pixels
         if self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         weight = self.weight * self.scale
-        out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
+        out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
             energy = weight.pow(2).sum(dim=(2, 3))  # cout, cin
             demod = torch.rsqrt(style.pow(2) @ energy.t() + 1e-8)  # B, cout
@@ -141,7 +142,9 @@ def widths(base: int, levels: int, cap: int) -> list[int]:
 
 class StyleGenerator(nn.Module):
     """z [B, z_dim] -> image [B, C, S, S] in about [-1, 1]. ``synthesis(ws)`` takes one w
-    per layer ([B, num_ws, w_dim]) for style mixing."""
+    per layer ([B, num_ws, w_dim]) for style mixing. ``depth``: styled 3x3 convs per
+    resolution above 4 px (2 in StyleGAN2: the up-sampling one, then one more; 1: only the
+    up-sampling one, for small runs)."""
 
     def __init__(
         self,
@@ -152,10 +155,14 @@ class StyleGenerator(nn.Module):
         channels: int,
         base: int,
         cap: int,
+        depth: int = 2,
     ):
         super().__init__()
+        if depth not in (1, 2):
+            raise ValueError(f"depth must be 1 or 2, not {depth}")
         levels = int(math.log2(image_size)) - 2
         ch = widths(base, levels, cap)
+        self.depth = depth
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers)
         self.const = nn.Parameter(torch.randn(1, ch[0], 4, 4))
         self.first = StyledLayer(ch[0], ch[0], w_dim, 4)
@@ -164,18 +171,21 @@ class StyleGenerator(nn.Module):
         for i in range(1, levels + 1):
             res = 4 * 2**i
             self.ups.append(StyledLayer(ch[i - 1], ch[i], w_dim, res, up=True))
-            self.convs.append(StyledLayer(ch[i], ch[i], w_dim, res))
+            if depth == 2:
+                self.convs.append(StyledLayer(ch[i], ch[i], w_dim, res))
             self.rgbs.append(ToRGB(ch[i], channels, w_dim))
-        self.num_ws = 2 * levels + 2  # first conv, 2 per level, + the last ToRGB's
+        self.num_ws = depth * levels + 2  # first conv, depth per level, + the last ToRGB's
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         x = self.first(self.const.expand(ws.shape[0], -1, -1, -1), ws[:, 0])
         rgb = self.rgbs[0](x, ws[:, 1])
-        for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True)):
-            x = up(x, ws[:, 1 + 2 * i])
-            x = conv(x, ws[:, 2 + 2 * i])
+        for i, up in enumerate(self.ups):
+            k = 1 + self.depth * i  # this level's first w
+            x = up(x, ws[:, k])
+            if self.depth == 2:
+                x = self.convs[i](x, ws[:, k + 1])
             rgb = F.interpolate(rgb, scale_factor=2.0, mode="bilinear", align_corners=False)
-            rgb = rgb + self.rgbs[i + 1](x, ws[:, 3 + 2 * i])
+            rgb = rgb + self.rgbs[i + 1](x, ws[:, k + self.depth])
         return rgb
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -204,25 +214,28 @@ class MinibatchStd(nn.Module):
 
 class StyleDiscriminator(nn.Module):
     """Residual discriminator: fromRGB, (conv, conv + down) blocks with 1x1 skips,
-    minibatch std, conv, two linear layers -> logit [B]."""
+    minibatch std, conv, two linear layers -> logit [B]. ``depth``: 3x3 convs per block
+    (2 in StyleGAN2; 1: only the widening one, for small runs)."""
 
-    def __init__(self, image_size: int, channels: int, base: int, cap: int):
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        base: int,
+        cap: int,
+        depth: int = 2,
+        mbstd_group: int = 4,
+    ):
         super().__init__()
         levels = int(math.log2(image_size)) - 2
         ch = widths(base, levels, cap)[::-1]  # full resolution first
         self.from_rgb = EqualConv2d(channels, ch[0], 1)
         self.blocks = nn.ModuleList()
         for a, b in zip(ch[:-1], ch[1:], strict=True):
-            self.blocks.append(
-                nn.ModuleDict(
-                    {
-                        "conv1": EqualConv2d(a, a, 3),
-                        "conv2": EqualConv2d(a, b, 3),
-                        "skip": EqualConv2d(a, b, 1, bias=False),
-                    }
-                )
-            )
-        self.stddev = MinibatchStd()
+            convs = {f"conv{j + 1}": EqualConv2d(a, a, 3) for j in range(depth - 1)}
+            convs[f"conv{depth}"] = EqualConv2d(a, b, 3)
+            self.blocks.append(nn.ModuleDict({**convs, "skip": EqualConv2d(a, b, 1, bias=False)}))
+        self.stddev = MinibatchStd(mbstd_group)
         self.conv = EqualConv2d(ch[-1] + 1, ch[-1], 3)
         self.fc = EqualLinear(ch[-1] * 16, ch[-1])
         self.out = EqualLinear(ch[-1], 1)
@@ -231,8 +244,10 @@ class StyleDiscriminator(nn.Module):
         x = _act(self.from_rgb(x))
         for block in self.blocks:
             skip = block["skip"](F.avg_pool2d(x, 2))
-            h = _act(block["conv1"](x))
-            h = F.avg_pool2d(_act(block["conv2"](h)), 2)
-            x = (h + skip) / SQRT2
+            h = x
+            for name, conv in block.items():
+                if name != "skip":
+                    h = _act(conv(h))
+            x = (F.avg_pool2d(h, 2) + skip) / SQRT2
         x = _act(self.conv(self.stddev(x)))
         return self.out(_act(self.fc(x.flatten(1)))).reshape(-1)
