@@ -229,6 +229,7 @@ class StyleDiscriminator(nn.Module):
         super().__init__()
         levels = int(math.log2(image_size)) - 2
         ch = widths(base, levels, cap)[::-1]  # full resolution first
+        self.depth = depth
         self.from_rgb = EqualConv2d(channels, ch[0], 1)
         self.blocks = nn.ModuleList()
         for a, b in zip(ch[:-1], ch[1:], strict=True):
@@ -245,9 +246,8 @@ class StyleDiscriminator(nn.Module):
         for block in self.blocks:
             skip = block["skip"](F.avg_pool2d(x, 2))
             h = x
-            for name, conv in block.items():
-                if name != "skip":
-                    h = _act(conv(h))
+            for j in range(1, self.depth + 1):
+                h = _act(block[f"conv{j}"](h))
             x = (F.avg_pool2d(h, 2) + skip) / SQRT2
         x = _act(self.conv(self.stddev(x)))
         return self.out(_act(self.fc(x.flatten(1)))).reshape(-1)
