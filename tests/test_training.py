@@ -542,6 +542,7 @@ def test_a_generator_not_called_g_exports_its_ema(tmp_path):
         steps = 4
         batch_size = 8
         ema_decay = 0.9
+        ema_rampup = 0           # 4 ramped steps: the EMA is ~gen
         sample_every = 0
         checkpoint_every = 0
         num_samples = 4

@@ -35,6 +35,7 @@ from ganpipe.training.distributed import (
     reseed,
     same_start,
 )
+from ganpipe.training.ema import ema_beta
 from ganpipe.training.options import TrainOptions
 from ganpipe.training.state import (
     Sampler,
@@ -338,11 +339,11 @@ class Trainer:
                         f"non-finite loss at {at} ({bad}); {where}; lower the "
                         f"learning rates or check the data"
                     )
-                if self.ema is not None:
-                    update_ema(self.ema, self.generator, opts.ema_decay)
                 it += 1
                 seen += batch.images.shape[0] * world
                 step, boundary = divmod(it, per)[0], it % per == 0  # a G update completed
+                if boundary and self.ema is not None:  # one EMA update per G update
+                    update_ema(self.ema, self.generator, ema_beta(opts, step - 1))
                 if boundary:
                     bar.update(1)
                 if main and boundary and (step % opts.log_every == 0 or step == opts.steps):

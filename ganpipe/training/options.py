@@ -22,7 +22,19 @@ class TrainOptions(Options):
     )
     batch_size: int = Field(64, ge=1)
     ema_decay: float = Field(
-        0.0, ge=0.0, lt=1.0, description="EMA of generator weights; 0 turns it off"
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="EMA of generator weights (export uses it), one update per generator "
+        "update, averaging over ~1/(1-decay) updates; 0 turns it off",
+    )
+    ema_rampup: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="EMA warm-up as in StyleGAN2-ADA: its half-life is at most this share "
+        "of the updates done so far (the first copies G), until ema_decay's; 0: plain "
+        "ema_decay from the first update",
     )
     log_every: int = Field(50, ge=1, description="steps between metrics-log lines")
     sample_every: int = Field(500, ge=0, description="steps between sample grids; 0: end only")
