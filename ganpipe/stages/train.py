@@ -44,6 +44,8 @@ def resume_fingerprint(ctx: StageContext, opts: TrainOptions, vopts=None) -> str
     # a checkpoint resumes with any number of processes (devices, torchrun): 1 keeps the
     # fingerprints of checkpoints made before this rule valid
     relevant["devices"] = 1
+    if opts.ema_decay == 0 or opts.ema_rampup == TrainOptions().ema_rampup:
+        relevant.pop("ema_rampup")  # no key then: checkpoints made before it stay valid
     blob = {
         "variant": cfg.model.variant,
         "model": (vopts or cfg.variant_options).model_dump(mode="json"),
@@ -158,7 +160,7 @@ class TrainStage(Stage):
     def resolved_options(self, ctx: StageContext, data, opts: TrainOptions):
         """The model options with defaults scaled to the data, device and steps; prints
         what was scaled and the warnings about schedules set on purpose."""
-        from ganpipe.training import defaults
+        from ganpipe.training import defaults, ema
         from ganpipe.training.devices import resolve_device
         from ganpipe.variant import DataInfo
 
@@ -171,6 +173,7 @@ class TrainStage(Stage):
         warnings = defaults.check_schedule(
             cfg.variant, cfg.variant_options, vopts, info, opts.steps
         )
+        warnings += ema.warnings(opts)  # an EMA window the run cannot fill
         for line in ([scaled] if scaled else []) + warnings:
             ctx.log(f"[{self.name}] {line}")
         return vopts

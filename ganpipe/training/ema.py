@@ -89,3 +89,10 @@ def window_warning(decay: float, rampup: float, steps: int) -> str | None:
         f"warning: train.ema_decay = {decay:g} averages over ~{window(decay):.0f} generator "
         f"updates, more than a quarter of train.steps = {steps}: {effect}; {fix}"
     )
+
+
+def warnings(opts: TrainOptions) -> list[str]:
+    """:func:`window_warning` for the ``[train]`` options ``opts``, as a list (the train
+    stage prints these with the other load-time warnings)."""
+    line = window_warning(opts.ema_decay, opts.ema_rampup, opts.steps)
+    return [line] if line else []
