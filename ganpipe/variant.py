@@ -292,7 +292,8 @@ class Variant:
         """``train_step`` calls per training step, a step being one generator update:
         variants that update D ``n`` times per G update (on fresh batches) return ``n``;
         ``train.steps`` then counts G updates and the loop makes ``n * steps`` calls
-        (``StepContext.step`` counts calls). Default: 1."""
+        (``StepContext.step`` counts calls), G being updated on the last call of each step,
+        after which the loop updates the EMA once. Default: 1."""
         return 1
 
     def schedule_problems(self, opts: Any, info: DataInfo, steps: int) -> dict[str, str]:

@@ -57,9 +57,11 @@ def make_ema(net: torch.nn.Module) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    """``ema = beta * ema + (1 - beta) * model`` for the parameters, buffers copied; the
+    loop's ``beta`` ramps up to ``train.ema_decay`` (:mod:`ganpipe.training.ema`)."""
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, 1.0 - decay)
+        e.lerp_(p, 1.0 - beta)
     for e, b in zip(ema.buffers(), model.buffers(), strict=True):
         e.copy_(b)
 
