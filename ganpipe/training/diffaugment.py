@@ -50,14 +50,17 @@ def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
 
 
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
-    """Zero a random square of ``ratio`` times the image size per image."""
+    """Zero a random ``round(ratio * size)`` square per image (16x16 on 32 px), as
+    DiffAugment's ``rand_cutout``: the square covers ``[o - c // 2, o - c // 2 + c)`` for a
+    side ``c`` and an offset ``o`` drawn uniformly from ``[0, size + 1 - c % 2)`` (rows and
+    columns each), clipped at the border."""
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    cy = (_rand(x) * (h + 1 - ch % 2)).long().reshape(n, 1, 1)
-    cx = (_rand(x) * (w + 1 - cw % 2)).long().reshape(n, 1, 1)
-    ys = torch.arange(h, device=x.device).reshape(1, h, 1)
-    xs = torch.arange(w, device=x.device).reshape(1, 1, w)
-    inside = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)
+    oy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=x.device)
+    ox = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device)
+    ys = torch.arange(h, device=x.device).reshape(1, h, 1) - (oy - ch // 2)
+    xs = torch.arange(w, device=x.device).reshape(1, 1, w) - (ox - cw // 2)
+    inside = (ys >= 0) & (ys < ch) & (xs >= 0) & (xs < cw)
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
