@@ -58,7 +58,10 @@ class BigGANOptions(GANOptions):
     ortho_reg: float = Field(
         0.0,
         ge=0,
-        description="orthogonal regularisation of G's weights (BigGAN uses 1e-4); 0 = off",
+        description="strength of the orthogonal regularisation of G's weights, as "
+        "BigGAN-PyTorch's G_ortho (1e-4 in BigGAN): adds ortho_reg * 2 (W W^T * (1 - I)) W "
+        "to each weight's gradient; 0 = off. Earlier versions pulled twice as hard for the "
+        "same value: double an old config's value to keep its strength",
     )
 
 
@@ -97,7 +100,9 @@ def attention_resolution(opts: BigGANOptions, image_size: int) -> int:
 def orthogonal_penalty(net: nn.Module, skip: tuple[nn.Parameter, ...] = ()) -> torch.Tensor:
     """BigGAN's orthogonal regularisation: sum over G's weight matrices W (conv kernels
     flattened per output channel) of ``||W W^T * (1 - I)||_F^2``: the filters are pushed
-    towards orthogonality without constraining their norms."""
+    towards orthogonality without constraining their norms. Its gradient is
+    ``4 (W W^T * (1 - I)) W``; BigGAN-PyTorch's ``ortho(strength)`` adds ``strength *
+    2 (W W^T * (1 - I)) W``, so :func:`ortho_loss` weighs it by ``strength / 2``."""
     skipped = {id(p) for p in skip}
     total = None
     for param in net.parameters():
@@ -108,6 +113,15 @@ def orthogonal_penalty(net: nn.Module, skip: tuple[nn.Parameter, ...] = ()) -> t
         term = (gram * (1.0 - torch.eye(gram.shape[0], device=w.device))).pow(2).sum()
         total = term if total is None else total + term
     return total if total is not None else torch.zeros(())
+
+
+def ortho_loss(G: nn.Module, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss term, penalty): the term whose gradient is BigGAN-PyTorch's ``ortho(G,
+    strength, blacklist=G.shared)`` - ``strength * 2 (W W^T * (1 - I)) W`` on every weight
+    of G with two or more axes but the shared class embedding - and the penalty
+    (:func:`orthogonal_penalty`, which the log shows)."""
+    penalty = orthogonal_penalty(G, tuple(G.shared.parameters()))
+    return 0.5 * strength * penalty, penalty
 
 
 def latent_chunks(latent_dim: int, levels: int, hierarchical: bool) -> list[int]:
@@ -252,8 +266,8 @@ class BigGAN(Variant):
             g_loss = hinge_g_loss(D(aug(fake), labels))
             loss = g_loss
             if opts.ortho_reg > 0:
-                ortho = orthogonal_penalty(G, tuple(G.shared.parameters()))
-                loss = g_loss + opts.ortho_reg * ortho
+                term, ortho = ortho_loss(G, opts.ortho_reg)
+                loss = g_loss + term
                 out["ortho"] = ortho.detach()
             ctx.update("G", loss)
             out["g_loss"] = g_loss.detach()
