@@ -1,6 +1,8 @@
 """ESRGAN (Wang et al. 2018): RRDBNet generator in the exact BasicSR / Real-ESRGAN layout
 (so released weights import and fine-tune as-is), relativistic average GAN with a
 VGG-style discriminator, L1 content loss (+ VGG perceptual loss with ``vgg_weights``).
+The adversarial phase weighs them as BasicSR's ``train_ESRGAN_x4.yml``: pixel L1 1e-2,
+perceptual 1.0, GAN 5e-3; the ``pretrain_steps`` warm-up is L1 alone (``RRDBNet_PSNR``).
 x2 and x1 pixel-unshuffle the input, so LR sizes must be multiples of 2 / 4 (the exported
 model pads by itself; ``tile_multiple`` tells tilers)."""
 
@@ -20,6 +22,12 @@ class ESRGANOptions(SROptions):
     num_feat: int = Field(64, ge=1)
     num_block: int = Field(23, ge=1, description="RRDB blocks")
     num_grow_ch: int = Field(32, ge=1, description="growth channels of the dense blocks")
+    content_weight: float = Field(
+        1e-2,
+        ge=0,
+        description="pixel (L1) weight of the adversarial phase (BasicSR's ESRGAN: 1e-2, "
+        "next to perceptual 1.0 and GAN 5e-3); the warm-up weighs it 1",
+    )
     adv_weight: float = Field(5e-3, ge=0)
     gan_loss: Literal["bce", "ragan"] = "ragan"
 

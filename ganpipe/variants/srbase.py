@@ -43,7 +43,9 @@ class SROptions(Options):
     lr_d: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.99)
     content_loss: Literal["l1", "mse"] = Field("l1", description="pixel loss against HR")
-    content_weight: float = Field(1.0, ge=0)
+    content_weight: float = Field(
+        1.0, ge=0, description="pixel loss weight (the pretrain_steps warm-up weighs it 1)"
+    )
     adv_weight: float = Field(
         1e-3, ge=0, description="adversarial weight; 0: no discriminator (pure pixel-loss training)"
     )
@@ -52,7 +54,10 @@ class SROptions(Options):
     )
     d_width: int = Field(64, ge=1, description="channels of the discriminator's first block")
     pretrain_steps: int = Field(
-        0, ge=0, description="first steps without adversarial loss (PSNR-oriented warm-up)"
+        0,
+        ge=0,
+        description="first steps on the pixel loss alone, at weight 1 (PSNR-oriented "
+        "warm-up, as BasicSR's RRDBNet_PSNR / SRResNet before the GAN)",
     )
     vgg_weights: Path | None = Field(
         None,
@@ -185,9 +190,11 @@ class SRVariant(Variant):
         return (downscale((real.float() + 1.0) * 0.5, opts.scale).to(device),)
 
     def make_lr(self, hr: torch.Tensor, opts: SROptions) -> torch.Tensor:
-        """The LR input of ``hr`` ([0, 1]), made in float32 even under AMP."""
+        """The LR input of ``hr`` ([0, 1]), made in float32 even under AMP and rounded to
+        8 bits, as the LR images the model will up-scale (BasicSR trains on stored 8-bit
+        LR images; Real-ESRGAN rounds its degraded LR the same way)."""
         with torch.autocast(hr.device.type, enabled=False):
-            return degrade(
+            lr = degrade(
                 hr.float(),
                 opts.scale,
                 opts.degrade,
@@ -195,6 +202,7 @@ class SRVariant(Variant):
                 opts.noise_sigma,
                 opts.jpeg_quality,
             )
+            return (lr * 255.0).round().clamp(0.0, 255.0) / 255.0
 
     def generate(self, nets, inputs):
         """Up-scaled images in [-1, 1], as the loop's sample grids expect."""
@@ -229,14 +237,20 @@ class SRVariant(Variant):
             lr = self.make_lr(hr, opts)
         sr = G(lr)
         content = self._pixel(opts, sr, hr)
-        g_loss = opts.content_weight * content
         out = {"content": content.detach()}
+        adversarial = D is not None and opts.adv_weight > 0 and ctx.step >= opts.pretrain_steps
+        if D is not None and not adversarial:
+            # the PSNR-oriented warm-up (BasicSR's RRDBNet_PSNR / SRResNet): the pixel loss
+            # alone at weight 1, whatever the adversarial phase weighs it
+            ctx.update("G", content)
+            out["g_loss"] = content.detach()
+            return out
+        g_loss = opts.content_weight * content
         vgg = self.vgg(opts, hr.device)
         if vgg is not None:
             perceptual = self._pixel(opts, vgg(sr), vgg(hr).detach())
             g_loss = g_loss + opts.vgg_weight * perceptual
             out["perceptual"] = perceptual.detach()
-        adversarial = D is not None and opts.adv_weight > 0 and ctx.step >= opts.pretrain_steps
         if adversarial:
             aug = ctx.augment
             D.requires_grad_(False)
