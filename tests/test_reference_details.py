@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ganpipe import Batch, DataInfo, StepContext
-from ganpipe.training.diffaugment import DiffAugment, cutout
+from ganpipe.training.diffaugment import DiffAugment, cutout, translation
 from ganpipe.variants.biggan import BigGAN
 from ganpipe.variants.wgan import WGANGP
 
@@ -119,6 +119,42 @@ def test_cutout_squares_and_offsets_span_the_references(size, side):
         seen.update((rows, cols))
     assert seen == predicted
     assert max(b - a for a, b in seen) == side
+
+
+# -- DiffAugment translation -----------------------------------------------------------------
+
+
+def reference_translation(x: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
+    """``rand_translation`` for given integer shifts: pad by one zero pixel, then index
+    ``clamp(i + t + 1, 0, size + 1)`` (rows, columns) - a pixel shifted in from outside is 0."""
+    n, c, h, w = x.shape
+    b, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
+    gy = (gy + ty.view(n, 1, 1) + 1).clamp(0, h + 1)
+    gx = (gx + tx.view(n, 1, 1) + 1).clamp(0, w + 1)
+    padded = torch.nn.functional.pad(x, [1, 1, 1, 1])
+    return padded.permute(0, 2, 3, 1)[b, gy, gx].permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (29, 16)])
+def test_translation_is_the_references_given_its_shift_draws(h, w):
+    """Whole-pixel shifts uniform in [-round(size / 8), round(size / 8)] (+-4 on 32 px),
+    each value as likely as the others, and the image the reference's indexing gives."""
+    sh, sw = int(h * 0.125 + 0.5), int(w * 0.125 + 0.5)
+    x = torch.randn(2000, 3, h, w)
+    torch.manual_seed(5)
+    out = translation(x)
+    torch.manual_seed(5)  # the reference draws the row shifts, then the column shifts
+    ty = torch.randint(-sh, sh + 1, (2000,))
+    tx = torch.randint(-sw, sw + 1, (2000,))
+    assert torch.equal(out, reference_translation(x, ty, tx))
+    counts = torch.bincount(ty + sh, minlength=2 * sh + 1)
+    assert len(counts) == 2 * sh + 1 and int(counts.min()) > 0.7 * 2000 / (2 * sh + 1)
+
+
+def test_translation_passes_gradients():
+    x = torch.randn(4, 1, 8, 8, requires_grad=True)
+    translation(x).sum().backward()
+    assert x.grad is not None and set(x.grad.unique().tolist()) <= {0.0, 1.0}
 
 
 # -- WGAN-GP under DiffAugment -------------------------------------------------------------
