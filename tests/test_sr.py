@@ -345,7 +345,7 @@ def test_degradations_shapes_ranges_and_determinism():
     assert torch.equal(degrade(hr, 1), hr)
 
 
-def test_patches_source_crops_native_resolution(tmp_path):
+def test_patches_source_keeps_native_regions(tmp_path, capsys):
     root = tmp_path / "photos"
     (root / "sub").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -354,23 +354,29 @@ def test_patches_source_crops_native_resolution(tmp_path):
     Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(root / "small.png")
     (root / "broken.png").write_bytes(b"not an image")
     src = PatchesDataset()
-    opts = PatchesOptions(path=root, per_image=5, seed=1)
+    opts = PatchesOptions(path=root, per_image=3, seed=1)
     data = src.load(opts, 32, 3, tmp_path)
-    assert data.images.shape == (10, 32, 32, 3) and len(data.skipped) == 2
+    # regions of 4 x 32 px asked, lowered to b.jpg's 33 px; a.png has a 2x2 grid of 33 px
+    # cells (3 kept), b.jpg a 1x2 one; the training size stays the 32 px patch
+    assert data.images.shape == (5, 33, 33, 3) and len(data.skipped) == 2
+    assert data.image_size == data.patch_size == 32
+    assert data.groups.tolist() == [0, 0, 0, 3, 3]  # files sorted: b.jpg is the 4th
+    assert "data.region 128 -> 33 px" in capsys.readouterr().err
     full = np.asarray(Image.open(root / "a.png"))
-    first = data.images[0]  # a.png's crops are the native pixels, not resized
-    assert any(
-        np.array_equal(first, full[y : y + 32, x : x + 32]) for y in range(9) for x in range(19)
-    )
+    cells = [full[y : y + 33, x : x + 33] for y in (0, 7) for x in (0, 17)]
+    for region in data.images[:3]:  # native pixels of the photo, not resized
+        assert sum(np.array_equal(region, c) for c in cells) == 1
     again = src.load(opts, 32, 3, tmp_path)
     assert np.array_equal(data.images, again.images)
-    other = src.load(PatchesOptions(path=root, per_image=5, seed=2), 32, 3, tmp_path)
-    assert not np.array_equal(data.images, other.images)
+    others = [src.load(opts.model_copy(update={"seed": s}), 32, 3, tmp_path) for s in range(2, 6)]
+    assert any(not np.array_equal(data.images, o.images) for o in others)
     assert src.fingerprint(opts, tmp_path) != src.fingerprint(
         PatchesOptions(path=root, per_image=6, seed=1), tmp_path
     )
     with pytest.raises(DataError, match="smaller than"):
         src.load(PatchesOptions(path=root, per_image=1), 128, 3, tmp_path)
+    with pytest.raises(DataError, match=r"data.region = 16 is smaller than the 32 px patch"):
+        src.load(PatchesOptions(path=root, region=16), 32, 3, tmp_path)
 
 
 def test_patches_holdout_keeps_all_crops_of_a_photo_on_one_side(tmp_path):
@@ -382,14 +388,15 @@ def test_patches_holdout_keeps_all_crops_of_a_photo_on_one_side(tmp_path):
         arr[..., 0] = i
         Image.fromarray(arr).save(root / f"{i}.png")
     data = PatchesDataset().load(PatchesOptions(path=root, per_image=4), 16, 3, tmp_path)
-    assert len(data) == 40
+    assert len(data) == 20  # 24 px regions (the shorter side): two cells of each photo
     for seed in range(5):
         train, held = data.split(0.3, seed)
         train_src = set(train.images[:, 0, 0, 0].tolist())
         held_src = set(held.images[:, 0, 0, 0].tolist())
         assert not train_src & held_src, f"seed {seed}: photos on both sides"
-        assert len(held_src) == 3 and len(held) == 12  # 30 % of the photos, all 4 crops each
-        assert len(train_src) == 7 and len(train) == 28
+        assert len(held_src) == 3 and len(held) == 6  # 30 % of the photos, all regions each
+        assert len(train_src) == 7 and len(train) == 14
+        assert train.patch_size == held.patch_size == 16
     # the crops of one photo cannot be split by photo
     one = data.subset(np.flatnonzero(data.groups == 0))
     with pytest.raises(DataError, match="one source file"):
@@ -397,9 +404,9 @@ def test_patches_holdout_keeps_all_crops_of_a_photo_on_one_side(tmp_path):
     # a set without sources (folder, shapes): the seeded selection of before, image by image
     plain = ImageSet(data.images, data.labels, data.class_names)
     train, held = plain.split(0.3, 7)
-    perm = np.random.default_rng([7, 0x5EED]).permutation(40)
-    assert np.array_equal(held.images, data.images[np.sort(perm[:12])])
-    assert np.array_equal(train.images, data.images[np.sort(perm[12:])])
+    perm = np.random.default_rng([7, 0x5EED]).permutation(20)
+    assert np.array_equal(held.images, data.images[np.sort(perm[:6])])
+    assert np.array_equal(train.images, data.images[np.sort(perm[6:])])
 
 
 # -- end to end --------------------------------------------------------------------------------

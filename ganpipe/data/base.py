@@ -14,7 +14,9 @@ from ganpipe.fsutil import write_bytes
 
 @dataclass
 class ImageSet:
-    """Decoded images, uint8 NHWC at the training size, with integer class labels."""
+    """Decoded images, uint8 NHWC, with integer class labels: at the training size, or
+    larger with ``patch_size`` set (training draws a new ``patch_size`` window of them at
+    every step: :mod:`ganpipe.training.patches`)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -24,12 +26,19 @@ class ImageSet:
     #: (``patches``): :meth:`split` keeps a file's images on one side. ``None``: each image
     #: is its own source. Not written by :meth:`save` (saved sets are already split).
     groups: np.ndarray | None = None
+    #: The training size (``data.image_size``) when the images are larger regions that
+    #: training crops a window of at every step (``patches``); None: the images' size.
+    patch_size: int | None = None
 
     def __post_init__(self) -> None:
         self.images = np.ascontiguousarray(self.images, dtype=np.uint8)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if self.images.ndim != 4 or len(self.images) != len(self.labels):
             raise ValueError("images must be NHWC with one label per image")
+        if self.patch_size is not None:
+            self.patch_size = int(self.patch_size)
+            if not 1 <= self.patch_size <= min(self.images.shape[1:3]):
+                raise ValueError("patch_size must fit in the images")
         if self.groups is not None:
             self.groups = np.asarray(self.groups, dtype=np.int64)
             if self.groups.shape != self.labels.shape:
@@ -45,7 +54,8 @@ class ImageSet:
 
     @property
     def image_size(self) -> int:
-        return int(self.images.shape[1])
+        """The training size: ``patch_size``, else the images' height."""
+        return self.patch_size or int(self.images.shape[1])
 
     @property
     def channels(self) -> int:
@@ -54,7 +64,12 @@ class ImageSet:
     def subset(self, index: np.ndarray) -> ImageSet:
         groups = None if self.groups is None else self.groups[index]
         return ImageSet(
-            self.images[index], self.labels[index], self.class_names, self.skipped, groups
+            self.images[index],
+            self.labels[index],
+            self.class_names,
+            self.skipped,
+            groups,
+            self.patch_size,
         )
 
     def split(self, holdout: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -82,11 +97,13 @@ class ImageSet:
 
     def save(self, path: str | Path) -> None:
         buf = io.BytesIO()
+        extra = {} if self.patch_size is None else {"patch_size": np.int64(self.patch_size)}
         np.savez(
             buf,
             images=self.images,
             labels=self.labels,
             class_names=np.array(self.class_names, dtype=str),
+            **extra,
         )
         write_bytes(path, buf.getvalue())
 
@@ -94,7 +111,9 @@ class ImageSet:
     def load(cls, path: str | Path) -> ImageSet:
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(z["images"], z["labels"], [str(s) for s in z["class_names"]])
+                patch = int(z["patch_size"]) if "patch_size" in z.files else None
+                names = [str(s) for s in z["class_names"]]
+                return cls(z["images"], z["labels"], names, patch_size=patch)
         except (OSError, KeyError, ValueError) as exc:
             raise DataError(
                 f"{path}: not a ganpipe image set ({exc}); re-run the stage "

@@ -99,6 +99,15 @@ def image_count(opts: Any, base_dir: Path) -> int | None:
     return len(files) * (per_image if isinstance(per_image, int) else 1)
 
 
+def kept_size(opts: Any, image_size: int) -> int:
+    """The side of the images a built-in source keeps: ``image_size``, or the regions of
+    ``patches`` that training crops patches from (at most this; 0: 4 x image_size)."""
+    region = getattr(opts, "region", None)
+    if isinstance(region, int) and not isinstance(region, bool) and hasattr(opts, "per_image"):
+        return max(region or 4 * image_size, image_size)
+    return image_size
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n < 2**40 else f"{n / 2**40:.1f} TiB"
 
@@ -110,13 +119,20 @@ class Estimate:
 
 
 def estimate(
-    images: int | None, image_size: int, channels: int, batch_size: int, processes: int = 1
+    images: int | None,
+    image_size: int,
+    channels: int,
+    batch_size: int,
+    processes: int = 1,
+    kept: int | None = None,
 ) -> Estimate:
     """The memory of training on ``images`` images (None: unknown, counted as 0) of
     ``image_size`` px and ``channels`` with ``batch_size``; ``processes`` data-parallel
-    CPU processes each hold the image set."""
+    CPU processes each hold the image set; ``kept``: the side of the images held when
+    larger than the training size (:func:`kept_size`)."""
     values = image_size * image_size * channels
-    data = (images or 0) * values * DATA_COPIES * max(1, processes)
+    held = (kept or image_size) ** 2 * channels
+    data = (images or 0) * held * DATA_COPIES * max(1, processes)
     return Estimate(data, batch_size * values * BATCH_BYTES_PER_VALUE)
 
 
@@ -137,7 +153,7 @@ def refusal(
         return (
             f"data.image_size = {image_size}: the training images take about "
             f"{gib(need.data)} in memory, more than {room}; lower data.image_size or use "
-            f"fewer images (data)"
+            f"fewer images (data; patches: lower data.per_image or data.region)"
         )
     return (
         f"train.batch_size = {batch_size}: the training images ({gib(need.data)}) and one "

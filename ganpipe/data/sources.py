@@ -1,5 +1,5 @@
-"""Built-in dataset sources: image folders, a procedural "shapes" set and random HR
-patches of native-resolution images (super-resolution).
+"""Built-in dataset sources: image folders, a procedural "shapes" set and regions of
+native-resolution images that super-resolution training draws HR patches from.
 
 Registered through ``ganpipe_register_datasets`` like any third-party source.
 """
@@ -28,6 +28,7 @@ from ganpipe.data.imageio import (
     to_array,
 )
 from ganpipe.errors import DataError
+from ganpipe.imaging.formats import open_image
 from ganpipe.options import Options
 
 ROOT_CLASS = "_root"
@@ -224,23 +225,65 @@ class ShapesDataset:
 class PatchesOptions(Options):
     path: Path = Field(description="folder of images at native resolution (not resized)")
     recursive: bool = True
-    per_image: int = Field(16, ge=1, le=100_000, description="random crops per image")
-    seed: int = Field(0, description="seed of the crop positions (independent of run.seed)")
+    per_image: int = Field(
+        8,
+        ge=1,
+        le=100_000,
+        description="regions kept of each photo, at most (distinct cells of a grid over it)",
+    )
+    region: int = Field(
+        0,
+        ge=0,
+        description="side (px) of the regions kept: every training step draws a new "
+        "data.image_size patch from one; 0: 4 x data.image_size (BasicSR crops 128 px "
+        "patches from 480 px sub-images); lowered to the smallest photo's shorter side",
+    )
+    seed: int = Field(0, description="seed of the regions chosen (independent of run.seed)")
+
+
+def region_size(opts: PatchesOptions, image_size: int) -> int:
+    """The side of the regions ``opts`` asks for (before the smallest photo lowers it)."""
+    return opts.region or 4 * image_size
+
+
+def grid(length: int, size: int) -> list[int]:
+    """Starts of ``size`` windows along ``length`` (>= size): one every ``size`` pixels and
+    the last one against the border, so that they cover it (BasicSR's sub-images)."""
+    starts = list(range(0, length - size + 1, size))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
+def _shorter_side(path: Path) -> int | None:
+    try:
+        with open_image(path) as im:
+            return min(im.size)
+    except Exception:  # noqa: BLE001 - said when the file is decoded
+        return None
 
 
 class PatchesDataset:
-    """Random ``image_size`` crops of native-resolution images: HR patches for
-    super-resolution (the variant makes the LR input from each patch). Crop positions
-    depend on (seed, file index) only; images smaller than a patch are skipped. Each crop
-    carries its file's index (``ImageSet.groups``), so ``data.holdout`` holds out whole
-    photos, never some crops of a photo that is also trained on."""
+    """Regions of native-resolution photos, for super-resolution: training draws a new
+    ``data.image_size`` HR patch of a region at every step, with flips and rotations
+    (:mod:`ganpipe.training.patches`; the variant makes the LR input of each patch).
+
+    Each photo keeps at most ``per_image`` square regions of ``region`` px, cells of a grid
+    that covers it (chosen by (seed, file index) when there are more): the set takes at
+    most files x per_image x region^2 x channels bytes, whatever the photos' size. Regions
+    are one size, at most the shorter side of the smallest photo; photos smaller than a
+    patch are skipped. Each region carries its file's index (``ImageSet.groups``), so
+    ``data.holdout`` holds out whole photos."""
 
     name = "patches"
-    description = "random HR crops (data.image_size) of native-resolution images, for SR"
+    description = (
+        "regions of native-resolution images, a new HR patch (data.image_size) of one "
+        "every step, for SR"
+    )
     Options = PatchesOptions
 
     def fingerprint(self, opts: PatchesOptions, base_dir: Path) -> str:
-        return folder_fingerprint("patches-v1", opts, base_dir)
+        return folder_fingerprint("patches-v2", opts, base_dir)
 
     def class_names(self, opts: PatchesOptions, base_dir: Path) -> list[str]:
         return [ROOT_CLASS]
@@ -248,12 +291,31 @@ class PatchesDataset:
     def load(
         self, opts: PatchesOptions, image_size: int, channels: int, base_dir: Path
     ) -> ImageSet:
+        p = image_size
+        if opts.region and opts.region < p:
+            raise DataError(
+                f"data.region = {opts.region} is smaller than the {p} px patch "
+                f"(data.image_size); set it to {p} or more, or to 0 ({4 * p})"
+            )
         unreadable: list[tuple[Path, str]] = []
         root, files = image_files(opts.path, base_dir, opts.recursive, unreadable)
         _warn_unreadable(unreadable)
-        p = image_size
+        workers = min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            sides = list(pool.map(_shorter_side, files))
+        usable = [(s, f) for s, f in zip(sides, files, strict=True) if s is not None and s >= p]
+        want = region_size(opts, p)
+        size = min([want] + [s for s, _ in usable])
+        if size < want:
+            side, small = min(usable, key=lambda t: t[0])
+            print(
+                f"warning: data.region {want} -> {size} px: the regions of all photos are "
+                f"one size, at most the shorter side of the smallest photo ({small}, "
+                f"{side} px); without it they would be larger",
+                file=sys.stderr,
+            )
 
-        def crops(item: tuple[int, Path]):
+        def regions(item: tuple[int, Path]):
             i, path = item
             try:
                 im = load_image(path, channels)
@@ -262,22 +324,22 @@ class PatchesDataset:
             w, h = im.size
             if w < p or h < p:
                 return None, f"{w}x{h} is smaller than the {p}x{p} patch (data.image_size)"
-            rng = np.random.default_rng([opts.seed, i])
-            tops = rng.integers(0, h - p + 1, opts.per_image)
-            lefts = rng.integers(0, w - p + 1, opts.per_image)
-            return [
-                to_array(im.crop((int(x), int(y), int(x) + p, int(y) + p)))
-                for y, x in zip(tops, lefts, strict=True)
-            ], None
+            if w < size or h < size:
+                return None, f"{w}x{h} is smaller than the {size} px regions (data.region)"
+            cells = [(y, x) for y in grid(h, size) for x in grid(w, size)]
+            if len(cells) > opts.per_image:
+                rng = np.random.default_rng([opts.seed, i])
+                cells = [cells[k] for k in sorted(rng.choice(len(cells), opts.per_image, False))]
+            return [to_array(im.crop((x, y, x + size, y + size))) for y, x in cells], None
 
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            results = list(pool.map(crops, enumerate(files)))
-        patches, groups, skipped = [], [], []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(regions, enumerate(files)))
+        kept, groups, skipped = [], [], []
         for i, (path, (arrs, err)) in enumerate(zip(files, results, strict=True)):
             if err is not None:
                 skipped.append((str(path), err))
             else:
-                patches.extend(arrs)
+                kept.extend(arrs)
                 groups.extend([i] * len(arrs))
         if skipped:
             print(
@@ -285,17 +347,18 @@ class PatchesDataset:
                 f"(first: {skipped[0][0]}: {skipped[0][1]})",
                 file=sys.stderr,
             )
-        if not patches:
+        if not kept:
             raise DataError(
                 f"data folder {root}: no patches from the {len(files)} image "
                 f"file(s) (first problem: {skipped[0][1]})"
             )
         return ImageSet(
-            np.stack(patches),
-            np.zeros(len(patches), dtype=np.int64),
+            np.stack(kept),
+            np.zeros(len(kept), dtype=np.int64),
             [ROOT_CLASS],
             skipped,
             groups=np.array(groups),
+            patch_size=p,
         )
 
 

@@ -69,7 +69,13 @@ def augment_set(data: ImageSet, opts: AugmentOptions, seed: int) -> ImageSet:
         labels.append(data.labels)
     if not images:
         images, labels = [data.images], [data.labels]
-    return ImageSet(np.concatenate(images), np.concatenate(labels), data.class_names, data.skipped)
+    return ImageSet(
+        np.concatenate(images),
+        np.concatenate(labels),
+        data.class_names,
+        data.skipped,
+        patch_size=data.patch_size,  # patches: training still crops its patches of them
+    )
 
 
 class AugmentStage(Stage):

@@ -129,6 +129,7 @@ class TrainStage(Stage):
         except ConfigError as exc:
             raise located(exc) from None
         images = memory.image_count(config.data_options, config.base_dir)
+        kept = memory.kept_size(config.data_options, size)  # patches: larger regions
         if images is not None and config.stage("augment") is not None:
             aug = config.stage("augment").options
             images *= getattr(aug, "copies", 0) + int(getattr(aug, "keep_original", True))
@@ -141,13 +142,14 @@ class TrainStage(Stage):
             import torch
 
             share = -(-opts.batch_size // world)
-            need = memory.estimate(images, size, channels, share)
+            need = memory.estimate(images, size, channels, share, kept=kept)
             try:
                 available, where = torch.cuda.mem_get_info(device)[0], "GPU memory"
             except Exception:  # noqa: BLE001 - no answer from the driver: no check
                 available, where = None, ""
         else:  # N processes, each with the whole set, share the batch
-            need = memory.estimate(images, size, channels, opts.batch_size * local // world, local)
+            share = opts.batch_size * local // world
+            need = memory.estimate(images, size, channels, share, local, kept)
             available, where = memory.available_bytes(), "memory"
         refused = memory.refusal(need, available, opts.batch_size, size, where)
         if refused is not None:

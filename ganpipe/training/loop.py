@@ -22,7 +22,7 @@ from ganpipe.devices import Device
 from ganpipe.errors import TrainingError
 from ganpipe.fsutil import write_bytes
 from ganpipe.training import checkpoint as ckpt
-from ganpipe.training import defaults, health, preemption, sampling
+from ganpipe.training import defaults, health, patches, preemption, sampling
 from ganpipe.training.devices import amp_dtype, resolve_device
 from ganpipe.training.diffaugment import DiffAugment
 from ganpipe.training.distributed import (
@@ -38,7 +38,6 @@ from ganpipe.training.distributed import (
 from ganpipe.training.ema import ema_beta
 from ganpipe.training.options import TrainOptions
 from ganpipe.training.state import (
-    Sampler,
     ema_key,
     generator_net,
     make_ema,
@@ -48,7 +47,7 @@ from ganpipe.training.state import (
 )
 from ganpipe.training.tensorboard import open_log
 from ganpipe.training.transfer import initialise
-from ganpipe.variant import Batch, DataInfo, StepContext, Variant
+from ganpipe.variant import DataInfo, StepContext, Variant
 
 
 @dataclass
@@ -131,10 +130,11 @@ class Trainer:
             augment=DiffAugment(self.opts.diffaugment) if self.opts.diffaugment else None,
             scalers=self.scalers,
         )
-        images = torch.from_numpy(self.data.images).permute(0, 3, 1, 2)
-        self.images = images.contiguous().to(self.device)
-        self.labels = torch.from_numpy(self.data.labels).to(self.device)
-        self.sampler = Sampler(len(self.data), self.opts.batch_size, self.seed)
+        flips = patches.train_flips(self.variant, self.vopts)  # SR: flips and rot90
+        self.batches = patches.TrainBatches(
+            self.data, self.device, self.opts.batch_size, self.seed, flips
+        )
+        self.images = self.batches.reference  # at the training size: samples, health
         if self.dist.world > 1:  # same weights everywhere (built above), own noise per rank
             self.ctx.reduce_grads = lambda params: average_gradients(params, self.dist.world)
             torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.dist.rank + 1))
@@ -312,11 +312,7 @@ class Trainer:
         try:
             board = open_log(opts.tensorboard, self.out_dir, start) if main else None
             while it < total:
-                idx = self.sampler.indices(it)
-                if world > 1:  # this process's share of the global batch
-                    idx = idx[self.dist.rank :: world]
-                idx = idx.to(self.device)
-                batch = Batch(self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx])
+                batch = self.batches.batch(it, self.dist.rank, world)  # this process's share
                 self.ctx.step = it
                 with torch.autocast(
                     self.device.type,

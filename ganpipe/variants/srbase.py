@@ -1,9 +1,11 @@
 """What the super-resolution variants share: options, the LR input made on the fly from
 the HR batch, the content / perceptual / adversarial losses and the ONNX contract.
 
-Training batches are HR patches (``data.image_size``, in [-1, 1] from the loop); the LR
-input is their bicubic (anti-aliased) down-scaling, optionally after Real-ESRGAN-style
-degradations (``degrade = ["blur", "noise", "jpeg"]``). Nets work in [0, 1].
+Training batches are HR patches (``data.image_size``, in [-1, 1] from the loop, drawn
+anew every step from the ``patches`` source's regions and flipped / rotated at random:
+:mod:`ganpipe.training.patches`); the LR input is their bicubic (anti-aliased)
+down-scaling, optionally after Real-ESRGAN-style degradations (``degrade = ["blur",
+"noise", "jpeg"]``), rounded to 8 bits. Nets work in [0, 1].
 
 Exported models take an LR image float32 NCHW in [0, 1] named ``image`` (any height and
 width) and return ``upscaled``, ``scale`` times larger, clamped to [0, 1]; the metadata
@@ -73,6 +75,11 @@ class SROptions(Options):
         "conv5_4 before ReLU (ESRGAN), 35 = after (SRGAN)",
     )
     vgg_weight: float = Field(1.0, ge=0, description="perceptual loss weight")
+    flip_rot: bool = Field(
+        True,
+        description="flip and rotate each training patch at random (BasicSR's use_hflip "
+        "and use_rot: the 8 flips and 90-degree rotations)",
+    )
     degrade: list[DEGRADATIONS] = Field(
         [],
         description="degradations of the LR input: blur (at HR, before down-scaling), noise, jpeg",
@@ -114,6 +121,10 @@ class SRVariant(Variant):
 
     def build_generator(self, opts: Any, info: DataInfo) -> nn.Module:
         raise NotImplementedError
+
+    def train_flips(self, opts: Any) -> bool:
+        """The loop flips and rotates the training patches (``flip_rot``)."""
+        return bool(getattr(opts, "flip_rot", True))
 
     def tile_multiple(self, opts: Any) -> int:
         return 1
