@@ -14,9 +14,10 @@ from ganpipe.fsutil import write_bytes
 
 @dataclass
 class ImageSet:
-    """Decoded images, uint8 NHWC, with integer class labels: at the training size, or
-    larger with ``patch_size`` set (training draws a new ``patch_size`` window of them at
-    every step: :mod:`ganpipe.training.patches`)."""
+    """Decoded images, uint8 NHWC at the training size, with integer class labels.
+
+    Or larger, with ``patch_size`` set to the training size: training draws a new
+    ``patch_size`` window of them at every step (:mod:`ganpipe.training.patches`)."""
 
     images: np.ndarray
     labels: np.ndarray

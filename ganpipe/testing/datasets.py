@@ -53,7 +53,8 @@ def check_dataset(
 
     Checked: the structure (:func:`ganpipe.conformance.dataset_problems`); the options
     (valid, round-trip, unknown keys refused); ``load`` at ``image_size`` for each of
-    ``channels`` returns an :class:`ganpipe.ImageSet` of that size and channels with
+    ``channels`` returns an :class:`ganpipe.ImageSet` of that size (or larger images with
+    ``patch_size`` = ``image_size``, which training crops patches of) and channels with
     labels naming its classes, the same arrays twice (runs must be reproducible) and a
     set that ``split`` can hold images out of; ``class_names`` (when it knows them) equals
     what ``load`` gives; ``fingerprint`` is a non-empty string, the same on every call,
@@ -90,11 +91,13 @@ def _check_load(c: Checker, source, opts, size: int, channels: int, base: Path):
     with c.step(f"load {size}px {channels}ch"):
         data = source.load(opts, size, channels, base)
         c.expect(isinstance(data, ImageSet), f"load returned {type(data).__name__}, not ImageSet")
-        want = (size, size, channels)
+        n, h, w, ch = data.images.shape
+        fits = (h, w) == (size, size) if data.patch_size is None else min(h, w) >= size
         c.expect(
-            data.images.shape[1:] == want and len(data) >= 1,
+            fits and ch == channels and data.image_size == size and n >= 1,
             f"load(image_size={size}, channels={channels}) gave images of shape "
-            f"{data.images.shape}, expected (n >= 1, {size}, {size}, {channels})",
+            f"{data.images.shape} (patch_size {data.patch_size}), expected (n >= 1, "
+            f"{size}, {size}, {channels}), or larger with patch_size = {size}",
         )
         c.expect(data.images.dtype == np.uint8, f"images are {data.images.dtype}, not uint8")
         names = data.class_names
