@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import torch
 from ganpipe.config import load_config
 from ganpipe.data.sources import ShapesDataset, ShapesOptions
 from ganpipe.errors import ConfigError
+from ganpipe.metrics import prdc as prdc_module
 from ganpipe.metrics.features import OnnxFeatures, RandomFeatures, extract
 from ganpipe.metrics.scores import all_scores, prdc
 from ganpipe.pipeline import run_file
@@ -51,11 +55,102 @@ def test_diversity_and_recall_detect_collapse(feats):
 
 def test_prdc_by_hand():
     real = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)
-    fake = torch.tensor([[0.5], [10.0]], dtype=torch.float64)
-    s = prdc(real, fake, k=1)  # real radii are 1; fake radius is 9.5
-    assert s["precision"] == 0.5  # 0.5 is inside, 10 is not
-    assert s["coverage"] == 0.5  # reals 0 and 1 have the fake 0.5 within their radius
-    assert s["recall"] == 1.0  # every real is within 9.5 of some fake
+    fake = torch.tensor([[0.5], [10.0], [2.9], [7.0]], dtype=torch.float64)
+    s = prdc(real, fake, k=1)  # real radii are 1; fake radii 2.4, 3, 2.4, 3
+    assert s["precision"] == 0.5  # 0.5 and 2.9 are inside a real ball, 7 and 10 are not
+    assert s["density"] == 1.0  # 0.5 in the balls of 0 and 1, 2.9 in those of 2 and 3: 4 / 4
+    assert s["coverage"] == 1.0  # every real has a fake within its radius
+    assert s["recall"] == 1.0  # every real is within 2.4 of the fake 0.5 or 2.9
+    assert s["prdc_n"] == 4
+
+
+def _brute_prdc(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
+    """The papers' formulas on full distance matrices (exact differences, no tricks)."""
+
+    def dist(a, b):
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    r_real = np.sort(dist(real, real), axis=1)[:, k]  # column 0: the point itself
+    r_fake = np.sort(dist(fake, fake), axis=1)[:, k]
+    d = dist(real, fake)
+    return {
+        "precision": (d <= r_real[:, None]).any(axis=0).mean(),
+        "recall": (d <= r_fake[None, :]).any(axis=1).mean(),
+        "density": (d <= r_real[:, None]).sum(axis=0).mean() / k,
+        "coverage": (d.min(axis=1) <= r_real).mean(),
+    }
+
+
+def test_prdc_in_blocks_equals_the_brute_force_formulas(monkeypatch):
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(150, 6)) + 40.0  # an offset: the centring keeps |a-b|^2 exact
+    fake = rng.normal(0.3, 1.2, size=(90, 6)) + 40.0
+    monkeypatch.setattr(prdc_module, "BLOCK_BYTES", 8 * 90 * 7)  # 7 rows a block
+    for k in (1, 3, 5):
+        got = prdc_module.prdc(real, fake, k, seed=3)
+        sub_real, sub_fake = prdc_module.equal_subsets(real, fake, seed=3)
+        assert len(sub_real) == len(sub_fake) == got["prdc_n"] == 90
+        assert not np.array_equal(sub_real, real[:90])  # a random subset, not the head
+        want = _brute_prdc(sub_real, sub_fake, k)
+        for name, value in want.items():
+            assert got[name] == pytest.approx(value, abs=1e-12), (k, name)
+    d = np.sqrt(((fake[:, None] - fake[None]) ** 2).sum(-1))
+    assert prdc_module.mean_pairwise_distance(fake) == pytest.approx(d.sum() / (90 * 89))
+
+
+def _naeem_expected_coverage(n_real: int, n_fake: int, k: int) -> float:
+    """Naeem et al. 2020, Lemma 2: E[coverage] for identical real and fake distributions."""
+    return 1.0 - np.prod([(n_real - i) / (n_real + n_fake - i) for i in range(1, k + 1)])
+
+
+def test_prdc_does_not_depend_on_the_size_of_the_real_set():
+    """Identical Gaussians: the four scores stay the same within noise when the real set
+    grows 10x (before equal N: coverage 0.97 -> 0.40 at 600 -> 6,000 reals). Tolerances:
+    about 4 standard deviations of the difference (measured over 20 seeds at this size)."""
+    rng = np.random.default_rng(0)
+    fake = torch.from_numpy(rng.normal(size=(600, 8)))
+    small = prdc(torch.from_numpy(rng.normal(size=(600, 8))), fake)
+    large = prdc(torch.from_numpy(rng.normal(size=(6000, 8))), fake)
+    tolerance = {"precision": 0.05, "recall": 0.05, "density": 0.15, "coverage": 0.05}
+    for name, tol in tolerance.items():
+        assert large[name] == pytest.approx(small[name], abs=tol), name
+    # the paper's expectations at equal N (density 1 for identical distributions), not at
+    # 10x the reals (coverage 0.38)
+    equal = _naeem_expected_coverage(600, 600, 5)  # 0.969
+    assert small["coverage"] == pytest.approx(equal, abs=0.04)
+    assert large["coverage"] == pytest.approx(equal, abs=0.04)
+    assert large["density"] == pytest.approx(1.0, abs=0.15)
+    assert _naeem_expected_coverage(6000, 600, 5) < 0.4
+    assert large["prdc_n"] == 600
+
+
+MEMORY_PROBE = """
+    import resource, sys
+    import numpy as np
+    import torch
+    from ganpipe.metrics.scores import prdc
+    rng = np.random.default_rng(0)
+    real = torch.from_numpy(rng.normal(size=(6000, 8)))
+    fake = torch.from_numpy(rng.normal(size=(6000, 8)))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    prdc(real, fake)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) * 1024)  # ru_maxrss is in KiB on Linux
+"""
+
+
+def test_prdc_memory_is_bounded_by_blocks_not_n_squared():
+    """6,000 points a side: a full float64 distance matrix is 288 MB; the blocks need a
+    few tens of MB at most (measured as the growth of the process's peak RSS)."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MEMORY_PROBE)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
+    grew = int(out.stdout.split()[-1])
+    assert grew < 6000**2 * 8 / 6, f"peak memory grew by {grew / 1e6:.0f} MB"
 
 
 def test_random_features_deterministic():
@@ -133,6 +228,13 @@ def test_evaluate_stage_writes_scores_overall_and_per_class(tmp_path):
     out = json.loads((tmp_path / "runs/ev/evaluate/metrics.json").read_text())
     assert out["real"] == "holdout" and out["features"] == "random"
     assert out["scores"]["n_real"] == 24 and out["scores"]["n_fake"] == 48
+    assert out["scores"]["prdc_n"] == 24  # equal N: 24 of the 48 generated images
+    assert out["scores"]["kid_subset_size"] == 16 and out["scores"]["kid_subsets"] == 50
+    assert "RandomFeatures" in out["features_detail"]
+    # the FID's sample counts and its bias are stated in the record and the printed line
+    assert "48 generated vs 24 real" in out["note"] and "biased upward" in out["note"]
+    done = next(line for line in log if line.startswith("[evaluate] done"))
+    assert "from 48 generated vs 24 holdout images" in done and "biased upward" in done
     assert set(out["per_class"]) == {"circle", "square"}
     assert all(np.isfinite(out["scores"][k]) for k in ("fid", "kid", "precision", "recall"))
     text = "\n".join(log)

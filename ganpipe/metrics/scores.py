@@ -1,16 +1,21 @@
 """Scores between real and generated feature sets.
 
 FID and KID come from torchmetrics (fed our precomputed features through its custom
-feature-extractor interface); precision/recall (Kynkäänniemi et al. 2019) and
+feature-extractor interface). FID from N samples is biased upward (the bias falls roughly
+as 1/N), so it is comparable only at the same N and feature extractor; KID is unbiased and
+comes with its std over random subsets. Precision/recall (Kynkäänniemi et al. 2019) and
 density/coverage (Naeem et al. 2020) are k-nearest-neighbour statistics on the same
-features; diversity is the mean pairwise feature distance of generated images relative to
-that of real ones.
+features, on equal numbers of real and generated samples (:mod:`ganpipe.metrics.prdc`);
+diversity is the mean pairwise feature distance of generated images relative to that of
+real ones.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ganpipe.metrics.prdc import equal_subsets, mean_pairwise_distance, prdc
 
 
 class _Precomputed(nn.Module):
@@ -54,49 +59,33 @@ def kid(
     return float(mean), float(std)
 
 
-def _kth_radius(x: torch.Tensor, k: int) -> torch.Tensor:
-    d = torch.cdist(x, x)
-    k = min(k, len(x) - 1)
-    return d.kthvalue(k + 1, dim=1).values  # +1: the distance to itself is the smallest
-
-
-def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
-    if len(real) < 2 or len(fake) < 2:
-        return {
-            "precision": float("nan"),
-            "recall": float("nan"),
-            "density": float("nan"),
-            "coverage": float("nan"),
-        }
-    r_real, r_fake = _kth_radius(real, k), _kth_radius(fake, k)
-    d = torch.cdist(real, fake)  # [R, F]
-    inside = d <= r_real[:, None]
-    return {
-        "precision": float(inside.any(dim=0).float().mean()),
-        "recall": float((d <= r_fake[None, :]).any(dim=1).float().mean()),
-        "density": float(inside.float().sum(dim=0).mean() / min(k, len(real) - 1)),
-        "coverage": float((d.min(dim=1).values <= r_real).float().mean()),
-    }
-
-
-def spread(x: torch.Tensor) -> float:
-    if len(x) < 2:
-        return 0.0
-    d = torch.cdist(x, x)
-    return float(d.sum() / (len(x) * (len(x) - 1)))
-
-
 def all_scores(
-    real: torch.Tensor, fake: torch.Tensor, k: int = 5, kid_subset_size: int = 1000
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    k: int = 5,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+    kid_subsets: int = 50,
 ) -> dict[str, float]:
-    """Every score for one pair of feature sets (float64 [N, D])."""
-    kid_mean, kid_std = kid(real, fake, kid_subset_size)
+    """Every score for one pair of feature sets (float64 [N, D]), with the sample counts
+    each score used: FID on all ``n_real`` and ``n_fake`` (biased upward at small N, see
+    :func:`ganpipe.metrics.notes.fid_note`),
+    KID over ``kid_subsets`` subsets of ``kid_subset_size`` (clipped to the set sizes),
+    precision/recall/density/coverage and diversity on ``prdc_n`` of each set (equal N,
+    :mod:`ganpipe.metrics.prdc`)."""
+    size = max(2, min(kid_subset_size, len(real), len(fake)))
+    kid_mean, kid_std = kid(real, fake, size, kid_subsets, seed)
+    sub_real, sub_fake = equal_subsets(real, fake, seed)
     return {
         "fid": fid(real, fake),
         "kid": kid_mean,
         "kid_std": kid_std,
-        **prdc(real, fake, k),
-        "diversity": spread(fake) / max(spread(real), 1e-12),
+        **prdc(sub_real, sub_fake, k),
+        # mean pairwise distances are unbiased at any N: the equal subsets bound the cost
+        "diversity": mean_pairwise_distance(sub_fake)
+        / max(mean_pairwise_distance(sub_real), 1e-12),
         "n_real": len(real),
         "n_fake": len(fake),
+        "kid_subsets": kid_subsets,
+        "kid_subset_size": size,
     }

@@ -2,8 +2,9 @@
 bicubic baseline.
 
 Each HR image (cropped to a multiple of ``scale``) is down-scaled with anti-aliased bicubic
-interpolation; the model up-scales the LR image back; PSNR and SSIM (torchmetrics, data
-range 1) compare it with the HR image, per image, averaged. The baseline up-scales the same
+interpolation; the model up-scales the LR image back; PSNR and SSIM compare it with the HR
+image, per image, averaged, as BasicSR computes them by default (on the Y channel with
+``crop_border = scale``; :mod:`ganpipe.metrics.sr_scores`). The baseline up-scales the same
 LR image with bicubic interpolation.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganpipe.metrics.sr_scores import MetricSpace, psnr, ssim, to_uint8
 from ganpipe.nn import downscale, upscale_bicubic
 
 
@@ -89,56 +91,53 @@ def sr_validation(
     scale: int,
     *,
     batch_size: int = 16,
-    crop_border: int = 0,
+    space: MetricSpace = "y",
+    crop_border: int | None = None,
 ) -> dict[str, float]:
     """Mean per-image PSNR (dB) and SSIM of ``model`` and of bicubic up-scaling on
-    ``hr_images``: ``{"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "count"}``.
-    ``crop_border`` pixels are shaved off each side before scoring (``scale`` is the
-    usual choice in SR papers)."""
-    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-
+    ``hr_images``: ``{"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "count"}``, computed
+    as BasicSR does by default (:mod:`ganpipe.metrics.sr_scores`): outputs rounded to
+    uint8, on the Y channel (``space = "rgb"``: all channels), ``crop_border`` pixels
+    (default ``scale``) shaved off each side. Images whose PSNR is infinite (identical)
+    are left out of the PSNR mean."""
     up = _upscaler(model)
-    psnr = {
-        k: PeakSignalNoiseRatio(data_range=1.0, reduction="none", dim=(1, 2, 3))
-        for k in ("model", "bicubic")
+    border = scale if crop_border is None else crop_border
+    scores: dict[str, list[float]] = {
+        "psnr": [],
+        "ssim": [],
+        "bicubic_psnr": [],
+        "bicubic_ssim": [],
     }
-    ssim: dict[str, list[torch.Tensor]] = {"model": [], "bicubic": []}
     count = 0
     for hr in _as_batches(hr_images, batch_size):
         h, w = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
         hr = hr[..., :h, :w].clamp(0, 1)
         lr = downscale(hr, scale)
-        outs = {"model": up(lr).clamp(0, 1), "bicubic": upscale_bicubic(lr, scale)}
-        b = crop_border
-        if b:
-            hr = hr[..., b:-b, b:-b]
-        for key, out in outs.items():
-            if out.shape != (hr.shape[0], hr.shape[1], h, w):
+        outs = {"": up(lr), "bicubic_": upscale_bicubic(lr, scale)}
+        want = (hr.shape[0], hr.shape[1], h, w)
+        hr_u8 = to_uint8(hr.permute(0, 2, 3, 1).numpy())
+        for prefix, out in outs.items():
+            if tuple(out.shape) != want:
                 raise ValueError(
                     f"the model returned {tuple(out.shape)} for LR "
-                    f"{tuple(lr.shape)}; expected {(hr.shape[0], hr.shape[1], h, w)}"
-                    f" (scale {scale})"
+                    f"{tuple(lr.shape)}; expected {want} (scale {scale})"
                 )
-            if b:
-                out = out[..., b:-b, b:-b]
-            psnr[key].update(out, hr)
-            k = min(11, min(hr.shape[-2:]) - (1 - min(hr.shape[-2:]) % 2))
-            metric = StructuralSimilarityIndexMeasure(
-                data_range=1.0, kernel_size=max(k, 1), reduction="none"
-            )
-            ssim[key].append(metric(out, hr).reshape(-1))
+            out_u8 = to_uint8(out.float().permute(0, 2, 3, 1).numpy())
+            for a, b in zip(out_u8, hr_u8, strict=True):
+                scores[f"{prefix}psnr"].append(psnr(a, b, space, border))
+                scores[f"{prefix}ssim"].append(ssim(a, b, space, border))
         count += hr.shape[0]
     if not count:
         raise ValueError("no HR images to validate on")
 
-    def mean_psnr(m) -> float:
-        v = m.compute().reshape(-1)
-        return float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")
+    def mean_finite(values: list[float]) -> float:
+        v = np.asarray(values)
+        return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("inf")
 
     return {
-        "psnr": mean_psnr(psnr["model"]),
-        "ssim": float(torch.cat(ssim["model"]).mean()),
-        "bicubic_psnr": mean_psnr(psnr["bicubic"]),
-        "bicubic_ssim": float(torch.cat(ssim["bicubic"]).mean()),
+        "psnr": mean_finite(scores["psnr"]),
+        "ssim": float(np.mean(scores["ssim"])),
+        "bicubic_psnr": mean_finite(scores["bicubic_psnr"]),
+        "bicubic_ssim": float(np.mean(scores["bicubic_ssim"])),
         "count": count,
     }

@@ -20,7 +20,19 @@ from ganpipe.report.run import RunRecord, read_json
 from ganpipe.report.svg import bar_plot
 
 #: score columns in this order first (the others after them)
-SCORE_ORDER = ("fid", "kid", "precision", "recall", "density", "coverage", "diversity", "n_fake")
+SCORE_ORDER = (
+    "fid",
+    "kid",
+    "kid_std",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "diversity",
+    "n_real",
+    "n_fake",
+    "prdc_n",
+)
 
 
 def _columns(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -30,7 +42,16 @@ def _columns(rows: dict[str, dict[str, Any]]) -> list[str]:
     return keys
 
 
-def _sr_scores(scores: dict[str, Any]) -> str:
+def sr_metric_label(data: dict[str, Any]) -> str:
+    """How the PSNR/SSIM of an evaluate record were computed, e.g. ``Y, border 4``."""
+    from ganpipe.metrics.sr_scores import label
+
+    if isinstance(data.get("metric"), str):
+        return data["metric"]
+    return label(data.get("metric_space"), data.get("crop_border"), data.get("ssim_window"))
+
+
+def _sr_scores(scores: dict[str, Any], how: str) -> str:
     rows = []
     for name, prefix in (("model", ""), ("bicubic", "bicubic_")):
         rows.append(
@@ -44,11 +65,12 @@ def _sr_scores(scores: dict[str, Any]) -> str:
                 "bicubic": [float(scores.get(f"bicubic_{metric}", float("nan")))],
             },
             f"{metric.upper()} against bicubic",
-            ylabel="dB" if metric == "psnr" else "",
+            ylabel=f"dB ({how})" if metric == "psnr" else how,
         )
         for metric in ("psnr", "ssim")
     ]
-    return table_html(["", "PSNR dB", "SSIM"], rows) + f'<div class="plots">{"".join(plots)}</div>'
+    head = ["", f"PSNR dB ({how})", f"SSIM ({how})"]
+    return table_html(head, rows) + f'<div class="plots">{"".join(plots)}</div>'
 
 
 def evaluate_html(record: RunRecord) -> str:
@@ -64,7 +86,15 @@ def evaluate_html(record: RunRecord) -> str:
         f"{k}: {data[k]}" for k in ("real", "features", "scale", "direction", "seed") if k in data
     )
     if "psnr" in scores:
-        return section_html("evaluate", "Evaluation", _sr_scores(scores), note=facts)
+        how = sr_metric_label(data)
+        facts += f"; PSNR/SSIM on {how} (BasicSR's default is Y, border = scale)"
+        return section_html("evaluate", "Evaluation", _sr_scores(scores, how), note=facts)
+    if isinstance(data.get("note"), str):
+        facts += f". {data['note']}"
+    elif "fid" in scores:  # written before the note existed
+        from ganpipe.metrics.notes import fid_note
+
+        facts += f". {fid_note(scores, str(data.get('features', 'unknown')) + ' features')}"
     rows: dict[str, dict[str, Any]] = {"all": scores}
     rows.update({str(k): dict(v) for k, v in dict(data.get("per_class") or {}).items()})
     cols = _columns(rows)

@@ -1,6 +1,7 @@
 """Before/after crops of a super-resolution run: held-out images down-scaled (anti-aliased
 bicubic), up-scaled back by the exported model (ONNX Runtime) and by bicubic interpolation
-(Pillow), next to the original. Torch-free."""
+(Pillow), next to the original, with their PSNR on the Y channel, ``scale`` pixels shaved
+off each side (as the evaluate stage and BasicSR score them). Torch-free."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ganpipe.errors import GanpipeError
+from ganpipe.metrics.sr_scores import label, psnr
 from ganpipe.report.run import RunRecord
 
 #: largest crop side (HR pixels) shown
@@ -26,11 +28,6 @@ class Crop:
     hr: np.ndarray
     psnr_bicubic: float
     psnr_model: float
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def held_out(record: RunRecord, most: int) -> tuple[np.ndarray, str]:
@@ -88,8 +85,12 @@ def sr_crops(record: RunRecord, model_path: Path, most: int = 4) -> tuple[list[C
         x = lr.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         y = model(np.ascontiguousarray(x))[0].transpose(1, 2, 0)
         sr = np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        crops.append(Crop(lr, bicubic, sr, hr, psnr(bicubic, hr), psnr(sr, hr)))
-    return crops, f"{len(crops)} {which} image(s), x{scale}"
+        border = scale if min(hr.shape[:2]) > 2 * scale else 0
+        crops.append(
+            Crop(lr, bicubic, sr, hr, psnr(bicubic, hr, "y", border), psnr(sr, hr, "y", border))
+        )
+    how = label("y", scale)
+    return crops, f"{len(crops)} {which} image(s), x{scale}; PSNR on {how} (BasicSR's way)"
 
 
 def crop_summary(crops: list[Crop]) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """The evaluate stage: sample quality of the exported model against real images.
 
 Super-resolution models get PSNR/SSIM on the real images (down-scaled, then up-scaled by
-the model) next to the bicubic baseline instead.
+the model) next to the bicubic baseline instead, on the Y channel with ``crop_border =
+scale`` by default (BasicSR's way; ``sr_metric_space``, ``crop_border``).
 
 Generated images come from the exported ``.onnx`` (the artifact users ship) through ONNX
 Runtime; real images are the held-out split (``data.holdout``) or, without one, the
 training images. Scores: FID, KID, precision/recall, density/coverage and diversity,
-overall and, for conditional models, per class. Written to ``evaluate/metrics.json`` and
-printed as a table.
+overall and, for conditional models, per class, with the sample counts each used and what
+the FID can be compared with (``note``). Written to ``evaluate/metrics.json`` and printed
+as a table.
 """
 
 from __future__ import annotations
@@ -48,7 +50,20 @@ class EvaluateOptions(Options):
     )
     per_class: bool = Field(True, description="also score each class of conditional models")
     k: int = Field(5, ge=1, description="neighbours for precision/recall/density/coverage")
-    kid_subset_size: int = Field(1000, ge=2)
+    kid_subset_size: int = Field(
+        1000, ge=2, description="images per KID subset (clipped to the smaller set)"
+    )
+    sr_metric_space: Literal["y", "rgb"] = Field(
+        "y",
+        description="super-resolution PSNR/SSIM on the BT.601 Y channel "
+        "(BasicSR's default, as SR papers report) or on RGB",
+    )
+    crop_border: int | None = Field(
+        None,
+        ge=0,
+        description="super-resolution: pixels shaved off each side before PSNR/SSIM; "
+        "default: the model's scale (BasicSR's convention)",
+    )
     batch_size: int = Field(64, ge=1)
     seed: int | None = Field(None, description="noise seed; default: run.seed + 1")
     device: str = Field("auto", description=f"where the models run: {grammar(ORT_KINDS)}")
@@ -80,11 +95,12 @@ class EvaluateOptions(Options):
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
-    cols = ["fid", "kid", "precision", "recall", "density", "coverage", "diversity", "n_fake"]
-    lines = [f"  {'':<14}" + "".join(f"{c:>11}" for c in cols)]
+    cols = ["fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "diversity"]
+    cols += ["n_real", "n_fake", "prdc_n"]
+    lines = [f"  {'':<14}" + "".join(f"{c:>10}" for c in cols)]
     for name, scores in rows.items():
         cells = "".join(
-            f"{scores[c]:>11.4g}" if isinstance(scores[c], float) else f"{scores[c]:>11}"
+            f"{scores[c]:>10.4g}" if isinstance(scores[c], float) else f"{scores[c]:>10}"
             for c in cols
         )
         lines.append(f"  {name[:14]:<14}{cells}")
@@ -116,23 +132,49 @@ class EvaluateStage(Stage):
                     f'use "random" or the path of a local ONNX extractor'
                 )
 
-    def _super_resolve(self, ctx: StageContext, model: SRModel, real, which: str) -> StageResult:
-        """SR models: PSNR/SSIM on the real images against the bicubic baseline."""
+    def _super_resolve(
+        self, ctx: StageContext, opts: EvaluateOptions, model: SRModel, real, which: str
+    ) -> StageResult:
+        """SR models: PSNR/SSIM on the real images against the bicubic baseline, as
+        BasicSR computes them (Y channel, border = scale, unless the options say else)."""
         from ganpipe.metrics.sr import sr_validation
+        from ganpipe.metrics.sr_scores import label, ssim_window
 
-        scale = model.scale
-        scores = sr_validation(model, real.images, scale)
+        scale, space = model.scale, opts.sr_metric_space
+        border = scale if opts.crop_border is None else opts.crop_border
+        h, w = (s // scale * scale - 2 * border for s in real.images.shape[1:3])
+        if h < 1 or w < 1:
+            raise ConfigError(
+                f"[{self.name}] crop_border {border} (default: the scale) leaves no pixels "
+                f"of the {real.images.shape[2]}x{real.images.shape[1]} {which} images; "
+                f"set evaluate.crop_border to a smaller value"
+            )
+        scores = sr_validation(model, real.images, scale, space=space, crop_border=border)
+        window = ssim_window(h, w)
+        how = label(space, border, window)
         folder = ctx.stage_dir(self.name)
-        write_json(folder / "metrics.json", {"real": which, "scale": scale, "scores": scores})
+        write_json(
+            folder / "metrics.json",
+            {
+                "real": which,
+                "scale": scale,
+                "metric_space": space,
+                "crop_border": border,
+                "ssim_window": window,
+                "metric": how,
+                "scores": scores,
+            },
+        )
         gain = scores["psnr"] - scores["bicubic_psnr"]
         ctx.log(
+            f"  PSNR / SSIM ({how}; BasicSR's way: outputs rounded to uint8)\n"
             f"  {'':<10}{'PSNR dB':>10}{'SSIM':>8}\n"
             f"  {'model':<10}{scores['psnr']:>10.2f}{scores['ssim']:>8.4f}\n"
             f"  {'bicubic':<10}{scores['bicubic_psnr']:>10.2f}{scores['bicubic_ssim']:>8.4f}"
         )
         return StageResult(
             {"metrics": f"{self.name}/metrics.json"},
-            f"x{scale} PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
+            f"x{scale} PSNR ({how}) {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
             f"SSIM {scores['ssim']:.4f} on {len(real)} {which} images",
             {"psnr": scores["psnr"], "psnr_gain": gain},
         )
@@ -143,6 +185,7 @@ class EvaluateStage(Stage):
         """Translation models: FID / KID of the translated source-domain images against
         the real target-domain images."""
         from ganpipe.metrics.features import extract
+        from ganpipe.metrics.notes import describe, fid_note
         from ganpipe.metrics.scores import all_scores
 
         src = 1 if model.card.direction == "BtoA" else 0
@@ -171,21 +214,26 @@ class EvaluateStage(Stage):
                 opts.k,
                 opts.kid_subset_size,
             )
+        features = describe(opts.features, opts.feature_size)
+        note = fid_note(s, features)
         folder = ctx.stage_dir(self.name)
         write_json(
             folder / "metrics.json",
             {
                 "real": which,
                 "features": opts.features,
+                "features_detail": features,
                 "direction": model.card.direction,
                 "scores": s,
+                "note": note,
             },
         )
-        ctx.log(_table({"translated": s}))
+        ctx.log(_table({"translated": s}) + f"\n  {note}")
         return StageResult(
             {"metrics": f"{self.name}/metrics.json"},
-            f"FID {s['fid']:.3f}, KID {s['kid']:.4f} ({len(source)} translated "
-            f"vs {len(target)} {which} target-domain images)",
+            f"FID {s['fid']:.3f} from {len(source)} translated vs {len(target)} {which} "
+            f"target-domain images (biased upward at small N: compare only at the same N "
+            f"and extractor), KID {s['kid']:.4f} +- {s['kid_std']:.4f}",
             {"fid": s["fid"], "kid": s["kid"]},
         )
 
@@ -193,6 +241,7 @@ class EvaluateStage(Stage):
         from ganpipe.inference.generate import generate_batches
         from ganpipe.inference.session import open_model
         from ganpipe.metrics.features import extract
+        from ganpipe.metrics.notes import describe, fid_note
         from ganpipe.metrics.scores import all_scores
         from ganpipe.modelcard import TASKS
         from ganpipe.upscale.model import SRModel
@@ -206,7 +255,7 @@ class EvaluateStage(Stage):
         model = open_model(path, opts.device, task=TASKS)
         card = model.card
         if card.task == "super_resolve":
-            return self._super_resolve(ctx, SRModel(model), real, which)
+            return self._super_resolve(ctx, opts, SRModel(model), real, which)
         if card.task == "translate":
             return self._translate(ctx, opts, SRModel(model), real, which)
         seed = cfg.run.seed + 1 if opts.seed is None else opts.seed
@@ -230,24 +279,28 @@ class EvaluateStage(Stage):
                     r, f = f_real[real.labels == i], f_fake[labels == i]
                     if len(r) >= 2 and len(f) >= 2:
                         rows[name] = all_scores(r, f, opts.k, opts.kid_subset_size)
+        s = rows["all"]
+        features = describe(opts.features, opts.feature_size)
+        note = fid_note(s, features)
         folder = ctx.stage_dir(self.name)
         write_json(
             folder / "metrics.json",
             {
                 "real": which,
                 "features": opts.features,
+                "features_detail": features,
                 "seed": seed,
-                "scores": rows["all"],
+                "scores": s,
                 "per_class": {k: v for k, v in rows.items() if k != "all"},
+                "note": note,
             },
         )
-        ctx.log(_table(rows))
-        s = rows["all"]
+        ctx.log(_table(rows) + f"\n  {note}")
         return StageResult(
             {"metrics": f"{self.name}/metrics.json"},
-            f"FID {s['fid']:.3f}, KID {s['kid']:.4f}, precision "
-            f"{s['precision']:.2f}, recall {s['recall']:.2f} ({len(fake)} "
-            f"generated vs {len(real)} {which} images, {opts.features} "
-            f"features)",
+            f"FID {s['fid']:.3f} from {len(fake)} generated vs {len(real)} {which} images "
+            f"({opts.features} features; biased upward at small N: compare only at the "
+            f"same N and extractor), KID {s['kid']:.4f} +- {s['kid_std']:.4f}, precision "
+            f"{s['precision']:.2f}, recall {s['recall']:.2f} (on {s['prdc_n']} of each)",
             {"fid": s["fid"], "kid": s["kid"]},
         )
