@@ -10,7 +10,7 @@ from conftest import TINY_PIPELINE, write_toml
 
 from ganpipe.inference.session import open_model
 from ganpipe.pipeline import run_file
-from ganpipe.variant import DataInfo
+from ganpipe.variant import Batch, DataInfo, StepContext
 from ganpipe.variants.pggan import PGGAN, schedule
 
 
@@ -85,3 +85,42 @@ def test_depth_one_blocks_have_one_conv_and_depth_two_keeps_its_weight_names():
         assert D(G(torch.randn(3, opts.latent_dim))).shape == (3,)
     assert {"blocks.0.0.weight", "blocks.0.1.weight"} <= set(G.state_dict())
     assert G.blocks[1][0].weight.shape[:2] == (4, 8) and D.blocks[1][1].weight.shape[:2] == (8, 4)
+
+
+def test_reals_are_faded_with_the_alpha_of_the_fakes():
+    """progressive_growing_of_gans ``process_reals``: during a fade-in D's reals are the
+    images at the new resolution lerped with their 2x box-down, nearest-up version by the
+    alpha G's output is blended with; outside a fade-in just box-filtered."""
+    torch.manual_seed(0)
+    v = PGGAN()
+    opts = v.Options(**{**v.tiny_options, "phase_steps": 4})
+    info = DataInfo(16, 3)
+    nets = v.build(opts, info)
+    ctx = StepContext(nets, v.optimizers(nets, opts), opts, info, torch.device("cpu"))
+    seen: list[torch.Tensor] = []
+    nets["D"].register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+
+    def box(x, k):  # mean of k x k blocks
+        return x.reshape(*x.shape[:2], x.shape[2] // k, k, x.shape[3] // k, k).mean((3, 5))
+
+    def up(x, k):
+        return x.repeat_interleave(k, 2).repeat_interleave(k, 3)
+
+    given, wanted = [], []
+    for step in (0, 6, 7, 9, 14):  # 4 px; fading 8 px in at 0.5, 0.75; 8 px; fading 16 px
+        seen.clear()
+        ctx.step = step
+        v.train_step(ctx, Batch(real, torch.zeros(4, dtype=torch.long)))
+        level, alpha = nets["G"].stage()  # what G's output was blended with
+        assert (level, alpha) == nets["D"].stage()
+        k = 16 // (4 * 2**level)
+        at_res = box(real, k)
+        want = at_res if alpha == 1 else alpha * at_res + (1 - alpha) * up(box(at_res, 2), 2)
+        # what D's layers see (D box-filters its input to the level's resolution)
+        torch.testing.assert_close(box(seen[0], k), want, atol=1e-6, rtol=1e-5)
+        given.append(seen[0])
+        wanted.append(up(want, k))
+    assert (level, alpha) == (2, 0.5)
+    for got, want in zip(given, wanted, strict=True):  # full size, nearest up like G's images
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

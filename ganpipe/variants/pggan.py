@@ -1,7 +1,9 @@
 """Progressive growing of GANs (PGGAN, Karras et al. 2018): G and D start at 4x4 and grow
 a resolution at a time, each new block faded in linearly (``phase_steps`` steps to fade
-in, as many to stabilise). Pixel norm and equalised learning rate in G, minibatch std in
-D, WGAN-GP loss with the small drift term, ``d_steps`` D steps per G step.
+in, as many to stabilise), the real images D sees faded with the same alpha
+(:func:`fade_reals`, the reference's ``process_reals``). Pixel norm and equalised
+learning rate in G, minibatch std in D, WGAN-GP loss with the small drift term,
+``d_steps`` D steps per G step.
 
 The growth lives in the nets: ``level`` and ``alpha`` are buffers set from the step at
 every training step (so checkpoints, resume and the EMA copy carry them), and G always
@@ -76,6 +78,23 @@ def schedule(step: int, phase_steps: int, levels: int) -> tuple[int, float]:
     level = (phase + 1) // 2
     alpha = (step % phase_steps) / phase_steps if phase % 2 else 1.0
     return level, alpha
+
+
+def fade_reals(x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
+    """The real images D sees at (``level``, ``alpha``), as progressive_growing_of_gans'
+    ``process_reals`` makes them: box-filtered to the level's resolution (its mipmaps);
+    during a fade-in (``alpha`` < 1) blended with their 2x box-down, nearest-up version,
+    ``lerp(down_up(x), x, alpha)``, the alpha G's output is blended with; then brought back
+    to the full size by nearest up-sampling, like G's images."""
+    size, res = x.shape[-1], 4 * 2**level
+    if size != res:
+        x = F.adaptive_avg_pool2d(x, res)
+    if level > 0 and alpha < 1.0:
+        coarse = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2.0, mode="nearest")
+        x = torch.lerp(coarse, x, alpha)
+    if size != res:
+        x = F.interpolate(x, size=(size, size), mode="nearest")
+    return x
 
 
 def _levels(image_size: int) -> int:
@@ -271,7 +290,7 @@ class PGGAN(Variant):
         for net in (G, D):
             net.level.fill_(level)
             net.alpha.fill_(alpha)
-        real = batch.images
+        real = fade_reals(batch.images, level, alpha)  # faded like the fakes
         n = real.shape[0]
         (z,) = self.make_inputs(opts, ctx.info, n, ctx.device)
         g_turn = (ctx.step + 1) % opts.d_steps == 0
