@@ -106,3 +106,24 @@ def test_one_generator_pass_serves_both_updates():
     ctx.step = 1
     v.train_step(ctx, Batch(torch.rand(4, 1, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long)))
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("every", [1, 4, 16])
+def test_lazy_r1_scales_d_adam_lr_and_betas_by_k_over_k_plus_1(every):
+    """StyleGAN2's correction for lazy regularisation (training_loop.py ``mb_ratio``): with
+    an R1 update every k steps, D's Adam runs with lr * k/(k+1) and betas ** (k/(k+1));
+    G (no lazy path-length term here) and D without R1 keep the options' values."""
+    v = StyleGAN()
+    opts = v.Options(**{**v.tiny_options, "r1_every": every, "betas": (0.5, 0.99)})
+    nets = v.build(opts, DataInfo(16, 1))
+    opt = v.optimizers(nets, opts)
+    ratio = every / (every + 1)
+    (d_group,) = opt["D"].param_groups
+    assert d_group["lr"] == pytest.approx(opts.lr_d * ratio)
+    assert d_group["betas"] == pytest.approx((0.5**ratio, 0.99**ratio))
+    assert len(d_group["params"]) == len(list(nets["D"].parameters()))
+    (g_group,) = opt["G"].param_groups
+    assert g_group["lr"] == opts.lr_g and tuple(g_group["betas"]) == (0.5, 0.99)
+    off = v.optimizers(nets, opts.model_copy(update={"r1_gamma": 0.0}))
+    assert off["D"].param_groups[0]["lr"] == opts.lr_d
+    assert tuple(off["D"].param_groups[0]["betas"]) == (0.5, 0.99)

@@ -1,9 +1,9 @@
 """StyleGAN (compact StyleGAN2, Karras et al. 2020): mapping network, modulated convolutions
 with noise, skip generator, residual discriminator with minibatch std; non-saturating
-logistic loss, lazy R1 regularisation of D and style mixing. The nets are in
-:mod:`ganpipe.nn.stylegan` (what is simplified there is said there); path-length
-regularisation is left out. The exported model takes ``z``; ``generate --truncation``
-truncates it.
+logistic loss, lazy R1 regularisation of D (with StyleGAN2's Adam correction) and style
+mixing. The nets are in :mod:`ganpipe.nn.stylegan` (what is simplified there is said
+there); path-length regularisation is left out. The exported model takes ``z``;
+``generate --truncation`` truncates it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,12 @@ class StyleGANOptions(GANOptions):
         "10 x (image_size / 1024)^2, at least 0.01, and 1 below half scale (10 outside the "
         "training loop)",
     )
-    r1_every: int = Field(16, ge=1, description="lazy R1: every this many steps, scaled up")
+    r1_every: int = Field(
+        16,
+        ge=1,
+        description="lazy R1: every this many steps, scaled up; D's Adam then runs with lr "
+        "x k/(k+1) and betas^(k/(k+1)) (k = r1_every), StyleGAN2's correction",
+    )
     mixing: float = Field(0.9, ge=0, le=1, description="probability of style mixing")
 
 
@@ -145,6 +150,18 @@ class StyleGAN(Variant):
                 opts.mbstd_group,
             ),
         }
+
+    def optimizers(self, nets, opts: StyleGANOptions) -> dict[str, torch.optim.Optimizer]:
+        """Adam; with R1 on, D's is corrected for the lazy R1 updates it also takes, as in
+        StyleGAN2 (``mb_ratio``): k main steps and one R1 step every k steps make k + 1
+        updates where the hyper-parameters assume k, so lr x k/(k+1) and each beta to the
+        power k/(k+1) keep the moments' time constants per step (k = ``r1_every``)."""
+        out = super().optimizers(nets, opts)
+        if opts.r1_gamma > 0:
+            ratio = opts.r1_every / (opts.r1_every + 1)
+            betas = tuple(b**ratio for b in opts.betas)
+            out["D"] = torch.optim.Adam(nets["D"].parameters(), lr=opts.lr_d * ratio, betas=betas)
+        return out
 
     def _fake(
         self, G: StyleGenerator, opts: StyleGANOptions, info: DataInfo, n: int, device: torch.device
