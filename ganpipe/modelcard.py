@@ -28,7 +28,9 @@ FORMAT_VERSION = 1
 TASKS = ("generate", "super_resolve", "translate")
 Task = Literal["generate", "super_resolve", "translate"]
 #: Input kinds an exported model may have (see :class:`InputSpec`).
-INPUT_KINDS = ("normal", "label", "image", "categorical", "uniform")
+INPUT_KINDS = ("normal", "label", "image", "categorical", "uniform", "truncation")
+#: What ``generate --truncation T`` does to a model (:attr:`ModelCard.truncation`).
+TRUNCATIONS = ("z_redraw", "w_lerp", "none")
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,11 @@ class InputSpec:
     ``kind``: ``normal`` (standard normal noise of ``shape`` per sample), ``label`` (int64
     class index per sample), ``image`` (float NCHW image, ``shape`` = (channels,); height
     and width are dynamic), ``categorical`` (float one-hot along the last axis of
-    ``shape``, each code uniform over its classes) or ``uniform`` (float U(-1, 1) of
-    ``shape``); the last two are latent codes that ``ganpipe generate --code`` can fix.
+    ``shape``, each code uniform over its classes), ``uniform`` (float U(-1, 1) of
+    ``shape``): the two latent codes that ``ganpipe generate --code`` can fix, or
+    ``truncation`` (float psi of ``shape``, one per style layer: each layer's w is pulled
+    towards the average w, ``w_avg + psi * (w - w_avg)``; 1 is no truncation, 0 the
+    average image; ``generate --truncation`` sets it).
     """
 
     name: str
@@ -64,7 +69,7 @@ def _encode(value: Any) -> str:
 class _Input(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     name: str
-    kind: Literal["normal", "label", "image", "categorical", "uniform"]
+    kind: Literal["normal", "label", "image", "categorical", "uniform", "truncation"]
     shape: tuple[int, ...] = ()
 
 
@@ -88,6 +93,15 @@ class ModelCard(BaseModel):
     direction: str | None = Field(None, description="translate: AtoB or BtoA")
     resolution: int | None = Field(None, ge=1, description="output size (pggan: level)")
     precision: Literal["float32", "float16"] = "float32"
+    truncation: Literal["z_redraw", "w_lerp", "none"] | None = Field(
+        None,
+        description="what generate --truncation T does: 'z_redraw' redraws Gaussian noise "
+        "values beyond +-T (BigGAN; for generators that take z as drawn), 'w_lerp' feeds "
+        "psi = T to the 'truncation' input (StyleGAN: w pulled towards the average w), "
+        "'none': the model has no truncation (pggan: z is normalised, so truncating it "
+        "does nothing); unset (cards before this field): 'z_redraw' where the model has "
+        "Gaussian noise",
+    )
     imported_from: str | None = None
     model_options: dict[str, Any] = Field(
         default_factory=dict,

@@ -19,7 +19,13 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "labels": ("--label",),
     "codes": ("--code",),
 }
-METAVARS = {"labels": "K", "codes": "NAME=VALUE", "truncation": "T", "device": "DEVICE"}
+METAVARS = {
+    "labels": "K",
+    "codes": "NAME=VALUE",
+    "truncation": "T",
+    "truncation_cutoff": "N",
+    "device": "DEVICE",
+}
 
 
 @click.command()

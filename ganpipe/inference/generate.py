@@ -22,6 +22,12 @@ from ganpipe.errors import GanpipeError
 from ganpipe.fsutil import ensure_writable_dir
 from ganpipe.inference.options import ALL_LABELS, GenerateOptions
 from ganpipe.inference.session import OnnxModel, open_model
+from ganpipe.inference.truncation import (
+    check_truncation,
+    psi_values,
+    truncate,
+    truncation_mode,
+)
 from ganpipe.modelcard import InputSpec
 from ganpipe.options import validate
 
@@ -153,22 +159,6 @@ def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str
     return out
 
 
-def truncate(z: np.ndarray, threshold: float, rng: np.random.Generator) -> np.ndarray:
-    """The truncation trick (BigGAN): every value of ``z`` outside ``[-threshold,
-    threshold]`` is redrawn from the standard normal until it falls inside, which samples
-    a truncated normal. Smaller thresholds trade variety for typical, cleaner images.
-    Values already inside are kept, so one seed gives related images at every threshold."""
-    if not threshold > 0:
-        raise GanpipeError(f"truncation must be greater than 0, got {threshold}")
-    z = z.copy()
-    outside = np.flatnonzero(np.abs(z) > threshold)
-    while outside.size:
-        redraw = rng.standard_normal(outside.size, dtype=np.float32)
-        z.flat[outside] = redraw
-        outside = outside[np.abs(redraw) > threshold]
-    return z
-
-
 def sample_inputs(
     model: OnnxModel,
     n: int,
@@ -176,10 +166,15 @@ def sample_inputs(
     labels: np.ndarray | None,
     codes: Mapping[str, Any] | None = None,
     truncation: float | None = None,
+    truncation_cutoff: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs for ``n`` samples. Random draws happen for every input in order even where a
     code is fixed or the noise truncated (redraws come from a stream of their own), so the
-    noise of a seed does not depend on the codes or the truncation chosen."""
+    noise of a seed does not depend on the codes or the truncation chosen. ``truncation``
+    (and ``truncation_cutoff``) as :mod:`ganpipe.inference.truncation` says for the model:
+    Gaussian noise redrawn, or psi fed to its ``truncation`` input (1 when unset)."""
+    check_truncation(model.path.name, model.card, truncation, truncation_cutoff)
+    redraw_z = truncation is not None and truncation_mode(model.card) == "z_redraw"
     rng = np.random.default_rng(seed)
     redraws = np.random.default_rng([seed, 0x7C])
     fixed = resolve_codes(model, codes)
@@ -188,8 +183,10 @@ def sample_inputs(
         name, shape = spec.name, spec.shape
         if spec.kind == "normal":
             feeds[name] = rng.standard_normal((n, *shape), dtype=np.float32)
-            if truncation is not None:
+            if redraw_z:
                 feeds[name] = truncate(feeds[name], truncation, redraws)
+        elif spec.kind == "truncation":
+            feeds[name] = psi_values(spec, n, truncation, truncation_cutoff)
         elif spec.kind == "label":
             feeds[name] = labels if labels is not None else np.zeros(n, np.int64)
         elif spec.kind == "categorical":
@@ -218,13 +215,14 @@ def generate_batches(
     batch_size: int | None = None,
     codes: Mapping[str, Any] | None = None,
     truncation: float | None = None,
+    truncation_cutoff: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``
     (default: :class:`GenerateOptions`'). ``labels`` as :func:`resolve_labels` gives them;
-    ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` truncates the
-    Gaussian noise (see :func:`truncate`)."""
+    ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` (and
+    ``truncation_cutoff``) truncate as the model's card says (see :func:`sample_inputs`)."""
     step = batch_size or GenerateOptions.model_fields["batch_size"].default
-    feeds = sample_inputs(model, n, seed, labels, codes, truncation)
+    feeds = sample_inputs(model, n, seed, labels, codes, truncation, truncation_cutoff)
     for start in range(0, n, step):
         batch = {k: v[start : start + step] for k, v in feeds.items()}
         yield to_uint8(model.run(batch), model.card.value_range)
@@ -271,14 +269,14 @@ def generate_to_folder(
     ``codes`` fixes latent codes of InfoGAN-style models: ``{"c_cat": 3}`` (class index;
     one per code, or one for all) and ``{"c_cont": [0.5, -1.0]}`` (one float per
     dimension, or one for all); strings such as ``"0.5,-1"`` are accepted. ``truncation``
-    (> 0) redraws Gaussian noise values beyond it (the truncation trick). ``on_batch`` is
-    called with the number of images of each batch written."""
+    is the truncation trick, as the model's card says: Gaussian noise values beyond it
+    redrawn (dcgan, biggan, ...), or w pulled towards the average w by psi = it
+    (stylegan; ``truncation_cutoff``: only the first style layers); see
+    :mod:`ganpipe.inference.truncation`. ``on_batch`` is called with the number of images
+    of each batch written."""
     opts = generate_options(options, **fields)
     model = open_model(model_path, opts.device, task="generate")
-    if opts.truncation is not None and not any(s.kind == "normal" for s in model.card.inputs):
-        raise GanpipeError(
-            f"{model.path.name} has no Gaussian noise input to truncate; drop --truncation"
-        )
+    check_truncation(model.path.name, model.card, opts.truncation, opts.truncation_cutoff)
     n = opts.count
     lab = resolve_labels(model, opts.labels, n)
     fixed = resolve_codes(model, opts.codes)
@@ -287,7 +285,14 @@ def generate_to_folder(
     grid_images: list[np.ndarray] = []
     width = max(5, len(str(n - 1)))
     batches = generate_batches(
-        model, n, opts.seed, lab, opts.batch_size, codes=fixed, truncation=opts.truncation
+        model,
+        n,
+        opts.seed,
+        lab,
+        opts.batch_size,
+        codes=fixed,
+        truncation=opts.truncation,
+        truncation_cutoff=opts.truncation_cutoff,
     )
     for batch in batches:
         for img in batch:

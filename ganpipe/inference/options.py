@@ -37,9 +37,17 @@ class GenerateOptions(Options):
     )
     truncation: float | None = Field(
         None,
-        gt=0,
-        description="truncation trick: redraw noise values beyond +-truncation (e.g. 0.5: "
-        "less variety, cleaner images)",
+        ge=0,
+        description="truncation trick, less variety for cleaner images: models with "
+        "Gaussian noise (dcgan, biggan, ...) redraw noise values beyond +-truncation (e.g. "
+        "0.5); stylegan pulls w towards the average w by psi = truncation (1: none, 0: the "
+        "average image, e.g. 0.7); pggan has none",
+    )
+    truncation_cutoff: int | None = Field(
+        None,
+        ge=1,
+        description="stylegan: truncate only the first N style layers (the coarse ones: "
+        "pose, shape), as StyleGAN's truncation_cutoff; default: every layer",
     )
     batch_size: int = Field(64, ge=1, description="images per ONNX Runtime call")
     device: str = Field("auto", description=f"one of {grammar(ORT_KINDS)}")

@@ -55,20 +55,73 @@ class EqualConv2d(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z -> w: pixel norm, then ``layers`` equalised linear layers (lr x 0.01)."""
+    """z -> w: pixel norm, then ``layers`` equalised linear layers (lr x 0.01).
+
+    ``w_avg`` (a buffer) tracks the average w for the truncation trick, as StyleGAN2-ADA's
+    mapping network does: at every training step it moves towards the batch mean of w,
+    ``w_avg = lerp(mean(w), w_avg, W_AVG_BETA)``. One difference: the first update takes
+    the batch mean itself (the reference starts from zeros, which would leave a share
+    0.995^T of zero in w_avg after T steps: 8% after 500). A checkpoint from before
+    w_avg existed loads with w_avg estimated from the loaded net (:meth:`estimate_w_avg`).
+    """
+
+    #: StyleGAN2-ADA's ``w_avg_beta``
+    W_AVG_BETA = 0.995
 
     def __init__(self, z_dim: int, w_dim: int, layers: int):
         super().__init__()
         dims = [z_dim] + [w_dim] * layers
+        self.z_dim = z_dim
         self.layers = nn.ModuleList(
             EqualLinear(a, b, lr_mul=0.01) for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+        self._w_avg_missing = False
+        self.register_load_state_dict_post_hook(MappingNetwork._estimate_if_missing)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, update_w_avg: bool = False) -> torch.Tensor:
         x = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         for layer in self.layers:
             x = _act(layer(x))
+        if update_w_avg:
+            self.track(x)
         return x
+
+    @torch.no_grad()
+    def track(self, w: torch.Tensor) -> None:
+        """Move ``w_avg`` towards the mean of the batch ``w`` [B, w_dim] (the first time:
+        to the mean itself; an all-zero w_avg is the untracked state)."""
+        mean = w.detach().float().mean(dim=0)
+        fresh = (self.w_avg == 0).all()
+        self.w_avg.copy_(torch.where(fresh, mean, mean.lerp(self.w_avg, self.W_AVG_BETA)))
+
+    def truncate(self, ws: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        """The truncation trick in W: ``w_avg + psi * (w - w_avg)`` for ws [B, num_ws,
+        w_dim] and psi [B, num_ws] (1: unchanged; 0: the average w)."""
+        return self.w_avg + psi[..., None] * (ws - self.w_avg)
+
+    @torch.no_grad()
+    def estimate_w_avg(self, samples: int = 10_000, seed: int = 0) -> torch.Tensor:
+        """The mean of w over ``samples`` z from a fixed seed (not the global RNG)."""
+        g = torch.Generator().manual_seed(seed)
+        device = self.w_avg.device
+        total = torch.zeros_like(self.w_avg)
+        for start in range(0, samples, 1000):
+            z = torch.randn(min(1000, samples - start), self.z_dim, generator=g)
+            total += self(z.to(device)).float().sum(dim=0)
+        return total / samples
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before w_avg: estimated once the layers are loaded
+        self._w_avg_missing = prefix + "w_avg" not in state_dict
+        if self._w_avg_missing:
+            state_dict = {**state_dict, prefix + "w_avg": self.w_avg}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _estimate_if_missing(self, incompatible) -> None:
+        if self._w_avg_missing:
+            self._w_avg_missing = False
+            self.w_avg.copy_(self.estimate_w_avg())
 
 
 class ModulatedConv(nn.Module):
@@ -174,7 +227,13 @@ class StyleGenerator(nn.Module):
             if depth == 2:
                 self.convs.append(StyledLayer(ch[i], ch[i], w_dim, res))
             self.rgbs.append(ToRGB(ch[i], channels, w_dim))
-        self.num_ws = depth * levels + 2  # first conv, depth per level, + the last ToRGB's
+        self.num_ws = self.count_ws(image_size, depth)
+
+    @staticmethod
+    def count_ws(image_size: int, depth: int = 2) -> int:
+        """Ws the generator takes: the 4 px conv and ToRGB, then ``depth`` styled convs per
+        level above 4 px (each level's ToRGB shares the next level's first w)."""
+        return depth * (int(math.log2(image_size)) - 2) + 2
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         x = self.first(self.const.expand(ws.shape[0], -1, -1, -1), ws[:, 0])
@@ -188,11 +247,15 @@ class StyleGenerator(nn.Module):
             rgb = rgb + self.rgbs[i + 1](x, ws[:, k + self.depth])
         return rgb
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        w = self.mapping(z)
+    def forward(self, z: torch.Tensor, psi: torch.Tensor | None = None) -> torch.Tensor:
+        """Images from z; ``psi`` [B, num_ws] truncates each layer's w towards the average
+        w (:meth:`MappingNetwork.truncate`; the exported model's second input)."""
+        ws = self.mapping(z)[:, None].expand(-1, self.num_ws, -1)
+        if psi is not None:
+            ws = self.mapping.truncate(ws, psi)
         # images to look at (samples, export) are clipped to the value range; training
         # calls synthesis() directly, so D sees the linear output, as in StyleGAN2
-        return self.synthesis(w[:, None].expand(-1, self.num_ws, -1)).clamp(-1.0, 1.0)
+        return self.synthesis(ws).clamp(-1.0, 1.0)
 
 
 class MinibatchStd(nn.Module):

@@ -9,7 +9,9 @@ The growth lives in the nets: ``level`` and ``alpha`` are buffers set from the s
 every training step (so checkpoints, resume and the EMA copy carry them), and G always
 returns full-resolution images (nearest up-sampling of the current level), so data,
 samples and export need nothing special. The exported model is the generator at the
-level it has reached (the full resolution after ``2 * levels`` phases).
+level it has reached (the full resolution after ``2 * levels`` phases). It has no
+truncation trick (its card says ``truncation = "none"``): G normalises z to unit length,
+so truncating z changes nothing.
 """
 
 from __future__ import annotations
@@ -320,5 +322,9 @@ class PGGAN(Variant):
     def export_spec(self, nets, opts, info: DataInfo) -> ExportSpec:
         spec = super().export_spec(nets, opts, info)
         spec.module = _AtLevel(spec.module).eval()
-        spec.metadata = {**spec.metadata, "resolution": 4 * 2**spec.module.level}
+        spec.metadata = {
+            **spec.metadata,
+            "resolution": 4 * 2**spec.module.level,
+            "truncation": "none",  # z is pixel-normalised: truncating it does nothing
+        }
         return spec

@@ -2,8 +2,13 @@
 with noise, skip generator, residual discriminator with minibatch std; non-saturating
 logistic loss, lazy R1 regularisation of D (with StyleGAN2's Adam correction) and style
 mixing. The nets are in :mod:`ganpipe.nn.stylegan` (what is simplified there is said
-there); path-length regularisation is left out. The exported model takes ``z``;
-``generate --truncation`` truncates it.
+there); path-length regularisation is left out.
+
+The generator tracks the average w (``w_avg``, updated once per step as in StyleGAN2-ADA)
+and the exported model takes ``z`` and ``psi`` (one per style layer): each layer's w is
+``w_avg + psi * (w - w_avg)``, the truncation trick in W. ``ganpipe generate`` feeds psi 1
+(untruncated) unless ``--truncation`` says otherwise; the card's ``truncation = "w_lerp"``
+says so.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from ganpipe import (
     SMALL_RUN_SCALE,
     Batch,
     DataInfo,
+    ExportSpec,
     GANOptions,
+    InputSpec,
     StepContext,
     Variant,
     default_scale,
@@ -163,14 +170,31 @@ class StyleGAN(Variant):
             out["D"] = torch.optim.Adam(nets["D"].parameters(), lr=opts.lr_d * ratio, betas=betas)
         return out
 
+    def inputs(self, opts: StyleGANOptions, info: DataInfo) -> list[InputSpec]:
+        """``z`` and ``psi``: the truncation of each style layer (1: none)."""
+        ws = StyleGenerator.count_ws(info.image_size, opts.depth)
+        return [InputSpec("z", "normal", (opts.latent_dim,)), InputSpec("psi", "truncation", (ws,))]
+
+    def make_inputs(self, opts, info: DataInfo, n: int, device, generator=None, labels=None):
+        """Random z and psi 1 (untruncated)."""
+        z = torch.randn((n, opts.latent_dim), generator=generator).to(device)
+        ws = StyleGenerator.count_ws(info.image_size, opts.depth)
+        return z, torch.ones(n, ws, device=device)
+
+    def export_spec(self, nets, opts: StyleGANOptions, info: DataInfo) -> ExportSpec:
+        spec = super().export_spec(nets, opts, info)
+        spec.metadata = {**spec.metadata, "truncation": "w_lerp"}
+        return spec
+
     def _fake(
         self, G: StyleGenerator, opts: StyleGANOptions, info: DataInfo, n: int, device: torch.device
     ) -> torch.Tensor:
-        """Images from fresh noise, with two styles mixed at a random layer (``mixing``)."""
-        (z,) = self.make_inputs(opts, info, n, device)
-        ws = G.mapping(z)[:, None].expand(-1, G.num_ws, -1)
+        """Images from fresh noise, with two styles mixed at a random layer (``mixing``);
+        the first mapping moves ``w_avg`` (StyleGAN2-ADA: once per step, not the mixing one)."""
+        z = self.make_inputs(opts, info, n, device)[0]
+        ws = G.mapping(z, update_w_avg=True)[:, None].expand(-1, G.num_ws, -1)
         if opts.mixing > 0 and float(torch.rand(())) < opts.mixing:
-            (z2,) = self.make_inputs(opts, info, n, device)
+            z2 = self.make_inputs(opts, info, n, device)[0]
             cut = int(torch.randint(1, G.num_ws, ()))
             ws2 = G.mapping(z2)[:, None].expand(-1, G.num_ws, -1)
             ws = torch.cat([ws[:, :cut], ws2[:, cut:]], dim=1)
