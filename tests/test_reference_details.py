@@ -225,3 +225,25 @@ def test_weight_clipping_trains_with_rmsprop_at_the_papers_rate(device):
     assert all(type(o) is torch.optim.Adam for o in opt.values())
     assert opts.lr_d == (2e-4 if device == "cpu" else 1e-4)
     assert opt["D"].param_groups[0]["betas"] == tuple(opts.betas)
+
+
+def test_a_checkpoint_of_another_optimizer_is_refused_in_one_line(tmp_path):
+    """A clip run saved with Adam (before clip meant RMSprop) and resumed with the same
+    fingerprint: one line naming the net, not a KeyError at the next step; an Adam state
+    from an older torch, lacking a newer setting, still loads."""
+    from ganpipe.errors import TrainingError
+    from ganpipe.training.checkpoint import load_optimizer
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    adam = torch.optim.Adam(params, lr=5e-5)
+    params[0].grad = torch.ones(3)
+    adam.step()
+    saved = adam.state_dict()
+    with pytest.raises(TrainingError, match=r"another optimizer for 'D' than this run's RMSprop"):
+        load_optimizer(tmp_path, "D", torch.optim.RMSprop(params, lr=5e-5), saved)
+    older = copy.deepcopy(saved)
+    for group in older["param_groups"]:
+        group.pop("decoupled_weight_decay", None)
+    fresh = torch.optim.Adam(params, lr=5e-5)
+    load_optimizer(tmp_path, "D", fresh, older)
+    assert fresh.state_dict()["state"][0]["step"] == 1

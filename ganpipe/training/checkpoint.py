@@ -130,3 +130,20 @@ def load_state(path: Path) -> dict[str, Any]:
         raise TrainingError(
             f"{file}: {what} ({reason}); delete the checkpoint or re-run with --force"
         ) from None
+
+
+def load_optimizer(path: Path, name: str, opt: torch.optim.Optimizer, saved: dict) -> None:
+    """``opt.load_state_dict(saved)``, refused in one line when the checkpoint's optimizer
+    ``name`` is another algorithm (its hyper-parameter keys differ: Adam's ``betas`` against
+    RMSprop's ``alpha``, e.g. a WGAN run with ``clip`` started before it trained with
+    RMSprop), instead of a KeyError at the next step."""
+    mine = {k for g in opt.param_groups for k in g if k != "params"}
+    theirs = {k for g in saved.get("param_groups", []) for k in g if k != "params"}
+    differ = sorted(mine ^ theirs)
+    if differ and ({"betas", "alpha", "momentum"} & set(differ)):
+        raise TrainingError(
+            f"checkpoint {path} was made with another optimizer for {name!r} than this "
+            f"run's {type(opt).__name__} (settings {', '.join(differ[:3])} differ); re-run "
+            f"with --force to start over"
+        )
+    opt.load_state_dict(saved)

@@ -194,7 +194,7 @@ class Trainer:
                 )
             module.load_state_dict(weights[name])
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            ckpt.load_optimizer(latest, name, opt, state["optimizers"][name])
         for name, sc_state in state.get("scalers", {}).items():
             if name in self.scalers and self.scalers[name].is_enabled():
                 self.scalers[name].load_state_dict(sc_state)
