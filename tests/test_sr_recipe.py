@@ -110,3 +110,17 @@ def test_lr_input_is_quantised_to_8_bits():
     lr = v.make_lr(hr, opts)
     assert torch.equal(lr, reference_lr(hr, opts.scale))
     assert torch.equal(lr * 255, (lr * 255).round())
+
+
+def test_esrgan_without_vgg_weights_keeps_the_pixel_loss_in_charge(vgg_file):
+    """No perceptual loss without local VGG weights: BasicSR's 1e-2 pixel weight would leave
+    the GAN term half the loss, so an unset content_weight resolves to 1.0 there (and stays
+    1e-2 with VGG weights, or whatever the user set)."""
+    v = REGISTRY.variants.get("esrgan")
+    info = DataInfo(16, 3)
+    bare = v.resolve_options(v.Options(), info, "cpu", 100)
+    assert bare.content_weight == 1.0
+    with_vgg = v.resolve_options(v.Options(vgg_weights=vgg_file), info, "cpu", 100)
+    assert with_vgg.content_weight == 1e-2
+    chosen = v.resolve_options(v.Options(content_weight=0.1), info, "cpu", 100)
+    assert chosen.content_weight == 0.1

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe import DataInfo
+from ganpipe import DataInfo, fill_unset
 from ganpipe.nn import RRDB_UNSHUFFLE, RRDBNet
 from ganpipe.variants.srbase import SROptions, SRVariant
 
@@ -26,7 +26,8 @@ class ESRGANOptions(SROptions):
         1e-2,
         ge=0,
         description="pixel (L1) weight of the adversarial phase (BasicSR's ESRGAN: 1e-2, "
-        "next to perceptual 1.0 and GAN 5e-3); the warm-up weighs it 1",
+        "next to perceptual 1.0 and GAN 5e-3); the warm-up weighs it 1; unset without "
+        "vgg_weights (no perceptual loss): 1.0, L1 + 5e-3 GAN as SRGAN-MSE weighs them",
     )
     adv_weight: float = Field(5e-3, ge=0)
     gan_loss: Literal["bce", "ragan"] = "ragan"
@@ -37,6 +38,14 @@ class ESRGAN(SRVariant):
     Options = ESRGANOptions
     scales = (1, 2, 4)
     tiny_options = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "d_width": 4}
+
+    def resolve_options(self, opts: ESRGANOptions, info: DataInfo, device: str, steps: int):
+        """BasicSR's weights assume the perceptual loss; without ``vgg_weights`` there is
+        none, and 1e-2 L1 next to 5e-3 GAN would make the GAN half the loss: the pixel
+        weight the user left unset is then 1.0 (the run's ``model:`` line says so)."""
+        if opts.vgg_weights is None:
+            return fill_unset(opts, {"content_weight": 1.0})
+        return opts
 
     def tile_multiple(self, opts: ESRGANOptions) -> int:
         return RRDB_UNSHUFFLE[opts.scale]
