@@ -10,7 +10,8 @@ subprocess (``python -m ganpipe.cli run``, this interpreter), one variant after 
 
 * ``[data]``: the built-in procedural ``shapes`` set (``--count`` images of
   ``--image-size`` pixels, the HR patches; no download), or with ``--photos DIR`` the
-  ``patches`` set: ``--per-image`` random HR crops of each photo in DIR. ``holdout``
+  ``patches`` set: ``--per-image`` regions of each photo in DIR (training draws a new
+  ``--image-size`` patch of one at every step, flipped and rotated at random). ``holdout``
   (``--holdout``, default 0.1) is kept out of training; ``patches`` holds out whole photos.
 * ``[model]``: the variant with ``scale = --scale`` and its own defaults otherwise, except
   ``adv_weight = --adv-weight`` (default 0: pixel loss only, no discriminator; this is
@@ -160,6 +161,7 @@ def run_variant(
     ev = json.loads((run_dir / stages["evaluate"]["outputs"]["metrics"]).read_text())
     row["scale"], row["real"] = ev["scale"], ev["real"]
     row |= ev["scores"]  # psnr, ssim, bicubic_psnr, bicubic_ssim, count
+    row["metric"] = ev.get("metric", "RGB, no border crop")  # records before the Y default
     row["params"] = generator_params(run_dir / stages["train"]["outputs"]["checkpoint"])
     return row
 
@@ -248,7 +250,11 @@ def main() -> int:
         "(the 'patches' data set) instead of procedural shapes",
     )
     ap.add_argument(
-        "--per-image", type=int, default=16, help="crops per photo with --photos (default 16)"
+        "--per-image",
+        type=int,
+        default=8,
+        help="regions kept per photo with --photos (default 8; training draws a new patch "
+        "of one at every step)",
     )
     ap.add_argument(
         "--holdout",
@@ -431,6 +437,7 @@ def main() -> int:
             f"{fmt(r['psnr'] - r['bicubic_psnr'], '+.2f', 9)}{fmt(r['ssim'], '.4f', 8)}"
             f"{fmt(r['bicubic_ssim'], '.4f', 9)}{r['count']:>9}"
         )
+    print(f"PSNR / SSIM on: {', '.join(sorted({r['metric'] for r in rows if r['ok']}))}")
     print(
         "PSNR / SSIM: mean per image over the held-out images; model = the exported ONNX "
         "model, bicubic = the\nbaseline on the same LR images in the same run; gain = "
