@@ -124,3 +124,37 @@ def test_esrgan_without_vgg_weights_keeps_the_pixel_loss_in_charge(vgg_file):
     assert with_vgg.content_weight == 1e-2
     chosen = v.resolve_options(v.Options(content_weight=0.1), info, "cpu", 100)
     assert chosen.content_weight == 0.1
+
+
+def last_hidden_spread(net, x):
+    """How much the features before the last conv vary between images, relative to their
+    size."""
+    with torch.no_grad():
+        for layer in net.body[:-1]:
+            x = layer(x)
+    return float(x.std(dim=0).mean() / x.abs().mean().clamp_min(1e-12))
+
+
+def test_a_fresh_compact_body_carries_the_input():
+    """The features before compact's last conv must depend on the input at the start of
+    training (default sizes: 16 conv/PReLU pairs). With PyTorch's default init they are
+    almost the same for every image: the net sits at its nearest-neighbour skip, and an
+    800-step run left it or not by the seed's luck (bench/sr_quality.py x2, seeds 0-2:
+    -2.4, +8.4, +11.3 dB over bicubic; with He init +13.8, +12.4, ...)."""
+    from ganpipe.nn import SRVGGNetCompact
+
+    v = REGISTRY.variants.get("compact")
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    net = v.build_generator(v.Options(scale=2), DataInfo(32, 3))
+    torch.manual_seed(0)
+    default = SRVGGNetCompact(3, 3, 64, 16, 2)
+    assert last_hidden_spread(default, x) < 0.01  # the signal is gone
+    assert last_hidden_spread(net, x) > 0.05
+    # He: std sqrt(2 / ((1 + 0.25^2) fan_in)) for a PReLU's initial slope 0.25
+    assert float(net.body[0].weight.detach().std()) == pytest.approx(
+        (2 / 1.0625 / 27) ** 0.5, rel=0.1
+    )
+    assert float(net.body[-1].weight.detach().std()) == pytest.approx(
+        0.1 * (2 / 1.0625 / 576) ** 0.5, rel=0.1
+    )
