@@ -321,7 +321,8 @@ class Variant:
         generator: torch.Generator | None = None,
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        """Random generator inputs for ``n`` samples (labels cycle through the classes)."""
+        """Random generator inputs for ``n`` samples (labels cycle through the classes;
+        ``truncation`` inputs are 1, untruncated)."""
         import torch
 
         out = []
@@ -331,6 +332,8 @@ class Variant:
             elif spec.kind == "label":
                 lab = labels if labels is not None else torch.arange(n) % max(1, info.num_classes)
                 out.append(lab.to(device=device, dtype=torch.long))
+            elif spec.kind == "truncation":  # psi 1: untruncated
+                out.append(torch.ones((n, *spec.shape), device=device))
             else:
                 raise ValueError(f"unknown input kind {spec.kind!r}")
         return tuple(out)

@@ -175,12 +175,6 @@ class StyleGAN(Variant):
         ws = StyleGenerator.count_ws(info.image_size, opts.depth)
         return [InputSpec("z", "normal", (opts.latent_dim,)), InputSpec("psi", "truncation", (ws,))]
 
-    def make_inputs(self, opts, info: DataInfo, n: int, device, generator=None, labels=None):
-        """Random z and psi 1 (untruncated)."""
-        z = torch.randn((n, opts.latent_dim), generator=generator).to(device)
-        ws = StyleGenerator.count_ws(info.image_size, opts.depth)
-        return z, torch.ones(n, ws, device=device)
-
     def export_spec(self, nets, opts: StyleGANOptions, info: DataInfo) -> ExportSpec:
         spec = super().export_spec(nets, opts, info)
         spec.metadata = {**spec.metadata, "truncation": "w_lerp"}
