@@ -201,3 +201,43 @@ def test_a_checkpoint_without_w_avg_loads_with_w_avg_estimated_from_the_mapping(
     # a checkpoint with w_avg keeps it exactly
     fresh.load_state_dict(nets["G"].state_dict())
     assert torch.equal(fresh.mapping.w_avg, nets["G"].mapping.w_avg)
+
+
+@pytest.mark.parametrize(
+    "size, channels, device",
+    [(32, 1, "cpu"), (64, 3, "cpu")],
+    ids=["32px-gray-cpu-defaults", "64px-rgb-cpu-defaults"],
+)
+def test_exported_truncation_matches_the_formula_at_user_configurations(
+    size, channels, device, tmp_path
+):
+    """The .onnx against StyleGAN's formula on the torch net, at the sizes the defaults
+    resolve to for users' data (32 px digits on the CPU: the quality table's setting; 64 px
+    RGB photos), not the tiny test nets: each style layer's w is w_avg + psi (w - w_avg),
+    psi per layer (0.5 for the coarse layers, 0.8 for one middle layer, 1 elsewhere)."""
+    v = StyleGAN()
+    info = DataInfo(size, channels)
+    opts = v.resolve_options(v.Options(), info, device, 1000)
+    torch.manual_seed(0)
+    nets = v.build(opts, info)
+    G = nets["G"]
+    with torch.no_grad():  # a trained-looking w_avg: off zero, as training leaves it
+        G.mapping.w_avg.copy_(G.mapping.estimate_w_avg(2000) + 0.3 * torch.randn(opts.w_dim))
+    G.eval()
+    spec = v.export_spec(nets, opts, info)
+    card = build_card(spec, v.name, v.task, size, channels, ())
+    model = open_model(export_onnx(spec, tmp_path / "g.onnx", card).path, "cpu", task="generate")
+    n, num_ws = 5, G.num_ws
+    z = np.random.default_rng(3).standard_normal((n, opts.latent_dim), dtype=np.float32)
+    psi = np.ones((n, num_ws), np.float32)
+    psi[:, :2] = 0.5
+    psi[:, num_ws // 2] = 0.8
+    got = model.run({"z": z, "psi": psi})
+    with torch.no_grad():
+        w = G.mapping(torch.from_numpy(z))[:, None].expand(-1, num_ws, -1)
+        w_avg = G.mapping.w_avg
+        ws = w_avg + torch.from_numpy(psi)[..., None] * (w - w_avg)  # StyleGAN's lerp
+        want = G.synthesis(ws).clamp(-1, 1).numpy()
+    assert got.shape == (n, channels, size, size)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert np.abs(want - model.run({"z": z, "psi": np.ones_like(psi)})).max() > 1e-3
