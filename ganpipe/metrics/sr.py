@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganpipe.metrics.sr_scores import MetricSpace, psnr, ssim, to_uint8
+from ganpipe.data.imageio import to_uint8
+from ganpipe.metrics.sr_scores import MetricSpace, psnr, ssim
 from ganpipe.nn import downscale, upscale_bicubic
 
 
@@ -115,14 +116,14 @@ def sr_validation(
         lr = downscale(hr, scale)
         outs = {"": up(lr), "bicubic_": upscale_bicubic(lr, scale)}
         want = (hr.shape[0], hr.shape[1], h, w)
-        hr_u8 = to_uint8(hr.permute(0, 2, 3, 1).numpy())
+        hr_u8 = to_uint8(hr.numpy(), (0.0, 1.0))  # NHWC, as saved
         for prefix, out in outs.items():
             if tuple(out.shape) != want:
                 raise ValueError(
                     f"the model returned {tuple(out.shape)} for LR "
                     f"{tuple(lr.shape)}; expected {want} (scale {scale})"
                 )
-            out_u8 = to_uint8(out.float().permute(0, 2, 3, 1).numpy())
+            out_u8 = to_uint8(out.float().numpy(), (0.0, 1.0))
             for a, b in zip(out_u8, hr_u8, strict=True):
                 scores[f"{prefix}psnr"].append(psnr(a, b, space, border))
                 scores[f"{prefix}ssim"].append(ssim(a, b, space, border))

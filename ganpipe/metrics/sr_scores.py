@@ -109,11 +109,6 @@ def ssim(a: np.ndarray, b: np.ndarray, space: MetricSpace = "y", crop_border: in
     return float(np.mean([_ssim_plane(x[:, :, c], y[:, :, c]) for c in range(x.shape[2])]))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A float image in [0, 1] as the uint8 image it would be saved as (rounded)."""
-    return (np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-
-
 def label(space: str | None, crop_border: int | None, window: int | None = None) -> str:
     """How the numbers were computed, e.g. ``"Y, border 4"``; records written before these
     keys existed were RGB with no border crop."""

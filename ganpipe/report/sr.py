@@ -73,7 +73,7 @@ def sr_crops(record: RunRecord, model_path: Path, most: int = 4) -> tuple[list[C
         images, which = held_out(record, most)
     except (GanpipeError, ValueError, OSError, KeyError) as exc:
         return [], f"no crops: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-    scale, crops = model.scale, []
+    scale, crops, borders = model.scale, [], set()
     for img in images:
         hr = _fit(np.asarray(img), scale)
         if hr.shape[0] < scale or hr.shape[1] < scale:
@@ -86,10 +86,13 @@ def sr_crops(record: RunRecord, model_path: Path, most: int = 4) -> tuple[list[C
         y = model(np.ascontiguousarray(x))[0].transpose(1, 2, 0)
         sr = np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8)
         border = scale if min(hr.shape[:2]) > 2 * scale else 0
+        borders.add(border)
         crops.append(
             Crop(lr, bicubic, sr, hr, psnr(bicubic, hr, "y", border), psnr(sr, hr, "y", border))
         )
-    how = label("y", scale)
+    how = label("y", max(borders, default=scale))
+    if len(borders) > 1:
+        how += " (0 for crops too small)"
     return crops, f"{len(crops)} {which} image(s), x{scale}; PSNR on {how} (BasicSR's way)"
 
 
