@@ -7,7 +7,9 @@ Every ``.onnx`` ganpipe writes carries a :class:`ModelCard` in its ``metadata_pr
 validates the values and refuses a file from a newer format version.
 
 Fields a plugin adds through ``ExportSpec.metadata`` that are not fields of the card are
-kept in :attr:`ModelCard.extra` and written back unchanged.
+kept in :attr:`ModelCard.extra` and written back unchanged. A key that later became a field
+(``min_size``, once an extra key) is read into the field, from files and from ``extra``
+alike, so older files and callers keep working.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ganpipe.errors import ModelFileError
 
@@ -90,6 +99,19 @@ class ModelCard(BaseModel):
     latent_dim: int = Field(0, ge=0)
     scale: int | None = Field(None, description="output size / input size (image tasks)")
     tile_multiple: int = Field(1, ge=1, description="input sides must be multiples of it")
+    min_size: int = Field(
+        0,
+        ge=0,
+        description="smallest input height and width the net takes (smaller inputs are "
+        "padded up to it); 0: any",
+    )
+    fixed_tile: int | None = Field(
+        None,
+        ge=1,
+        description="the net takes exactly fixed_tile x fixed_tile inputs with batch 1 (its "
+        "graph was exported at that one shape, e.g. SwinIR, HAT): the upscaler pads smaller "
+        "inputs up to it and tiles larger images in windows no larger; unset: any size",
+    )
     direction: str | None = Field(None, description="translate: AtoB or BtoA")
     resolution: int | None = Field(None, ge=1, description="output size (pggan: level)")
     precision: Literal["float32", "float16"] = "float32"
@@ -108,6 +130,19 @@ class ModelCard(BaseModel):
         description="the variant's options as training resolved them (scaled defaults included)",
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="plugin-defined keys")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_extra(cls, data: Any) -> Any:
+        """``extra["min_size"]`` (where cards before the field kept it) moves to the field;
+        a ``min_size`` given as a field wins."""
+        if isinstance(data, dict) and isinstance(data.get("extra"), dict):
+            extra = dict(data["extra"])
+            if "min_size" in extra:
+                value = extra.pop("min_size")
+                data = {**data, "extra": extra}
+                data.setdefault("min_size", value)
+        return data
 
     @field_validator("inputs", mode="before")
     @classmethod

@@ -66,7 +66,7 @@ class SRModel:
         self.value_range: tuple[float, float] = card.value_range if explicit else (0.0, 1.0)
         self.multiple: int = card.tile_multiple
         # the smallest side the net takes (imported spandrel nets: SwinIR, HAT ... 16 px)
-        self.minimum: int = max(0, int(card.extra.get("min_size", 0) or 0))
+        self.minimum: int = card.min_size
         inputs = self.session.get_inputs()
         spec = card.image_input()
         chosen = next(
