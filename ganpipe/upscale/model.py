@@ -8,8 +8,15 @@ it is), ``scale`` 1, 2, 3, 4 or 8, ``channels`` 3, ``value_range`` (default [0, 
 ``image`` input (NCHW float32, or float16 - inputs are cast), dynamic batch, height and
 width, output NCHW at ``scale`` times the size; optional ``tile_multiple``: the input
 height and width must be multiples of it (each input is padded by reflection, by repeating
-the edge beyond what the image can reflect, and the output cropped), and ``min_size`` (in the card's extra keys): the smallest height and width
-the net takes (smaller inputs are padded the same way). Released weights (``.pth`` /
+the edge beyond what the image can reflect, and the output cropped), and ``min_size``: the
+smallest height and width the net takes (smaller inputs are padded the same way).
+
+``fixed_tile`` T (transformer nets such as SwinIR or HAT whose ONNX export holds only at
+one shape): the graph takes exactly (1, 3, T, T). Every input no larger than T a side is
+padded the same way up to T x T, its batch items run one at a time and the outputs are
+cropped; a larger input is refused: :class:`~ganpipe.upscale.tiling.Upscaler` (and
+:func:`~ganpipe.upscale.tiling.whole_image_runner`, for callers that run whole images) tile it
+in windows of at most T. Released weights (``.pth`` /
 ``.safetensors``, any architecture :mod:`ganpipe.weights` reads) are converted to such a
 model once (:mod:`ganpipe.upscale.cache`).
 """
@@ -67,6 +74,10 @@ class SRModel:
         self.multiple: int = card.tile_multiple
         # the smallest side the net takes (imported spandrel nets: SwinIR, HAT ... 16 px)
         self.minimum: int = card.min_size
+        # a net exported at one shape (1, 3, T, T): inputs are padded to T, one at a time
+        self.fixed_tile: int | None = card.fixed_tile
+        if self.fixed_tile is not None:
+            self.multiple = 1  # every input becomes T x T, whatever multiple the net needs
         inputs = self.session.get_inputs()
         spec = card.image_input()
         chosen = next(
@@ -78,6 +89,8 @@ class SRModel:
                 f"{name}: expected one image input, the model has {len(inputs)} inputs"
             )
         self.input_name = chosen.name
+        if self.fixed_tile is not None:
+            _check_fixed_shape(name, chosen.name, list(chosen.shape or []), self.fixed_tile)
         self.dtype = np.float16 if chosen.type == "tensor(float16)" else np.float32
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = card.output if card.output in outputs else outputs[0]
@@ -105,14 +118,29 @@ class SRModel:
 
     def warm_up(self, side: int) -> None:
         """Run one ``side`` x ``side`` tile, so that cuDNN's algorithm search or TensorRT's
-        engine build for that shape happens before the first image, not inside it."""
+        engine build for that shape happens before the first image, not inside it (a
+        fixed-tile model runs its one shape)."""
+        side = min(side, self.fixed_tile or side)
         self(np.zeros((1, 3, side, side), np.float32))
+
+    def _padding(self, h: int, w: int) -> tuple[int, int]:
+        """Rows and columns to add below and right of an ``h`` x ``w`` input."""
+        t = self.fixed_tile
+        if t is not None:
+            if h > t or w > t:
+                raise ModelFileError(
+                    f"{self.path.name} takes at most {t}x{t} inputs (fixed_tile in its model "
+                    f"card), got {h}x{w}; tile the image (ganpipe upscale and Upscaler do)"
+                )
+            return t - h, t - w
+        m = self.multiple
+        ph, pw = max(self.minimum - h, 0), max(self.minimum - w, 0)
+        return ph + -(h + ph) % m, pw + -(w + pw) % m  # then up to a multiple of m
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n, c, h, w = x.shape
-        m, s = self.multiple, self.scale
-        ph, pw = max(self.minimum - h, 0), max(self.minimum - w, 0)
-        ph, pw = ph + -(h + ph) % m, pw + -(w + pw) % m  # then up to a multiple of m
+        s = self.scale
+        ph, pw = self._padding(h, w)
         if ph or pw:  # reflect as far as the image reaches, then repeat the edge (spandrel's)
             rh, rw = min(ph, h - 1), min(pw, w - 1)
             x = np.pad(x, ((0, 0), (0, 0), (0, rh), (0, rw)), mode="reflect")
@@ -121,7 +149,11 @@ class SRModel:
         lo, hi = self.value_range
         if (lo, hi) != (0.0, 1.0):
             x = x * (hi - lo) + lo
-        y = self._run(x.astype(self.dtype, copy=False))
+        x = x.astype(self.dtype, copy=False)
+        if self.fixed_tile is not None and n > 1:  # the graph's batch is 1
+            y = np.concatenate([self._run(x[i : i + 1]) for i in range(n)])
+        else:
+            y = self._run(x)
         y = np.asarray(y, dtype=np.float32)
         if y.shape != (n, c, (h + ph) * s, (w + pw) * s):
             raise ModelFileError(
@@ -134,6 +166,25 @@ class SRModel:
         if (lo, hi) != (0.0, 1.0):
             y = (y - lo) / (hi - lo)
         return y
+
+
+def _check_fixed_shape(name: str, input_name: str, shape: list[Any], tile: int) -> None:
+    """A ``fixed_tile`` card must match the graph: batch 1 and ``tile`` x ``tile`` where the
+    input's dimensions are fixed (dynamic ones, or an unknown rank, take that shape too)."""
+    want = (1, None, tile, tile)
+    if (
+        not shape
+        or len(shape) == 4
+        and all(
+            not isinstance(d, int) or e is None or d == e for d, e in zip(shape, want, strict=True)
+        )
+    ):
+        return
+    got = "x".join(str(d) if isinstance(d, int) else "?" for d in shape) or "unknown"
+    raise ModelFileError(
+        f"{name}: model card says fixed_tile {tile} (input 1x3x{tile}x{tile}), but its "
+        f"input {input_name!r} is {got}; re-import or re-export the model"
+    )
 
 
 def gpu_tuning(tile: int, overlap: int, device: str) -> GpuTuning | None:
