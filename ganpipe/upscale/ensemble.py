@@ -5,7 +5,9 @@
   rotations of its input, the results are turned back and averaged - usually a little
   sharper and cleaner, 8x the compute.
 
-Both work per tile, so tiling and memory are unchanged.
+Both work per tile, so tiling and memory are unchanged. Models exported at one fixed shape
+(``fixed_tile`` in the model card) mix with any others: the ensemble's ``fixed_tile`` is the
+smallest of theirs, so every window fits every model (each pads a smaller one up to its own).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Ensemble:
         self.models, self.tta = models, tta
         self.scale = models[0].scale
         self.multiple = math.lcm(*(m.multiple for m in models))
+        fixed = [m.fixed_tile for m in models if m.fixed_tile is not None]
+        #: the smallest fixed tile of the models (None: none has one)
+        self.fixed_tile: int | None = min(fixed) if fixed else None
         self.path = models[0].path
 
     @property

@@ -20,6 +20,18 @@ its centre, here the ``n`` windows are spread evenly and made just large enough
 ``overlap`` pixels, which are blended: a 256 px side in 128 px tiles with overlap 32 gets
 two 144 px windows.
 
+Fixed-tile models (``fixed_tile`` T in the model card: a graph exported at one T x T
+shape) never see a window larger than T. A side of at most T pixels is one window (the
+model pads it to T); ``tile`` 0, or a tile whose windows would not fit, becomes the
+largest that fits (``T - overlap``, with a quarter of T as overlap where the asked one
+leaves too little; one log line says so), and then a side gets the fewest windows of at
+most T that overlap by ``overlap``, since every window costs a full T x T run. A smaller
+``--tile`` is kept. Where rounding would still make a window larger than T, a side gets
+one window more. Halving the tile after out-of-memory cannot help such a model (it always
+runs T x T), so there the error is reported at once. An :class:`Ensemble` takes the
+smallest fixed tile of its models. :func:`whole_image_runner` gives the callers that run
+whole images (the evaluate stage, the SR metrics, the report) the same tiling.
+
 Blending: inside an overlap of width ``o`` (in output pixels), the outer quarter next to
 each tile's edge gets weight 0 (convolutions see zero padding there, so those pixels
 differ from a whole-image run) and the middle half cross-fades linearly from one tile to
@@ -58,15 +70,35 @@ def _spread(length: int, size: int, n: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, length - size, n)]
 
 
-def tile_windows(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+def tile_windows(
+    length: int, tile: int, overlap: int, multiple: int = 1, limit: int | None = None
+) -> tuple[int, list[int]]:
     """``(size, starts)``: ``ceil(length / tile)`` windows (the grid Real-ESRGAN's
     ``--tile`` makes) of one ``size``, the smallest (rounded up to a multiple of
     ``multiple``) with which they cover ``length`` pixels evenly spread and neighbours
     overlap by at least ``overlap`` pixels: about ``tile`` plus the overlap, never more
-    than ``length``."""
-    if length <= tile:
+    than ``length``. ``limit`` (a fixed-tile model's side): a side no longer is one
+    window; a ``tile`` of at least ``limit - overlap`` makes the fewest windows of at most
+    ``limit`` (each costs a full ``limit`` x ``limit`` run, whatever its size); and where
+    rounding would make windows larger than ``limit`` there is one window more."""
+    if length <= (tile if limit is None else limit):
         return length, [0]
     n = math.ceil(length / tile)
+    if limit is not None and overlap < limit <= tile + overlap:
+        n = math.ceil((length - overlap) / (limit - overlap))
+    while True:
+        size, starts = _windows(length, n, overlap, multiple)
+        if limit is None or size <= limit:
+            return size, starts
+        if n >= length:
+            raise ValueError(
+                f"no windows of at most {limit} px overlapping by {overlap} cover {length} px"
+            )
+        n += 1
+
+
+def _windows(length: int, n: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """``n`` windows over ``length`` pixels (see :func:`tile_windows`)."""
     size = math.ceil((length + (n - 1) * overlap) / n)
     size = min(length, math.ceil(size / multiple) * multiple)
     while True:  # rounding the starts can cost a pixel of overlap: grow until it holds
@@ -128,6 +160,7 @@ def upscale_plane(
     overlap: int,
     *,
     multiple: int = 1,
+    limit: int | None = None,
     dtype: type | np.dtype = np.float32,
 ) -> np.ndarray:
     """Upscale an HWC image (C = 1 or 3; uint8, uint16, or float32 in [0, 1]) with ``run``
@@ -138,14 +171,19 @@ def upscale_plane(
     a ``ceil(h / tile)`` x ``ceil(w / tile)`` grid of windows (about ``tile + overlap``
     pixels a side, a multiple of ``multiple``) overlapping by ``overlap`` (< tile / 2)
     pixels go through ``run`` one at a time and are blended, one row of tiles at a time.
+    ``limit``: no window is larger (a fixed-tile model's side; with ``tile`` 0 the tile
+    is ``limit`` and the windows as many as it takes).
     """
     h, w, c = image.shape
     out = np.empty((h * scale, w * scale, c), dtype)
-    if tile <= 0 or (h <= tile and w <= tile):
+    if limit is not None and tile <= 0:
+        tile = limit
+    whole = tile if limit is None else limit  # the largest side that goes in one piece
+    if tile <= 0 or (h <= whole and w <= whole):
         store(out, _run_hwc(run, image))
         return out
-    th, ys = tile_windows(h, tile, overlap, multiple)
-    tw, xs = tile_windows(w, tile, overlap, multiple)
+    th, ys = tile_windows(h, tile, overlap, multiple, limit)
+    tw, xs = tile_windows(w, tile, overlap, multiple, limit)
     wy, wx = axis_weights(ys, th, h, scale), axis_weights(xs, tw, w, scale)
     band = np.zeros((th * scale, w * scale, c), np.float32)  # rows y*s .. (y+th)*s
     for i, y in enumerate(ys):
@@ -181,8 +219,12 @@ class Upscaler:
         self.scale = model.scale
         self.log = log or (lambda msg: None)
         m = model.multiple
-        self.tile = max(m, opts.tile - opts.tile % m) if opts.tile else 0
-        overlap = opts.overlap
+        #: a fixed-tile model's side: no window is larger (None: any size)
+        self.limit: int | None = getattr(model, "fixed_tile", None)
+        tile, overlap = opts.tile, opts.overlap
+        if self.limit is not None:
+            tile, overlap = self._fit_fixed(self.limit, tile, overlap, m)
+        self.tile = max(m, tile - tile % m) if tile else 0
         if self.tile and 2 * overlap >= self.tile:
             fitted = self.tile // 4
             self.log(
@@ -194,6 +236,24 @@ class Upscaler:
         self.alpha = opts.alpha
         self.outscale = opts.outscale
 
+    def _fit_fixed(self, limit: int, tile: int, overlap: int, m: int) -> tuple[int, int]:
+        """``(tile, overlap)`` whose windows (about tile + overlap) fit a model that takes
+        only ``limit`` x ``limit`` inputs: ``tile`` as it is where it fits, else the
+        largest that does (with a quarter of ``limit`` as overlap where ``overlap`` leaves
+        too little), said in one log line."""
+        if tile and tile + overlap <= limit:
+            return tile, overlap
+        if 3 * overlap >= limit:  # a tile of limit - overlap must exceed twice the overlap
+            overlap = limit // 4
+        fitted = max(m, (limit - overlap) // m * m)
+        asked = f"--tile {tile}" if tile else "the whole image (tile 0)"
+        self.log(
+            f"{self.model.path.name} takes only {limit}x{limit} inputs (fixed_tile): "
+            f"images larger than that go in {fitted} px tiles with overlap {overlap} "
+            f"instead of {asked}"
+        )
+        return fitted, overlap
+
     def plane(self, image: np.ndarray, dtype: type | np.dtype = np.float32) -> np.ndarray:
         """Upscale one HWC plane (C = 1 or 3) into ``dtype`` (float32 in [0, 1], uint8 or
         uint16), halving the tile after out-of-memory."""
@@ -201,11 +261,25 @@ class Upscaler:
         while True:
             try:
                 return upscale_plane(
-                    self.model, image, self.scale, self.tile, self.overlap, multiple=m, dtype=dtype
+                    self.model,
+                    image,
+                    self.scale,
+                    self.tile,
+                    self.overlap,
+                    multiple=m,
+                    limit=self.limit,
+                    dtype=dtype,
                 )
             except Exception as exc:
                 if not is_oom(exc):
                     raise
+                if self.limit is not None and _all_fixed(self.model):
+                    raise GanpipeError(
+                        f"out of memory running {self.model.path.name} at its fixed "
+                        f"{self.limit}x{self.limit} input "
+                        f"({str(exc).strip().splitlines()[0][:200]}); smaller tiles do not "
+                        f"help a fixed-tile model: try --device cpu"
+                    ) from None
                 current = min(self.tile or max(image.shape[:2]), max(image.shape[:2]))
                 smaller = max(m, (current // 2) - (current // 2) % m)
                 if smaller < MIN_TILE or smaller >= current:
@@ -235,3 +309,28 @@ class Upscaler:
         out = replace(pic, color=up, alpha=alpha, bits=pic.bits if bits is None else bits)
         h, w = pic.color.shape[:2]
         return apply_outscale((w, h), out, self.outscale)
+
+
+def _all_fixed(model: SRModel | Ensemble) -> bool:
+    """True when every net of ``model`` runs at one fixed shape (smaller tiles save
+    nothing)."""
+    members = model.models if isinstance(model, Ensemble) else [model]
+    return all(m.fixed_tile is not None for m in members)
+
+
+def whole_image_runner(
+    model: SRModel | Ensemble, log: Callable[[str], Any] | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``model`` as a runner of whole NCHW float32 images in [0, 1] of any size: the model
+    itself, or for a fixed-tile model each image tiled by an :class:`Upscaler` (tile 0,
+    default overlap) so that no window exceeds the model's one shape. For the callers
+    that run whole images: the evaluate stage, the SR metrics, the report."""
+    if getattr(model, "fixed_tile", None) is None:
+        return model
+    upscaler = Upscaler(model, tile=0, log=log)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        planes = [upscaler.plane(np.ascontiguousarray(item.transpose(1, 2, 0))) for item in x]
+        return np.stack([p.transpose(2, 0, 1) for p in planes])
+
+    return run
