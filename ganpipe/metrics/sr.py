@@ -51,14 +51,19 @@ def _upscaler(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     taking and returning numpy float32 NCHW in [0, 1] (e.g. a
     :class:`ganpipe.upscale.model.SRModel`). ONNX models run through that one runner, as
     ``ganpipe upscale`` runs them: value range, float16 inputs and size multiple from the
-    model card."""
+    model card; a model exported at one fixed shape (``fixed_tile``) is tiled, as
+    ``ganpipe upscale`` tiles it."""
     from ganpipe.inference.session import OnnxModel, open_model
+    from ganpipe.upscale.ensemble import Ensemble
     from ganpipe.upscale.model import SRModel
+    from ganpipe.upscale.tiling import whole_image_runner
 
     if isinstance(model, str | Path):
         model = open_model(model, "cpu", task="super_resolve")
     if isinstance(model, OnnxModel):
         model = SRModel(model)
+    if isinstance(model, SRModel | Ensemble):
+        model = whole_image_runner(model)
     if isinstance(model, torch.nn.Module):
         module = model
 

@@ -67,9 +67,11 @@ def sr_crops(record: RunRecord, model_path: Path, most: int = 4) -> tuple[list[C
     """The crops, and which images they are (or why there are none)."""
     from ganpipe.inference.session import open_model
     from ganpipe.upscale.model import SRModel
+    from ganpipe.upscale.tiling import whole_image_runner
 
     try:
         model = SRModel(open_model(model_path, "cpu", task="super_resolve"))
+        run = whole_image_runner(model)  # tiled where the model takes one fixed shape
         images, which = held_out(record, most)
     except (GanpipeError, ValueError, OSError, KeyError) as exc:
         return [], f"no crops: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
@@ -83,7 +85,7 @@ def sr_crops(record: RunRecord, model_path: Path, most: int = 4) -> tuple[list[C
         lr = np.asarray(lr_pic)
         bicubic = np.asarray(lr_pic.resize((hr.shape[1], hr.shape[0]), Image.Resampling.BICUBIC))
         x = lr.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        y = model(np.ascontiguousarray(x))[0].transpose(1, 2, 0)
+        y = run(np.ascontiguousarray(x))[0].transpose(1, 2, 0)
         sr = np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8)
         border = scale if min(hr.shape[:2]) > 2 * scale else 0
         borders.add(border)

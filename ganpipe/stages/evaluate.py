@@ -187,7 +187,9 @@ class EvaluateStage(Stage):
         from ganpipe.metrics.features import extract
         from ganpipe.metrics.notes import describe, fid_note
         from ganpipe.metrics.scores import all_scores
+        from ganpipe.upscale.tiling import whole_image_runner
 
+        run = whole_image_runner(model)  # tiled where the model takes one fixed shape
         src = 1 if model.card.direction == "BtoA" else 0
         if len(real.class_names) != 2:
             raise ConfigError(
@@ -203,7 +205,7 @@ class EvaluateStage(Stage):
         fake = []
         for start in range(0, len(source), opts.batch_size):
             x = source[start : start + opts.batch_size].transpose(0, 3, 1, 2) / np.float32(255)
-            y = model(np.ascontiguousarray(x, dtype=np.float32))
+            y = run(np.ascontiguousarray(x, dtype=np.float32))
             fake.append(np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
         extractor = opts.extractor(ctx.config.base_dir)
         with warnings.catch_warnings():
