@@ -17,7 +17,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -25,6 +24,7 @@ import torch
 
 from ganpipe import progress
 from ganpipe.errors import GanpipeError
+from ganpipe.export.capture import DynamicShapeError, capture, fixed_tile, min_side
 from ganpipe.fsutil import atomic_path
 from ganpipe.modelcard import ModelCard, Task
 from ganpipe.variant import ExportSpec
@@ -66,23 +66,6 @@ def build_card(
     )
 
 
-def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any], ...]:
-    """A dynamic batch axis for every input, dynamic height and width for images."""
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    shapes = []
-    for s in spec.inputs:
-        dims = {0: batch}
-        if s.kind == "image":
-            dims.update(
-                {
-                    2: torch.export.Dim(f"{s.name}_h", min=1, max=65536),
-                    3: torch.export.Dim(f"{s.name}_w", min=1, max=65536),
-                }
-            )
-        shapes.append(dims)
-    return tuple(shapes)
-
-
 @contextlib.contextmanager
 def _quiet():
     """The exporter prints progress and warnings; keep the user's console readable."""
@@ -112,57 +95,14 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
-def export_onnx(
-    spec: ExportSpec,
-    path: str | Path,
-    card: ModelCard,
-    opset: int = 18,
-    atol: float = 1e-3,
-    parity_batch: int = 3,
-    seed: int = 1234,
-) -> ExportResult:
-    """Export ``spec.module`` to ``path`` atomically, with ``card`` in its metadata;
-    nothing is written if the export, the checker or the parity check (max abs diff
-    against torch on ``parity_batch`` fresh inputs drawn with ``seed``, within ``atol``)
-    fails: a one-line :class:`GanpipeError`."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    module = spec.module.eval().to("cpu")
-    names = [s.name for s in spec.inputs]
-    # the bar is made before _quiet() takes stderr over: export, check, parity
-    with progress.bar(3, f"export {path.name}", "step") as bar, atomic_path(path) as tmp, _quiet():
-        try:
-            program = torch.onnx.export(
-                module,
-                tuple(x.cpu() for x in spec.example_inputs),
-                input_names=names,
-                output_names=[spec.output_name],
-                dynamic_shapes=_dynamic_shapes(spec),
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-        except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep
-            raise GanpipeError(
-                f"ONNX export of {type(module).__name__} failed: "
-                f"{type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
-        bar.update(1)
-        model = program.model_proto
-        for key, value in card.to_props().items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        model.producer_name = "ganpipe"
-        onnx.checker.check_model(model, full_check=True)
-        onnx.save_model(model, str(tmp))
-        bar.update(1)
-        # Parity on fresh random inputs of another batch size than the example.
-        g = torch.Generator().manual_seed(seed)
+def _parity(module, spec: ExportSpec, sess, batches, seed: int) -> float:
+    """Max abs difference ONNX vs torch on fresh random inputs at each of ``batches``
+    (inf when a shape differs)."""
+    g, worst = torch.Generator().manual_seed(seed), 0.0
+    for n in batches:
         feeds, tensors = {}, []
         for s, x in zip(spec.inputs, spec.example_inputs, strict=True):
-            shape = (parity_batch, *x.shape[1:])
+            shape = (n, *x.shape[1:])
             if s.kind == "label":
                 t = torch.randint(0, max(1, int(x.max()) + 1), shape, generator=g)
             else:
@@ -171,14 +111,77 @@ def export_onnx(
             feeds[s.name] = t.numpy()
         with torch.no_grad():
             expected = module(*tensors).float().numpy()
-        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = sess.run(None, feeds)[0]
+        if got.shape != expected.shape:
+            return float("inf")
+        if expected.size:
+            worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst
+
+
+def export_onnx(
+    spec: ExportSpec,
+    path: str | Path,
+    card: ModelCard,
+    opset: int = 18,
+    atol: float = 1e-3,
+    parity_batch: int = 3,
+    seed: int = 1234,
+    optimize: bool = True,
+) -> ExportResult:
+    """Export ``spec.module`` to ``path`` atomically, with ``card`` in its metadata;
+    nothing is written if the export, the checker or the parity check (max abs diff
+    against torch on ``parity_batch`` fresh inputs drawn with ``seed``, within ``atol``)
+    fails: a one-line :class:`GanpipeError`. ``optimize``: run onnxscript's graph optimizer
+    (imported transformer nets skip it: on SwinIR-M it runs for more than ten minutes, and
+    ONNX Runtime optimizes the graph when it loads it anyway)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    module = spec.module.eval().to("cpu")
+    names = [s.name for s in spec.inputs]
+    # the bar is made before _quiet() takes stderr over: export, check, parity
+    with progress.bar(3, f"export {path.name}", "step") as bar, atomic_path(path) as tmp, _quiet():
+        try:
+            captured = capture(module, spec)
+            program = torch.onnx.export(
+                captured,
+                input_names=names,
+                output_names=[spec.output_name],
+                opset_version=opset,
+                dynamo=True,
+                optimize=optimize,
+                external_data=False,
+                verbose=False,
+            )
+        except DynamicShapeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep
+            raise GanpipeError(
+                f"ONNX export of {type(module).__name__} failed: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
         bar.update(1)
-        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-        if got.shape != expected.shape or not diff <= atol:
+        least = min_side(captured)
+        if least > max(card.min_size, 1):  # the capture narrowed the sides' range: the card says so
+            card = card.model_copy(update={"min_size": least})
+        model = program.model_proto
+        for key, value in card.to_props().items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        model.producer_name = "ganpipe"
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save_model(model, str(tmp))
+        bar.update(1)
+        # Parity on fresh random inputs at batch 1 and at another batch than the example's
+        # (a capture that fixed the batch would fail here, not in users' hands).
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        batches = (1,) if fixed_tile(spec) else (1, parity_batch)
+        diff = _parity(module, spec, sess, batches, seed)
+        bar.update(1)
+        if not diff <= atol:
             raise GanpipeError(
                 f"ONNX parity check failed for {path.name}: max abs diff "
-                f"{diff:.3g} > {atol:g} (shapes {got.shape} vs "
-                f"{expected.shape}); nothing was written"
+                f"{diff:.3g} > {atol:g}; nothing was written"
             )
     return ExportResult(path, diff, card)
