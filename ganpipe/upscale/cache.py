@@ -19,8 +19,9 @@ from ganpipe.fsutil import ensure_writable_dir
 
 #: released weight files that :func:`ganpipe.upscale.model.open_sr_model` converts to ONNX
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
-#: bump when the conversion changes, so cached conversions are redone
-CONVERSION_VERSION = 1
+#: bump when the conversion changes, so cached conversions are redone (2: window nets are
+#: captured with checked dynamic axes; version 1 could fix the batch of SwinIR, HAT, ...)
+CONVERSION_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -92,5 +93,5 @@ def converted_model(
         f"converting {source} ({arch.variant} x{arch.scale}) to ONNX, once; cached as {target}"
     )
     ensure_writable_dir(target.parent)
-    export_net(net, arch, target, source)
+    export_net(net, arch, target, source, log=log)
     return target

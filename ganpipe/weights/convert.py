@@ -7,9 +7,13 @@ rewritten with ``precision = "float16"``."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,14 @@ from ganpipe.weights.spandrel_arch import (
     sizes,
     spandrel_version,
 )
+from ganpipe.weights.spandrel_fixes import exportable, window_multiple
+from ganpipe.weights.spandrel_parity import spandrel_parity
+
+#: the side of the fixed tile a net that cannot take any size is exported at, unless
+#: ``--tile`` says otherwise (rounded up to the net's multiple)
+DEFAULT_TILE = 256
+#: the largest side multiple an export may ask of the input (beyond it: a fixed tile)
+MAX_MULTIPLE = 64
 
 #: what a loaded net is: a Real-ESRGAN net of ganpipe's or one that spandrel detected
 AnyArch = Architecture | SpandrelArch
@@ -87,12 +99,19 @@ class ImportResult:
     arch: AnyArch
     max_abs_diff: float
     fp16_max_abs_diff: float | None = None
+    tile: int | None = None  # the fixed tile the graph takes (None: any size)
+    #: spandrel's nets: max abs diff at an odd size the upscaler pads (None: not checked)
+    padded_diff: float | None = None
 
 
-def export_spec(net: torch.nn.Module, arch: AnyArch, source: str = "") -> ExportSpec:
+def export_spec(
+    net: torch.nn.Module, arch: AnyArch, source: str = "", tile: int | None = None
+) -> ExportSpec:
     """The export of an imported net: one image input, ``upscaled`` output in [0, 1], the
     scale and tile multiple (and ``source``, the file name; for spandrel's nets the
-    minimum side, ``min_size``) for its model card."""
+    minimum side, ``min_size``) for its model card. With ``tile`` (a multiple of the tile
+    multiple, at least the minimum side), the graph takes that one shape, batch 1, and
+    the card's ``fixed_tile`` says so."""
     from ganpipe.nn.sr import SRExport
 
     g = torch.Generator().manual_seed(0)
@@ -110,10 +129,14 @@ def export_spec(net: torch.nn.Module, arch: AnyArch, source: str = "") -> Export
             meta["min_size"] = arch.minimum
     else:
         module, (h, w) = SRExport(net, arch.scale, arch.tile_multiple), (16, 12)
+    n = 2
+    if tile:
+        n, h, w = 1, tile, tile
+        meta["fixed_tile"] = tile
     return ExportSpec(
         module=module.eval(),
         inputs=[InputSpec("image", "image", (arch.channels,))],
-        example_inputs=(torch.rand(2, arch.channels, h, w, generator=g),),
+        example_inputs=(torch.rand(n, arch.channels, h, w, generator=g),),
         output_name="upscaled",
         value_range=(0.0, 1.0),
         metadata=meta,
@@ -206,40 +229,6 @@ def to_float16(src: Path, dst: Path, spec: ExportSpec, atol: float = 0.05) -> fl
     return diff
 
 
-def spandrel_parity(path: Path, arch: SpandrelArch, source: str = "weights") -> float:
-    """Max abs difference of the exported ``path`` against spandrel's own call of the net
-    (its ``ImageModelDescriptor``) at sizes that the export trace did not see."""
-    import numpy as np
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    fixed = [d for d in sess.get_inputs()[0].shape[2:] if isinstance(d, int)]
-    if fixed:  # the exporter specialised a side (adaptive pooling to a size of it ...)
-        raise ModelFileError(
-            f"{source}: {arch.name} models cannot be exported to ONNX with a dynamic height and "
-            f"width (the export fixed the input to {'x'.join(map(str, fixed))} pixels)"
-        )
-    g, worst = torch.Generator().manual_seed(11), 0.0
-    for h, w in sizes(arch)[1:]:
-        x = torch.rand(1, arch.channels, h, w, generator=g)
-        with torch.no_grad():
-            expected = arch.descriptor(x.clone()).numpy()  # some nets scale x in place
-        try:
-            got = sess.run(None, {"image": x.numpy()})[0].astype(np.float32)
-        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors are many
-            raise ModelFileError(
-                f"{source}: the {arch.name} ONNX export fails on a {h}x{w} input "
-                f"({one_line(exc).split(' : ')[-1]}); it cannot take any height and width"
-            ) from None
-        if got.shape != expected.shape:
-            raise ModelFileError(
-                f"{source}: the {arch.name} ONNX export gives {got.shape} for a {h}x{w} input, "
-                f"spandrel {expected.shape}; this architecture cannot be exported"
-            )
-        worst = max(worst, float(np.max(np.abs(got - expected))))
-    return worst
-
-
 def export_net(
     net: torch.nn.Module,
     arch: AnyArch,
@@ -249,23 +238,88 @@ def export_net(
     fp16: bool = False,
     opset: int = 18,
     atol: float = 1e-3,
+    tile: int | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> ImportResult:
-    """Export a loaded net to ``dst`` (.onnx), parity-checked (see :func:`import_weights`)."""
-    from ganpipe.export.onnx_export import build_card, export_onnx
-
+    """Export a loaded net to ``dst`` (.onnx), parity-checked (see :func:`import_weights`).
+    A spandrel net whose code fixes the input size is exported at a fixed tile instead
+    (``tile``, default :data:`DEFAULT_TILE`), said through ``log``."""
     dst = Path(dst)
-    spec = export_spec(net, arch, source)
-    card = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
     dst.parent.mkdir(parents=True, exist_ok=True)
     # the float32 export is written under dst's own name (which its errors name) in a
     # temporary folder beside dst, then moved (or converted to float16) into place
     folder = Path(tempfile.mkdtemp(prefix=f".{dst.stem}.", dir=dst.parent))
     tmp = folder / dst.name
     try:
+        if tile is not None:
+            tile = fit_tile(arch, tile, source)
+        spec, diff, tile, padded = _export_checked(net, arch, tmp, source, opset, atol, tile, log)
+        if not fp16:
+            os.replace(tmp, dst)
+            return ImportResult(dst, arch, diff, tile=tile, padded_diff=padded)
+        half = to_float16(tmp, dst, spec)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ImportResult(dst, arch, diff, half, tile=tile, padded_diff=padded)
+
+
+def fit_tile(arch: AnyArch, tile: int, source: str) -> int:
+    """``tile`` checked against the net's size requirements (a multiple of its tile
+    multiple, at least its minimum side): a one-line error saying which tile to use."""
+    m = arch.tile_multiple
+    least = max(getattr(arch, "minimum", 0), m, 16)
+    if tile < least or tile % m:
+        ok = max(least, tile - tile % m) if tile >= least else -(-least // m) * m
+        raise ModelFileError(
+            f"{source}: --tile {tile} does not fit this {arch.variant} net (tiles must be "
+            f"multiples of {m} and at least {least} px); try --tile {ok}"
+        )
+    return tile
+
+
+def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
+    """Export and check; returns the spec, the max abs difference and the fixed tile
+    (None: any size). A spandrel net whose capture needs its sides divisible by some
+    ``k`` (its attention windows: SwinIR pads to them itself, so spandrel states no
+    multiple) is exported again for multiples of ``k``; one whose code fixes the size
+    anyway, at a fixed tile."""
+    from ganpipe.export.capture import DynamicShapeError
+    from ganpipe.export.onnx_export import build_card, export_onnx
+
+    spandrel = isinstance(arch, SpandrelArch)
+    say = log or (lambda m: None)
+    params = sum(p.numel() for p in net.parameters()) / 1e6
+    say(
+        f"{source}: exporting {arch.name} x{arch.scale} ({params:.1f}M parameters) to ONNX "
+        f"and checking it against {'spandrel' if spandrel else 'torch'}"
+        + ("; nets this size take minutes on a CPU" if params >= 5 else "")
+    )
+    tried: set[int] = set()
+    if spandrel and tile is None:
+        arch.multiple = math.lcm(arch.multiple, window_multiple(net))
+    while True:
+        spec = export_spec(net, arch, source, tile)
+        card = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
         try:
-            result = export_onnx(spec, tmp, card, opset=opset, atol=atol)
+            with exportable(net) if spandrel else contextlib.nullcontext():
+                result = export_onnx(spec, tmp, card, opset=opset, atol=atol, optimize=not spandrel)
+            break
+        except DynamicShapeError as exc:
+            if not spandrel or tile is not None:
+                raise ModelFileError(f"{source}: {exc}") from None
+            moduli = [int(k) for k in re.findall(r"% (\d+)\)", exc.guard)]
+            multiple = math.lcm(arch.multiple, *moduli)
+            if moduli and multiple not in tried and multiple <= MAX_MULTIPLE:
+                tried.add(multiple)
+                arch.multiple = multiple
+                continue
+            tile = fit_tile(arch, _up(DEFAULT_TILE, arch.tile_multiple), source)
+            say(
+                f"{source}: {arch.name}'s code fixes the input size ({exc.guard}); "
+                f"exporting at a fixed {tile}x{tile} tile (pick another with --tile N)"
+            )
         except Exception as exc:  # noqa: BLE001 - the exporter's and ONNX Runtime's
-            if not isinstance(arch, SpandrelArch):
+            if not spandrel:
                 raise
             cause: BaseException = exc
             while cause.__cause__ is not None:  # the exporter's own error wraps the reason
@@ -274,21 +328,27 @@ def export_net(
                 f"{source}: {arch.name} models cannot be exported to ONNX "
                 f"({type(cause).__name__}: {one_line(cause)})"
             ) from None
-        diff = result.max_abs_diff
-        if isinstance(arch, SpandrelArch):
-            diff = max(diff, spandrel_parity(tmp, arch, source))
-            if not diff <= atol:
-                raise ModelFileError(
-                    f"{source}: the ONNX export of this {arch.name} model differs from "
-                    f"spandrel's by {diff:.3g} > {atol:g}; it cannot be imported"
-                )
-        if not fp16:
-            os.replace(tmp, dst)
-            return ImportResult(dst, arch, diff)
-        half = to_float16(tmp, dst, spec)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return ImportResult(dst, arch, diff, half)
+    diff, padded = result.max_abs_diff, None
+    if spandrel:
+        parity = spandrel_parity(tmp, arch, source)
+        diff, padded = max(diff, parity.native), parity.padded
+        if not diff <= atol:
+            raise ModelFileError(
+                f"{source}: the ONNX export of this {arch.name} model differs from "
+                f"spandrel's by {diff:.3g} > {atol:g}; it cannot be imported"
+            )
+        if padded > atol:
+            say(
+                f"{source}: {arch.name} pads inside itself in its own way; ganpipe feeds it "
+                f"multiples of {arch.multiple} px (reflect-padded), which differs from "
+                f"spandrel's whole-image run of an odd size by up to {padded:.2g} "
+                f"near the bottom and right edges"
+            )
+    return spec, diff, tile, padded
+
+
+def _up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def import_weights(
@@ -299,9 +359,15 @@ def import_weights(
     fp16: bool = False,
     opset: int = 18,
     atol: float = 1e-3,
+    tile: int | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> ImportResult:
     """Read ``src`` (.pth / .safetensors), detect the net, export ``dst`` (.onnx): parity
-    against torch, and for spandrel's nets against spandrel at two more sizes."""
+    against torch, and for spandrel's nets against spandrel's own model at sizes the
+    export never saw (:mod:`ganpipe.weights.spandrel_parity`). ``tile``: export at that
+    one input shape (see :func:`export_net`)."""
     src = Path(src)
     net, arch = load_model(src, scale)
-    return export_net(net, arch, dst, src.name, fp16=fp16, opset=opset, atol=atol)
+    return export_net(
+        net, arch, dst, src.name, fp16=fp16, opset=opset, atol=atol, tile=tile, log=log
+    )

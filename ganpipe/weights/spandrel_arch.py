@@ -43,13 +43,9 @@ TESTED = (
     "SwinIR",
 )
 #: spandrel architecture id -> why ganpipe cannot use it (found by trying the export with
-#: spandrel 0.4 and torch 2.14; the import checks every export anyway)
-UNSUPPORTED: dict[str, str] = {
-    "ATD": "its adaptive token dictionary sorts tokens (aten.sort), which the ONNX "
-    "exporter cannot convert",
-    "SAFMN": "its adaptive pooling to a size of the input fixes the input size in the ONNX "
-    "export, so it cannot take any height and width",
-}
+#: spandrel 0.4 and torch 2.14; the import checks every export anyway). Empty since nets
+#: whose code fixes the input size are exported at a fixed tile instead.
+UNSUPPORTED: dict[str, str] = {}
 #: architectures that spandrel leaves to ``spandrel_extra_arches`` (non-commercial or
 #: otherwise restrictive licences); ganpipe does not install or load them
 RESTRICTED = ("CodeFormer", "SRFormer", "FeMaSR", "M3SNet", "MAT", "MIRNet2", "MPRNet", "Restormer")
@@ -226,7 +222,8 @@ def sizes(arch: SpandrelArch) -> list[tuple[int, int]]:
     """Input heights and widths that meet ``arch``'s requirements (multiples, at least
     the minimum), all different: the first traces the export, the others check parity
     with spandrel at sizes the trace did not see."""
-    m, base = arch.multiple, max(arch.minimum, 16)
+    m = arch.multiple
+    base = max(arch.minimum, 16, 2 * m)  # two windows at least: one is a special case
 
     def up(v: int) -> int:
         return -(-v // m) * m
