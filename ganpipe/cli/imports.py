@@ -70,8 +70,17 @@ def _list() -> None:
     default=None,
     help="The share of A with --interpolate, in [0, 1] (the denoise strength).",
 )
+@click.option(
+    "--tile",
+    type=click.IntRange(min=16),
+    default=None,
+    metavar="N",
+    help="Export at one N x N input shape (batch 1), recorded in the model card: the "
+    "upscaler pads edge tiles to it and blends overlaps. Default: any size where the net "
+    "allows it (checked against spandrel), else a fixed 256 px tile.",
+)
 @click.option("--list", "list_", is_flag=True, help="List the supported architectures and exit.")
-def import_(weights, out, scale, fp16, opset, interpolate, alpha, list_) -> None:
+def import_(weights, out, scale, fp16, opset, interpolate, alpha, tile, list_) -> None:
     """Convert released super-resolution WEIGHTS (.pth / .pt / .ckpt / .safetensors) to ONNX.
 
     \b
@@ -93,7 +102,12 @@ def import_(weights, out, scale, fp16, opset, interpolate, alpha, list_) -> None
         raise ConfigError("give WEIGHTS (a .pth / .safetensors), --interpolate A B or --list")
     if (alpha is None) != (not interpolate):
         raise ConfigError("--interpolate A B and --alpha S go together")
+    if tile is not None and interpolate:
+        raise ConfigError("--tile works with WEIGHTS, not with --interpolate")
     from ganpipe.errors import ModelFileError
+
+    def note(msg: str) -> None:
+        click.echo(msg, err=True)
 
     try:  # a file that cannot be imported is bad input: exit 2, like `upscale -m`
         if interpolate:
@@ -107,14 +121,23 @@ def import_(weights, out, scale, fp16, opset, interpolate, alpha, list_) -> None
             from ganpipe.weights import import_weights
 
             dst = Path(out) if out else Path(weights).with_suffix(".onnx")
-            result = import_weights(weights, dst, scale=scale, fp16=fp16, opset=opset)
+            result = import_weights(
+                weights, dst, scale=scale, fp16=fp16, opset=opset, tile=tile, log=note
+            )
     except ModelFileError as exc:
         raise ConfigError(str(exc)) from None
     arch = result.arch
     sizes = ", ".join(f"{k} {v}" for k, v in arch.kwargs.items())
     half = f"; float16 max abs diff {result.fp16_max_abs_diff:.2e}" if fp16 else ""
+    shape = (
+        f"fixed {result.tile}x{result.tile} tile"
+        if result.tile
+        else f"any size, multiples of {arch.tile_multiple}"
+        if arch.tile_multiple > 1
+        else "any size"
+    )
     click.echo(
         f"{arch.variant} x{arch.scale} ({sizes}) -> {result.path} "
-        f"({result.path.stat().st_size / 2**20:.1f} MiB, ONNX vs torch max abs diff "
-        f"{result.max_abs_diff:.2e}{half})"
+        f"({result.path.stat().st_size / 2**20:.1f} MiB, {shape}, max abs diff "
+        f"{result.max_abs_diff:.2e} against the reference{half})"
     )
