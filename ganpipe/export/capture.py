@@ -7,10 +7,12 @@ when the net's Python code specialises a dynamic axis (SwinIR's ``window_reverse
 then still declares a dynamic batch, but silently computes garbage at any other: a model
 that is wrong without saying so. Here the capture is ``torch.export.export`` itself, so
 such a specialisation is an error (:class:`DynamicShapeError`, naming the guard), and the
-ONNX exporter converts the captured program as it is.
+ONNX exporter converts the captured program as it is. Conditions that hold at every size
+but that the shape solver cannot prove become runtime asserts on a second capture; the
+exports are then parity-checked at batches and sizes the capture never saw.
 
-Image inputs of models whose sides must be multiples of ``tile_multiple`` (the card's)
-are declared as ``multiple * k``: window-attention nets pad to that multiple themselves,
+Image inputs of imported nets whose sides must be multiples of ``tile_multiple`` (the
+card's) are declared as ``multiple * k`` (``multiples=True``): window-attention nets pad to that multiple themselves,
 and with the input known to be a multiple the padding is provably nothing. Models with a
 ``fixed_tile`` (card field) are captured at that one shape, batch 1.
 
@@ -50,23 +52,28 @@ def fixed_tile(spec: ExportSpec) -> int | None:
     return int(value) if value else None
 
 
-def dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any], ...] | None:
-    """A dynamic batch axis for every input, dynamic height and width for images
-    (multiples of the metadata's ``tile_multiple``); None for a fixed-tile export."""
+def dynamic_shapes(
+    spec: ExportSpec, multiples: bool = False, least: int = 1
+) -> tuple[dict[int, Any], ...] | None:
+    """A dynamic batch axis for every input, dynamic height and width for images (with
+    ``multiples``: multiples of the metadata's ``tile_multiple``, else any: ganpipe's own
+    SR nets pad inside the graph) of at least ``least`` pixels; None for a fixed-tile
+    export."""
     if fixed_tile(spec):
         return None
     Dim = torch.export.Dim
     batch = Dim("batch", min=1, max=MAX_BATCH)
-    m = int(spec.metadata.get("tile_multiple", 1) or 1)
+    m = int(spec.metadata.get("tile_multiple", 1) or 1) if multiples else 1
     shapes = []
     for s in spec.inputs:
         dims: dict[int, Any] = {0: batch}
         if s.kind == "image":
             for axis, side in ((2, "h"), (3, "w")):
                 if m > 1:
-                    dims[axis] = m * Dim(f"{s.name}_{side}_blocks", min=1, max=MAX_SIDE // m)
+                    low = max(1, -(-least // m))
+                    dims[axis] = m * Dim(f"{s.name}_{side}_blocks", min=low, max=MAX_SIDE // m)
                 else:
-                    dims[axis] = Dim(f"{s.name}_{side}", min=1, max=MAX_SIDE)
+                    dims[axis] = Dim(f"{s.name}_{side}", min=least, max=MAX_SIDE)
         shapes.append(dims)
     return tuple(shapes)
 
@@ -83,16 +90,45 @@ def _guard(exc: BaseException) -> str:
     return text.strip().splitlines()[0][:240] if text.strip() else type(exc).__name__
 
 
-def capture(module: torch.nn.Module, spec: ExportSpec) -> torch.export.ExportedProgram:
+def capture(
+    module: torch.nn.Module, spec: ExportSpec, multiples: bool = False
+) -> torch.export.ExportedProgram:
     """``torch.export`` of ``module`` on ``spec``'s example inputs with the declared
-    dynamic axes; :class:`DynamicShapeError` when the code fixes one of them."""
+    dynamic axes (:func:`dynamic_shapes`); :class:`DynamicShapeError` when the code
+    fixes one of them."""
     args = tuple(x.cpu() for x in spec.example_inputs)
+    shapes = dynamic_shapes(spec, multiples)
     try:
-        return torch.export.export(module, args, dynamic_shapes=dynamic_shapes(spec), strict=False)
+        return torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
     except torch._dynamo.exc.UserError as exc:  # noqa: SLF001 - the constraint errors' class
         if "Constraints violated" not in str(exc) and "specialized" not in str(exc):
             raise
-        raise DynamicShapeError(type(spec.module).__name__, _guard(exc)) from exc
+        first = exc
+    # Conditions the shape solver cannot prove (``2 * h <= 4 * ((h + 1) // 2)`` from a pad
+    # to even sides) are true at every size; captured once more with them as runtime
+    # asserts, the graph stays general. A smallest side the net needs (``3 <= h``: the
+    # solver's own 0/1 rule inside the net) is declared and said in the card; a real
+    # specialisation still fails here.
+    least = 1
+    for _ in range(2):
+        shapes = dynamic_shapes(spec, multiples, least)
+        try:
+            return torch.export.export(
+                module,
+                args,
+                dynamic_shapes=shapes,
+                strict=False,
+                prefer_deferred_runtime_asserts_over_guards=True,
+            )
+        except torch._dynamo.exc.UserError as exc:  # noqa: SLF001
+            text = str(exc)
+            if "Constraints violated" not in text and "specializ" not in text.lower():
+                raise
+            lows = [int(v) for v in re.findall(r"generated guard (\d+) <= \S+ and", text)]
+            if not lows or max(lows) <= least or max(lows) > 64:
+                raise DynamicShapeError(type(spec.module).__name__, _guard(first)) from exc
+            least = max(lows)
+    raise DynamicShapeError(type(spec.module).__name__, _guard(first))
 
 
 def min_side(program: torch.export.ExportedProgram) -> int:

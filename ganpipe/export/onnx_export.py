@@ -128,13 +128,15 @@ def export_onnx(
     parity_batch: int = 3,
     seed: int = 1234,
     optimize: bool = True,
+    multiples: bool = False,
 ) -> ExportResult:
     """Export ``spec.module`` to ``path`` atomically, with ``card`` in its metadata;
     nothing is written if the export, the checker or the parity check (max abs diff
     against torch on ``parity_batch`` fresh inputs drawn with ``seed``, within ``atol``)
     fails: a one-line :class:`GanpipeError`. ``optimize``: run onnxscript's graph optimizer
     (imported transformer nets skip it: on SwinIR-M it runs for more than ten minutes, and
-    ONNX Runtime optimizes the graph when it loads it anyway)."""
+    ONNX Runtime optimizes the graph when it loads it anyway). ``multiples``: image sides
+    declared as multiples of the card's ``tile_multiple`` (see :mod:`ganpipe.export.capture`)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -143,7 +145,7 @@ def export_onnx(
     # the bar is made before _quiet() takes stderr over: export, check, parity
     with progress.bar(3, f"export {path.name}", "step") as bar, atomic_path(path) as tmp, _quiet():
         try:
-            captured = capture(module, spec)
+            captured = capture(module, spec, multiples)
             program = torch.onnx.export(
                 captured,
                 input_names=names,

@@ -217,7 +217,10 @@ class SRExport(nn.Module):
         h, w = x.shape[-2], x.shape[-1]
         if self.multiple > 1:
             m = self.multiple
-            x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+            # sides rounded up as m * ceil(side / m): a form torch.export's shape solver
+            # sees is a multiple of m (with (-side) % m it cannot prove the graph dynamic)
+            ph, pw = (h + m - 1) // m * m - h, (w + m - 1) // m * m - w
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
             out = self.net(x)[..., : h * self.scale, : w * self.scale]
         else:
             out = self.net(x)

@@ -302,7 +302,10 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
         card = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
         try:
             with exportable(net) if spandrel else contextlib.nullcontext():
-                result = export_onnx(spec, tmp, card, opset=opset, atol=atol, optimize=not spandrel)
+                result = export_onnx(
+                    spec, tmp, card, opset=opset, atol=atol, optimize=not spandrel,
+                    multiples=spandrel,
+                )  # fmt: skip
             break
         except DynamicShapeError as exc:
             if not spandrel or tile is not None:

@@ -44,6 +44,11 @@ class Architecture:
     kwargs: dict[str, int] = field(default_factory=dict)
 
     @property
+    def name(self) -> str:
+        """The architecture's own name (as spandrel's ids name theirs)."""
+        return "RRDBNet" if self.variant == "esrgan" else "SRVGGNetCompact"
+
+    @property
     def tile_multiple(self) -> int:
         from ganpipe.nn.sr import RRDB_UNSHUFFLE
 
