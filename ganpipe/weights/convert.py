@@ -29,6 +29,7 @@ from ganpipe.weights.detect import (
     is_realesrgan,
     to_basicsr_layout,
 )
+from ganpipe.weights.half import to_float16
 from ganpipe.weights.read import one_line, read_state_dict
 from ganpipe.weights.spandrel_arch import (
     INSTALL,
@@ -143,92 +144,6 @@ def export_spec(
     )
 
 
-def _toposort(graph) -> None:
-    """Order ``graph.node`` so every node comes after the producers of its inputs (the
-    float16 converter appends its input casts at the end)."""
-    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = [n for n in pending if not all(i in ready for i in n.input)]
-        done = [n for n in pending if all(i in ready for i in n.input)]
-        if not done:
-            raise ModelFileError("float16 conversion produced a cyclic graph; drop --fp16")
-        for n in done:
-            ready.update(n.output)
-        ordered += done
-        pending = rest
-    copies = [type(n)() for n in ordered]
-    for c, n in zip(copies, ordered, strict=True):
-        c.CopyFrom(n)
-    del graph.node[:]
-    graph.node.extend(copies)
-
-
-def _unshare_float_inputs(graph) -> None:
-    """Give each Resize its own copy of a shared ``scales`` initializer: the float16
-    converter casts such inputs per node under one name, which breaks SSA form."""
-    inits = {t.name: t for t in graph.initializer}
-    seen: set[str] = set()
-    for i, node in enumerate(graph.node):
-        if node.op_type != "Resize" or len(node.input) < 3 or node.input[2] not in inits:
-            continue
-        name = node.input[2]
-        if name in seen:
-            copy = type(inits[name])()
-            copy.CopyFrom(inits[name])
-            copy.name = f"{name}__{i}"
-            graph.initializer.append(copy)
-            node.input[2] = copy.name
-        seen.add(name)
-
-
-def to_float16(src: Path, dst: Path, spec: ExportSpec, atol: float = 0.05) -> float:
-    """Convert the float32 ONNX ``src`` to float16 weights and activations (inputs and
-    outputs stay float32), its model card with ``precision = "float16"``, check it
-    against torch; write ``dst``. Returns the max abs difference."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from ganpipe.fsutil import atomic_path
-    from ganpipe.modelcard import ModelCard
-
-    model = onnx.load_model(str(src))
-    card = ModelCard.from_onnx(model, src).model_copy(update={"precision": "float16"})
-    _unshare_float_inputs(model.graph)
-    try:
-        half = convert_float_to_float16(model, keep_io_types=True)
-        _toposort(half.graph)
-        del half.metadata_props[:]
-        for key, value in card.to_props().items():
-            entry = half.metadata_props.add()
-            entry.key, entry.value = key, value
-        half.producer_name = "ganpipe"
-        onnx.checker.check_model(half)
-    except ModelFileError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - converter / checker errors are many
-        raise ModelFileError(
-            f"float16 conversion of {dst.name} failed ({type(exc).__name__}: "
-            f"{one_line(exc)}); use float32 (drop --fp16)"
-        ) from None
-    x = torch.rand(1, *spec.example_inputs[0].shape[1:], generator=torch.Generator().manual_seed(7))
-    with torch.no_grad():
-        expected = spec.module(x).numpy()
-    with atomic_path(dst) as tmp:
-        onnx.save_model(half, str(tmp))
-        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {spec.inputs[0].name: x.numpy()})[0].astype(np.float32)
-        diff = float(np.max(np.abs(got - expected)))
-        if got.shape != expected.shape or not diff <= atol:
-            raise ModelFileError(
-                f"float16 conversion of {dst.name} is off: max abs diff "
-                f"{diff:.3g} > {atol:g}; use float32 (drop --fp16)"
-            )
-    return diff
-
-
 def export_net(
     net: torch.nn.Module,
     arch: AnyArch,
@@ -306,7 +221,6 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
                     spec, tmp, card, opset=opset, atol=atol, optimize=not spandrel,
                     multiples=spandrel,
                 )  # fmt: skip
-            break
         except DynamicShapeError as exc:
             if not spandrel or tile is not None:
                 raise ModelFileError(f"{source}: {exc}") from None
@@ -316,38 +230,56 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
                 tried.add(multiple)
                 arch.multiple = multiple
                 continue
-            tile = fit_tile(arch, _up(DEFAULT_TILE, arch.tile_multiple), source)
-            say(
-                f"{source}: {arch.name}'s code fixes the input size ({exc.guard}); "
-                f"exporting at a fixed {tile}x{tile} tile (pick another with --tile N)"
-            )
+            tile = _fixed(arch, source, say, f"its code fixes the input size ({exc.guard})")
+            continue
         except Exception as exc:  # noqa: BLE001 - the exporter's and ONNX Runtime's
             if not spandrel:
                 raise
-            cause: BaseException = exc
-            while cause.__cause__ is not None:  # the exporter's own error wraps the reason
-                cause = cause.__cause__
-            raise ModelFileError(
-                f"{source}: {arch.name} models cannot be exported to ONNX "
-                f"({type(cause).__name__}: {one_line(cause)})"
-            ) from None
-    diff, padded = result.max_abs_diff, None
-    if spandrel:
-        parity = spandrel_parity(tmp, arch, source)
-        diff, padded = max(diff, parity.native), parity.padded
-        if not diff <= atol:
-            raise ModelFileError(
-                f"{source}: the ONNX export of this {arch.name} model differs from "
-                f"spandrel's by {diff:.3g} > {atol:g}; it cannot be imported"
-            )
-        if padded > atol:
+            raise _cannot(source, arch, exc) from None
+        if not spandrel:
+            return spec, result.max_abs_diff, tile, None
+        try:  # a graph that runs at the capture's size but not at others: a fixed tile
+            parity = spandrel_parity(tmp, arch, source)
+            diff = max(result.max_abs_diff, parity.native)
+            if not diff <= atol:
+                raise ModelFileError(
+                    f"{source}: the ONNX export of this {arch.name} model differs from "
+                    f"spandrel's by {diff:.3g} > {atol:g}; it cannot be imported"
+                )
+        except ModelFileError as exc:
+            if tile is not None:
+                raise
+            tile = _fixed(arch, source, say, f"its dynamic export failed the check: {exc}")
+            continue
+        if parity.padded > atol:
             say(
                 f"{source}: {arch.name} pads inside itself in its own way; ganpipe feeds it "
                 f"multiples of {arch.multiple} px (reflect-padded), which differs from "
-                f"spandrel's whole-image run of an odd size by up to {padded:.2g} "
+                f"spandrel's whole-image run of an odd size by up to {parity.padded:.2g} "
                 f"near the bottom and right edges"
             )
-    return spec, diff, tile, padded
+        return spec, diff, tile, parity.padded
+
+
+def _fixed(arch: SpandrelArch, source: str, say: Callable[[str], Any], why: str) -> int:
+    """The default fixed tile for ``arch``, said with ``why``."""
+    tile = fit_tile(arch, _up(DEFAULT_TILE, arch.tile_multiple), source)
+    say(
+        f"{source}: {arch.name}: {why}; exporting at a fixed {tile}x{tile} tile "
+        f"(pick another with --tile N)"
+    )
+    return tile
+
+
+def _cannot(source: str, arch: AnyArch, exc: BaseException) -> ModelFileError:
+    """The one-line refusal of an export the exporter failed on (its innermost reason)."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None:  # the exporter's own error wraps the reason
+        cause = cause.__cause__
+    return ModelFileError(
+        f"{source}: {arch.name} models cannot be exported to ONNX "
+        f"({type(cause).__name__}: {one_line(cause)})"
+    )
 
 
 def _up(value: int, multiple: int) -> int:

@@ -30,13 +30,21 @@ def _pair(size: Any) -> tuple[int, int]:
     return int(size), int(size)
 
 
+#: the batch of the net's input during an export (set by :func:`exportable`'s hook): the
+#: windows of every block come from images of that batch, so ``window_reverse`` need not
+#: recover it by division (which costs the shape solver minutes on deep nets: HAT)
+_batch: list[Any] = []
+
+
 def window_reverse(windows: torch.Tensor, window_size: Any, h: int, w: int) -> torch.Tensor:
     """``(n * b, wh, ww, c)`` windows back to ``(b, h, w, c)``: spandrel's
-    ``window_reverse`` with the batch found by integer division."""
+    ``window_reverse`` with the batch taken from the net's input (or, outside an export,
+    found by integer division)."""
     wh, ww = _pair(window_size)
-    b = windows.shape[0] // ((h // wh) * (w // ww))
-    x = windows.view(b, h // wh, w // ww, wh, ww, -1)
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
+    c = windows.shape[-1]
+    b = _batch[-1] if _batch else windows.shape[0] // ((h // wh) * (w // ww))
+    x = windows.view(b, h // wh, w // ww, wh, ww, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, c)
 
 
 def window_multiple(net: nn.Module) -> int:
@@ -47,9 +55,13 @@ def window_multiple(net: nn.Module) -> int:
     size = getattr(net, "window_size", None)
     try:
         wh, ww = _pair(size)
+        return max(1, math.lcm(wh, ww))
     except (TypeError, ValueError):
-        return 1
-    return max(1, math.lcm(wh, ww))
+        pass
+    # split attention (DAT, RGT, CRAFT): each block pads to its largest split
+    splits = [getattr(m, "split_size", None) for m in net.modules()]
+    sides = [max(_pair(s)) for s in splits if isinstance(s, (int, tuple, list)) and s]
+    return math.lcm(*sides) if sides else 1
 
 
 def windows2img(windows: torch.Tensor, h_sp: int, w_sp: int, h: int, w: int) -> torch.Tensor:
@@ -72,6 +84,7 @@ def exportable(net: nn.Module) -> Iterator[list[str]]:
     """For the ``with`` block, the :data:`REWRITES` in the modules of ``net`` that use
     the float form; yields what was rewritten (``module.function``), restores on exit."""
     swapped: list[tuple[Any, str, Any]] = []
+    hook = net.register_forward_pre_hook(lambda _, args: _batch.append(args[0].shape[0]))
     try:
         for module in _modules_of(net):
             for name, (replacement, arity) in REWRITES.items():
@@ -83,5 +96,7 @@ def exportable(net: nn.Module) -> Iterator[list[str]]:
                 swapped.append((module, name, original))
         yield [f"{m.__name__.rsplit('.', 1)[-1]}.{n}" for m, n, _ in swapped]
     finally:
+        hook.remove()
+        _batch.clear()
         for module, name, original in reversed(swapped):
             setattr(module, name, original)
