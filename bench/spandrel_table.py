@@ -15,6 +15,7 @@ net that hangs or crashes the exporter costs only its row):
 
     python bench/spandrel_table.py --out bench/results/spandrel-table.json
     python bench/spandrel_table.py --only SwinIR,HAT --timeout 900
+    python bench/spandrel_table.py --only HAT --tile 256   # rows at a fixed tile
     python bench/spandrel_table.py --markdown bench/results/spandrel-table.json
 
 Rows are appended to the JSON file as they finish; a rerun skips rows already there.
@@ -44,7 +45,7 @@ def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
 
-def measure(index: int, threads: int) -> dict:
+def measure(index: int, threads: int, tile: int | None = None) -> dict:
     """One row (runs in the child process)."""
     import numpy as np
     import torch
@@ -58,7 +59,8 @@ def measure(index: int, threads: int) -> dict:
     from ganpipe.weights.convert import export_spec
 
     cfg = CONFIGS[index]
-    row: dict = {"arch": cfg.arch, "label": cfg.label, "scale": cfg.scale, "source": cfg.source}
+    label = cfg.label + (f", --tile {tile}" if tile else "")
+    row: dict = {"arch": cfg.arch, "label": label, "scale": cfg.scale, "source": cfg.source}
     folder = Path(tempfile.mkdtemp(prefix="spandrel-table-"))
     src = folder / "weights.pth"
     net = build(cfg, seed=index)
@@ -68,7 +70,7 @@ def measure(index: int, threads: int) -> dict:
     notes: list[str] = []
     t0 = time.perf_counter()
     try:
-        result = import_weights(src, folder / "model.onnx", log=notes.append)
+        result = import_weights(src, folder / "model.onnx", tile=tile, log=notes.append)
     except Exception as exc:  # noqa: BLE001 - the refusal is the row
         row.update(status="refused", reason=str(exc).replace(str(src), "weights.pth"))
         row["import_s"] = round(time.perf_counter() - t0, 1)
@@ -78,20 +80,26 @@ def measure(index: int, threads: int) -> dict:
     row.update(
         status="fixed tile" if result.tile else "dynamic",
         tile=result.tile,
-        multiple=result.arch.multiple,
+        multiple=result.arch.tile_multiple,
         import_diff=result.max_abs_diff,
         padded_diff=result.padded_diff,
         onnx_mib=round(result.path.stat().st_size / 2**20, 1),
         notes=notes,
     )
     model = open_sr_model(result.path, "cpu")
-    _, arch = load_model(src)  # spandrel's own model, fresh
+    from spandrel import ModelLoader
+
+    # spandrel's own model of the same file, fresh (for the Real-ESRGAN layouts too, which
+    # ganpipe loads into its own nets)
+    reference = ModelLoader().load_from_state_dict(torch.load(src, weights_only=True))
+    reference.model.eval()
+    net, arch = load_model(src)
     g = torch.Generator().manual_seed(3)
     diffs = []
     for h, w in SIZES:
         x = torch.rand(1, 3, h, w, generator=g)
         with torch.no_grad():
-            expected = arch.descriptor(x.clone()).numpy()
+            expected = reference(x.clone()).numpy()
         diffs.append(_max_diff(model(x.numpy()), expected))
     row["diff_sizes"] = diffs
     image = np.random.default_rng(0).random((96, 80, 3), dtype=np.float32)
@@ -99,7 +107,7 @@ def measure(index: int, threads: int) -> dict:
     tiled = Upscaler(model, tile=48, overlap=16).plane(image)
     row["tiled_vs_whole"] = _max_diff(tiled, whole)
     try:
-        spec = export_spec(arch.descriptor.model, arch, src.name, result.tile)
+        spec = export_spec(net, arch, src.name, result.tile)
         to_float16(result.path, folder / "half.onnx", spec)
         half = open_sr_model(folder / "half.onnx", "cpu")
         x = np.random.default_rng(1).random((1, 3, 64, 64), dtype=np.float32)
@@ -117,13 +125,15 @@ def measure(index: int, threads: int) -> dict:
     return row
 
 
-def _row(i: int, timeout: int, threads: int) -> dict:
+def _row(i: int, timeout: int, threads: int, tile: int | None) -> dict:
     from spandrel_configs import CONFIGS
 
     cfg = CONFIGS[i]
     cmd = [sys.executable, __file__, "--row", str(i), "--threads", str(threads)]
+    cmd += ["--tile", str(tile)] if tile else []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    base = {"arch": cfg.arch, "label": cfg.label, "scale": cfg.scale}
+    label = cfg.label + (f", --tile {tile}" if tile else "")
+    base = {"arch": cfg.arch, "label": label, "scale": cfg.scale}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -135,22 +145,25 @@ def _row(i: int, timeout: int, threads: int) -> dict:
     return {**base, "status": "crashed", "reason": tail[:200]}
 
 
-def run_all(out: Path, only: set[str], timeout: int, threads: int, big: bool, jobs: int) -> None:
+def run_all(
+    out: Path, only: set[str], timeout: int, threads: int, big: bool, jobs: int, tile: int | None
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from spandrel_configs import CONFIGS
 
     rows = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["label"], r["scale"]) for r in rows}
+    suffix = f", --tile {tile}" if tile else ""
     todo = [
         i
         for i, cfg in enumerate(CONFIGS)
-        if (cfg.label, cfg.scale) not in done
+        if (cfg.label + suffix, cfg.scale) not in done
         and (not only or cfg.arch in only)
         and (big or only or not cfg.big)
     ]
     with ThreadPoolExecutor(jobs) as pool:
-        for row in pool.map(lambda i: _row(i, timeout, threads), todo):
+        for row in pool.map(lambda i: _row(i, timeout, threads, tile), todo):
             keys = ("status", "import_s", "import_diff", "padded_diff")
             print(row["arch"], row["label"], {k: row.get(k) for k in keys}, flush=True)
             rows.append(row)
@@ -195,15 +208,18 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads per row")
     ap.add_argument("--jobs", type=int, default=2, help="rows measured at once")
+    ap.add_argument("--tile", type=int, default=None, help="import at a fixed tile")
     ap.add_argument("--row", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--markdown", type=Path, default=None, help="print the table of a JSON")
     a = ap.parse_args()
     if a.markdown:
         print(markdown(json.loads(a.markdown.read_text())))
     elif a.row is not None:
-        print(json.dumps(measure(a.row, a.threads)), flush=True)
+        print(json.dumps(measure(a.row, a.threads, a.tile)), flush=True)
     else:
-        run_all(a.out, {s for s in a.only.split(",") if s}, a.timeout, a.threads, a.big, a.jobs)
+        run_all(
+            a.out, {s for s in a.only.split(",") if s}, a.timeout, a.threads, a.big, a.jobs, a.tile
+        )
 
 
 if __name__ == "__main__":

@@ -114,10 +114,24 @@ def test_cli_import_interpolate(pair, tmp_path):
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
 
 
+class _Conversions(list):
+    """The "converting ..." lines of a log (the export's own progress lines aside)."""
+
+    def __init__(self, every: list[str]):
+        super().__init__()
+        self.every = every
+
+    def append(self, msg: str) -> None:
+        self.every.append(msg)
+        if msg.startswith("converting"):
+            super().append(msg)
+
+
 def test_denoise_conversion_is_cached_by_both_files_and_strength(pair, tmp_path, monkeypatch):
     _, _, pa, pb = pair
     monkeypatch.setenv("GANPIPE_CACHE_DIR", str(tmp_path / "cache"))
-    logs: list[str] = []
+    every: list[str] = []
+    logs = _Conversions(every)
     first = converted_model(pa, logs.append, denoise=(pb, 0.5))
     assert len(logs) == 1 and "general.pth*0.5+wdn.safetensors*0.5" in logs[0]
     assert converted_model(pa, logs.append, denoise=(pb, 0.5)) == first and len(logs) == 1

@@ -194,10 +194,11 @@ def fit_tile(arch: AnyArch, tile: int, source: str) -> int:
 
 def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
     """Export and check; returns the spec, the max abs difference and the fixed tile
-    (None: any size). A spandrel net whose capture needs its sides divisible by some
-    ``k`` (its attention windows: SwinIR pads to them itself, so spandrel states no
-    multiple) is exported again for multiples of ``k``; one whose code fixes the size
-    anyway, at a fixed tile."""
+    (None: any size). A spandrel net is first captured for any size (OmniSR, SPAN ...
+    handle any size themselves); one whose capture needs its sides divisible by some ``k``
+    (its attention windows: SwinIR pads to them itself, so spandrel states no multiple) is
+    exported again for multiples of ``k``; one whose code fixes the size anyway, or whose
+    dynamic graph fails the check, at a fixed tile."""
     from ganpipe.export.capture import DynamicShapeError
     from ganpipe.export.onnx_export import build_card, export_onnx
 
@@ -210,8 +211,7 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
         + ("; nets this size take minutes on a CPU" if params >= 5 else "")
     )
     tried: set[int] = set()
-    if spandrel and tile is None:
-        arch.multiple = math.lcm(arch.multiple, window_multiple(net))
+    window = window_multiple(net) if spandrel else 1
     while True:
         spec = export_spec(net, arch, source, tile)
         card = build_card(spec, arch.variant, "super_resolve", 0, arch.channels, ())
@@ -224,7 +224,7 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
         except DynamicShapeError as exc:
             if not spandrel or tile is not None:
                 raise ModelFileError(f"{source}: {exc}") from None
-            moduli = [int(k) for k in re.findall(r"% (\d+)\)", exc.guard)]
+            moduli = [int(k) for k in re.findall(r"% (\d+)\)", exc.guard)] + [window]
             multiple = math.lcm(arch.multiple, *moduli)
             if moduli and multiple not in tried and multiple <= MAX_MULTIPLE:
                 tried.add(multiple)
@@ -235,6 +235,11 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
         except Exception as exc:  # noqa: BLE001 - the exporter's and ONNX Runtime's
             if not spandrel:
                 raise
+            multiple = math.lcm(arch.multiple, window)
+            if tile is None and multiple not in tried and multiple > arch.multiple:
+                tried.add(multiple)  # a window net whose capture fails at any size (HAT)
+                arch.multiple = multiple
+                continue
             raise _cannot(source, arch, exc) from None
         if not spandrel:
             return spec, result.max_abs_diff, tile, None
