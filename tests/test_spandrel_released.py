@@ -80,9 +80,9 @@ def test_window_net_runs_any_batch_and_size(tmp_path):
     """The bug this guards against: the export fixed the batch at the example's (2), so
     batch 1 and 3 came out wrong by 5e-3 and more while every shape looked right."""
     result = import_weights(_swinir(tmp_path), tmp_path / "m.onnx")
-    assert result.tile is None and result.arch.multiple == 8 and result.padded_diff < 1e-4
+    assert result.tile is None and result.arch.multiple in (1, 8) and result.padded_diff < 1e-4
     model = open_sr_model(result.path, "cpu")
-    assert model.card.tile_multiple == 8 and model.minimum >= 16
+    assert model.card.tile_multiple == result.arch.multiple and model.minimum >= 16
     _, arch = load_model(tmp_path / "002_SwinIR_SR_x2.pth")
     x = np.random.default_rng(0).random((3, 3, 40, 24), dtype=np.float32)
     with torch.no_grad():

@@ -256,7 +256,13 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
                 raise
             tile = _fixed(arch, source, say, f"its dynamic export failed the check: {exc}")
             continue
-        if parity.padded > atol:
+        if parity.padded > atol and tile:
+            say(
+                f"{source}: images smaller than the {tile} px tile are padded up to it, "
+                f"which differs from spandrel's run of {arch.name} at their own size by up "
+                f"to {parity.padded:.2g}"
+            )
+        elif parity.padded > atol:
             say(
                 f"{source}: {arch.name} pads inside itself in its own way; ganpipe feeds it "
                 f"multiples of {arch.multiple} px (reflect-padded), which differs from "
@@ -270,8 +276,9 @@ def _fixed(arch: SpandrelArch, source: str, say: Callable[[str], Any], why: str)
     """The default fixed tile for ``arch``, said with ``why``."""
     tile = fit_tile(arch, _up(DEFAULT_TILE, arch.tile_multiple), source)
     say(
-        f"{source}: {arch.name}: {why}; exporting at a fixed {tile}x{tile} tile "
-        f"(pick another with --tile N)"
+        f"{source}: {arch.name}: {why}; exporting at a fixed {tile}x{tile} tile (exact at "
+        f"that size; smaller images are padded to it and larger ones tiled, which can differ "
+        f"from spandrel's run at their own size; pick another tile with --tile N)"
     )
     return tile
 

@@ -6,8 +6,10 @@ fresh copy of the same input (RCAN, among others, scales its input in place).
 The sizes (:func:`check_sizes`) are ones the capture never saw: two multiples of the
 window, the 64 x 64 patch most released models were trained at (SwinIR and HAT keep an
 attention mask for exactly that size and compute it for any other), and an odd size that
-is no multiple of anything, which both sides pad. A fixed-tile export is compared at its
-tile, twice.
+is no multiple of anything, which both sides pad. A fixed-tile export is judged at its
+tile (twice); a smaller image, padded up to the tile, is compared too and its difference
+reported (``Parity.padded``), since a net that sees the whole image (SAFMN, transformers)
+computes something else on a padded one.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def check_sizes(
 ) -> list[tuple[int, int]]:
     """Heights and widths to compare at (none the trace's; see the module docstring);
     ``minimum``: the smallest side the export takes (its card's ``min_size``)."""
-    if tile:
-        return [(tile, tile), (tile, tile)]
+    if tile:  # exact at the tile; a smaller odd image is padded up to it (said, not judged)
+        small = max(16, tile // 2) | 1
+        return [(tile, tile), (tile, tile), (small, small + 2)]
     m = arch.multiple
     base = max(arch.minimum, minimum, 16, 2 * m)
     odd = base + 5 if (base + 5) % 2 else base + 6
@@ -111,7 +114,8 @@ def spandrel_parity(
                 f"input, spandrel {expected.shape}; this architecture cannot be exported"
             )
         diff = _diff(got, expected, arch.name)
-        if h % m or w % m:
+        padded = (h, w) != (fixed, fixed) if fixed else bool(h % m or w % m)
+        if padded:
             worst.padded = max(worst.padded, diff)
         else:
             worst.native = max(worst.native, diff)
