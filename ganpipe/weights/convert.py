@@ -36,8 +36,8 @@ from ganpipe.weights.spandrel_arch import (
     SpandrelArch,
     SpandrelExport,
     load_spandrel,
-    sizes,
     spandrel_version,
+    trace_size,
 )
 from ganpipe.weights.spandrel_fixes import exportable, window_multiple
 from ganpipe.weights.spandrel_parity import spandrel_parity
@@ -125,7 +125,7 @@ def export_spec(
         meta["imported_from"] = source
     if isinstance(arch, SpandrelArch):
         module: torch.nn.Module = SpandrelExport(net, arch)
-        (h, w), *_ = sizes(arch)
+        h, w = trace_size(arch)
         if arch.minimum > 1:
             meta["min_size"] = arch.minimum
     else:

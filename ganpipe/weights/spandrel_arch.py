@@ -222,18 +222,10 @@ class SpandrelExport(nn.Module):
         return out.clamp(0.0, 1.0)
 
 
-def sizes(arch: SpandrelArch) -> list[tuple[int, int]]:
-    """Input heights and widths that meet ``arch``'s requirements (multiples, at least
-    the minimum), all different: the first traces the export, the others check parity
-    with spandrel at sizes the trace did not see."""
+def trace_size(arch: SpandrelArch) -> tuple[int, int]:
+    """The height and width the export is traced at: multiples of ``arch.multiple``, at
+    least its minimum and two windows (one is a special case); the parity check's sizes
+    (:func:`ganpipe.weights.spandrel_parity.check_sizes`) are all different from it."""
     m = arch.multiple
-    base = max(arch.minimum, 16, 2 * m)  # two windows at least: one is a special case
-
-    def up(v: int) -> int:
-        return -(-v // m) * m
-
-    return [
-        (up(base + 3), up(base + 9)),
-        (up(base + 14), up(base + 1)),
-        (up(2 * base + 5), up(base)),
-    ]
+    base = max(arch.minimum, 16, 2 * m)
+    return -(-(base + 3) // m) * m, -(-(base + 9) // m) * m
