@@ -27,3 +27,18 @@ class ModelFileError(GanpipeError):
 
 class TrainingError(GanpipeError):
     """Training stopped: non-finite loss, incompatible checkpoint..."""
+
+
+class WriteError(GanpipeError, OSError):
+    """A file could not be written (disk full, quota, read-only, permissions...). Also an
+    :class:`OSError` with the original ``errno`` and ``filename``, so code that goes on
+    after a failed write (a batch) still catches it as one. Made by
+    :func:`ganpipe.fsutil.write_error`, whose message names the path and what to do."""
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None):
+        OSError.__init__(self, errno, message)
+        self.message = message
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return self.message

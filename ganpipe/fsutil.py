@@ -13,6 +13,7 @@ one batch on several machines may share an output folder), and never anything el
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -24,7 +25,10 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ganpipe.errors import GanpipeError, WriteError
 
 #: the marker of ganpipe's temporary names (before the pid)
 MARK = "ganpipe"
@@ -196,28 +200,92 @@ def remove_stale(folders: Iterable[str | os.PathLike], recursive: bool = True) -
     return sorted(removed)
 
 
+#: what to do, by errno, when a write fails
+_ADVICE = {
+    errno.ENOSPC: "the disk is full; free space on it or choose another folder",
+    errno.EDQUOT: "the disk quota is used up; free space or choose another folder",
+    errno.EFBIG: "the file is larger than this file system or a limit allows; choose another "
+    "folder",
+    errno.EROFS: "the file system is read-only; choose another folder",
+    errno.EACCES: "permission denied; fix the permissions or choose another folder",
+    errno.EPERM: "not permitted; fix the permissions or choose another folder",
+    errno.ENAMETOOLONG: "the name is too long for this file system; use a shorter name",
+    errno.EIO: "an input/output error (a failing disk or lost network mount); check the disk",
+}
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as text safe to print or put in JSON: bytes that are not valid UTF-8 (kept
+    as surrogate escapes by Python) are written as ``\\xNN``."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def write_error(path: str | os.PathLike, exc: OSError, what: str = "") -> WriteError:
+    """A one-line :class:`~ganpipe.errors.WriteError` for ``exc`` raised while writing
+    ``path``: what failed, where, and what to free or change. ``what`` names the file's
+    role ("checkpoint", "report journal")."""
+    from ganpipe.errors import WriteError
+
+    if isinstance(exc, WriteError):
+        return exc
+    where = exc.filename if exc.filename is not None else path
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    advice = _ADVICE.get(exc.errno, "")
+    label = f"{what} " if what else ""
+    message = f"cannot write {label}{shown(where)}: {reason}"
+    if advice:
+        message += f" ({advice})"
+    return WriteError(message, exc.errno, shown(where))
+
+
+def environment_error(exc: OSError) -> GanpipeError | None:
+    """A one-line error for an :class:`OSError` that the machine caused (disk full,
+    quota, read-only, permissions, I/O) and that no caller turned into one; None for
+    others (those are ganpipe's bugs and keep their traceback). The CLI's last resort."""
+    from ganpipe.errors import GanpipeError
+
+    if isinstance(exc, GanpipeError):
+        return exc
+    if exc.errno not in _ADVICE:
+        return None
+    where = f"{shown(exc.filename)}: " if exc.filename is not None else ""
+    return GanpipeError(f"{where}{exc.strerror or exc} ({_ADVICE[exc.errno]})")
+
+
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on success it is renamed to ``final``."""
+def atomic_path(final: str | os.PathLike, what: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on success it is renamed to ``final``. An
+    :class:`OSError` while writing (the caller's or the rename's) becomes a one-line
+    :class:`~ganpipe.errors.WriteError` naming ``final``; the temporary file is removed
+    and ``final`` is left as it was."""
     final = Path(final)
-    tmp_path = temp_sibling(final)
+    try:
+        tmp_path = temp_sibling(final)
+    except OSError as exc:
+        raise write_error(final, exc, what) from None
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, final)
+    except OSError as exc:
+        raise write_error(final, exc, what) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            if os.path.lexists(tmp_path):
+                tmp_path.unlink()
 
 
-def write_bytes(final: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(final) as tmp:
+def write_bytes(final: str | os.PathLike, data: bytes, what: str = "") -> None:
+    with atomic_path(final, what) as tmp:
         tmp.write_bytes(data)
 
 
-def write_json(final: str | os.PathLike, obj: Any) -> None:
-    write_bytes(final, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def write_json(final: str | os.PathLike, obj: Any, what: str = "") -> None:
+    write_bytes(final, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), what)
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:

@@ -164,3 +164,46 @@ def compact_x2_onnx(tmp_path_factory):
     torch.save({"params": net.state_dict()}, folder / "x2.pth")
     import_weights(folder / "x2.pth", folder / "x2.onnx")
     return folder / "x2.onnx"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A factory for a real small file system: ``small_disk(kib)`` mounts a tmpfs of that
+    size on a fresh folder and returns it (unmounted after the test), so a write that
+    does not fit fails with ENOSPC as on a full disk. Skipped where mounting is not
+    allowed (not root, or no tmpfs)."""
+    mounted: list[Path] = []
+
+    def make(kib: int) -> Path:
+        if os.geteuid() != 0 or sys.platform != "linux":
+            pytest.skip("a small tmpfs needs root on Linux")
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> None:
+    """Fill the file system of ``folder`` until at most ``leave`` bytes are free."""
+    block = b"\0" * 4096
+    with open(folder / ".filler", "wb") as fh:
+        try:
+            while True:
+                free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+                if free <= leave:
+                    break
+                fh.write(block[: max(1, min(len(block), free - leave))])
+                fh.flush()
+        except OSError:
+            pass

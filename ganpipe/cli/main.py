@@ -83,6 +83,13 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except GanpipeError as exc:
             _fail(exc)
+        except OSError as exc:  # disk full, read-only, ... that no caller named: one line
+            from ganpipe.fsutil import environment_error
+
+            known = environment_error(exc)
+            if known is None:
+                raise
+            _fail(known)
         except signals.Interrupted as exc:  # training names the checkpoint it wrote
             click.echo(f"ganpipe: {exc.message()}", err=True)
             sys.exit(exc.exit_code)
