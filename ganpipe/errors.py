@@ -29,6 +29,14 @@ class TrainingError(GanpipeError):
     """Training stopped: non-finite loss, incompatible checkpoint..."""
 
 
+class LockedError(GanpipeError):
+    """Another ganpipe process holds the lock of a run folder, tune study or journal
+    (:mod:`ganpipe.runlock`); the message names it. ``holder``: its
+    :class:`~ganpipe.runlock.Holder` when known."""
+
+    holder = None
+
+
 class WriteError(GanpipeError, OSError):
     """A file could not be written (disk full, quota, read-only, permissions...). Also an
     :class:`OSError` with the original ``errno`` and ``filename``, so code that goes on

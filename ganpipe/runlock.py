@@ -1,0 +1,426 @@
+"""Advisory locks that keep two ganpipe processes from writing one folder or one file.
+
+A run folder (``ganpipe run``), a tune study and a batch's report journal are each
+written by one process at a time. The lock is a small file that records who holds it
+(pid, host, start time, command) and is held with ``flock(LOCK_EX | LOCK_NB)``:
+
+* a **folder** is locked through ``<folder>/.ganpipe.lock``
+  (``with runlock.hold(run_dir, what="run folder"):``);
+* a **file** (a journal) through ``<dir>/.<name>.lock`` next to it, where ``<name>`` is
+  the name passed in (shortened to fit the file system's name limit):
+  ``with runlock.hold_file(report, what="report journal"):``. Lock the name that stays
+  the same for the whole job (the final report ``r.jsonl``, or its journal
+  ``r.jsonl.part``), not a temporary name; the journal itself is never opened by the
+  lock, so it can be written, renamed or replaced while the lock is held.
+
+A second process refuses at once with :class:`~ganpipe.errors.LockedError`, one line
+naming the holder ("run folder runs/x is in use by ganpipe pid 1234 on host h since
+21:03 (ganpipe run p.toml); wait for it to finish or stop it"). Nothing waits: callers
+take the lock before they touch anything else.
+
+The lock file is opened with ``O_NOFOLLOW`` (a planted symbolic link is refused, never
+followed) and ``O_CLOEXEC`` (programs started by the holder do not inherit it), created
+``0o644``. The holder deletes it when it lets go. One left behind by a killed process is
+**stale**: its ``flock`` can be taken (the kernel dropped the dead holder's), so the
+next process takes it over and says so once (``log``).
+
+Where ``flock`` does not work (``ENOLCK``, ``EOPNOTSUPP``: some network and FUSE file
+systems) or does not reach other machines (NFS mounted ``nolock``), the record decides:
+a holder on this host counts while its pid runs; a holder on another host counts while
+the lock file's modification time is recent, which the holder refreshes every
+:data:`HEARTBEAT_S` seconds (:data:`OTHER_HOST_STALE_S` without a refresh: stale). There
+two processes starting in the same instant can both get in; flock is the real guard.
+
+Within one process holding is re-entrant: a nested ``hold`` of the same lock file
+returns the same :class:`Lock` and the lock is let go when the outermost one ends (a
+forked child does not inherit it). Only the process that runs a job takes its lock:
+under torchrun that is process 0 (:mod:`ganpipe.pipeline`); the workers of
+``devices = N`` and the other ranks never touch it.
+
+Readers (``ganpipe report``) do not lock; :func:`current` tells them who holds a folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shlex
+import socket
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ganpipe.errors import LockedError
+
+#: the lock file of a locked folder
+LOCK_NAME = ".ganpipe.lock"
+#: suffix of the lock file next to a locked file: ``.<name>.lock``
+FILE_SUFFIX = ".lock"
+#: how often a holder refreshes its lock file's modification time
+HEARTBEAT_S = 60.0
+#: a lock file of another host not refreshed for this long is stale (only consulted where
+#: flock cannot see the other host)
+OTHER_HOST_STALE_S = 600.0
+#: flock errors that mean "not supported here" (the record decides instead)
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
+#: how long a refused process waits for a new holder to write its record (message only)
+_RECORD_WAIT_S = 1.0
+
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds (or last held) a lock, as its lock file records it."""
+
+    pid: int
+    host: str
+    started: float
+    command: str
+
+    @property
+    def here(self) -> bool:
+        return self.host == HOST
+
+    def alive(self) -> bool:
+        """Whether the holder runs: its pid on this host; on another host, unknown (True)."""
+        return not self.here or _pid_alive(self.pid)
+
+    def describe(self) -> str:
+        """``ganpipe pid 1234 on host h since 21:03 (ganpipe run p.toml)``."""
+        t = time.localtime(self.started)
+        fmt = "%H:%M" if t[:3] == time.localtime()[:3] else "%Y-%m-%d %H:%M"
+        doing = f" ({self.command})" if self.command else ""
+        return f"ganpipe pid {self.pid} on host {self.host} since {time.strftime(fmt, t)}{doing}"
+
+    def record(self) -> bytes:
+        return (
+            json.dumps(
+                {
+                    "pid": self.pid,
+                    "host": self.host,
+                    "started": self.started,
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+                    "command": self.command,
+                }
+            )
+            + "\n"
+        ).encode()
+
+
+@dataclass
+class Lock:
+    """A held lock: its file, what it guards, and this process's :class:`Holder`."""
+
+    path: Path
+    target: Path
+    what: str
+    holder: Holder
+    #: the holder it took over from (a stale lock file), else None
+    took_over: Holder | None
+    _fd: int
+    _count: int = 1
+    _stop: threading.Event | None = None
+
+
+_held: dict[Path, Lock] = {}
+_held_guard = threading.Lock()
+
+
+def folder_lock_path(folder: str | os.PathLike) -> Path:
+    """The lock file of ``folder``."""
+    return Path(os.path.abspath(folder)) / LOCK_NAME
+
+
+def file_lock_path(path: str | os.PathLike) -> Path:
+    """The lock file next to the file ``path``: ``.<name>.lock``, ``<name>`` shortened
+    (and tagged with a hash of the whole name) where it would pass the name limit."""
+    path = Path(os.path.abspath(path))
+    name = path.name
+    try:
+        limit = int(os.pathconf(path.parent, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        limit = 255
+    extra = 1 + len(FILE_SUFFIX)
+    raw = os.fsencode(name)
+    if len(raw) + extra > limit:
+        import hashlib
+
+        tag = "~" + hashlib.sha1(raw).hexdigest()[:12]
+        name = os.fsdecode(raw[: limit - extra - len(tag)]) + tag
+    return path.parent / f".{name}{FILE_SUFFIX}"
+
+
+@contextlib.contextmanager
+def hold(
+    folder: str | os.PathLike,
+    what: str = "run folder",
+    *,
+    command: str | None = None,
+    log: Callable[[str], object] | None = None,
+) -> Iterator[Lock]:
+    """Hold the lock of ``folder`` (created if missing) for the ``with`` block;
+    :class:`~ganpipe.errors.LockedError` when another process holds it. ``what`` names
+    the folder in messages; ``log`` hears once about a stale lock taken over."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with _holding(folder_lock_path(folder), Path(folder), what, command, log) as lock:
+        yield lock
+
+
+@contextlib.contextmanager
+def hold_file(
+    path: str | os.PathLike,
+    what: str = "report journal",
+    *,
+    command: str | None = None,
+    log: Callable[[str], object] | None = None,
+) -> Iterator[Lock]:
+    """Hold the lock of the file ``path`` (its folder must exist; the file need not):
+    the lock file ``.<name>.lock`` next to it (:func:`file_lock_path`). As :func:`hold`."""
+    with _holding(file_lock_path(path), Path(path), what, command, log) as lock:
+        yield lock
+
+
+def read_holder(lock_path: str | os.PathLike) -> Holder | None:
+    """The holder a lock file records (None: no file, empty, or unreadable). Reads only:
+    the lock may be stale; see :func:`current`."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _parse(os.pread(fd, 4096, 0))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def current(folder: str | os.PathLike) -> Holder | None:
+    """Who holds ``folder``'s lock now, as far as a reader can tell without taking it: the
+    recorded holder when its pid runs (this host) or it refreshed the lock recently
+    (another host); else None."""
+    path = folder_lock_path(folder)
+    found = read_holder(path)
+    if found is None:
+        return None
+    if found.here:
+        return found if _pid_alive(found.pid) else None
+    return None if _older(path, OTHER_HOST_STALE_S) else found
+
+
+# -- holding -----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _holding(path: Path, target: Path, what: str, command, log) -> Iterator[Lock]:
+    with _held_guard:
+        lock = _held.get(path)
+        if lock is not None and lock.holder.pid == os.getpid():
+            lock._count += 1
+        else:
+            lock = _acquire(path, target, what, command)
+            _held[path] = lock
+            if lock.took_over is not None and log is not None:
+                log(
+                    f"{what} {_shown(target)}: took over the lock left by "
+                    f"{lock.took_over.describe()}, which no longer runs"
+                )
+    try:
+        yield lock
+    finally:
+        with _held_guard:
+            lock._count -= 1
+            if lock._count == 0:
+                _held.pop(path, None)
+                _release(lock)
+
+
+def _acquire(path: Path, target: Path, what: str, command: str | None) -> Lock:
+    me = Holder(os.getpid(), HOST, time.time(), _command() if command is None else command)
+    for _ in range(20):  # a holder deleting its file as we open it: open again
+        fd = _open(path, target, what)
+        try:
+            flocked = _flock(fd)
+            if flocked is False:  # another process holds it
+                raise _refusal(path, target, what, fd)
+            st = os.fstat(fd)
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                os.close(fd)
+                continue  # we locked a file its holder just deleted
+            before = _parse(os.pread(fd, 4096, 0))
+            if before is not None and _counts(before, path, flocked):
+                raise _refusal(path, target, what, fd, before)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me.record(), 0)
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        stale = before if before is not None and before.pid != me.pid else None
+        lock = Lock(path, target, what, me, stale, fd)
+        lock._stop = _heartbeat(fd)
+        return lock
+    raise LockedError(f"{what} {_shown(target)}: its lock file {path} keeps changing; try again")
+
+
+def _open(path: Path, target: Path, what: str) -> int:
+    """Open (create) the lock file without following a link; a one-line error when that
+    fails (a link or something not a file planted there, an unwritable folder)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LockedError(
+                f"{what} {_shown(target)}: its lock file {_shown(path)} is a symbolic link; "
+                f"remove it (ganpipe never follows one)"
+            ) from None
+        from ganpipe.fsutil import write_error
+
+        raise write_error(path, exc, f"the lock file of {what}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LockedError(
+            f"{what} {_shown(target)}: its lock file {_shown(path)} is not a regular file; "
+            f"remove it"
+        )
+    return fd
+
+
+def _flock(fd: int) -> bool | None:
+    """True: locked; False: another process holds it; None: flock unsupported here."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in _NO_FLOCK:
+            return None
+        raise
+    return True
+
+
+def _counts(before: Holder, path: Path, flocked: bool | None) -> bool:
+    """Whether the recorded holder still holds the lock although we got past flock: on
+    another host while its file is fresh (flock may not reach that host); on this host
+    only where flock is unsupported, while its pid runs."""
+    if before.pid == os.getpid() and before.here:
+        return False
+    if not before.here:
+        return not _older(path, OTHER_HOST_STALE_S)
+    return flocked is None and _pid_alive(before.pid)
+
+
+def _refusal(
+    path: Path, target: Path, what: str, fd: int, holder: Holder | None = None
+) -> LockedError:
+    """The one-line error for a lock another process holds (closes ``fd``)."""
+    try:
+        deadline = time.monotonic() + _RECORD_WAIT_S
+        while holder is None or (holder.here and not _pid_alive(holder.pid)):
+            # a new holder may not have written its record yet
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+            holder = _parse(os.pread(fd, 4096, 0))
+    finally:
+        os.close(fd)
+    who = holder.describe() if holder is not None else "another ganpipe process"
+    hint = "wait for it to finish or stop it"
+    if holder is not None and not holder.here:
+        hint += f" (if it no longer runs, delete {_shown(path)})"
+    err = LockedError(f"{what} {_shown(target)} is in use by {who}; {hint}")
+    err.holder = holder
+    return err
+
+
+def _release(lock: Lock) -> None:
+    if lock._stop is not None:
+        lock._stop.set()
+    try:
+        st = os.fstat(lock._fd)
+        now = os.stat(lock.path, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+            os.unlink(lock.path)  # still ours: nobody else can hold it yet
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(lock._fd)  # lets go of the flock
+
+
+def _heartbeat(fd: int) -> threading.Event:
+    """Refresh the lock file's modification time every :data:`HEARTBEAT_S` seconds (what
+    other hosts judge a lock by where flock cannot reach them)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(fd)
+            except OSError:
+                return
+
+    threading.Thread(target=beat, name="ganpipe-lock-heartbeat", daemon=True).start()
+    return stop
+
+
+# -- small helpers -----------------------------------------------------------------------
+def _parse(data: bytes) -> Holder | None:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+        return Holder(int(obj["pid"]), str(obj["host"]), float(obj["started"]), str(obj["command"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # another user's process (or cannot tell)
+    return True
+
+
+def _older(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path, follow_symlinks=False).st_mtime > seconds
+    except OSError:
+        return True
+
+
+def _command() -> str:
+    """This process's command line, as a user would type it, at most 200 characters and
+    safe to print (names that are not UTF-8 shown escaped)."""
+    argv = list(sys.argv)
+    head = Path(argv[0]).name if argv else ""
+    if head == "ganpipe" or (head == "__main__.py" and Path(argv[0]).parent.name == "ganpipe"):
+        argv = ["ganpipe", *argv[1:]]
+    text = shlex.join(argv)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when inside it, else as it is; printable."""
+    from ganpipe.fsutil import shown
+
+    path = Path(os.path.abspath(path))
+    with contextlib.suppress(ValueError, OSError):
+        path = path.relative_to(Path.cwd())
+    return shown(path)
