@@ -9,6 +9,10 @@ Under torchrun (``WORLD_SIZE`` > 1) process 0 runs the pipeline and is the only 
 writes; the others run only the stages that train in every process (``all_ranks``) when
 process 0 says so, and end after the last of them
 (:mod:`ganpipe.training.launch`).
+
+The process that writes (process 0 under torchrun) holds the run folder's lock
+(:mod:`ganpipe.runlock`) from before its first write to after the report: a second
+``ganpipe run`` on the same folder refuses in one line naming it and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ganpipe import runlock
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
@@ -114,7 +119,9 @@ def run_pipeline(
     try:
         if coord is not None and not coord.env.main:
             return _follow(cfg, fps, coord)
-        return _run_stages(cfg, fps, coord, force, from_stage, log)
+        # one writer per run folder; a second run refuses before touching anything
+        with runlock.hold(cfg.run_dir, "run folder", log=log):
+            return _run_stages(cfg, fps, coord, force, from_stage, log)
     except BaseException as exc:
         if coord is not None and coord.env.main:
             coord.abort(exc)

@@ -54,10 +54,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ganpipe.errors import LockedError
+from ganpipe.fsutil import _alive as _pid_alive  # a pid of this host runs (True: can't tell)
+from ganpipe.fsutil import shown, write_error
 
 #: the lock file of a locked folder
 LOCK_NAME = ".ganpipe.lock"
@@ -74,6 +76,9 @@ _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.
 _RECORD_WAIT_S = 1.0
 
 HOST = socket.gethostname()
+
+PathArg = str | os.PathLike
+Log = Callable[[str], object] | None
 
 
 @dataclass(frozen=True)
@@ -101,18 +106,9 @@ class Holder:
         return f"ganpipe pid {self.pid} on host {self.host} since {time.strftime(fmt, t)}{doing}"
 
     def record(self) -> bytes:
-        return (
-            json.dumps(
-                {
-                    "pid": self.pid,
-                    "host": self.host,
-                    "started": self.started,
-                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
-                    "command": self.command,
-                }
-            )
-            + "\n"
-        ).encode()
+        """The lock file's content: one JSON line (``since``: the start, readable)."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started))
+        return (json.dumps({**asdict(self), "since": since}) + "\n").encode()
 
 
 @dataclass
@@ -127,7 +123,7 @@ class Lock:
     took_over: Holder | None
     _fd: int
     _count: int = 1
-    _stop: threading.Event | None = None
+    _beat: tuple[threading.Event, threading.Thread] | None = None
 
 
 _held: dict[Path, Lock] = {}
@@ -159,29 +155,22 @@ def file_lock_path(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def hold(
-    folder: str | os.PathLike,
-    what: str = "run folder",
-    *,
-    command: str | None = None,
-    log: Callable[[str], object] | None = None,
-) -> Iterator[Lock]:
+def hold(folder: PathArg, what: str = "run folder", *, command=None, log: Log = None):
     """Hold the lock of ``folder`` (created if missing) for the ``with`` block;
     :class:`~ganpipe.errors.LockedError` when another process holds it. ``what`` names
-    the folder in messages; ``log`` hears once about a stale lock taken over."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    the folder in messages; ``command`` (str) what the holder does, default this
+    process's command line; ``log`` hears once about a stale lock taken over. Yields the
+    :class:`Lock`."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(folder, exc, what) from None
     with _holding(folder_lock_path(folder), Path(folder), what, command, log) as lock:
         yield lock
 
 
 @contextlib.contextmanager
-def hold_file(
-    path: str | os.PathLike,
-    what: str = "report journal",
-    *,
-    command: str | None = None,
-    log: Callable[[str], object] | None = None,
-) -> Iterator[Lock]:
+def hold_file(path: PathArg, what: str = "report journal", *, command=None, log: Log = None):
     """Hold the lock of the file ``path`` (its folder must exist; the file need not):
     the lock file ``.<name>.lock`` next to it (:func:`file_lock_path`). As :func:`hold`."""
     with _holding(file_lock_path(path), Path(path), what, command, log) as lock:
@@ -209,11 +198,9 @@ def current(folder: str | os.PathLike) -> Holder | None:
     (another host); else None."""
     path = folder_lock_path(folder)
     found = read_holder(path)
-    if found is None:
+    if found is None or not found.alive():
         return None
-    if found.here:
-        return found if _pid_alive(found.pid) else None
-    return None if _older(path, OTHER_HOST_STALE_S) else found
+    return found if found.here or not _older(path, OTHER_HOST_STALE_S) else None
 
 
 # -- holding -----------------------------------------------------------------------------
@@ -249,14 +236,9 @@ def _acquire(path: Path, target: Path, what: str, command: str | None) -> Lock:
             flocked = _flock(fd)
             if flocked is False:  # another process holds it
                 raise _refusal(path, target, what, fd)
-            st = os.fstat(fd)
-            try:
-                now = os.stat(path, follow_symlinks=False)
-            except FileNotFoundError:
-                now = None
-            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            if not _same_file(fd, path):  # we locked a file its holder just deleted
                 os.close(fd)
-                continue  # we locked a file its holder just deleted
+                continue
             before = _parse(os.pread(fd, 4096, 0))
             if before is not None and _counts(before, path, flocked):
                 raise _refusal(path, target, what, fd, before)
@@ -269,9 +251,9 @@ def _acquire(path: Path, target: Path, what: str, command: str | None) -> Lock:
             raise
         stale = before if before is not None and before.pid != me.pid else None
         lock = Lock(path, target, what, me, stale, fd)
-        lock._stop = _heartbeat(fd)
+        lock._beat = _heartbeat(fd)
         return lock
-    raise LockedError(f"{what} {_shown(target)}: its lock file {path} keeps changing; try again")
+    raise LockedError(f"{what} {_shown(target)}: its lock file keeps changing; try again")
 
 
 def _open(path: Path, target: Path, what: str) -> int:
@@ -286,8 +268,6 @@ def _open(path: Path, target: Path, what: str) -> int:
                 f"{what} {_shown(target)}: its lock file {_shown(path)} is a symbolic link; "
                 f"remove it (ganpipe never follows one)"
             ) from None
-        from ganpipe.fsutil import write_error
-
         raise write_error(path, exc, f"the lock file of {what}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -322,9 +302,7 @@ def _counts(before: Holder, path: Path, flocked: bool | None) -> bool:
     return flocked is None and _pid_alive(before.pid)
 
 
-def _refusal(
-    path: Path, target: Path, what: str, fd: int, holder: Holder | None = None
-) -> LockedError:
+def _refusal(path: Path, target: Path, what: str, fd: int, holder=None) -> LockedError:
     """The one-line error for a lock another process holds (closes ``fd``)."""
     try:
         deadline = time.monotonic() + _RECORD_WAIT_S
@@ -346,12 +324,11 @@ def _refusal(
 
 
 def _release(lock: Lock) -> None:
-    if lock._stop is not None:
-        lock._stop.set()
+    if lock._beat is not None:  # stopped before the fd closes (its number may be reused)
+        lock._beat[0].set()
+        lock._beat[1].join(5)
     try:
-        st = os.fstat(lock._fd)
-        now = os.stat(lock.path, follow_symlinks=False)
-        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+        if _same_file(lock._fd, lock.path):
             os.unlink(lock.path)  # still ours: nobody else can hold it yet
     except OSError:
         pass
@@ -360,7 +337,7 @@ def _release(lock: Lock) -> None:
             os.close(lock._fd)  # lets go of the flock
 
 
-def _heartbeat(fd: int) -> threading.Event:
+def _heartbeat(fd: int) -> tuple[threading.Event, threading.Thread]:
     """Refresh the lock file's modification time every :data:`HEARTBEAT_S` seconds (what
     other hosts judge a lock by where flock cannot reach them)."""
     stop = threading.Event()
@@ -372,29 +349,27 @@ def _heartbeat(fd: int) -> threading.Event:
             except OSError:
                 return
 
-    threading.Thread(target=beat, name="ganpipe-lock-heartbeat", daemon=True).start()
-    return stop
+    thread = threading.Thread(target=beat, name="ganpipe-lock-heartbeat", daemon=True)
+    thread.start()
+    return stop, thread
 
 
 # -- small helpers -----------------------------------------------------------------------
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` (not followed) is still the file open as ``fd``."""
+    try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _parse(data: bytes) -> Holder | None:
     try:
         obj = json.loads(data.decode("utf-8"))
         return Holder(int(obj["pid"]), str(obj["host"]), float(obj["started"]), str(obj["command"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, OverflowError):
-        return True  # another user's process (or cannot tell)
-    return True
 
 
 def _older(path: Path, seconds: float) -> bool:
@@ -418,8 +393,6 @@ def _command() -> str:
 
 def _shown(path: Path) -> str:
     """``path`` relative to the working folder when inside it, else as it is; printable."""
-    from ganpipe.fsutil import shown
-
     path = Path(os.path.abspath(path))
     with contextlib.suppress(ValueError, OSError):
         path = path.relative_to(Path.cwd())

@@ -11,9 +11,10 @@ then scores it on the held-out images (the training images without ``data.holdou
 
 Optuna's TPE sampler, seeded, picks the values. The study lives in ``tune/study.db``
 (SQLite), so an interrupted search, or a re-run with more ``trials``, continues where it
-stopped. ``tune/best.json`` and ``tune/best.toml`` (the best values as ``[model]`` /
-``[train]`` tables to paste) and ``tune/trials.csv`` are written at the end; each trial's
-run is in ``tune/trial_NNNN/``.
+stopped; a second search on the same study refuses while one runs (its lock,
+:mod:`ganpipe.runlock`). ``tune/best.json`` and ``tune/best.toml`` (the best values as
+``[model]`` / ``[train]`` tables to paste) and ``tune/trials.csv`` are written at the end;
+each trial's run is in ``tune/trial_NNNN/``.
 
 ```toml
 [tune]
@@ -41,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganpipe import progress
+from ganpipe import progress, runlock
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
@@ -295,6 +296,14 @@ class TuneStage(Stage):
             return value
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # one search per study: two would share study.db and trial folders
+        with runlock.hold(folder, "tune study", log=ctx.log):
+            return self._search(ctx, opts, folder, objective, metric, higher, seed)
+
+    def _search(self, ctx, opts, folder, objective, metric, higher, seed) -> StageResult:
+        """Create or continue the study, run the trials it lacks, write the best."""
+        import optuna
+
         study = optuna.create_study(
             study_name="ganpipe",
             storage=f"sqlite:///{(folder / 'study.db').as_posix()}",
