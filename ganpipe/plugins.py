@@ -5,6 +5,13 @@ plugins are found through the ``ganpipe`` entry-point group. Nothing happens at 
 call :func:`get_plugin_manager`, or :func:`ganpipe.registry.load_registry` for the
 variants, stages and datasets the plugins register.
 
+A third-party plugin's code runs guarded (:func:`plugin_code`), at import and in each of
+its hooks: what it prints goes to standard error, never into machine-readable output
+(``ganpipe plugins --json``), and an exit it attempts (``sys.exit``, ``SystemExit``) or
+any other exception it raises is a one-line :class:`PluginError` naming the plugin and
+its distribution, like an import error. Only the user's own stop (Ctrl-C, SIGTERM)
+passes through.
+
 Environment:
     GANPIPE_DISABLE_PLUGINS  comma-separated plugin names (entry-point or built-in names)
                              that are not loaded.
@@ -12,14 +19,19 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import os
-from collections.abc import Iterable
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
+from typing import Any
 
 import pluggy
 
-from ganpipe import hookspecs
+from ganpipe import hookspecs, signals
 from ganpipe.errors import PluginError
 
 ENTRY_POINT_GROUP = "ganpipe"
@@ -54,12 +66,115 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def describe(exc: BaseException) -> str:
+    """What a plugin raised, in a few words: ``Type: message``, or the exit it tried."""
+    if isinstance(exc, SystemExit):
+        return f"it tried to exit ganpipe (SystemExit({exc.code!r}))"
+    text = _one_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def users_stop(exc: BaseException) -> bool:
+    """True when ``exc`` is the user's own stop, which must end ganpipe: the CLI's
+    :class:`~ganpipe.signals.Interrupted` (SIGINT, SIGTERM), or a KeyboardInterrupt while
+    Python's own Ctrl-C handler is installed. A KeyboardInterrupt under another handler
+    (the CLI's turns Ctrl-C into Interrupted) was raised by the plugin itself."""
+    if isinstance(exc, signals.Interrupted):
+        return True
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    return False
+
+
+def _flush(*streams: Any) -> None:
+    for stream in streams:
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+
+
+def _flush_c_stdio() -> None:
+    """Flush the C library's output buffers (native code's ``printf`` to a pipe waits
+    there, and would reach file descriptor 1 after it is restored)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to standard output while the block runs to standard error:
+    Python's ``sys.stdout`` and file descriptor 1, which native code writes to (the C
+    library's buffers are flushed before it is restored). Machine-readable output written
+    after the block stays clean whatever plugin code printed inside it."""
+    _flush(sys.stdout, sys.__stdout__)
+    saved: int | None = None
+    with contextlib.suppress(OSError):
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            os.close(saved)
+            saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        # a plugin may hold the real stdout (sys.__stdout__): flushed while fd 1 is stderr
+        _flush(sys.stdout, sys.__stdout__, sys.stderr)
+        _flush_c_stdio()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def plugin_code(failure: str, hint: str, *, errors: bool = True) -> Iterator[None]:
+    """Run a third-party plugin's code: what it prints goes to standard error
+    (:func:`stdout_to_stderr`), and what it raises is a one-line :class:`PluginError`
+    ``"<failure>: <what it raised>; <hint>"`` - ``SystemExit`` and other
+    ``BaseException`` s too, so a plugin can neither end ganpipe silently nor with its
+    own exit code; only the user's stop (:func:`users_stop`) passes through.
+    ``errors=False``: ordinary exceptions pass through too, for callers that word them."""
+    try:
+        with stdout_to_stderr():
+            yield
+    except PluginError:
+        raise
+    except BaseException as exc:
+        if users_stop(exc) or (not errors and isinstance(exc, Exception)):
+            raise
+        raise PluginError(f"{failure}: {describe(exc)}; {hint}") from exc
+
+
+def _guarded(function: Callable[..., Any], failure: str, hint: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with plugin_code(failure, hint, errors=False):
+            return function(*args, **kwargs)
+
+    return call
+
+
+def _guard_hooks(pm: pluggy.PluginManager, plugin: object, name: str, where: str, hint: str):
+    """Run each hook of the registered ``plugin`` under :func:`plugin_code`, whoever calls
+    it (``pm.hook`` or the registry's per-plugin calls). Hook wrappers, which pluggy drives
+    as generators, are left as they are."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and not (impl.wrapper or impl.hookwrapper):
+                failure = f"{where} failed in {caller.name}"
+                impl.function = _guarded(impl.function, failure, hint)  # type: ignore[misc]
+
+
 def get_plugin_manager(
     *, entry_points: bool = True, disabled: Iterable[str] | None = None
 ) -> pluggy.PluginManager:
     """A fresh plugin manager with the built-in plugins and, unless ``entry_points`` is
     false, the installed third-party plugins. Raises :class:`PluginError` naming the
-    plugin and its distribution when one cannot be loaded."""
+    plugin and its distribution when one cannot be loaded (or exits, see
+    :func:`plugin_code`)."""
     skip = set(disabled_plugins() if disabled is None else disabled)
     pm = pluggy.PluginManager("ganpipe")
     pm.add_hookspecs(hookspecs)
@@ -82,18 +197,15 @@ def get_plugin_manager(
                     f"{where}: the plugin name {ep.name!r} is already taken by "
                     f"{other}; uninstall one of them"
                 )
-            try:
+            with plugin_code(f"{where} failed to load", hint):
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is reported
-                raise PluginError(
-                    f"{where} failed to load: {type(exc).__name__}: {_one_line(exc)}; {hint}"
-                ) from exc
             try:
                 pm.register(plugin, name=ep.name)
                 pm.check_pending()
             except pluggy.PluginValidationError as exc:
                 pm.unregister(name=ep.name)
                 raise PluginError(f"{where} is invalid: {_one_line(exc)}; {hint}") from exc
+            _guard_hooks(pm, plugin, ep.name, where, hint)
             pm.ganpipe_dists[ep.name] = _dist_name(ep)  # type: ignore[attr-defined]
     pm.check_pending()
     return pm
