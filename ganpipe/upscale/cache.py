@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ganpipe.errors import ConfigError
-from ganpipe.fsutil import ensure_writable_dir
+from ganpipe.errors import ConfigError, GanpipeError, WriteError
+from ganpipe.fsutil import shown
 
 #: released weight files that :func:`ganpipe.upscale.model.open_sr_model` converts to ONNX
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -76,6 +77,7 @@ def converted_model(
     target = cache_dir() / "imported" / f"{name}.onnx"
     if target.is_file():
         return target
+    writable_cache(target.parent)  # before the minutes a conversion can take
     try:
         from ganpipe.weights import export_net, load_interpolated, load_model
     except ImportError:
@@ -92,6 +94,28 @@ def converted_model(
     (log or (lambda msg: None))(
         f"converting {source} ({arch.variant} x{arch.scale}) to ONNX, once; cached as {target}"
     )
-    ensure_writable_dir(target.parent)
-    export_net(net, arch, target, source, log=log)
+    try:
+        export_net(net, arch, target, source, log=log, what="conversion cache file")
+    except WriteError as exc:  # disk full ...: the cache can live elsewhere
+        raise WriteError(f"{exc}; {MOVE_CACHE}", exc.errno, exc.filename) from None
     return target
+
+
+#: how to put the conversion cache elsewhere, said when it cannot be written
+MOVE_CACHE = "set GANPIPE_CACHE_DIR to a writable folder with free space"
+
+
+def writable_cache(folder: Path) -> Path:
+    """``folder`` of the conversion cache, created and checked writable (a file can be
+    made there): a one-line error naming it and :envvar:`GANPIPE_CACHE_DIR` if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ganpipe-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise GanpipeError(
+            f"conversion cache {shown(folder)} is not writable "
+            f"({exc.strerror or exc}); {MOVE_CACHE}, or fix its permissions"
+        ) from None
+    return folder

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ganpipe.errors import ModelFileError
+from ganpipe.errors import ModelFileError, WriteError
+from ganpipe.fsutil import write_error
 from ganpipe.variant import ExportSpec, InputSpec
 from ganpipe.weights.detect import (
     Architecture,
@@ -155,15 +156,21 @@ def export_net(
     atol: float = 1e-3,
     tile: int | None = None,
     log: Callable[[str], Any] | None = None,
+    what: str = "ONNX model",
 ) -> ImportResult:
     """Export a loaded net to ``dst`` (.onnx), parity-checked (see :func:`import_weights`).
     A spandrel net whose code fixes the input size is exported at a fixed tile instead
-    (``tile``, default :data:`DEFAULT_TILE`), said through ``log``."""
+    (``tile``, default :data:`DEFAULT_TILE`), said through ``log``. A write that fails
+    (disk full, read-only, ...) is a one-line :class:`~ganpipe.errors.WriteError` naming
+    ``dst`` as ``what``; nothing is left under ``dst`` nor beside it."""
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    # the float32 export is written under dst's own name (which its errors name) in a
-    # temporary folder beside dst, then moved (or converted to float16) into place
-    folder = Path(tempfile.mkdtemp(prefix=f".{dst.stem}.", dir=dst.parent))
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        # the float32 export is written under dst's own name (which its errors name) in
+        # a temporary folder beside dst, then moved (or converted to float16) into place
+        folder = Path(tempfile.mkdtemp(prefix=f".{dst.stem}.", dir=dst.parent))
+    except OSError as exc:
+        raise write_error(dst, exc, what) from None
     tmp = folder / dst.name
     try:
         if tile is not None:
@@ -173,9 +180,22 @@ def export_net(
             os.replace(tmp, dst)
             return ImportResult(dst, arch, diff, tile=tile, padded_diff=padded)
         half = to_float16(tmp, dst, spec)
+    except OSError as exc:
+        raise _write_failed(dst, folder, exc, what) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return ImportResult(dst, arch, diff, half, tile=tile, padded_diff=padded)
+
+
+def _write_failed(dst: Path, folder: Path, exc: OSError, what: str) -> WriteError:
+    """The one-line error of a write that failed while exporting to ``dst``: one of the
+    temporary copy (in ``folder``; atomic writes raise WriteError) or of ``dst`` itself
+    is named as ``dst``, the file the user asked for."""
+    where = exc.filename
+    ours = where is None or isinstance(exc, WriteError)
+    if exc.errno and (ours or Path(os.fsdecode(where)).parent in (folder, dst.parent)):
+        exc = OSError(exc.errno, os.strerror(exc.errno))  # no file name: dst is named
+    return write_error(dst, exc, what)
 
 
 def fit_tile(arch: AnyArch, tile: int, source: str) -> int:
@@ -232,6 +252,8 @@ def _export_checked(net, arch, tmp, source, opset, atol, tile, log):
                 continue
             tile = _fixed(arch, source, say, f"its code fixes the input size ({exc.guard})")
             continue
+        except OSError:  # the file could not be written (disk full ...): not the net's fault
+            raise
         except Exception as exc:  # noqa: BLE001 - the exporter's and ONNX Runtime's
             if not spandrel:
                 raise
