@@ -56,9 +56,14 @@ def _pooled(images: torch.Tensor) -> torch.Tensor:
 
 def image_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel mean and standard deviation of ``images`` pooled to 8x8 (the reference
-    of :func:`stats_gap`), on the CPU."""
-    pooled = _pooled(images).cpu()
-    return pooled.mean(0), pooled.std(0)
+    of :func:`stats_gap`), on the CPU. One image has no spread: 0 (the sample standard
+    deviation of one value is undefined)."""
+    return _stats(_pooled(images).cpu())
+
+
+def _stats(pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = pooled.mean(0)
+    return mean, pooled.std(0) if len(pooled) > 1 else torch.zeros_like(mean)
 
 
 def reference(images: torch.Tensor, seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor], float]:
@@ -80,7 +85,7 @@ def stats_gap(samples: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> f
     pooled = _pooled(samples).cpu()
     if pooled.shape[1:] != mean.shape:  # image-to-image outputs of other sizes
         return float("nan")
-    m, s = pooled.mean(0), pooled.std(0) if len(pooled) > 1 else torch.zeros_like(std)
+    m, s = _stats(pooled)
     return float((m - mean).pow(2).mean().sqrt() + (s - std).pow(2).mean().sqrt())
 
 
