@@ -154,6 +154,8 @@ def test_second_run_on_a_busy_run_folder_refuses_naming_the_first(tmp_path, gate
         held = runlock.read_holder(run_dir / runlock.LOCK_NAME)
         assert held is not None and held.pid == first.pid and held.host == runlock.HOST
         assert runlock.current(run_dir) == held  # what a reader can tell
+        report = cli("report", str(run_dir), cwd=tmp_path)  # readers take no lock
+        assert report.returncode == 0, report.stderr
         (gate / "release").write_text("")
         out, err = first.communicate(timeout=300)
     finally:
