@@ -61,16 +61,16 @@ class Entry:
         """The object; a lazy one is imported, instantiated and checked once."""
         if self.obj is not None:
             return self.obj
+        from ganpipe.plugins import plugin_code
+
         module, _, attr = (self.target or "").partition(":")
-        try:
+        # the plugin's module: an exit or any exception is a PluginError, its prints stderr
+        with plugin_code(
+            f"{self.where}: cannot load {self.kind[:-1]} {self.name!r} from {self.target}",
+            f"fix or uninstall the plugin, or skip it with GANPIPE_DISABLE_PLUGINS={self.owner}",
+        ):
             found = getattr(importlib.import_module(module), attr)
             obj = found() if isinstance(found, type) else found
-        except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
-            raise PluginError(
-                f"{self.where}: cannot load {self.kind[:-1]} {self.name!r} from "
-                f"{self.target}: {type(exc).__name__}: {one_line(exc)}; fix or uninstall "
-                f"the plugin, or skip it with GANPIPE_DISABLE_PLUGINS={self.owner}"
-            ) from exc
         validate(obj, self.kind, self.owner, self.dist)
         for key, value in {"name": self.name, **self.declared}.items():
             if key != "description" and getattr(obj, key, None) != value:

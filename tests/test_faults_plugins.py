@@ -194,3 +194,35 @@ def test_exiting_plugin_raises_plugin_error_in_process(tmp_path, monkeypatch):
         assert isinstance(info.value.__cause__, SystemExit)
     finally:
         sys.modules.pop("ganpipe_hostile_exit_in_process", None)
+
+
+def test_lazy_variant_exiting_at_import_is_one_line_on_check_and_on_use(
+    cli, tmp_path, tiny_pipeline
+):
+    """A lazily registered variant whose module exits when a pipeline first uses it
+    (needs the lazy load in ganpipe/registry.py under plugins.plugin_code)."""
+    plugin = """
+        import ganpipe
+
+        @ganpipe.hookimpl
+        def ganpipe_register_variants(register):
+            register.lazy("ganpipe_exiting_variant:Gone", name="gone", task="generate")
+        """
+    target = "import sys\nprint('leaving')\nsys.exit(0)\n"
+    site, ep_name, dist = hostile_site(
+        tmp_path, "lazy-exit", plugin, ganpipe_exiting_variant=target
+    )
+    needles = (
+        f"plugin {ep_name!r} ({dist} 0.1.0): cannot load variant 'gone' from "
+        "ganpipe_exiting_variant:Gone: it tried to exit ganpipe (SystemExit(0))",
+        f"GANPIPE_DISABLE_PLUGINS={ep_name}",
+    )
+    proc = cli("plugins", "--check", "--json", env=with_site(site))
+    assert proc.stdout == "" and proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[0] == "leaving"
+    assert all(n in proc.stderr.splitlines()[-1] for n in needles), proc.stderr
+    proc = cli("run", str(tiny_pipeline(variant="gone")), cwd=tmp_path, env=with_site(site))
+    assert proc.returncode == 1, proc.stderr
+    assert all(n in proc.stderr.splitlines()[-1] for n in needles), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
