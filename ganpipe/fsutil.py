@@ -8,12 +8,20 @@ most), so a 255-byte final name works. :func:`remove_stale` deletes the ones a k
 process left behind (a pid of this host that no longer runs; another host's after
 :data:`STALE_OTHER_HOST` seconds, since its pid cannot be checked from here - shards of
 one batch on several machines may share an output folder), and never anything else.
+
+Next to user data nothing is created through a link or over a file ganpipe did not make:
+temporary files and folders are created exclusively (``O_EXCL | O_NOFOLLOW``, ``mkdir``)
+and set up through their descriptor, and :func:`set_aside` / :func:`rename_noreplace`
+never rename onto an existing name. A failed write is a one-line
+:class:`~ganpipe.errors.WriteError` naming the file and what to free
+(:func:`write_error`), appended logs included (:func:`append_line`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -21,11 +29,12 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ganpipe.errors import GanpipeError, WriteError
@@ -85,14 +94,57 @@ def temp_sibling(final: str | os.PathLike, directory: bool = False) -> Path:
     folder = final.parent
     pid = os.getpid()
     prefix = f".{_shorten(final.name, name_max(folder) - _fixed(pid))}.{MARK}-{pid}-{HOST}-"
+    # mkstemp and mkdtemp create exclusively (O_EXCL, mkdir): never through a link; the
+    # permissions are set through the descriptor, never through a name swapped meanwhile
     if directory:
         made = tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder)
-        os.chmod(made, 0o777 & ~_umask())
+        fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        mode = 0o777
     else:
         fd, made = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        mode = 0o666  # mkstemp makes 0600
+    try:
+        os.fchmod(fd, mode & ~_umask())
+    finally:
         os.close(fd)
-        os.chmod(made, 0o666 & ~_umask())  # mkstemp makes 0600
     return Path(made)
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1  # Linux's values
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's ``renameat2`` (Linux; looked up on first use), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return func
+
+
+def rename_noreplace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` to ``dst`` unless something (a link included) is at ``dst``:
+    :class:`FileExistsError` then. Atomic where the kernel and file system offer it
+    (``renameat2(RENAME_NOREPLACE)``); elsewhere checked just before the rename."""
+    func = _renameat2()
+    if func is not None:
+        import ctypes
+
+        if func(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE):
+            code = ctypes.get_errno()
+            if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+                raise OSError(code, os.strerror(code), os.fspath(src), None, os.fspath(dst))
+        else:
+            return
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+    os.rename(src, dst)
 
 
 def set_aside(path: str | os.PathLike) -> Path | None:
@@ -106,13 +158,13 @@ def set_aside(path: str | os.PathLike) -> Path | None:
     while True:
         aside = path.parent / (prefix + "".join(secrets.choice(alphabet) for _ in range(8)))
         aside = aside.with_name(aside.name + ".tmp")
-        if not os.path.lexists(aside):
-            break
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return None
-    return aside
+        try:
+            rename_noreplace(path, aside)  # never over a file someone put at that name
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        return aside
 
 
 def discard(path: str | os.PathLike) -> None:
@@ -286,6 +338,28 @@ def write_bytes(final: str | os.PathLike, data: bytes, what: str = "") -> None:
 
 def write_json(final: str | os.PathLike, obj: Any, what: str = "") -> None:
     write_bytes(final, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), what)
+
+
+def open_append(path: str | os.PathLike, what: str = "") -> IO[str]:
+    """``path`` opened to append lines of text (UTF-8); a one-line
+    :class:`~ganpipe.errors.WriteError` when it cannot be."""
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise write_error(path, exc, what) from None
+
+
+def append_line(fh: IO[str], line: str, what: str = "") -> None:
+    """Write ``line`` and a newline to ``fh`` (from :func:`open_append`) and flush it. A
+    failed write (disk full...) closes ``fh``, dropping what it still buffered, and is a
+    one-line :class:`~ganpipe.errors.WriteError` naming the file."""
+    try:
+        fh.write(line + "\n")
+        fh.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fh.close()
+        raise write_error(fh.name, exc, what) from None
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:

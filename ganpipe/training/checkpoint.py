@@ -13,6 +13,7 @@ the next save (:func:`ganpipe.fsutil.remove_stale`; a live writer's are kept).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -21,10 +22,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ganpipe.errors import TrainingError
-from ganpipe.fsutil import discard, remove_stale, set_aside, temp_sibling
+from ganpipe.fsutil import discard, remove_stale, set_aside, temp_sibling, write_error
 
 _NAME = re.compile(r"^step_(\d{8})$")
 
@@ -58,6 +59,48 @@ def unflatten_state(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.
     return out
 
 
+class _Recorder(io.RawIOBase):
+    """A file that keeps the first :class:`OSError` of its writes: ``torch.save`` turns a
+    failed write into ``RuntimeError: [enforce fail ...] unexpected pos``, and this says
+    what it was (disk full, quota...)."""
+
+    def __init__(self, fh: io.BufferedWriter):
+        super().__init__()
+        self.fh, self.error = fh, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+
+def _write_state(state: dict[str, Any], path: Path) -> None:
+    with open(path, "wb") as fh:
+        recorder = _Recorder(fh)
+        try:
+            torch.save(state, recorder)
+        except RuntimeError:
+            if recorder.error is None:
+                raise
+            raise recorder.error from None
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_weights(flat: dict[str, torch.Tensor], step: int, path: Path) -> None:
+    # serialised here and written by Python, so a failed write is an OSError with its errno
+    data = save(flat, metadata={"step": str(step), "format": "ganpipe-checkpoint-1"})
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def save_checkpoint(
     ckpt_dir: Path,
     step: int,
@@ -65,27 +108,28 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int = 3,
 ) -> Path:
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale([ckpt_dir], recursive=False)  # folders of killed runs
+    """Write ``ckpt_dir/step_NNNNNNNN`` (see the module docstring) and keep the newest
+    ``keep``. A write that fails (disk full, quota, read-only) is one
+    :class:`~ganpipe.errors.WriteError` naming the checkpoint and what to free; the
+    checkpoints written before are left as they were and no temporary folder remains."""
     final = ckpt_dir / f"step_{step:08d}"
-    tmp = temp_sibling(final, directory=True)
+    tmp: Path | None = None
     try:
-        save_file(
-            flatten_state(modules),
-            str(tmp / "model.safetensors"),
-            metadata={"step": str(step), "format": "ganpipe-checkpoint-1"},
-        )
-        torch.save(state, tmp / "state.pt")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale([ckpt_dir], recursive=False)  # folders of killed runs
+        tmp = temp_sibling(final, directory=True)
+        _write_weights(flatten_state(modules), step, tmp / "model.safetensors")
+        _write_state(state, tmp / "state.pt")
         older = set_aside(final)  # a checkpoint of this step from a re-run: out of the way
         os.rename(tmp, final)
         _fsync_dir(ckpt_dir)
         if older is not None:
             shutil.rmtree(older, ignore_errors=True)
+    except OSError as exc:  # named after the checkpoint, not its temporary folder
+        plain = OSError(exc.errno, exc.strerror or str(exc))
+        raise write_error(final, plain, "checkpoint") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
         discard(old)

@@ -20,7 +20,7 @@ from ganpipe import progress, signals
 from ganpipe.data.base import ImageSet
 from ganpipe.devices import Device
 from ganpipe.errors import TrainingError
-from ganpipe.fsutil import write_bytes
+from ganpipe.fsutil import append_line, open_append, write_bytes
 from ganpipe.training import checkpoint as ckpt
 from ganpipe.training import defaults, health, patches, preemption, sampling
 from ganpipe.training.devices import amp_dtype, resolve_device
@@ -231,7 +231,9 @@ class Trainer:
                 line = json.dumps(rec)
             if rec.get("iteration", rec.get("step", 0)) <= step:
                 keep.append(line)
-        write_bytes(self.metrics_path, ("\n".join(keep) + "\n" if keep else "").encode())
+        write_bytes(
+            self.metrics_path, ("\n".join(keep) + "\n" if keep else "").encode(), "metrics log"
+        )
 
     # -- outputs -----------------------------------------------------------------------
     def save(self, step: int) -> Path:
@@ -305,7 +307,7 @@ class Trainer:
         )
         t0, seen = time.perf_counter(), 0
         last_ckpt = ckpt.latest_checkpoint(self.ckpt_dir)
-        metrics = open(self.metrics_path, "a", encoding="utf-8") if main else None
+        metrics = open_append(self.metrics_path, "metrics log") if main else None
         it, saved_at = start, None
         watch = health.HealthWatch(opts.steps, self.samples_dir, self.gap_floor)
         board = None
@@ -359,8 +361,7 @@ class Trainer:
                         rec["diversity"], gap = self.sample_health()
                     for warning in watch.check(step, rec, gap):
                         tqdm.write(warning)
-                    metrics.write(json.dumps(rec) + "\n")
-                    metrics.flush()
+                    append_line(metrics, json.dumps(rec), "metrics log")  # disk full: 1 line
                     if board is not None:
                         board.scalars(rec)
                     bar.set_postfix(health.postfix(rec))
