@@ -32,17 +32,30 @@ _depth = 0  # handler blocks open
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by ``signum``; ``step`` and ``checkpoint`` when training was
     stopped (the checkpoint written at that step). A KeyboardInterrupt, so the cleanup
-    that runs for Ctrl-C runs for SIGTERM too."""
+    that runs for Ctrl-C runs for SIGTERM too.
+
+    ``resume``: how to resume, where "run the same command" alone would not say it (set
+    on its way out by what was stopped: an upscale batch names its journal, or
+    ``--skip-existing``, without which the same command would redo every file)."""
 
     def __init__(
-        self, signum: int, *, step: int | None = None, checkpoint: str | Path | None = None
+        self,
+        signum: int,
+        *,
+        step: int | None = None,
+        checkpoint: str | Path | None = None,
+        resume: str | None = None,
     ):
         self.signum, self.step = int(signum), step
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.resume = resume
         super().__init__(self.message())
 
     def __reduce__(self):
-        return (_rebuild, (self.signum, self.step, self.checkpoint))
+        return (_rebuild, (self.signum, self.step, self.checkpoint, self.resume))
+
+    def __str__(self) -> str:
+        return self.message()  # ``resume`` may be set after it was raised
 
     @property
     def signal_name(self) -> str:
@@ -63,6 +76,8 @@ class Interrupted(KeyboardInterrupt):
 
     def message(self) -> str:
         by = f"stopped by {self.signal_name}"
+        if self.step is None and self.resume:
+            return f"{by}; finished outputs are kept; {self.resume}"
         if self.step is None:
             return (
                 f"{by}; finished outputs and checkpoints are kept, run the same command to resume"
@@ -77,8 +92,10 @@ class Interrupted(KeyboardInterrupt):
         )
 
 
-def _rebuild(signum: int, step: int | None, checkpoint: Path | None) -> Interrupted:
-    return Interrupted(signum, step=step, checkpoint=checkpoint)
+def _rebuild(
+    signum: int, step: int | None, checkpoint: Path | None, resume: str | None = None
+) -> Interrupted:
+    return Interrupted(signum, step=step, checkpoint=checkpoint, resume=resume)
 
 
 def _shown(path: Path) -> str:

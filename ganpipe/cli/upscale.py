@@ -62,8 +62,10 @@ def upscale(input_: str, out: str, progress: bool | None, **values) -> None:
     model (ONNX Runtime; no torch needed).
 
     Exit status: 0 all done (or skipped), 1 some files failed (listed at the end; the
-    others are written), 2 bad arguments, input or model.
+    others are written) or the report could not be written, 2 bad arguments, input or
+    model. Names that are not UTF-8 are printed with \\xNN escapes.
     """
+    from ganpipe.fsutil import shown
     from ganpipe.imaging.capture import quiet_decoder_warnings
     from ganpipe.upscale.batch import upscale_path
 
@@ -76,15 +78,17 @@ def upscale(input_: str, out: str, progress: bool | None, **values) -> None:
         out,
         options=opts,
         progress=progress,
-        log=lambda m: click.echo(f"ganpipe: {m}", err=True),
+        log=lambda m: click.echo(f"ganpipe: {shown(m)}", err=True),
     )
     if opts.verbose:
         for path, note in summary.warnings:
-            click.echo(f"ganpipe: warning: {path}: {note}", err=True)
+            click.echo(f"ganpipe: warning: {shown(path)}: {shown(note)}", err=True)
     for path, reason in summary.failures:
-        click.echo(f"ganpipe: failed: {path}: {reason}", err=True)
+        click.echo(f"ganpipe: failed: {shown(path)}: {shown(reason)}", err=True)
     if summary.report is not None:
-        click.echo(f"ganpipe: report: {summary.report} ({len(summary.records)} records)", err=True)
-    click.echo(summary.line())
-    if summary.failures:
+        click.echo(
+            f"ganpipe: report: {shown(summary.report)} ({len(summary.records)} records)", err=True
+        )
+    click.echo(shown(summary.line()))
+    if not summary.ok:
         sys.exit(1)

@@ -27,7 +27,9 @@ from pathlib import Path
 from pydantic import Field
 
 from ganpipe.errors import ConfigError
+from ganpipe.fsutil import shown
 from ganpipe.options import resolve_from
+from ganpipe.signals import Interrupted
 from ganpipe.stage import Stage, StageContext, StageResult
 from ganpipe.upscale.options import UpscaleOptions
 
@@ -102,22 +104,33 @@ class UpscaleStage(Stage):
         def resolve(p: str | Path) -> Path:
             return resolve_from(ctx.config.base_dir, p)
 
+        def say(message: str) -> None:  # names that are not UTF-8 escaped, never a crash
+            ctx.log(shown(message))
+
         models = [resolve(m) for m in opts.model] or [
             ctx.output("export", "model", needed_by=self.name)
         ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
         extra = {"report": resolve(opts.report)} if opts.report else {}
-        summary = upscale_path(resolve(opts.input), out, models, opts, log=ctx.log, **extra)
+        try:
+            summary = upscale_path(resolve(opts.input), out, models, opts, log=say, **extra)
+        except Interrupted as exc:
+            if not opts.report and not opts.skip_existing:  # the options are the toml's here
+                exc.resume = (
+                    f"set skip_existing = true in [{self.name}] and run the same command "
+                    f"to resume (written outputs are complete)"
+                )
+            raise
         if opts.verbose:
             for path, note in summary.warnings:
-                ctx.log(f"[{self.name}] warning: {path}: {note}")
+                say(f"[{self.name}] warning: {path}: {note}")
         for path, reason in summary.failures:
-            ctx.log(f"[{self.name}] failed: {path}: {reason}")
+            say(f"[{self.name}] failed: {path}: {reason}")
         try:
             images = out.resolve().relative_to(ctx.run_dir.resolve()).as_posix()
         except ValueError:
             images = str(out.resolve())
-        text = summary.line()
+        text = shown(summary.line())
         if summary.failures:
             text += f"; re-run with --from {self.name} after fixing the failed files"
         return StageResult(
@@ -130,6 +143,7 @@ class UpscaleStage(Stage):
                 "with_warnings": len({p for p, _ in summary.warnings}),
                 "failed": [[str(p), r] for p, r in summary.failures[:100]],
                 **({"report": str(summary.report)} if summary.report else {}),
+                **({"not_written": summary.problems} if summary.problems else {}),
                 "scale": summary.scale,
                 "seconds": round(summary.seconds, 2),
             },

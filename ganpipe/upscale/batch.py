@@ -11,7 +11,10 @@ written, and memory does not grow over a long batch. The work on each file is
 
 Every entry of the input is accounted for: written, skipped (its output exists), failed
 (with the reason) or ignored (not an image, hidden, a sub-folder without ``recursive``);
-``report`` writes one record per entry (:mod:`ganpipe.upscale.report`). What decoders and
+``report`` writes one record per entry (:mod:`ganpipe.upscale.report`), and its journal
+lets the same command resume an interrupted batch (:mod:`ganpipe.upscale.journal`; without
+a report, ``skip_existing`` does). A report that cannot be written (a full disk) never
+stops the batch: the summary says so (:mod:`ganpipe.upscale.summary`). What decoders and
 libraries warn or print about a file is captured for it, never printed raw
 (:mod:`ganpipe.imaging.capture`): the summary counts the files with warnings.
 """
@@ -21,22 +24,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ganpipe.fsutil import ensure_writable_dir, remove_stale
+from ganpipe.fsutil import ensure_writable_dir, remove_stale, shown
 from ganpipe.imaging.capture import quiet_decoder_warnings, stderr_lock, try_stderr_lock
-from ganpipe.imaging.sniff import HIDDEN, NON_IMAGE, SUB_FOLDER
+from ganpipe.signals import Interrupted
 from ganpipe.upscale import worker
 from ganpipe.upscale.ensemble import combine
+from ganpipe.upscale.journal import batch_key, carried_over
 from ganpipe.upscale.model import open_models_of
 from ganpipe.upscale.options import UpscaleOptions, with_overrides
 from ganpipe.upscale.plan import Job, Plan, plan_jobs
 from ganpipe.upscale.report import FileRecord, ReportWriter
+from ganpipe.upscale.summary import UpscaleSummary
 from ganpipe.upscale.tiling import Upscaler
 from ganpipe.upscale.worker import describe_error, write_dropping_metadata
 
@@ -51,69 +55,6 @@ __all__ = [
 
 #: decoded images waiting for the model, and upscaled images waiting to be written
 MAX_PENDING_BYTES = 2 << 30
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
-
-
-@dataclass
-class UpscaleSummary:
-    out_dir: Path
-    written: list[Path]
-    skipped: list[Path]
-    failures: list[tuple[Path, str]]
-    ignored: int  # non-image files (by name, or by content with all_files)
-    providers: list[str]
-    scale: float  # the final scale (--outscale, else the model's)
-    seconds: float
-    megapixels: float  # input megapixels upscaled
-    tile: int  # tile size in use at the end (smaller after out-of-memory)
-    #: what decoders, libraries and the metadata policy said about files (written or
-    #: failed), one line each, in input order
-    warnings: list[tuple[Path, str]] = field(default_factory=list)
-    #: every entry of the input folder that is not an input, with the reason
-    ignored_files: list[tuple[Path, str]] = field(default_factory=list)
-    #: one record per entry, in input order
-    records: list[FileRecord] = field(default_factory=list)
-    report: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def line(self) -> str:
-        rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
-        mps = self.megapixels / self.seconds if self.seconds > 0 else 0.0
-        parts = [
-            f"upscaled {_plural(len(self.written), 'image')} "
-            f"(x{self.scale:g}) to {self.out_dir} in {self.seconds:.1f}s "
-            f"({rate:.2f} img/s, {mps:.2f} MP/s in)"
-        ]
-        if self.skipped:
-            parts.append(f"skipped {len(self.skipped)} existing")
-        if self.failures:
-            parts.append(f"{len(self.failures)} failed")
-        kinds = Counter(
-            "non-image" if r in NON_IMAGE else r for _, r in self.ignored_files
-        ) or Counter({"non-image": self.ignored} if self.ignored else {})
-        ignored = []
-        if kinds["non-image"]:
-            ignored.append(_plural(kinds["non-image"], "non-image file"))
-        if kinds[HIDDEN]:
-            ignored.append(f"{kinds[HIDDEN]} hidden")
-        if kinds[SUB_FOLDER]:
-            ignored.append(f"{_plural(kinds[SUB_FOLDER], 'sub-folder')} (no --recursive)")
-        other = sum(kinds.values()) - kinds["non-image"] - kinds[HIDDEN] - kinds[SUB_FOLDER]
-        if other:
-            ignored.append(f"{other} other")
-        if ignored:
-            parts.append("ignored " + ", ".join(ignored))
-        warned = len({path for path, _ in self.warnings})
-        if warned:
-            parts.append(f"{warned} with warnings")
-        provider = self.providers[0] if self.providers else "?"
-        return "; ".join(parts) + f" [{provider}]"
 
 
 class _Progress:
@@ -266,6 +207,36 @@ def _protected(plan: Plan, src: Path) -> list[Path]:
     return paths + [p for p, _ in plan.ignored_files]
 
 
+def _open_report(
+    src: Path, plan: Plan, opts: UpscaleOptions, say: Callable[[str], Any]
+) -> tuple[ReportWriter | None, dict[str, FileRecord]]:
+    """The report's writer (``--report``; None without) and the files an interrupted run
+    of this batch finished, by input path (from the report's journal; they are not done
+    again)."""
+    if not opts.report:
+        return None, {}
+    key = batch_key(src, plan.out_dir, opts)
+    report = ReportWriter(opts.report, _protected(plan, src), batch=key, log=say)
+    try:
+        carried = carried_over(report.previous, plan.jobs)
+        if carried:
+            say(f"resuming from {shown(report.part)}: {len(carried)} file(s) done before kept")
+        report.start(carried.values())
+    except BaseException:
+        report.abandon()  # lets go of the lock
+        raise
+    return report, carried
+
+
+def _resume_hint(opts: UpscaleOptions, report: ReportWriter | None) -> str | None:
+    """How to resume an interrupted batch, where the same command alone would not."""
+    if report is not None:
+        return f"run the same command to resume from the journal {shown(report.part)}"
+    if opts.skip_existing:
+        return None
+    return "add --skip-existing to the same command to resume (written outputs are complete)"
+
+
 def upscale_path(
     input: str | Path,
     output: str | Path,
@@ -313,7 +284,8 @@ def upscale_path(
         sr = combine(open_models_of(opts, say), opts.tta)
         upscaler = Upscaler(sr, opts, log=say)
     ensure_writable_dir(plan.out_dir)
-    report = ReportWriter(opts.report, _protected(plan, Path(input))) if opts.report else None
+    report, carried = _open_report(Path(input), plan, opts, say)
+    jobs = [job for job in plan.jobs if str(job.src) not in carried]
     folders = {plan.out_dir, *(job.dst.parent for job in plan.jobs)}
     stale = remove_stale(sorted(folders), recursive=False)  # left by killed runs
     if stale:
@@ -334,24 +306,23 @@ def upscale_path(
             from ganpipe.upscale.ray_engine import run_on_ray
 
             ran = run_on_ray(
-                plan.jobs, opts, address=opts.ray_address, actors=opts.actors, on_record=on_record
+                jobs, opts, address=opts.ray_address, actors=opts.actors, on_record=on_record
             )
             providers, tile = ran.providers or sr.providers, ran.tile
             megapixels = sum(r.megapixels or 0.0 for r in done if r.outcome == "written")
         else:
-            *_, megapixels = run_jobs(
-                upscaler, plan.jobs, opts, progress=progress, on_record=on_record
-            )
+            *_, megapixels = run_jobs(upscaler, jobs, opts, progress=progress, on_record=on_record)
             providers, tile = sr.providers, upscaler.tile
-    except BaseException:
+    except BaseException as exc:
         if report is not None:
             report.abandon()  # FILE.part: what was done
+        if isinstance(exc, Interrupted):  # the CLI's last line says how to resume
+            exc.resume = _resume_hint(opts, report)
         raise
     order = {str(job.src): i for i, job in enumerate(plan.jobs)}
     done.sort(key=lambda r: order.get(r.path, -1))
-    records = sorted(records + done, key=lambda r: r.path)
-    if report is not None:
-        report.close()
+    records = sorted(records + list(carried.values()) + done, key=lambda r: r.path)
+    written = report.close() if report is not None else None
     return UpscaleSummary(
         plan.out_dir,
         [Path(r.output or "") for r in done if r.outcome == "written"],
@@ -366,5 +337,7 @@ def upscale_path(
         [(Path(r.path), n) for r in records for n in r.warnings],
         plan.ignored_files,
         records,
-        report.path if report is not None else None,
+        written,
+        len(carried),
+        report.problems if report is not None else [],
     )
