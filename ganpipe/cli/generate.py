@@ -7,6 +7,8 @@ command's own.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ganpipe.cli.schema import build, options_from
@@ -25,6 +27,7 @@ METAVARS = {
     "truncation": "T",
     "truncation_cutoff": "N",
     "device": "DEVICE",
+    "timeout": "SECONDS",
 }
 
 
@@ -50,8 +53,9 @@ METAVARS = {
 def generate(model: str, out: str, **values) -> None:
     """Generate images with an exported model (ONNX Runtime only; PyTorch is not needed).
 
-    Exit status: 0 done, 1 a generation problem (labels, codes, GPU), 2 bad arguments or
-    a model file that cannot be used.
+    Exit status: 0 done, 1 a generation problem (labels, codes, GPU) or images not
+    written (a full disk, --timeout: listed, the others are written), 2 bad arguments or
+    a model file that cannot be used (broken, or its output not what its card says).
     """
     from ganpipe.inference.generate import generate_to_folder
 
@@ -60,7 +64,15 @@ def generate(model: str, out: str, **values) -> None:
         summary = generate_to_folder(model, out, opts)
     except ModelFileError as exc:  # a missing, broken or too new model: a bad -m (exit 2)
         raise ConfigError(str(exc)) from None
+    for note in summary.notes:
+        click.echo(f"ganpipe: warning: {note}", err=True)
+    for group in summary.not_written:
+        click.echo(f"ganpipe: not written: {group.line()}", err=True)
     grid = f" and {summary.grid.name}" if summary.grid else ""
+    missing = f"; {summary.missing} not written" if summary.missing else ""
     click.echo(
-        f"wrote {len(summary.files)} images{grid} to {summary.out_dir} ({summary.providers[0]})"
+        f"wrote {len(summary.files)} images{grid} to {summary.out_dir} "
+        f"({summary.providers[0]}){missing}"
     )
+    if summary.missing:
+        sys.exit(1)

@@ -17,8 +17,12 @@ Three channels reach the terminal while a batch reads and writes images:
   attributed to another: only TIFF decoding and encoding (the calls that reach libtiff)
   are serialised this way; the other formats decode in parallel. ganpipe's own lines
   written meanwhile wait for the lock (:func:`stderr_lock`) so they are not captured.
+  ONNX Runtime's log lines (coloured, with a time stamp and a source location) are
+  captured the same way where a model is loaded (:mod:`ganpipe.inference.ortlog`).
 
-Notes are one line each, deduplicated per file, at most :data:`MAX_NOTES` per file.
+Notes are one line each, deduplicated per file, at most :data:`MAX_NOTES` per file. Terminal
+colour codes are removed, and ONNX Runtime's prefix (time, severity, source file) becomes
+``onnxruntime:`` (:func:`plain`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -37,6 +42,7 @@ __all__ = [
     "install",
     "native_stderr",
     "note",
+    "plain",
     "quiet_decoder_warnings",
     "stderr_lock",
     "try_stderr_lock",
@@ -60,12 +66,25 @@ def _current() -> list[str] | None:
     return getattr(_local, "notes", None)
 
 
+#: terminal control sequences (colours) that C libraries put around their lines
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+#: ONNX Runtime's log prefix: "2026-01-02 10:11:12.345 [E:onnxruntime:, file.cc:677 Func] "
+_ORT_PREFIX = re.compile(r"^\S+ \S+ \[[VIWEF]:onnxruntime:[^\]]*\]\s*")
+
+
+def plain(text: str) -> str:
+    """``text`` as one plain line: colour codes removed, whitespace collapsed, ONNX
+    Runtime's time stamp and source location replaced by ``onnxruntime:``."""
+    line = " ".join(_ANSI.sub("", str(text)).split())
+    return _ORT_PREFIX.sub("onnxruntime: ", line)
+
+
 def note(text: str, notes: list[str] | None = None) -> None:
     """Add one line to ``notes`` (default: the current thread's file, if any)."""
     notes = _current() if notes is None else notes
     if notes is None:
         return
-    line = " ".join(str(text).split())[:MAX_NOTE]
+    line = plain(text)[:MAX_NOTE]
     if line and line not in notes and len(notes) < MAX_NOTES:
         notes.append(line)
 

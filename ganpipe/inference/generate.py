@@ -4,23 +4,33 @@
 with a :class:`~ganpipe.inference.options.GenerateOptions`; :func:`generate_batches` and
 :func:`sample_inputs` are the steps below it, for callers with an open model (evaluate).
 Everything the model needs is read from its typed card (:class:`ganpipe.modelcard.ModelCard`).
+
+The model is held to its card (:mod:`ganpipe.inference.contract`): declared sizes are
+checked against the memory budget before it runs, each batch's output before anything is
+written; a model that fails to run or lies is one :class:`~ganpipe.errors.ModelFileError`
+line. Runs are bounded (:mod:`ganpipe.inference.watchdog`): SIGTERM and Ctrl-C stop a run
+in flight, and ``timeout`` stops a batch that takes longer. What cannot be written - a
+batch over the timeout, an image with non-finite values, every image from the first one
+a full disk refuses - is counted in :attr:`GenerateSummary.not_written` with its reason;
+the images written are complete (atomic writes) and kept.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ganpipe.data.imageio import make_grid, save_image, to_uint8
-from ganpipe.errors import GanpipeError
-from ganpipe.fsutil import ensure_writable_dir
-from ganpipe.inference.options import ALL_LABELS, GenerateOptions
+from ganpipe.errors import GanpipeError, ModelFileError
+from ganpipe.fsutil import ensure_writable_dir, write_error
+from ganpipe.inference.codes import CODE_KINDS, resolve_codes, resolve_labels
+from ganpipe.inference.contract import check_generator, check_images, finite_items
+from ganpipe.inference.options import GenerateOptions
+from ganpipe.inference.ortlog import describe
 from ganpipe.inference.session import OnnxModel, open_model
 from ganpipe.inference.truncation import (
     check_truncation,
@@ -28,135 +38,25 @@ from ganpipe.inference.truncation import (
     truncate,
     truncation_mode,
 )
-from ganpipe.modelcard import InputSpec
+from ganpipe.inference.watchdog import RunTimeout, deadline
 from ganpipe.options import validate
+
+__all__ = [
+    "CODE_KINDS",
+    "GenerateSummary",
+    "NotWritten",
+    "generate_batches",
+    "generate_options",
+    "generate_to_folder",
+    "resolve_codes",
+    "resolve_labels",
+    "run_batch",
+    "sample_inputs",
+]
 
 #: most images in grid.png
 GRID_MAX = 256
-
-
-def resolve_labels(
-    model: OnnxModel, labels: Sequence[str | int] | str | None, n: int
-) -> np.ndarray | None:
-    """Labels for ``n`` samples from class indices or names, ``"all"`` or ``None``.
-
-    ``None`` on a conditional model cycles through all classes. The labels repeat to ``n``.
-    """
-    names = list(model.card.class_names)
-    if not model.card.conditional:
-        if labels not in (None, ALL_LABELS, []):
-            raise GanpipeError(f"{model.path.name} is not conditional; drop --label")
-        return None
-    if not names:
-        raise GanpipeError(
-            f"{model.path}: conditional model without class names in its "
-            f"metadata; re-export it with ganpipe"
-        )
-    if labels in (None, ALL_LABELS, []):
-        chosen = list(range(len(names)))
-    else:
-        if isinstance(labels, str | int):
-            labels = [labels]
-        chosen = []
-        for item in labels:
-            text = str(item).strip()
-            if text in names:
-                chosen.append(names.index(text))
-            elif text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
-                chosen.append(int(text))
-            else:
-                listing = ", ".join(f"{i}={c}" for i, c in enumerate(names))
-                raise GanpipeError(
-                    f"--label {text!r} is not a class of {model.path.name}; "
-                    f"use an index 0..{len(names) - 1} or a name ({listing})"
-                )
-    return np.resize(np.array(chosen, dtype=np.int64), n)
-
-
-#: Input kinds that are latent codes a user may fix (InfoGAN-style models).
-CODE_KINDS = ("categorical", "uniform")
-
-
-def _describe_code(spec: InputSpec) -> str:
-    name, shape = spec.name, spec.shape
-    if spec.kind == "categorical":
-        count, k = math.prod(shape[:-1]), shape[-1]
-        what = (
-            f"{count} comma-separated class indices or one for all, each"
-            if count > 1
-            else "class index"
-        )
-        return f"{name} (categorical: {what} 0..{k - 1})"
-    count = math.prod(shape)
-    what = f"{count} comma-separated floats or one for all" if count > 1 else "one float"
-    return f"{name} (continuous: {what}, trained on -1..1)"
-
-
-def _parts(value: Any) -> list:
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(",")]
-    if isinstance(value, list | tuple | np.ndarray):
-        return list(np.ravel(np.asarray(value, dtype=object)))
-    return [value]
-
-
-def _parse_code(spec: InputSpec, value: Any) -> np.ndarray:
-    """The fixed per-sample value of one code: int64 class indices of shape
-    ``shape[:-1]`` (categorical) or float32 values of ``shape`` (uniform)."""
-    shape = spec.shape
-    parts = _parts(value)
-    if spec.kind == "categorical":
-        lead, k = shape[:-1], shape[-1]
-        idx = []
-        for p in parts:
-            text = str(p).strip()
-            if isinstance(p, bool) or not re.fullmatch(r"[+-]?\d+", text):
-                raise ValueError(f"{text!r} is not a class index")
-            if not 0 <= int(text) < k:
-                raise ValueError(f"class index {text} is out of range 0..{k - 1}")
-            idx.append(int(text))
-        values, count = np.array(idx, dtype=np.int64), math.prod(lead)
-    else:
-        floats = []
-        for p in parts:
-            try:
-                f = float(str(p).strip()) if isinstance(p, str) else float(p)
-            except (TypeError, ValueError):
-                raise ValueError(f"{str(p).strip()!r} is not a number") from None
-            if not math.isfinite(f):
-                raise ValueError(f"{f} is not finite")
-            floats.append(f)
-        values, count, lead = np.array(floats, dtype=np.float32), math.prod(shape), shape
-    if len(values) not in (1, count):
-        raise ValueError(f"{len(values)} values given, it takes 1 or {count}")
-    if len(values) == 1:
-        return np.full(lead, values[0], dtype=values.dtype)
-    return values.reshape(lead)
-
-
-def resolve_codes(model: OnnxModel, codes: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    """Check and convert user-fixed latent codes (``{"c_cat": 3, "c_cont": [0.5, -1]}``;
-    strings like ``"0.5,-1"`` too) against the model's code inputs."""
-    if not codes:
-        return {}
-    specs = {s.name: s for s in model.card.inputs if s.kind in CODE_KINDS}
-    if not specs:
-        raise GanpipeError(f"{model.path.name} has no latent code inputs; drop --code")
-    listing = "; ".join(_describe_code(s) for s in specs.values())
-    out = {}
-    for name, value in codes.items():
-        if name not in specs:
-            raise GanpipeError(
-                f"--code {name}: {model.path.name} has no code {name!r}; its codes are: {listing}"
-            )
-        try:
-            out[name] = _parse_code(specs[name], value)
-        except ValueError as exc:
-            shown = value if isinstance(value, str) else repr(value)
-            raise GanpipeError(
-                f"--code {name}={shown}: {exc}; {model.path.name} codes: {listing}"
-            ) from None
-    return out
+NON_FINITE = "the model's output has non-finite values (NaN or inf)"
 
 
 def sample_inputs(
@@ -207,6 +107,37 @@ def sample_inputs(
     return feeds
 
 
+def run_batch(model: OnnxModel, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One batch through the model: float32 ``(batch, channels, height, width)`` as its
+    card says (:func:`~ganpipe.inference.contract.check_images`). A run that fails is one
+    line: :class:`ModelFileError`, or out of memory a :class:`GanpipeError` that says
+    what to lower; :class:`~ganpipe.inference.watchdog.RunTimeout` is the caller's."""
+    n = len(next(iter(feeds.values())))
+    try:
+        y = model.run(dict(feeds))
+    except (GanpipeError, RunTimeout):
+        raise
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own kinds
+        reason = describe(exc)
+        name = model.path.name
+        if "failed to allocate" in reason.lower() or "out of memory" in reason.lower():
+            raise GanpipeError(
+                f"{name}: out of memory for a batch of {n} ({reason}); use a smaller "
+                f"--batch-size, or --device cpu"
+            ) from None
+        raise ModelFileError(
+            f"{name} fails to run ({reason}); the model is broken: re-export it with ganpipe"
+        ) from None
+    return check_images(model.path.name, y, n, model.card.channels)
+
+
+def _all_broken(model: OnnxModel, bad: int, n: int) -> ModelFileError:
+    return ModelFileError(
+        f"{model.path.name} gives non-finite values (NaN or inf) for {bad} of {n} images; "
+        f"the model is broken (did its training diverge?): retrain or re-export it"
+    )
+
+
 def generate_batches(
     model: OnnxModel,
     n: int,
@@ -220,12 +151,32 @@ def generate_batches(
     """Yield uint8 NHWC batches, ``n`` images in all; the same for any ``batch_size``
     (default: :class:`GenerateOptions`'). ``labels`` as :func:`resolve_labels` gives them;
     ``codes`` fixes latent codes (see :func:`resolve_codes`); ``truncation`` (and
-    ``truncation_cutoff``) truncate as the model's card says (see :func:`sample_inputs`)."""
+    ``truncation_cutoff``) truncate as the model's card says (see :func:`sample_inputs`).
+    Every image must come out whole: a non-finite value is a :class:`ModelFileError`."""
     step = batch_size or GenerateOptions.model_fields["batch_size"].default
+    check_generator(model.path.name, model.card, model.session.get_inputs(), min(step, n), n)
     feeds = sample_inputs(model, n, seed, labels, codes, truncation, truncation_cutoff)
     for start in range(0, n, step):
-        batch = {k: v[start : start + step] for k, v in feeds.items()}
-        yield to_uint8(model.run(batch), model.card.value_range)
+        y = run_batch(model, {k: v[start : start + step] for k, v in feeds.items()})
+        bad = int((~finite_items(y)).sum())
+        if bad:
+            raise _all_broken(model, bad, len(y))
+        yield to_uint8(y, model.card.value_range)
+
+
+@dataclass(frozen=True)
+class NotWritten:
+    """Images ``first`` to ``last`` (file names; ``count`` of them) that were not
+    written, and why."""
+
+    first: str
+    last: str
+    count: int
+    reason: str
+
+    def line(self) -> str:
+        names = self.first if self.count == 1 else f"{self.first} to {self.last}"
+        return f"{names} ({self.count} image{'s' * (self.count != 1)}): {self.reason}"
 
 
 @dataclass
@@ -234,6 +185,16 @@ class GenerateSummary:
     files: list[Path]
     grid: Path | None
     providers: list[str]
+    #: images not written, in runs of one reason
+    not_written: list[NotWritten] = field(default_factory=list)
+    #: what is worth a warning line: ONNX Runtime's load messages, outputs far outside
+    #: the card's value range (clipped)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> int:
+        """How many of the images asked for were not written."""
+        return sum(g.count for g in self.not_written)
 
 
 def generate_options(
@@ -251,6 +212,22 @@ def generate_options(
         return options
     # a subclass (the stage's, whose seed may be None) becomes the library's own options
     return validate(GenerateOptions, {**options.model_dump(exclude_unset=True), **fields}, "")
+
+
+def _far_outside(name: str, y: np.ndarray, ok: np.ndarray, value_range) -> str | None:
+    """A note when the finite images' values reach far beyond the card's value range
+    (more than its width beyond either end): the card's range is probably wrong."""
+    if not ok.any():
+        return None
+    lo, hi = value_range
+    good = y[ok]
+    low, high = float(good.min()), float(good.max())
+    if low >= lo - (hi - lo) and high <= hi + (hi - lo):
+        return None
+    return (
+        f"{name}: its output spans [{low:.3g}, {high:.3g}], far outside the value_range "
+        f"[{lo:g}, {hi:g}] of its model card; values were clipped: check the card"
+    )
 
 
 def generate_to_folder(
@@ -273,36 +250,83 @@ def generate_to_folder(
     redrawn (dcgan, biggan, ...), or w pulled towards the average w by psi = it
     (stylegan; ``truncation_cutoff``: only the first style layers); see
     :mod:`ganpipe.inference.truncation`. ``on_batch`` is called with the number of images
-    of each batch written."""
+    of each batch done (written or not).
+
+    Images keep their number whatever happens to the others (``sample_00007.png`` is
+    always the eighth draw of the seed). A batch over ``timeout`` and images with
+    non-finite values are not written, and the others are; a write that fails (a full
+    disk) stops the run, with the images written kept: each case is a
+    :class:`NotWritten` of the summary. A model whose first batch is all non-finite is
+    refused (:class:`ModelFileError`), as is one whose card or output is wrong."""
     opts = generate_options(options, **fields)
     model = open_model(model_path, opts.device, task="generate")
-    check_truncation(model.path.name, model.card, opts.truncation, opts.truncation_cutoff)
-    n = opts.count
+    name = model.path.name
+    check_truncation(name, model.card, opts.truncation, opts.truncation_cutoff)
+    n, step = opts.count, min(opts.batch_size, opts.count)
     lab = resolve_labels(model, opts.labels, n)
     fixed = resolve_codes(model, opts.codes)
+    check_generator(name, model.card, model.session.get_inputs(), step, n)
     out = ensure_writable_dir(out_dir)
-    files: list[Path] = []
-    grid_images: list[np.ndarray] = []
+    summary = GenerateSummary(out, [], None, model.providers, notes=list(model.notes))
     width = max(5, len(str(n - 1)))
-    batches = generate_batches(
-        model,
-        n,
-        opts.seed,
-        lab,
-        opts.batch_size,
-        codes=fixed,
-        truncation=opts.truncation,
-        truncation_cutoff=opts.truncation_cutoff,
-    )
-    for batch in batches:
-        for img in batch:
-            files.append(save_image(img, out / f"{prefix}{len(files):0{width}d}.png"))
-        if opts.grid and sum(len(b) for b in grid_images) < GRID_MAX:
-            grid_images.append(batch)
+
+    def file_name(i: int) -> str:
+        return f"{prefix}{i:0{width}d}.png"
+
+    def not_written(first: int, count: int, reason: str) -> None:
+        last = summary.not_written[-1] if summary.not_written else None
+        if last is not None and last.reason == reason and last.last == file_name(first - 1):
+            summary.not_written[-1] = NotWritten(
+                last.first, file_name(first + count - 1), last.count + count, reason
+            )
+        else:
+            summary.not_written.append(
+                NotWritten(file_name(first), file_name(first + count - 1), count, reason)
+            )
+
+    feeds = sample_inputs(model, n, opts.seed, lab, fixed, opts.truncation, opts.truncation_cutoff)
+    grid_images: list[np.ndarray] = []
+    stopped = warned_range = False
+    for start in range(0, n, step):
+        size = min(step, n - start)
+        try:
+            with deadline(opts.timeout):
+                y = run_batch(model, {k: v[start : start + step] for k, v in feeds.items()})
+        except RunTimeout as exc:
+            not_written(start, size, str(exc))
+            if on_batch:
+                on_batch(size)
+            continue
+        ok = finite_items(y)
+        if not ok.any() and not summary.files:  # nothing comes out whole: the model
+            raise _all_broken(model, size, size)
+        far = None if warned_range else _far_outside(name, y, ok, model.card.value_range)
+        if far:
+            summary.notes.append(far)
+            warned_range = True
+        whole = y if ok.all() else np.where(ok[:, None, None, None], y, 0.0)
+        images = to_uint8(whole, model.card.value_range)
+        for i, img in enumerate(images):
+            if not ok[i]:
+                not_written(start + i, 1, NON_FINITE)
+                continue
+            try:
+                summary.files.append(save_image(img, out / file_name(start + i)))
+            except OSError as exc:  # disk full, quota, read-only...: one line
+                reason = str(write_error(out / file_name(start + i), exc, "image"))
+                not_written(start + i, n - start - i, reason)
+                stopped = True
+                break
+            if opts.grid and sum(len(b) for b in grid_images) < GRID_MAX:
+                grid_images.append(img[None])
         if on_batch:
-            on_batch(len(batch))
-    grid_path = None
-    if opts.grid:
-        grid = make_grid(np.concatenate(grid_images)[:GRID_MAX])
-        grid_path = save_image(grid, out / "grid.png")
-    return GenerateSummary(out, files, grid_path, model.providers)
+            on_batch(size)
+        if stopped:
+            break
+    if opts.grid and grid_images and not stopped:
+        try:
+            grid = make_grid(np.concatenate(grid_images)[:GRID_MAX])
+            summary.grid = save_image(grid, out / "grid.png")
+        except OSError as exc:
+            summary.notes.append(str(write_error(out / "grid.png", exc, "grid")))
+    return summary

@@ -50,6 +50,13 @@ class GenerateOptions(Options):
         "pose, shape), as StyleGAN's truncation_cutoff; default: every layer",
     )
     batch_size: int = Field(64, ge=1, description="images per ONNX Runtime call")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds one batch may take in the model: a batch that takes longer is "
+        "stopped and its images are not written, the others are; default: no limit "
+        "(SIGTERM and Ctrl-C stop a run at any time)",
+    )
     device: str = Field("auto", description=f"one of {grammar(ORT_KINDS)}")
     grid: bool = Field(True, description="also write grid.png (up to 256 images)")
 

@@ -128,6 +128,11 @@ class OpenVINOSession:
     def get_providers(self) -> list[str]:
         return [f"OpenVINO:{self.device}:{self.precision}"]
 
+    def cancel(self) -> None:
+        """Stop the inference in flight (the watchdog's stop: :mod:`ganpipe.inference.watchdog`);
+        its ``run`` then raises."""
+        self._request.cancel()
+
     def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._lock:
             result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})

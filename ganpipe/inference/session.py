@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +13,8 @@ import numpy as np
 
 from ganpipe.devices import ORT_KINDS, Device, parse_device
 from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.inference.ortlog import captured, session_options
+from ganpipe.inference.watchdog import run_session
 from ganpipe.modelcard import PREFIX, ModelCard
 
 
@@ -165,18 +167,23 @@ def _runtime_for(device: str | Device, runtime: str, precision: str) -> str:
 @dataclass
 class OnnxModel:
     """An ONNX Runtime session and the model card read from the file (``None`` only for a
-    file without one, opened with ``task=None``: e.g. a feature extractor)."""
+    file without one, opened with ``task=None``: e.g. a feature extractor). ``notes``:
+    what ONNX Runtime logged while loading it, one plain line each
+    (:mod:`ganpipe.inference.ortlog`), for the caller to show as its own lines."""
 
     path: Path
     session: Any
     card: ModelCard | None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(None, feeds)[0]
+        """The first output for ``feeds``; bounded by the thread's deadline and stopped by
+        SIGTERM / Ctrl-C (:mod:`ganpipe.inference.watchdog`)."""
+        return run_session(self.session, None, feeds)[0]
 
 
 def open_model(
@@ -225,20 +232,14 @@ def open_model(
         from ganpipe.inference.runtimes import OpenVINOSession
 
         return OnnxModel(path, OpenVINOSession(path, "CPU", precision), card)
-    ort.set_default_logger_severity(3)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    providers = choose_providers(device) if tuning is None else choose_providers(device, tuning)
+    notes: list[str] = []
     try:
-        session = ort.InferenceSession(
-            str(path),
-            sess_options=opts,
-            providers=choose_providers(device)
-            if tuning is None
-            else choose_providers(device, tuning),
-        )
-    except GanpipeError:
-        raise
+        with captured(notes):  # ONNX Runtime's log lines: notes, never raw on stderr
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(), providers=providers
+            )
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ModelFileError(f"{path}: ONNX Runtime cannot load it ({first})") from None
-    return OnnxModel(path, session, card)
+    return OnnxModel(path, session, card, notes)

@@ -1,13 +1,16 @@
 """The generate stage: images from the exported ONNX model (ONNX Runtime, no torch).
 
 Its table is :class:`~ganpipe.inference.options.GenerateOptions`, the options of
-``ganpipe generate``, except that ``seed`` defaults to ``run.seed``.
+``ganpipe generate``, except that ``seed`` defaults to ``run.seed``. Images that could not
+be written (a full disk, ``timeout``, non-finite outputs) fail the stage in one line; those
+written are kept.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from ganpipe.errors import GanpipeError
 from ganpipe.inference.options import GenerateOptions
 from ganpipe.stage import Stage, StageContext, StageResult
 
@@ -34,6 +37,12 @@ class GenerateStage(Stage):
         folder = ctx.stage_dir(self.name)
         seed = ctx.config.run.seed if opts.seed is None else opts.seed
         summary = generate_to_folder(model, folder, generate_options(opts, seed=seed))
+        if summary.missing:  # the images written are kept; the stage did not finish
+            first = summary.not_written[0]
+            raise GanpipeError(
+                f"generate: {summary.missing} of {summary.missing + len(summary.files)} "
+                f"images not written, e.g. {first.line()}"
+            )
         outputs = {"images": self.name}
         if summary.grid:
             outputs["grid"] = f"{self.name}/grid.png"

@@ -11,6 +11,16 @@ height and width must be multiples of it (each input is padded by reflection, by
 the edge beyond what the image can reflect, and the output cropped), and ``min_size``: the
 smallest height and width the net takes (smaller inputs are padded the same way).
 
+The model is held to its card: declared sizes against the memory budget at load
+(:func:`ganpipe.inference.contract.check_image_model`), then one small test image
+(:meth:`SRModel.check`): an output of the wrong shape, channels or scale, or with
+non-finite values, is wrong for every image, so the model is refused once in one line
+instead of failing each file. Past that, an output that is wrong for one input is a
+:class:`ModelOutputError` (a ``ValueError``): that file's failure. Values outside [0, 1]
+are clipped when written, as for any SR net. Runs are bounded
+(:mod:`ganpipe.inference.watchdog`): SIGTERM and Ctrl-C stop one in flight, and a file's
+deadline (``--timeout``) stops its tiles.
+
 ``fixed_tile`` T (transformer nets such as SwinIR or HAT whose ONNX export holds only at
 one shape): the graph takes exactly (1, 3, T, T). Every input no larger than T a side is
 padded the same way up to T x T, its batch items run one at a time and the outputs are
@@ -31,12 +41,22 @@ import numpy as np
 
 from ganpipe.devices import ORT_KINDS, Device, parse_device
 from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.inference.contract import check_image_model, finite_items
 from ganpipe.inference.session import GpuTuning, OnnxModel, open_model
+from ganpipe.inference.watchdog import RunTimeout, deadline, run_binding, run_session
 from ganpipe.upscale.cache import converted_model, is_weights
 
 #: tasks whose models map an image to an image (CycleGAN's ``translate``: scale 1)
 TASKS = ("super_resolve", "translate")
 SCALES = (1, 2, 3, 4, 8)
+#: side of the test image every model runs once when opened (or its fixed tile,
+#: min_size, rounded up to its tile_multiple)
+PROBE_SIDE = 32
+
+
+class ModelOutputError(ValueError):
+    """The model's output for one input is not what its card says (shape, scale,
+    channels, non-finite values): that input's failure."""
 
 
 class SRModel:
@@ -89,6 +109,7 @@ class SRModel:
                 f"{name}: expected one image input, the model has {len(inputs)} inputs"
             )
         self.input_name = chosen.name
+        check_image_model(name, card)
         if self.fixed_tile is not None:
             _check_fixed_shape(name, chosen.name, list(chosen.shape or []), self.fixed_tile)
         self.dtype = np.float16 if chosen.type == "tensor(float16)" else np.float32
@@ -108,13 +129,41 @@ class SRModel:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if not self.io_binding:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
+            return run_session(self.session, [self.output_name], {self.input_name: x})[0]
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.input_name, np.ascontiguousarray(x))
         on_gpu = self.providers[0] != "CPUExecutionProvider"
         binding.bind_output(self.output_name, "cuda" if on_gpu else "cpu")
-        self.session.run_with_iobinding(binding)
+        run_binding(self.session, binding)
         return binding.copy_outputs_to_cpu()[0]
+
+    def check(self, timeout: float | None = None) -> None:
+        """Run one small test image (:data:`PROBE_SIDE`, or the fixed tile or min_size)
+        and refuse the model in one line (:class:`ModelFileError`) when its output is
+        wrong for it: shape, channels, scale or non-finite values would be wrong for
+        every image. A run that fails is left to the files (it may depend on the size);
+        one longer than ``timeout`` (the per-file limit) is refused too."""
+        side = self.fixed_tile or max(PROBE_SIDE, self.minimum)
+        side = -(-side // self.multiple) * self.multiple
+        x = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
+        try:
+            with deadline(timeout):
+                self(x)
+        except ModelOutputError as exc:
+            raise ModelFileError(
+                f"{exc} (a {side}x{side} test image); the model or its card is wrong: "
+                f"re-export or re-import it"
+            ) from None
+        except RunTimeout:
+            raise ModelFileError(
+                f"{self.path.name}: a {side}x{side} test image took longer than --timeout "
+                f"{timeout:g}s; the model hangs or is too slow for it: raise --timeout or "
+                f"use another model"
+            ) from None
+        except GanpipeError:
+            raise
+        except Exception:  # noqa: BLE001 - a run that fails: each file will say so
+            return
 
     def warm_up(self, side: int) -> None:
         """Run one ``side`` x ``side`` tile, so that cuDNN's algorithm search or TensorRT's
@@ -155,11 +204,16 @@ class SRModel:
         else:
             y = self._run(x)
         y = np.asarray(y, dtype=np.float32)
-        if y.shape != (n, c, (h + ph) * s, (w + pw) * s):
-            raise ModelFileError(
-                f"{self.path.name}: output shape {tuple(y.shape)} for input "
-                f"{(n, c, h + ph, w + pw)} does not match scale {s} from "
-                f"its model card"
+        want = (n, c, (h + ph) * s, (w + pw) * s)
+        if y.shape != want:
+            raise ModelOutputError(
+                f"{self.path.name}: its output has shape {tuple(y.shape)} for input "
+                f"{(n, c, h + ph, w + pw)}, not {want} (channels {c}, scale {s} from its "
+                f"model card)"
+            )
+        if not finite_items(y).all():
+            raise ModelOutputError(
+                f"{self.path.name}: its output has non-finite values (NaN or inf)"
             )
         if ph or pw:
             y = y[:, :, : h * s, : w * s]
@@ -210,13 +264,16 @@ def open_sr_model(
     precision: str = "fp32",
     tuning: GpuTuning | None = None,
     denoise: tuple[Path, float] | None = None,
+    timeout: float | None = None,
 ) -> SRModel:
     """Open an image-to-image model (``task``: by default ``super_resolve`` or
     ``translate``) - an ``.onnx``, or released weights converted on first use (see
     :func:`ganpipe.upscale.cache.converted_model`; ``denoise``: ``(other weights, S)``,
     the interpolation ``S * path + (1 - S) * other``) - on ONNX Runtime or another
-    ``runtime`` at ``precision`` (:mod:`ganpipe.inference.runtimes`); every problem is a
-    one-line :class:`ConfigError`."""
+    ``runtime`` at ``precision`` (:mod:`ganpipe.inference.runtimes`), and check it on a
+    test image (:meth:`SRModel.check`, within ``timeout`` seconds); every problem is a
+    one-line :class:`ConfigError`. What ONNX Runtime logged while loading it goes to
+    ``log``, one line each."""
     try:
         name = str(parse_device(device, ORT_KINDS, where="device"))
     except ValueError as exc:
@@ -224,9 +281,14 @@ def open_sr_model(
     try:
         if is_weights(path):
             path = converted_model(Path(path), log, denoise=denoise)
-        return SRModel(
-            open_model(path, name, task=task, runtime=runtime, precision=precision, tuning=tuning)
+        opened = open_model(
+            path, name, task=task, runtime=runtime, precision=precision, tuning=tuning
         )
+        for note in opened.notes if log is not None else ():
+            log(f"{opened.path.name}: {note}")
+        model = SRModel(opened)
+        model.check(timeout)
+        return model
     except ConfigError:
         raise
     except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
@@ -249,6 +311,7 @@ def open_model_of(
         precision=opts.precision,
         tuning=gpu_tuning(opts.tile, opts.overlap, str(opts.device)),
         denoise=denoise,
+        timeout=getattr(opts, "timeout", None),
     )
 
 

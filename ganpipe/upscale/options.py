@@ -175,6 +175,13 @@ class UpscaleOptions(Options):
         description="how the alpha channel is enlarged: by the model (sharp edges) or "
         "bicubic (faster)",
     )
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds one file may take in the model (all its tiles): a file that "
+        "takes longer is stopped and fails with the reason, the batch goes on; default: no "
+        "limit (SIGTERM and Ctrl-C stop a run at any time)",
+    )
     workers: int = Field(0, ge=0, description="decode and encode threads each; 0: min(4, CPUs)")
     # 64 MP: a 9000x7000 photo; x4 at 8 bits its output alone is about 3 GiB
     max_megapixels: float = Field(

@@ -235,6 +235,8 @@ class Upscaler:
         self.overlap = overlap
         self.alpha = opts.alpha
         self.outscale = opts.outscale
+        #: seconds one picture may take in the model (:func:`ganpipe.upscale.worker.upscale`)
+        self.timeout: float | None = opts.timeout
 
     def _fit_fixed(self, limit: int, tile: int, overlap: int, m: int) -> tuple[int, int]:
         """``(tile, overlap)`` whose windows (about tile + overlap) fit a model that takes
