@@ -28,6 +28,9 @@ from ganpipe.imaging.decode import decode_image
 from ganpipe.imaging.encode import MAX_SIDE, encode_image, output_bits
 from ganpipe.imaging.metadata import apply_policy
 from ganpipe.imaging.picture import Picture
+from ganpipe.inference.ortlog import describe as ort_describe
+from ganpipe.inference.ortlog import is_ort_error
+from ganpipe.inference.watchdog import RunTimeout, deadline
 from ganpipe.upscale.options import UpscaleOptions
 from ganpipe.upscale.plan import Job
 from ganpipe.upscale.report import FileRecord
@@ -140,8 +143,10 @@ def decode(job: Job, opts: UpscaleOptions) -> Work:
 
 
 def upscale(upscaler: Upscaler, work: Work) -> Work:
-    """Run the model on a decoded :class:`Work` (the model's thread). Raises only
-    :class:`~ganpipe.errors.GanpipeError` (the run cannot go on)."""
+    """Run the model on a decoded :class:`Work` (the model's thread), within the
+    upscaler's ``timeout`` (:func:`ganpipe.inference.watchdog.deadline`: a file over it
+    fails, stopped). Raises only :class:`~ganpipe.errors.GanpipeError` (the run cannot go
+    on) and the signals' :class:`~ganpipe.signals.Interrupted`."""
     if work.record is not None or work.pic is None:
         return work
     job, pic = work.job, work.pic
@@ -153,14 +158,18 @@ def upscale(upscaler: Upscaler, work: Work) -> Work:
             f"{MAX_SIDE[job.fmt]} pixels a side); use --format png"
         )
     t0 = time.perf_counter()
-    with collecting(work.notes):
+    with collecting(work.notes), deadline(getattr(upscaler, "timeout", None)):
         try:
             work.pic = upscaler.upscale(pic, output_bits(pic, job.fmt))
         except GanpipeError:
             raise
+        except RunTimeout as exc:  # stopped: this file fails, the batch goes on
+            work.seconds += time.perf_counter() - t0
+            return work.failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - e.g. the model rejects this size
             work.seconds += time.perf_counter() - t0
-            return work.failed(f"upscaling failed: {describe_error(exc)}")
+            reason = ort_describe(exc) if is_ort_error(exc) else describe_error(exc)
+            return work.failed(f"upscaling failed: {reason}")
     work.seconds += time.perf_counter() - t0
     return work
 
