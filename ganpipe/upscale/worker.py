@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ganpipe.errors import GanpipeError
+from ganpipe.errors import GanpipeError, WriteError
 from ganpipe.imaging.capture import collecting
 from ganpipe.imaging.decode import decode_image
 from ganpipe.imaging.encode import MAX_SIDE, encode_image, output_bits
@@ -43,6 +43,8 @@ def describe_error(exc: BaseException) -> str:
     """One line for a file that failed; the exception type only where it says more."""
     if isinstance(exc, Image.UnidentifiedImageError):
         return "not an image, or a format Pillow cannot read"
+    if isinstance(exc, WriteError):  # names the file and what to free already
+        return str(exc)
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
@@ -186,7 +188,10 @@ def encode(work: Work, opts: UpscaleOptions) -> FileRecord:
             notes = write_dropping_metadata(pic, job, opts)
         except Exception as exc:  # noqa: BLE001 - one file's problem, reported
             work.seconds += time.perf_counter() - t0
-            return work.failed(f"cannot write {job.dst}: {describe_error(exc)}").record  # type: ignore[return-value]
+            reason = describe_error(exc)
+            if not isinstance(exc, WriteError):
+                reason = f"cannot write {job.dst}: {reason}"
+            return work.failed(reason).record  # type: ignore[return-value]
     work.seconds += time.perf_counter() - t0
     warnings = list(dict.fromkeys([*notes, *work.notes]))  # the picture's own first
     h, w = pic.color.shape[:2]
