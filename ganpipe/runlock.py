@@ -14,9 +14,7 @@ written by one process at a time. The lock is a small file that records who hold
   lock, so it can be written, renamed or replaced while the lock is held.
 
 A second process refuses at once with :class:`~ganpipe.errors.LockedError`, one line
-naming the holder ("run folder runs/x is in use by ganpipe pid 1234 on host h since
-21:03 (ganpipe run p.toml); wait for it to finish or stop it"). Nothing waits: callers
-take the lock before they touch anything else.
+naming the holder and saying to wait for it or stop it. Nothing waits.
 
 The lock file is opened with ``O_NOFOLLOW`` (a planted symbolic link is refused, never
 followed) and ``O_CLOEXEC`` (programs started by the holder do not inherit it), created
@@ -24,18 +22,15 @@ followed) and ``O_CLOEXEC`` (programs started by the holder do not inherit it), 
 **stale**: its ``flock`` can be taken (the kernel dropped the dead holder's), so the
 next process takes it over and says so once (``log``).
 
-Where ``flock`` does not work (``ENOLCK``, ``EOPNOTSUPP``: some network and FUSE file
-systems) or does not reach other machines (NFS mounted ``nolock``), the record decides:
-a holder on this host counts while its pid runs; a holder on another host counts while
-the lock file's modification time is recent, which the holder refreshes every
-:data:`HEARTBEAT_S` seconds (:data:`OTHER_HOST_STALE_S` without a refresh: stale). There
-two processes starting in the same instant can both get in; flock is the real guard.
+Where ``flock`` does not work (some network and FUSE file systems) or cannot see other
+machines (NFS ``nolock``), the record decides: a holder on this host while its pid runs,
+one on another host while it refreshes the file (every :data:`HEARTBEAT_S` seconds; stale
+after :data:`OTHER_HOST_STALE_S`). Two processes starting at one instant may then both
+get in; flock is the real guard.
 
-Within one process holding is re-entrant: a nested ``hold`` of the same lock file
-returns the same :class:`Lock` and the lock is let go when the outermost one ends (a
-forked child does not inherit it). Only the process that runs a job takes its lock:
-under torchrun that is process 0 (:mod:`ganpipe.pipeline`); the workers of
-``devices = N`` and the other ranks never touch it.
+Holding is re-entrant within one process (a forked child does not inherit it). Only
+the process that runs a job takes its lock: under torchrun, process 0. On a full disk
+the flock alone holds (the record stays empty; others are refused without a name).
 
 Readers (``ganpipe report``) do not lock; :func:`current` tells them who holds a folder.
 """
@@ -242,9 +237,7 @@ def _acquire(path: Path, target: Path, what: str, command: str | None) -> Lock:
             before = _parse(os.pread(fd, 4096, 0))
             if before is not None and _counts(before, path, flocked):
                 raise _refusal(path, target, what, fd, before)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, me.record(), 0)
-            os.fsync(fd)
+            _write_record(fd, me)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -254,6 +247,20 @@ def _acquire(path: Path, target: Path, what: str, command: str | None) -> Lock:
         lock._beat = _heartbeat(fd)
         return lock
     raise LockedError(f"{what} {_shown(target)}: its lock file keeps changing; try again")
+
+
+def _write_record(fd: int, me: Holder) -> None:
+    """Say who holds the lock; on a full disk the flock alone holds it (the record stays
+    empty, so a refused process cannot name the holder, but is still refused)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.record(), 0)
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
 
 
 def _open(path: Path, target: Path, what: str) -> int:
