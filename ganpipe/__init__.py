@@ -7,9 +7,17 @@ Nothing here imports torch: ``ganpipe --help``, ``ganpipe plugins`` and the ONNX
 inference path stay free of it.
 """
 
+import os
 from typing import TYPE_CHECKING
 
 import pluggy
+
+# ONNX Runtime's telemetry stays off unless the user turns it on: ONNX Runtime 1.31 on
+# Linux writes a device id and an event database under ~/.cache/Microsoft/DeveloperTools
+# at import, which a tool for private photos must not do behind its user's back. The
+# variable is read when ONNX Runtime loads; set here because every command (generate,
+# upscale, import, the export stage) imports this package first.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.2.0"
 

@@ -298,7 +298,27 @@ def test_no_onnxruntime_telemetry_under_home(tmp_path):
         text=True,
     )
     assert up.returncode == 0, up.stderr
+    imp = subprocess.run(  # import runs the exporter and its parity check (ONNX Runtime)
+        [sys.executable, "-m", "ganpipe", "import", str(_compact_weights(tmp_path / "w.pth"))]
+        + ["-o", str(tmp_path / "w.onnx")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert imp.returncode == 0, imp.stderr
     assert list(home.rglob("*")) == []  # no ~/.cache/Microsoft/DeveloperTools/.onnxruntime
+
+
+def _compact_weights(path: Path) -> Path:
+    """A tiny Real-ESRGAN compact x2 net in its released layout."""
+    import torch
+
+    from ganpipe.nn.sr import SRVGGNetCompact
+
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(3, 3, num_feat=4, num_conv=1, upscale=2)
+    torch.save({"params": net.state_dict()}, path)
+    return path
 
 
 # -- full disk ----------------------------------------------------------------------
