@@ -89,6 +89,7 @@ def test_conversion_cache_on_a_full_disk_names_it_and_ganpipe_cache_dir(
         "upscale", "-i", str(png(tmp_path)), "-o", str(out), "-m", str(x2_weights),
         env={"GANPIPE_CACHE_DIR": str(disk)},
     )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # a full disk, not a usage error (2)
     line = error_line(proc)
     assert line.startswith(f"ganpipe: error: cannot write conversion cache file {disk}/"), line
     assert FULL in line and "set GANPIPE_CACHE_DIR to a writable folder" in line, line

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ganpipe.devices import ORT_KINDS, Device, parse_device
-from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.errors import ConfigError, GanpipeError, ModelFileError, WriteError
 from ganpipe.inference.contract import check_image_model, finite_items
 from ganpipe.inference.session import GpuTuning, OnnxModel, open_model
 from ganpipe.inference.watchdog import RunTimeout, deadline, run_binding, run_session
@@ -289,7 +289,7 @@ def open_sr_model(
         model = SRModel(opened)
         model.check(timeout)
         return model
-    except ConfigError:
+    except (ConfigError, WriteError):  # a full cache disk is not a usage error (exit 1)
         raise
     except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
         raise ConfigError(str(exc)) from None
