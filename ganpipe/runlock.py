@@ -6,12 +6,9 @@ written by one process at a time. The lock is a small file that records who hold
 
 * a **folder** is locked through ``<folder>/.ganpipe.lock``
   (``with runlock.hold(run_dir, what="run folder"):``);
-* a **file** (a journal) through ``<dir>/.<name>.lock`` next to it, where ``<name>`` is
-  the name passed in (shortened to fit the file system's name limit):
-  ``with runlock.hold_file(report, what="report journal"):``. Lock the name that stays
-  the same for the whole job (the final report ``r.jsonl``, or its journal
-  ``r.jsonl.part``), not a temporary name; the journal itself is never opened by the
-  lock, so it can be written, renamed or replaced while the lock is held.
+* a **file** (a journal) through ``.<name>.lock`` next to it (``hold_file``). Lock the
+  name that stays the same for the whole job (``r.jsonl``), not a temporary name; the
+  journal itself is never opened by the lock.
 
 A second process refuses at once with :class:`~ganpipe.errors.LockedError`, one line
 naming the holder and saying to wait for it or stop it. Nothing waits.
@@ -31,7 +28,6 @@ get in; flock is the real guard.
 Holding is re-entrant within one process (a forked child does not inherit it). Only
 the process that runs a job takes its lock: under torchrun, process 0. On a full disk
 the flock alone holds (the record stays empty; others are refused without a name).
-
 Readers (``ganpipe report``) do not lock; :func:`current` tells them who holds a folder.
 """
 
