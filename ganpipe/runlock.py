@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -138,8 +139,6 @@ def file_lock_path(path: str | os.PathLike) -> Path:
     extra = 1 + len(FILE_SUFFIX)
     raw = os.fsencode(name)
     if len(raw) + extra > limit:
-        import hashlib
-
         tag = "~" + hashlib.sha1(raw).hexdigest()[:12]
         name = os.fsdecode(raw[: limit - extra - len(tag)]) + tag
     return path.parent / f".{name}{FILE_SUFFIX}"
@@ -149,9 +148,8 @@ def file_lock_path(path: str | os.PathLike) -> Path:
 def hold(folder: PathArg, what: str = "run folder", *, command=None, log: Log = None):
     """Hold the lock of ``folder`` (created if missing) for the ``with`` block;
     :class:`~ganpipe.errors.LockedError` when another process holds it. ``what`` names
-    the folder in messages; ``command`` (str) what the holder does, default this
-    process's command line; ``log`` hears once about a stale lock taken over. Yields the
-    :class:`Lock`."""
+    it in messages, ``command`` what the holder does (default: this process's command
+    line), ``log`` hears of a stale lock taken over. Yields the :class:`Lock`."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -376,10 +374,9 @@ def _parse(data: bytes) -> Holder | None:
 
 
 def _older(path: Path, seconds: float) -> bool:
-    try:
+    with contextlib.suppress(OSError):
         return time.time() - os.stat(path, follow_symlinks=False).st_mtime > seconds
-    except OSError:
-        return True
+    return True
 
 
 def _command() -> str:
