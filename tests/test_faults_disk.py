@@ -59,6 +59,7 @@ def test_a_full_disk_under_the_report_does_not_stop_the_batch(tmp_path, small_di
     assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.png" for i in range(6)]
     lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, lines  # the journal's and the report's; the lock holds silently
     journal = [line for line in lines if "report journal" in line]
     assert journal == [
         f"ganpipe: cannot write report journal {part_path(report)}: {FULL}; the batch goes "
