@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ganpipe.devices import TORCH_KINDS, Device, grammar, torch_device
+from ganpipe.devices import TORCH_KINDS, Device, grammar, training_device
 from ganpipe.errors import ConfigError
 from ganpipe.options import Options, validate
 
@@ -40,16 +40,19 @@ class RunSection(Options):
     )
     out_dir: str = Field("runs", description="parent of run folders, relative to the toml")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for every random number in the run")
-    device: str = Field("auto", description=f"training device: one of {grammar(TORCH_KINDS)}")
+    device: Device = Field(
+        Device("auto"), description=f"training device: one of {grammar(TORCH_KINDS)}"
+    )
 
     @field_validator("device", mode="before")
     @classmethod
     def _device(cls, value: Any) -> Any:
-        """Checked by the one device grammar (:func:`ganpipe.devices.parse_device`) and
-        written canonically (``" cuda:0 "`` -> ``"cuda:0"``)."""
+        """Parsed once, here, by the one device grammar (:func:`ganpipe.devices.parse_device`)
+        into a :class:`~ganpipe.devices.Device` (its text canonical: ``" cuda:0 "`` ->
+        ``"cuda:0"``) that the stages carry."""
         if not isinstance(value, str | Device):
             return value  # pydantic's own "should be a string" error
-        return torch_device(value)
+        return training_device(value)
 
 
 class DataSection(Options):

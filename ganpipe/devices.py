@@ -2,7 +2,9 @@
 
 ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` | ``tensorrt`` | ``tensorrt:N``,
 used by ``run.device``, ``--device`` of ``generate`` and ``upscale`` and the ``device``
-options of the stages. Training maps a :class:`Device` to a ``torch.device``
+options of the stages. The text is parsed once, where it enters (the options' validators:
+:func:`training_device`, :func:`ort_device`), into a :class:`Device` that is carried from
+there on. Training maps a :class:`Device` to a ``torch.device``
 (:func:`ganpipe.training.devices.torch_device`); ONNX Runtime to execution providers
 (:func:`ganpipe.inference.session.choose_providers`). Not every consumer takes every kind:
 each passes the kinds it supports to :func:`parse_device`.
@@ -11,8 +13,11 @@ each passes the kinds it supports to :func:`parse_device`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
 Kind = Literal["auto", "cpu", "cuda", "mps", "tensorrt"]
 KINDS: tuple[str, ...] = ("auto", "cpu", "cuda", "mps", "tensorrt")
@@ -24,13 +29,68 @@ _RE = re.compile(r"^\s*(auto|cpu|cuda|mps|tensorrt)(?::(\d+))?\s*$")
 _INDEXED = ("cuda", "tensorrt")
 
 
-@dataclass(frozen=True)
-class Device:
-    kind: Kind
-    index: int | None = None
+class Device(str):
+    """A parsed device: :attr:`kind` and :attr:`index`.
+
+    It is also its canonical text (``Device("cuda", 1) == "cuda:1"``), so that code written
+    when devices were strings keeps working unchanged: ``torch.device(d)``, ``d == "cpu"``,
+    JSON, a plugin stage reading ``ctx.config.run.device``. ``Device("cuda:1")`` parses the
+    text (any kind; :func:`parse_device` also checks the kinds a consumer supports); a
+    :class:`ValueError` for text outside the grammar. As a pydantic field type it accepts
+    the text or a ``Device`` and is written back as the text.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, kind: str, index: int | None = None) -> Device:
+        if isinstance(kind, Device) and index is None:
+            return kind
+        text = str(kind) if index is None else f"{kind}:{index}"
+        m = _RE.match(text)
+        if not m or (m.group(2) is not None and m.group(1) not in _INDEXED):
+            raise ValueError(f"unknown device {text!r}; use one of {grammar()}")
+        canonical = m.group(1) if m.group(2) is None else f"{m.group(1)}:{int(m.group(2))}"
+        return super().__new__(cls, canonical)
+
+    @property
+    def kind(self) -> Kind:
+        return self.partition(":")[0]  # type: ignore[return-value]
+
+    @property
+    def index(self) -> int | None:
+        index = self.partition(":")[2]
+        return int(index) if index else None
 
     def __str__(self) -> str:
-        return self.kind if self.index is None else f"{self.kind}:{self.index}"
+        return str.__str__(self)  # a plain str
+
+    def __repr__(self) -> str:
+        return f"Device({str(self)!r})"
+
+    def __getnewargs__(self) -> tuple[str]:  # pickling (devices = N workers get the job)
+        return (str(self),)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            _from_field,
+            json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.to_string_ser_schema(),
+        )
+
+
+def _from_field(value: Any) -> Device:
+    """A ``Device`` field's value: a ``Device`` as it is (a field validator parsed it with
+    its consumer's kinds), text parsed with every kind."""
+    if isinstance(value, Device):
+        return value
+    if not isinstance(value, str):
+        from pydantic_core import PydanticKnownError
+
+        raise PydanticKnownError("string_type")
+    return validated(value, KINDS)
 
 
 def grammar(kinds: tuple[str, ...] = KINDS) -> str:
@@ -46,15 +106,18 @@ def grammar(kinds: tuple[str, ...] = KINDS) -> str:
 def parse_device(
     text: str | Device, kinds: tuple[str, ...] = KINDS, where: str = "device"
 ) -> Device:
-    """Parse ``text``; a :class:`ValueError` with a one-line message for anything else
-    (callers turn it into a :class:`~ganpipe.errors.ConfigError` with their key path)."""
+    """``text`` parsed (a :class:`Device` is taken as it is) and checked against
+    ``kinds``; a :class:`ValueError` with a one-line message for anything else (callers
+    turn it into a :class:`~ganpipe.errors.ConfigError` with their key path)."""
     if isinstance(text, Device):
         device = text
     else:
-        m = _RE.match(str(text))
-        if not m or (m.group(2) is not None and m.group(1) not in _INDEXED):
-            raise ValueError(f"{where}: unknown device {text!r}; use one of {grammar(kinds)}")
-        device = Device(m.group(1), None if m.group(2) is None else int(m.group(2)))  # type: ignore[arg-type]
+        try:
+            device = Device(str(text))
+        except ValueError:
+            raise ValueError(
+                f"{where}: unknown device {text!r}; use one of {grammar(kinds)}"
+            ) from None
     if device.kind not in kinds:
         raise ValueError(
             f"{where}: device {str(device)!r} is not available here; use one of {grammar(kinds)}"
@@ -62,23 +125,25 @@ def parse_device(
     return device
 
 
-def validated(value: str | Device, kinds: tuple[str, ...]) -> str:
-    """For pydantic field validators: ``value`` parsed against ``kinds`` and written
-    canonically (``" cuda:0 "`` -> ``"cuda:0"``); otherwise a pydantic error whose one-line
-    message names no key (the caller's error adds the key path or the flag)."""
+def validated(value: str | Device, kinds: tuple[str, ...]) -> Device:
+    """For pydantic field validators: ``value`` parsed against ``kinds`` (``" cuda:0 "``
+    -> ``Device("cuda:0")``); otherwise a pydantic error whose one-line message names no
+    key (the caller's error adds the key path or the flag)."""
     from pydantic_core import PydanticCustomError
 
     try:
-        return str(parse_device(value, kinds, where="device"))
+        return parse_device(value, kinds, where="device")
     except ValueError as exc:
         raise PydanticCustomError("device", str(exc).removeprefix("device: ")) from None
 
 
-def ort_device(value: str | Device) -> str:
+def ort_device(value: str | Device) -> Device:
     """:func:`validated` for ONNX Runtime devices (``generate``, ``upscale``, ``evaluate``)."""
     return validated(value, ORT_KINDS)
 
 
-def torch_device(value: str | Device) -> str:
-    """:func:`validated` for training devices (``run.device``)."""
+def training_device(value: str | Device) -> Device:
+    """:func:`validated` for training devices (``run.device``). (Named ``torch_device``
+    before 0.2; that name is :func:`ganpipe.training.devices.torch_device`'s alone: a
+    ``Device`` to a ``torch.device``.)"""
     return validated(value, TORCH_KINDS)
