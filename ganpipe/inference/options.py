@@ -57,7 +57,7 @@ class GenerateOptions(Options):
         "stopped and its images are not written, the others are; default: no limit "
         "(SIGTERM and Ctrl-C stop a run at any time)",
     )
-    device: str = Field("auto", description=f"one of {grammar(ORT_KINDS)}")
+    device: Device = Field(Device("auto"), description=f"one of {grammar(ORT_KINDS)}")
     grid: bool = Field(True, description="also write grid.png (up to 256 images)")
 
     @field_validator("labels", mode="before")

@@ -66,7 +66,9 @@ class EvaluateOptions(Options):
     )
     batch_size: int = Field(64, ge=1)
     seed: int | None = Field(None, description="noise seed; default: run.seed + 1")
-    device: str = Field("auto", description=f"where the models run: {grammar(ORT_KINDS)}")
+    device: Device = Field(
+        Device("auto"), description=f"where the models run: {grammar(ORT_KINDS)}"
+    )
 
     @field_validator("device", mode="before")
     @classmethod

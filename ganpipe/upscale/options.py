@@ -76,7 +76,9 @@ class UpscaleOptions(Options):
         "realesr-general-x4v3 and its -wdn- twin): one model of weights S * A + (1 - S) * B "
         "(Real-ESRGAN's dni), not an ensemble",
     )
-    device: str = Field("auto", description=f"where the model runs: {grammar(ORT_KINDS)}")
+    device: Device = Field(
+        Device("auto"), description=f"where the model runs: {grammar(ORT_KINDS)}"
+    )
     runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
         "onnxruntime",
         description="what runs the .onnx: onnxruntime; openvino (CPUs, the openvino "
