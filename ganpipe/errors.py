@@ -1,4 +1,17 @@
-"""Exceptions for mistakes a user can fix. The CLI prints them as one line, no traceback."""
+"""Exceptions for mistakes a user can fix. The CLI prints them as one line, no traceback
+(``ganpipe --debug`` adds the traceback of what caused them).
+
+The exit status of every command is decided here, once, by the class of the error
+(``exit_code``); commands raise these as they are and never re-wrap one into another to
+change the status:
+
+* 2 - a usage or configuration mistake: bad arguments or options, an invalid pipeline.toml,
+  a file named on the command line or in the configuration that cannot be used
+  (:class:`ConfigError`, :class:`ModelFileError`, ``RunFolderError``);
+* 1 - the work failed: data, training, writing, a plugin, an interrupted batch
+  (every other :class:`GanpipeError`);
+* 130 / 143 - stopped by Ctrl-C / SIGTERM (:mod:`ganpipe.signals`).
+"""
 
 
 class GanpipeError(Exception):
@@ -8,7 +21,7 @@ class GanpipeError(Exception):
 
 
 class ConfigError(GanpipeError):
-    """pipeline.toml (or an option) is invalid."""
+    """pipeline.toml (or an option, a command-line argument) is invalid."""
 
     exit_code = 2
 
@@ -22,7 +35,10 @@ class DataError(GanpipeError):
 
 
 class ModelFileError(GanpipeError):
-    """A model file is missing, unreadable or not what ganpipe expects."""
+    """A model file is missing, unreadable or not what ganpipe expects: the file named is
+    unusable, a usage error like a bad option."""
+
+    exit_code = 2
 
 
 class TrainingError(GanpipeError):

@@ -12,7 +12,6 @@ import sys
 import click
 
 from ganpipe.cli.schema import build, options_from
-from ganpipe.errors import ConfigError, ModelFileError
 from ganpipe.inference.options import GenerateOptions
 
 #: fields whose flags are not ``--field-name``
@@ -53,17 +52,15 @@ METAVARS = {
 def generate(model: str, out: str, **values) -> None:
     """Generate images with an exported model (ONNX Runtime only; PyTorch is not needed).
 
-    Exit status: 0 done, 1 a generation problem (labels, codes, GPU) or images not
-    written (a full disk, --timeout: listed, the others are written), 2 bad arguments or
-    a model file that cannot be used (broken, or its output not what its card says).
+    Exit status: 0 done, 1 a generation problem (labels, codes) or images not written (a
+    full disk, --timeout: listed, the others are written), 2 bad arguments (a --device not
+    here too) or a model file that cannot be used (broken, or its output not what its
+    card says).
     """
     from ganpipe.inference.generate import generate_to_folder
 
     opts = build(GenerateOptions, values, FLAGS)
-    try:
-        summary = generate_to_folder(model, out, opts)
-    except ModelFileError as exc:  # a missing, broken or too new model: a bad -m (exit 2)
-        raise ConfigError(str(exc)) from None
+    summary = generate_to_folder(model, out, opts)  # a bad -m: ModelFileError, exit 2
     for note in summary.notes:
         click.echo(f"ganpipe: warning: {note}", err=True)
     for group in summary.not_written:

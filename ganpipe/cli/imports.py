@@ -104,28 +104,25 @@ def import_(weights, out, scale, fp16, opset, interpolate, alpha, tile, list_) -
         raise ConfigError("--interpolate A B and --alpha S go together")
     if tile is not None and interpolate:
         raise ConfigError("--tile works with WEIGHTS, not with --interpolate")
-    from ganpipe.errors import ModelFileError
 
     def note(msg: str) -> None:
         click.echo(msg, err=True)
 
-    try:  # a file that cannot be imported is bad input: exit 2, like `upscale -m`
-        if interpolate:
-            from ganpipe.weights.interpolate import check_alpha, import_interpolated
+    # a file that cannot be imported is a ModelFileError: exit 2, like `upscale -m`
+    if interpolate:
+        from ganpipe.weights.interpolate import check_alpha, import_interpolated
 
-            a, b = map(Path, interpolate)
-            alpha = check_alpha(alpha)
-            dst = Path(out) if out else a.with_name(f"{a.stem}-dni{alpha:g}.onnx")
-            result = import_interpolated(a, b, alpha, dst, scale=scale, fp16=fp16, opset=opset)
-        else:
-            from ganpipe.weights import import_weights
+        a, b = map(Path, interpolate)
+        alpha = check_alpha(alpha)
+        dst = Path(out) if out else a.with_name(f"{a.stem}-dni{alpha:g}.onnx")
+        result = import_interpolated(a, b, alpha, dst, scale=scale, fp16=fp16, opset=opset)
+    else:
+        from ganpipe.weights import import_weights
 
-            dst = Path(out) if out else Path(weights).with_suffix(".onnx")
-            result = import_weights(
-                weights, dst, scale=scale, fp16=fp16, opset=opset, tile=tile, log=note
-            )
-    except ModelFileError as exc:
-        raise ConfigError(str(exc)) from None
+        dst = Path(out) if out else Path(weights).with_suffix(".onnx")
+        result = import_weights(
+            weights, dst, scale=scale, fp16=fp16, opset=opset, tile=tile, log=note
+        )
     arch = result.arch
     sizes = ", ".join(f"{k} {v}" for k, v in arch.kwargs.items())
     half = f"; float16 max abs diff {result.fp16_max_abs_diff:.2e}" if fp16 else ""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ganpipe.devices import ORT_KINDS, Device, parse_device
-from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.errors import ConfigError, ModelFileError
 from ganpipe.inference.ortlog import captured, session_options
 from ganpipe.inference.watchdog import run_session
 from ganpipe.modelcard import PREFIX, ModelCard
@@ -97,7 +97,7 @@ def choose_providers(device: str | Device = "auto", tuning: GpuTuning | None = N
     if not has_cuda:
         if kind == "auto":
             return ["CPUExecutionProvider"]
-        raise GanpipeError(
+        raise ConfigError(  # a device that is not here: as run.device = "cuda" (exit 2)
             f"--device {name}: no usable CUDA GPU for ONNX Runtime here "
             f"(providers: {', '.join(sorted(available))}); install "
             f"onnxruntime-gpu with a CUDA driver, or use --device cpu"
@@ -113,7 +113,7 @@ def choose_providers(device: str | Device = "auto", tuning: GpuTuning | None = N
     )
     if kind == "tensorrt":
         if "TensorrtExecutionProvider" not in available:
-            raise GanpipeError(
+            raise ConfigError(
                 f"--device {name}: this onnxruntime has no TensorRT provider; use --device cuda"
             )
         return [

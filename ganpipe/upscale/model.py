@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ganpipe.devices import ORT_KINDS, Device, parse_device
-from ganpipe.errors import ConfigError, GanpipeError, ModelFileError, WriteError
+from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
 from ganpipe.inference.contract import check_image_model, finite_items
 from ganpipe.inference.session import GpuTuning, OnnxModel, open_model
 from ganpipe.inference.watchdog import RunTimeout, deadline, run_binding, run_session
@@ -272,27 +272,21 @@ def open_sr_model(
     the interpolation ``S * path + (1 - S) * other``) - on ONNX Runtime or another
     ``runtime`` at ``precision`` (:mod:`ganpipe.inference.runtimes`), and check it on a
     test image (:meth:`SRModel.check`, within ``timeout`` seconds); every problem is a
-    one-line :class:`ConfigError`. What ONNX Runtime logged while loading it goes to
+    one-line :class:`~ganpipe.errors.GanpipeError` whose class decides the exit status
+    (a model that cannot be used: :class:`ModelFileError`). What ONNX Runtime logged while loading it goes to
     ``log``, one line each."""
     try:
         name = str(parse_device(device, ORT_KINDS, where="device"))
     except ValueError as exc:
         raise ConfigError(str(exc).removeprefix("device: ")) from None
-    try:
-        if is_weights(path):
-            path = converted_model(Path(path), log, denoise=denoise)
-        opened = open_model(
-            path, name, task=task, runtime=runtime, precision=precision, tuning=tuning
-        )
-        for note in opened.notes if log is not None else ():
-            log(f"{opened.path.name}: {note}")
-        model = SRModel(opened)
-        model.check(timeout)
-        return model
-    except (ConfigError, WriteError):  # a full cache disk is not a usage error (exit 1)
-        raise
-    except GanpipeError as exc:  # wrong task, missing file, no GPU: usage errors (exit 2)
-        raise ConfigError(str(exc)) from None
+    if is_weights(path):
+        path = converted_model(Path(path), log, denoise=denoise)
+    opened = open_model(path, name, task=task, runtime=runtime, precision=precision, tuning=tuning)
+    for note in opened.notes if log is not None else ():
+        log(f"{opened.path.name}: {note}")
+    model = SRModel(opened)
+    model.check(timeout)
+    return model
 
 
 def open_model_of(
