@@ -30,6 +30,17 @@ class PluginError(GanpipeError):
     """A plugin failed to load, or registered something invalid."""
 
 
+class PluginCodeError(PluginError):
+    """A plugin's code raised while ganpipe ran it (``Variant.build``, ``train_step``...):
+    one line naming the plugin, its distribution, the method and the likely fix. The
+    exception it raised is the ``__cause__`` (``ganpipe --debug`` / ``GANPIPE_DEBUG=1``
+    print its traceback). ``plugin``, ``dist``, ``method``: who and where."""
+
+    def __init__(self, message: str, *, plugin: str = "", dist: str = "", method: str = ""):
+        super().__init__(message)
+        self.plugin, self.dist, self.method = plugin, dist, method
+
+
 class DataError(GanpipeError):
     """The data could not be read: missing folder, no images, unreadable file."""
 
