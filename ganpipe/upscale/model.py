@@ -273,8 +273,8 @@ def open_sr_model(
     ``runtime`` at ``precision`` (:mod:`ganpipe.inference.runtimes`), and check it on a
     test image (:meth:`SRModel.check`, within ``timeout`` seconds); every problem is a
     one-line :class:`~ganpipe.errors.GanpipeError` whose class decides the exit status
-    (a model that cannot be used: :class:`ModelFileError`). What ONNX Runtime logged while loading it goes to
-    ``log``, one line each."""
+    (a model that cannot be used: :class:`ModelFileError`). What ONNX Runtime logged
+    while loading it goes to ``log``, one line each."""
     try:
         name = str(parse_device(device, ORT_KINDS, where="device"))
     except ValueError as exc:
