@@ -1,9 +1,12 @@
-"""Where training runs: :mod:`ganpipe.devices`' grammar mapped to ``torch.device``, and the
-mixed-precision dtype for a device.
+"""Where training runs: a :class:`ganpipe.devices.Device` mapped to a ``torch.device``
+(:func:`torch_device`, the only function of that name), and the mixed-precision dtype for
+a device.
 
-Every device string of training (``run.device``, the workers of a data-parallel run) is
-parsed by :func:`ganpipe.devices.parse_device` with :data:`~ganpipe.devices.TORCH_KINDS`;
-nothing here matches device strings itself.
+``run.device`` arrives parsed (the config's validator made it a ``Device``, which the
+train stage, the workers of a data-parallel run and the loop carry); text given to the
+loop directly (``Trainer(device="cpu")``) is parsed by :func:`parse_torch_device`, through
+:func:`ganpipe.devices.parse_device` with :data:`~ganpipe.devices.TORCH_KINDS`. Nothing
+here matches device strings itself.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from ganpipe.errors import ConfigError
 
 
 def parse_torch_device(text: str | Device, where: str = "run.device") -> Device:
-    """``text`` parsed with the kinds PyTorch runs on (a ConfigError naming ``where``)."""
+    """``text`` parsed with the kinds PyTorch runs on (a ConfigError naming ``where``); a
+    ``Device`` is only checked against those kinds."""
     try:
         return parse_device(text, TORCH_KINDS, where=where)
     except ValueError as exc:
@@ -30,7 +34,8 @@ def torch_device(device: Device) -> torch.device:
 
 
 def resolve_device(text: str | Device, where: str = "run.device") -> torch.device:
-    """Parse ``text`` and check that the device is usable here."""
+    """The ``torch.device`` of ``text`` (a ``Device``, or text parsed here), checked to be
+    usable on this machine."""
     device = parse_torch_device(text, where)
     if device.kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(

@@ -52,7 +52,6 @@ import torch.distributed as dist
 from ganpipe import signals
 from ganpipe.devices import Device
 from ganpipe.errors import ConfigError, GanpipeError, TrainingError
-from ganpipe.training.devices import parse_torch_device
 
 
 @dataclass(frozen=True)
@@ -144,10 +143,9 @@ def same_start(step: int, ckpt_dir) -> None:
         )
 
 
-def check_devices(devices: int, device: str | Device, batch_size: int) -> None:
+def check_devices(devices: int, device: Device, batch_size: int) -> None:
     """Configuration checks for ``devices`` > 1 and for runs under torchrun (one line
-    each, what and how to fix); ``device`` is ``run.device``
-    (:func:`ganpipe.devices.parse_device` grammar)."""
+    each, what and how to fix); ``device`` is ``run.device`` as the config parsed it."""
     from ganpipe.training.launch import from_env
 
     env = from_env()
@@ -165,15 +163,14 @@ def check_devices(devices: int, device: str | Device, batch_size: int) -> None:
     else:
         check_share(devices, batch_size)
         local, what = devices, f"train.devices = {devices}"
-    parsed = parse_torch_device(device)
-    if parsed.kind == "cpu":
+    if device.kind == "cpu":
         return
-    if env is not None and parsed.kind == "auto" and not torch.cuda.is_available():
+    if env is not None and device.kind == "auto" and not torch.cuda.is_available():
         return  # torchrun with "auto" and no GPU here: CPU processes
-    if parsed.kind not in ("auto", "cuda") or parsed.index is not None:
+    if device.kind not in ("auto", "cuda") or device.index is not None:
         raise ConfigError(
             f"{what} uses cuda:0..cuda:{local - 1}; set run.device to "
-            f'"auto" or "cuda" (or "cpu" for CPU processes), not {str(parsed)!r}'
+            f'"auto" or "cuda" (or "cpu" for CPU processes), not {str(device)!r}'
         )
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available < local:

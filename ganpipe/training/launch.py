@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ganpipe import errors, signals
+from ganpipe.devices import Device
 from ganpipe.errors import TrainingError
 
 #: collectives of training give up after this long (a process stuck, not dead: dead ones
@@ -90,15 +91,13 @@ def from_env() -> Launched | None:
     return Launched(rank, world, local_rank, local_world)
 
 
-def uses_cuda(device: str) -> bool:
+def uses_cuda(device: Device) -> bool:
     """Whether processes with ``run.device = device`` train on CUDA (NCCL) or on the
-    CPU (Gloo); ``device`` is checked already (auto, cuda or cpu)."""
+    CPU (Gloo); ``device`` is ``run.device`` as the config parsed it (auto, cuda or cpu,
+    :func:`~ganpipe.training.distributed.check_devices`)."""
     import torch
 
-    from ganpipe.training.devices import parse_torch_device
-
-    kind = parse_torch_device(device).kind
-    return kind == "cuda" or (kind == "auto" and torch.cuda.is_available())
+    return device.kind == "cuda" or (device.kind == "auto" and torch.cuda.is_available())
 
 
 def init_group(cuda: bool, env: Launched) -> None:
@@ -146,7 +145,7 @@ class Coordinator:
         self.env, self.pending, self.group = env, list(stages), None
         self.inside = False  # process 0 runs one of the stages (the others run it too)
 
-    def join(self, device: str) -> None:
+    def join(self, device: Device) -> None:
         import torch.distributed as dist
 
         if not dist.is_initialized():
