@@ -19,8 +19,6 @@ import pluggy
 # upscale, import, the export stage) imports this package first.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-__version__ = "0.2.0"
-
 #: Marks the hook functions of a plugin module (see :mod:`ganpipe.hookspecs`).
 hookimpl = pluggy.HookimplMarker("ganpipe")
 
@@ -41,6 +39,8 @@ _LAZY = {
         "ganpipe.errors",
     ),
     "ModelCard": "ganpipe.modelcard",
+    # read from the package metadata on first use (pyproject.toml holds the one number)
+    "__version__": "ganpipe._version",
     "open_image": "ganpipe.imaging.formats",
     "Options": "ganpipe.options",
     **dict.fromkeys(("DatasetRegister", "StageRegister", "VariantRegister"), "ganpipe.registry"),
@@ -69,8 +69,10 @@ _LAZY = {
 
 def __getattr__(name: str):
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ganpipe' has no attribute {name!r}")
+    if module is None:  # a renamed name warns and still works (ganpipe._deprecation)
+        from ganpipe._deprecation import renamed_attribute
+
+        return renamed_attribute(__name__, name)
     import importlib
 
     value = getattr(importlib.import_module(module), name)
@@ -83,6 +85,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from ganpipe._version import __version__
     from ganpipe.data.base import ImageSet
     from ganpipe.dataset import DatasetSource
     from ganpipe.errors import (

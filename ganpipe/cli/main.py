@@ -10,8 +10,18 @@ import sys
 
 import click
 
-from ganpipe import __version__, signals
+from ganpipe import signals
 from ganpipe.errors import GanpipeError
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: ``ganpipe.__version__``, read from the package metadata only when
+    asked for (it costs every other command tens of milliseconds)."""
+    if value and not ctx.resilient_parsing:
+        import ganpipe
+
+        click.echo(f"ganpipe, version {ganpipe.__version__}")
+        ctx.exit()
 
 
 def _fail(exc: GanpipeError) -> None:
@@ -103,7 +113,14 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ganpipe")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 @click.option(
     "--no-plugins",
     is_flag=True,

@@ -3,7 +3,8 @@
 :func:`create` renders the templates of one kind (``variant``, ``stage`` or ``dataset``)
 from ``templates/`` (package data, ``string.Template`` placeholders such as ``$name``) into
 ``<out_dir>/ganpipe-<name>/``: a pyproject with the ``ganpipe`` entry point and a
-dependency on ganpipe, the plugin module (registering its object lazily, so that ``ganpipe
+dependency on the ganpipe versions the code is written for (``ganpipe>=0.3,<0.5`` from
+0.3.x: docs/plugins.md, "Compatibility"), the plugin module (registering its object lazily, so that ``ganpipe
 plugins`` imports nothing of it), the object's module, a README and tests that call
 :mod:`ganpipe.testing`. The generated code uses only the public API (``ganpipe``,
 ``ganpipe.nn``, ``ganpipe.testing``). It installs with ``pip install -e .`` and passes its
@@ -18,10 +19,11 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from string import Template
 
+from ganpipe._version import plugin_requirement
 from ganpipe.errors import ConfigError
 
 KINDS = ("variant", "stage", "dataset")
@@ -86,7 +88,6 @@ class Plugin:
         return "".join(part.capitalize() for part in self.name.split("-"))
 
     def values(self) -> dict[str, str]:
-        version = metadata.version("ganpipe").split(".")
         text = KIND_TEXT[self.kind]
         values = {
             "name": self.name,
@@ -96,7 +97,8 @@ class Plugin:
             "cls": self.cls,
             "what": text["what"],
             "hook": text["hook"],
-            "ganpipe_requirement": f"ganpipe>={version[0]}.{version[1] if len(version) > 1 else 0}",
+            # this minor up to the first that may remove what the plugin uses
+            "ganpipe_requirement": plugin_requirement(),
         }
         values["usage"] = Template(text["usage"]).substitute(values)
         return values
