@@ -2,10 +2,15 @@
 
 Heavy modules (torch, onnxruntime) are imported inside the commands that need them, so
 ``ganpipe --help`` starts fast, and ``generate`` never imports torch.
+
+Errors: a :class:`~ganpipe.errors.GanpipeError` is one line on stderr and the exit status
+of its class (:mod:`ganpipe.errors` decides them, here they are only applied);
+``--debug`` (or ``GANPIPE_DEBUG=1``) prints the traceback of what caused it first.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -24,7 +29,22 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
+def debugging() -> bool:
+    """``ganpipe --debug`` or ``GANPIPE_DEBUG=1`` (the flag sets the variable, so the
+    processes a command starts inherit it)."""
+    return os.environ.get("GANPIPE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def print_debug(exc: BaseException) -> None:
+    """With :func:`debugging`: the traceback of ``exc`` and of its cause on stderr."""
+    if debugging():
+        import traceback
+
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+
+
 def _fail(exc: GanpipeError) -> None:
+    print_debug(exc)
     click.echo(f"ganpipe: error: {exc}", err=True)
     sys.exit(exc.exit_code)
 
@@ -99,6 +119,7 @@ class _Group(click.Group):
             known = environment_error(exc)
             if known is None:
                 raise
+            known.__cause__ = known.__cause__ or exc  # what --debug shows
             _fail(known)
         except signals.Interrupted as exc:  # training names the checkpoint it wrote
             click.echo(f"ganpipe: {exc.message()}", err=True)
@@ -126,8 +147,14 @@ class _Group(click.Group):
     is_flag=True,
     help="Skip third-party plugins (entry points); built-ins still load.",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On an error, print the traceback of its cause before its one line "
+    "(also GANPIPE_DEBUG=1).",
+)
 @click.pass_context
-def main(ctx: click.Context, no_plugins: bool) -> None:
+def main(ctx: click.Context, no_plugins: bool, debug: bool) -> None:
     """Train GAN variants on image folders, export them to ONNX, generate and upscale.
 
     \b
@@ -138,4 +165,6 @@ def main(ctx: click.Context, no_plugins: bool) -> None:
     ganpipe report RUN_DIR             one-page HTML report of a run
     ganpipe plugins                    installed variants, stages, datasets
     """
+    if debug:
+        os.environ["GANPIPE_DEBUG"] = "1"
     ctx.obj = {"entry_points": not no_plugins}
