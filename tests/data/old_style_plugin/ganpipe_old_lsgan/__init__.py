@@ -1,0 +1,9 @@
+"""ganpipe-lsgan: the least-squares GAN (Mao et al. 2017) as a ganpipe plugin.
+
+ganpipe loads :mod:`ganpipe_old_lsgan.plugin` through the ``ganpipe`` entry-point group; the
+variant itself lives in :mod:`ganpipe_old_lsgan.variant`.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
