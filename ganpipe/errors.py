@@ -13,6 +13,15 @@ change the status:
 * 130 / 143 - stopped by Ctrl-C / SIGTERM (:mod:`ganpipe.signals`).
 """
 
+import os
+
+
+def debugging() -> bool:
+    """``ganpipe --debug`` or ``GANPIPE_DEBUG=1``: an error's one line comes after the
+    traceback of what caused it (the flag sets the variable, so the processes a command
+    starts inherit it)."""
+    return os.environ.get("GANPIPE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
 
 class GanpipeError(Exception):
     """A user-facing error: the message says what, where and how to fix it."""
@@ -77,3 +86,15 @@ class WriteError(GanpipeError, OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+#: the most characters of another library's exception message quoted inside one of ours
+MAX_QUOTED = 300
+
+
+def one_line(exc: BaseException | str, limit: int = MAX_QUOTED) -> str:
+    """An exception's message (or any text) fit to quote inside a one-line error: runs of
+    whitespace and newlines (pluggy's and torch's messages span several lines) made one
+    space, cut at ``limit`` characters with "..."."""
+    text = " ".join(str(exc).split())
+    return text[:limit] + "..." if len(text) > limit else text

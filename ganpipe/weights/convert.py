@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ganpipe.errors import ModelFileError, WriteError
+from ganpipe.errors import ModelFileError, WriteError, one_line
 from ganpipe.fsutil import write_error
 from ganpipe.variant import ExportSpec, InputSpec
 from ganpipe.weights.detect import (
@@ -31,7 +31,7 @@ from ganpipe.weights.detect import (
     to_basicsr_layout,
 )
 from ganpipe.weights.half import to_float16
-from ganpipe.weights.read import one_line, read_state_dict
+from ganpipe.weights.read import read_state_dict
 from ganpipe.weights.spandrel_arch import (
     INSTALL,
     SpandrelArch,

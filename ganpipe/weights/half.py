@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ganpipe.errors import ModelFileError
+from ganpipe.errors import ModelFileError, one_line
 from ganpipe.variant import ExportSpec
-from ganpipe.weights.read import one_line
 
 
 def _toposort(graph) -> None:

@@ -13,15 +13,9 @@ from typing import Any
 
 import torch
 
-from ganpipe.errors import ModelFileError
+from ganpipe.errors import ModelFileError, one_line
 
 PTH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line, at most about 200 characters."""
-    text = " ".join(str(exc).split())
-    return text[:200] + ("..." if len(text) > 200 else "")
 
 
 #: torch's own advice around a refused file (never shown: it says to turn the check off)
@@ -45,7 +39,7 @@ def load_problem(exc: BaseException) -> tuple[bool, str]:
         )
     lines = [" ".join(ln.split()) for ln in text.splitlines()]
     kept = [ln for ln in lines if ln and not _ADVICE.search(ln)]
-    detail = one_line(Exception(kept[0])) if kept else ""
+    detail = one_line(kept[0]) if kept else ""
     return False, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 

@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganpipe.errors import ModelFileError
-from ganpipe.weights.read import one_line
+from ganpipe.errors import ModelFileError, one_line
 
 INSTALL = "pip install 'ganpipe[spandrel]'"
 

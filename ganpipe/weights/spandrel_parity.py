@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganpipe.errors import ModelFileError
-from ganpipe.weights.read import one_line
+from ganpipe.errors import ModelFileError, one_line
 from ganpipe.weights.spandrel_arch import SpandrelArch
 
 #: architectures whose reference rounds features inside the net (RealCUGAN stores them as
