@@ -46,8 +46,9 @@ from ganpipe.inference.session import GpuTuning, OnnxModel, open_model
 from ganpipe.inference.watchdog import RunTimeout, deadline, run_binding, run_session
 from ganpipe.upscale.cache import converted_model, is_weights
 
-#: tasks whose models map an image to an image (CycleGAN's ``translate``: scale 1)
-TASKS = ("super_resolve", "translate")
+#: tasks whose models map an image to an image (CycleGAN's ``translate``: scale 1), the
+#: ones upscale runs; every task a model card may name is :data:`ganpipe.modelcard.TASKS`
+IMAGE_TASKS = ("super_resolve", "translate")
 SCALES = (1, 2, 3, 4, 8)
 #: side of the test image every model runs once when opened (or its fixed tile,
 #: min_size, rounded up to its tile_multiple)
@@ -70,7 +71,7 @@ class SRModel:
         self.session = onnx_model.session
         card = onnx_model.card
         name = self.path.name
-        if card is None or card.task not in TASKS:
+        if card is None or card.task not in IMAGE_TASKS:
             task = "no ganpipe" if card is None else repr(card.task)
             raise ConfigError(
                 f"{name} is a {task} model; this needs a super_resolve or translate model"
@@ -259,7 +260,7 @@ def open_sr_model(
     device: str | Device,
     log: Callable[[str], Any] | None = None,
     *,
-    task: str | tuple[str, ...] = TASKS,
+    task: str | tuple[str, ...] = IMAGE_TASKS,
     runtime: str = "onnxruntime",
     precision: str = "fp32",
     tuning: GpuTuning | None = None,
