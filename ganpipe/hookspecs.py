@@ -17,9 +17,17 @@ a problem, or a name already taken, is an error naming the plugin and its distri
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
+if TYPE_CHECKING:  # annotations only: ``ganpipe --help`` reads these specs, kept light
+    import click
+
+    from ganpipe.card_extensions import CardFieldsRegister
+    from ganpipe.inputs import InputKindRegister
+    from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
+    from ganpipe.report.extensions import ReportSections
 
 hookspec = pluggy.HookspecMarker("ganpipe")
 
@@ -44,3 +52,41 @@ def ganpipe_register_datasets(register: DatasetRegister) -> None:
     (``name``, the ``data.dataset`` value; ``Options`` for its keys of ``[data]``;
     ``load(opts, image_size, channels, base_dir) -> ImageSet``; ``fingerprint(opts,
     base_dir)``; optional ``class_names(opts, base_dir)``)."""
+
+
+# -- extension points beyond registration (since 0.3) -------------------------------------
+
+
+@hookspec
+def ganpipe_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``ganpipe`` command line (since 0.3), as llm's
+    ``register_commands``: ``cli`` is a click group, so decorate with ``@cli.command()``
+    (or ``@cli.group()``) or call ``cli.add_command(cmd)``. Called when ``ganpipe --help``
+    lists the commands or an unknown command name is run, never for ganpipe's own
+    commands; keep heavy imports inside the command. A name ganpipe or another plugin
+    already uses is refused, naming the plugin."""
+
+
+@hookspec
+def ganpipe_report_sections(report: ReportSections) -> None:
+    """Add sections to a run's ``report.html`` (since 0.3): ``report.run`` is the run
+    (its manifest, recorded pipeline.toml, stages and outputs); call ``report.add(title,
+    *blocks, note=...)`` with blocks made by ``report.text``, ``report.key_values``,
+    ``report.table``, ``report.code`` and ``report.image`` (every text escaped). A hook
+    that raises costs only its own section: a one-line note stands in its place."""
+
+
+@hookspec
+def ganpipe_model_card_fields(register: CardFieldsRegister) -> None:
+    """Declare typed model-card extension fields (since 0.3): ``register("my-ns",
+    MyFields)`` (a pydantic model) or ``register.lazy("pkg.module:MyFields",
+    namespace="my-ns")``. A variant writes them as ``ExportSpec.metadata["extensions"]
+    = {"my-ns": MyFields(...)}``; ``card.extension("my-ns")`` reads them back typed."""
+
+
+@hookspec
+def ganpipe_register_input_kinds(register: InputKindRegister) -> None:
+    """Register generator input kinds with their samplers (since 0.3): ``register(name,
+    sample, description=..., torch_sample=None)`` with ``sample(rng, n, shape) ->
+    ndarray`` (numpy: ``ganpipe generate`` draws it without torch; training too, seeded
+    from the run), or ``register.lazy("pkg.module:sample", name=..., ...)``."""

@@ -10,11 +10,22 @@ Fields a plugin adds through ``ExportSpec.metadata`` that are not fields of the 
 kept in :attr:`ModelCard.extra` and written back unchanged. A key that later became a field
 (``min_size``, once an extra key) is read into the field, from files and from ``extra``
 alike, so older files and callers keep working.
+
+**Extension fields** (since 0.3) are a plugin's own, namespaced: ``ExportSpec.metadata
+["extensions"] = {"my-ns": {...}}`` (a pydantic model instance, or a JSON object), written
+as one ``ganpipe.extensions.<namespace>`` entry each and read back into
+:attr:`ModelCard.extensions`; :meth:`ModelCard.extension` returns a namespace typed by the
+pydantic model its plugin declares (hook ``ganpipe_model_card_fields``,
+:mod:`ganpipe.card_extensions`). A namespace no installed plugin declares is kept as it is
+and written back unchanged; neither extensions nor ``extra`` can shadow a key of ganpipe's.
+Input kinds are names (:mod:`ganpipe.inputs` says what each means; plugins add kinds), so
+a card with a plugin's kind reads without that plugin.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,8 +47,13 @@ FORMAT_VERSION = 1
 #: What a model does: latent -> image, image -> larger image, image -> image (scale 1).
 TASKS = ("generate", "super_resolve", "translate")
 Task = Literal["generate", "super_resolve", "translate"]
-#: Input kinds an exported model may have (see :class:`InputSpec`).
+#: Input kinds built into ganpipe (see :class:`InputSpec`; plugins add others, named like
+#: :data:`NAME_PATTERN`, see :mod:`ganpipe.inputs`).
 INPUT_KINDS = ("normal", "label", "image", "categorical", "uniform", "truncation")
+#: what an input kind or an extension namespace is named: lower-case, digits, ``-``, ``_``
+NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
+#: key prefix (after :data:`PREFIX`) of the extension namespaces in ``metadata_props``
+EXTENSIONS = "extensions."
 #: What ``generate --truncation T`` does to a model (:attr:`ModelCard.truncation`).
 TRUNCATIONS = ("z_redraw", "w_lerp", "none")
 
@@ -53,7 +69,8 @@ class InputSpec:
     ``shape``): the two latent codes that ``ganpipe generate --code`` can fix, or
     ``truncation`` (float psi of ``shape``, one per style layer: each layer's w is pulled
     towards the average w, ``w_avg + psi * (w - w_avg)``; 1 is no truncation, 0 the
-    average image; ``generate --truncation`` sets it).
+    average image; ``generate --truncation`` sets it), or a kind a plugin registers
+    (since 0.3, :mod:`ganpipe.inputs`).
     """
 
     name: str
@@ -78,7 +95,7 @@ def _encode(value: Any) -> str:
 class _Input(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     name: str
-    kind: Literal["normal", "label", "image", "categorical", "uniform", "truncation"]
+    kind: str = Field(pattern=NAME_PATTERN)
     shape: tuple[int, ...] = ()
 
 
@@ -129,6 +146,10 @@ class ModelCard(BaseModel):
         default_factory=dict,
         description="the variant's options as training resolved them (scaled defaults included)",
     )
+    extensions: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="plugins' namespaced fields: namespace -> JSON object (since 0.3)",
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="plugin-defined keys")
 
     @model_validator(mode="before")
@@ -143,6 +164,42 @@ class ModelCard(BaseModel):
                 data = {**data, "extra": extra}
                 data.setdefault("min_size", value)
         return data
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extensions(cls, value: Any) -> dict[str, dict[str, Any]]:
+        """Namespaces named like input kinds; a pydantic model instance (a plugin's typed
+        fields) is stored as its JSON object."""
+        if not isinstance(value, dict):
+            raise ValueError("extensions must be a mapping of namespace -> fields")
+        out = {}
+        for namespace, fields in value.items():
+            if not isinstance(namespace, str) or not re.match(NAME_PATTERN, namespace):
+                raise ValueError(
+                    f"extension namespace {namespace!r} must be lower-case letters, digits, "
+                    f"'-' or '_' (the plugin's name, e.g. 'my-plugin')"
+                )
+            if isinstance(fields, BaseModel):
+                fields = fields.model_dump(mode="json")
+            if not isinstance(fields, dict):
+                raise ValueError(
+                    f"extension {namespace!r} must be a pydantic model or a mapping of "
+                    f"fields, not {type(fields).__name__}"
+                )
+            out[namespace] = fields
+        return out
+
+    @field_validator("extra")
+    @classmethod
+    def _no_shadowing(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """ganpipe's own keys are its fields': ``extra`` may not write over them."""
+        for key in value:
+            if key in cls.model_fields or key == "num_classes" or key.startswith(EXTENSIONS):
+                raise ValueError(
+                    f"extra key {key!r} is ganpipe's own; set the card field (or "
+                    f"metadata['extensions'] for a plugin's namespaced fields) instead"
+                )
+        return value
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -175,12 +232,39 @@ class ModelCard(BaseModel):
     def image_input(self) -> InputSpec | None:
         return next((s for s in self.inputs if s.kind == "image"), None)
 
+    def extension(self, namespace: str, model: type[BaseModel] | None = None) -> Any:
+        """The extension fields of ``namespace``: an instance of ``model`` (default: the
+        pydantic model the installed plugins declare for it, hook
+        ``ganpipe_model_card_fields``), or the plain mapping when none is declared;
+        ``None`` when the card has none. Values the model refuses are a one-line
+        :class:`ModelFileError` naming the field."""
+        fields = self.extensions.get(namespace)
+        if fields is None:
+            return None
+        if model is None:
+            from ganpipe.card_extensions import declared_model
+
+            model = declared_model(namespace)
+            if model is None:
+                return dict(fields)
+        try:
+            return model.model_validate(fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ModelFileError(
+                f"model card extension {namespace!r}: field {where!r} is invalid "
+                f"({err['msg']}) for {model.__name__}; re-export the model with the "
+                f"plugin's version that reads it"
+            ) from None
+
     # -- ONNX metadata_props ---------------------------------------------------------------
     def to_props(self) -> dict[str, str]:
         """``{"ganpipe.<field>": json}`` for an ONNX file's ``metadata_props``."""
-        data = self.model_dump(mode="json", exclude={"extra"}, exclude_none=True)
+        data = self.model_dump(mode="json", exclude={"extra", "extensions"}, exclude_none=True)
         data["num_classes"] = self.num_classes  # written for older readers
-        data.update(self.extra)
+        data = {**self.extra, **data}  # ganpipe's keys win (``extra`` cannot hold them)
+        data.update({EXTENSIONS + ns: fields for ns, fields in self.extensions.items()})
         return {PREFIX + k: _encode(v) for k, v in data.items()}
 
     @classmethod
@@ -209,9 +293,14 @@ class ModelCard(BaseModel):
                 f"reads (up to {FORMAT_VERSION}); upgrade ganpipe (pip install -U ganpipe)"
             )
         raw.pop("num_classes", None)
-        fields = set(cls.model_fields) - {"extra"}
+        fields = set(cls.model_fields) - {"extra", "extensions"}
         known = {k: v for k, v in raw.items() if k in fields}
-        known["extra"] = {k: v for k, v in raw.items() if k not in fields}
+        known["extensions"] = {
+            k[len(EXTENSIONS) :]: v for k, v in raw.items() if k.startswith(EXTENSIONS)
+        }
+        known["extra"] = {
+            k: v for k, v in raw.items() if k not in fields and not k.startswith(EXTENSIONS)
+        }
         try:
             return cls.model_validate(known)
         except ValidationError as exc:

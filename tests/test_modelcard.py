@@ -159,7 +159,8 @@ def test_newer_format_version_through_ganpipe_generate(tmp_path):
         ("channels", "7", "channels"),
         ("task", "paint", "task"),
         ("value_range", "[1.0, -1.0]", "value_range"),
-        ("inputs", json.dumps([{"name": "z", "kind": "weird", "shape": [4]}]), "kind"),
+        # kinds are names (plugins add kinds): one that cannot be a name is refused
+        ("inputs", json.dumps([{"name": "z", "kind": "Weird kind!", "shape": [4]}]), "kind"),
         ("precision", "int4", "precision"),
         ("image_size", '"big"', "image_size"),
     ],

@@ -679,7 +679,9 @@ def _hookspecs() -> dict[str, types.FunctionType]:
 
 
 def test_every_hookspec_is_documented_and_exercised_by_a_builtin_plugin():
-    specs = _hookspecs()
+    # the registration hooks; the extension hooks (commands, report sections, model-card
+    # fields, input kinds) are exercised by the example plugins: test_extension_points.py
+    specs = {n: f for n, f in _hookspecs().items() if n.removeprefix("ganpipe_register_") in KINDS}
     assert set(specs) == {f"ganpipe_register_{kind}" for kind in KINDS}, (
         "load_registry calls exactly the ganpipe_register_<kind> hooks of KINDS"
     )

@@ -39,6 +39,7 @@ from ganpipe.inference.truncation import (
     truncation_mode,
 )
 from ganpipe.inference.watchdog import RunTimeout, deadline
+from ganpipe.inputs import draw, input_kind
 from ganpipe.options import validate
 
 __all__ = [
@@ -70,9 +71,11 @@ def sample_inputs(
 ) -> dict[str, np.ndarray]:
     """Inputs for ``n`` samples. Random draws happen for every input in order even where a
     code is fixed or the noise truncated (redraws come from a stream of their own), so the
-    noise of a seed does not depend on the codes or the truncation chosen. ``truncation``
-    (and ``truncation_cutoff``) as :mod:`ganpipe.inference.truncation` says for the model:
-    Gaussian noise redrawn, or psi fed to its ``truncation`` input (1 when unset)."""
+    noise of a seed does not depend on the codes or the truncation chosen. Each input is
+    drawn by its kind's numpy sampler (:mod:`ganpipe.inputs`; a plugin's kind loads the
+    plugins, a built-in one does not). ``truncation`` (and ``truncation_cutoff``) as
+    :mod:`ganpipe.inference.truncation` says for the model: Gaussian noise redrawn, or psi
+    fed to its ``truncation`` input (1 when unset)."""
     check_truncation(model.path.name, model.card, truncation, truncation_cutoff)
     redraw_z = truncation is not None and truncation_mode(model.card) == "z_redraw"
     rng = np.random.default_rng(seed)
@@ -81,29 +84,28 @@ def sample_inputs(
     feeds = {}
     for spec in model.card.inputs:
         name, shape = spec.name, spec.shape
-        if spec.kind == "normal":
-            feeds[name] = rng.standard_normal((n, *shape), dtype=np.float32)
-            if redraw_z:
-                feeds[name] = truncate(feeds[name], truncation, redraws)
-        elif spec.kind == "truncation":
+        if spec.kind == "truncation":
             feeds[name] = psi_values(spec, n, truncation, truncation_cutoff)
-        elif spec.kind == "label":
+            continue
+        if spec.kind == "label":
             feeds[name] = labels if labels is not None else np.zeros(n, np.int64)
-        elif spec.kind == "categorical":
-            idx = rng.integers(0, shape[-1], (n, *shape[:-1]))
-            if name in fixed:
-                idx = np.broadcast_to(fixed[name], idx.shape)
-            feeds[name] = np.eye(shape[-1], dtype=np.float32)[idx]
-        elif spec.kind == "uniform":
-            values = rng.uniform(-1.0, 1.0, (n, *shape)).astype(np.float32)
-            if name in fixed:
-                values = np.broadcast_to(fixed[name], values.shape).copy()
-            feeds[name] = values
-        else:
+            continue
+        kind = input_kind(spec.kind)
+        if kind is None or not kind.drawn:
             raise GanpipeError(
-                f"{model.path.name}: input kind {spec.kind!r} is not "
-                f"supported by this version of ganpipe; upgrade ganpipe"
+                f"{model.path.name}: input {name!r} has kind {spec.kind!r}, which neither "
+                f"this ganpipe nor an installed plugin draws; install the plugin that "
+                f"trained it (variant {model.card.variant or '?'!r}) or upgrade ganpipe"
             )
+        values = draw(kind, rng, n, shape)  # the kind's numpy sampler (ganpipe.inputs)
+        if spec.kind == "normal" and redraw_z:
+            values = truncate(values, truncation, redraws)
+        elif spec.kind == "categorical" and name in fixed:
+            idx = np.broadcast_to(fixed[name], (n, *shape[:-1]))
+            values = np.eye(shape[-1], dtype=np.float32)[idx]
+        elif spec.kind == "uniform" and name in fixed:
+            values = np.broadcast_to(fixed[name], values.shape).copy()
+        feeds[name] = values
     return feeds
 
 

@@ -1,5 +1,6 @@
-"""The page of the run report: header, stage table, the sections, the recorded
-pipeline.toml, and the page's own CSS and (small, inline) JS."""
+"""The page of the run report: header, stage table, the sections, the plugins' sections
+(:mod:`ganpipe.report.extensions`), the recorded pipeline.toml, and the page's own CSS and
+(small, inline) JS."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from ganpipe import __version__
 from ganpipe.fsutil import write_bytes
+from ganpipe.report.extensions import plugin_sections
 from ganpipe.report.markup import compact, duration, esc, section_html, table_html
 from ganpipe.report.results import (
     evaluate_html,
@@ -192,8 +194,11 @@ def _section(builder, anchor: str, title: str, record: RunRecord) -> str:
         return section_html(anchor, title, "", note=note)
 
 
-def render(record: RunRecord) -> str:
+def render(record: RunRecord, *, entry_points: bool = True) -> str:
+    """The page; the plugins' sections (third-party ones unless ``entry_points`` is false)
+    come after the model card, before the pipeline.toml."""
     parts = [(a, t, _section(build, a, t, record)) for build, a, t in SECTIONS]
+    parts[-1:-1] = plugin_sections(record, entry_points)
     parts = [p for p in parts if p[2]]
     nav = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in parts)
     sections = [html for _, _, html in parts]
@@ -212,10 +217,11 @@ def render(record: RunRecord) -> str:
     )
 
 
-def write_report(run_dir: str | Path) -> Path:
+def write_report(run_dir: str | Path, *, entry_points: bool = True) -> Path:
     """Write ``RUN_DIR/report.html`` (one self-contained file) and return its path;
-    :class:`~ganpipe.report.run.RunFolderError` when ``run_dir`` is not a run folder."""
+    :class:`~ganpipe.report.run.RunFolderError` when ``run_dir`` is not a run folder.
+    ``entry_points``: third-party plugins may add sections (see :func:`render`)."""
     record = load_run(run_dir)
     path = record.run_dir / REPORT
-    write_bytes(path, render(record).encode("utf-8"))
+    write_bytes(path, render(record, entry_points=entry_points).encode("utf-8"))
     return path

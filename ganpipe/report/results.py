@@ -153,7 +153,9 @@ def model_card_html(record: RunRecord) -> str:
         card = ModelCard.from_onnx(model, path)
     except (GanpipeError, OSError, ValueError) as exc:
         return section_html("model", "Model card", "", note=f"{path.name}: {exc}")
-    fields = card.model_dump(mode="json", exclude={"inputs", "extra"}, exclude_none=True)
+    fields = card.model_dump(
+        mode="json", exclude={"inputs", "extra", "extensions"}, exclude_none=True
+    )
     items: list[tuple[str, Any]] = [(k, v) for k, v in fields.items()]
     items.insert(
         3,
@@ -163,6 +165,7 @@ def model_card_html(record: RunRecord) -> str:
         ),
     )
     items += [(f"extra.{k}", v) for k, v in card.extra.items()]
+    items += [(f"{ns}.{k}", v) for ns, fields in card.extensions.items() for k, v in fields.items()]
     body = (
         '<div class="cols">'
         f"<div><h3>card</h3>{key_values_html(items)}</div>"

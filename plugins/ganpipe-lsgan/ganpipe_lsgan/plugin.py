@@ -4,6 +4,8 @@ The variant is registered lazily: :mod:`ganpipe_lsgan.variant` (and torch) is im
 when a pipeline uses ``variant = "lsgan"``, so ``ganpipe plugins`` stays fast.
 """
 
+from __future__ import annotations  # unevaluated: `ganpipe --help` imports this module
+
 import ganpipe
 
 

@@ -4,6 +4,8 @@ The source is declared lazily: :mod:`ganpipe_zip.source` (with numpy and Pillow)
 imported only when a pipeline says ``dataset = "zip"``, so ``ganpipe plugins`` stays fast.
 """
 
+from __future__ import annotations  # unevaluated: `ganpipe --help` imports this module
+
 import ganpipe
 
 
