@@ -322,7 +322,8 @@ class Variant:
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Random generator inputs for ``n`` samples (labels cycle through the classes;
-        ``truncation`` inputs are 1, untruncated)."""
+        ``truncation`` inputs are 1, untruncated; other kinds drawn by their sampler in
+        :mod:`ganpipe.inputs`, as ``ganpipe generate`` draws them, from ``generator``)."""
         import torch
 
         out = []
@@ -334,8 +335,12 @@ class Variant:
                 out.append(lab.to(device=device, dtype=torch.long))
             elif spec.kind == "truncation":  # psi 1: untruncated
                 out.append(torch.ones((n, *spec.shape), device=device))
-            else:
-                raise ValueError(f"unknown input kind {spec.kind!r}")
+            else:  # uniform, categorical, plugins' kinds: numpy sampler, or torch's declared
+                from ganpipe.inputs import training_sample
+
+                seed = int(torch.randint(0, 2**62, (), generator=generator))
+                value = training_sample(spec, n, seed, generator)
+                out.append(torch.as_tensor(value).to(device))
         return tuple(out)
 
     def fixed_inputs(
