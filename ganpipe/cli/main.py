@@ -66,11 +66,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _Group(click.Group):
-    """Loads commands lazily (:data:`COMMANDS`) and turns user errors (GanpipeError, bad
-    arguments) into one line on stderr and a non-zero exit."""
+    """Loads commands lazily (:data:`COMMANDS`; plugins' commands only for ``--help`` and
+    names that are not ganpipe's) and turns user errors (GanpipeError, bad arguments) into
+    one line on stderr and a non-zero exit."""
+
+    def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        """The plugins' commands (:mod:`ganpipe.cli.plugin_commands`), loaded once per
+        invocation; what was refused is a warning line each."""
+        root = ctx.find_root()
+        if "ganpipe.plugin_commands" not in root.meta:
+            from ganpipe.cli.plugin_commands import load_commands
+
+            found = load_commands(
+                {*COMMANDS, *self.commands}, entry_points=not root.params.get("no_plugins")
+            )
+            for problem in found.problems:
+                click.echo(f"ganpipe: warning: {problem}", err=True)
+            root.meta["ganpipe.plugin_commands"] = found.commands
+        return root.meta["ganpipe.plugin_commands"]
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*COMMANDS, *super().list_commands(ctx)})
+        return sorted({*COMMANDS, *super().list_commands(ctx), *self.plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMANDS:
@@ -78,13 +94,17 @@ class _Group(click.Group):
 
             module, _, attr = COMMANDS[name][0].partition(":")
             return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
+        return super().get_command(ctx, name) or self.plugin_commands(ctx).get(name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
         rows += [(n, c.get_short_help_str()) for n, c in sorted(self.commands.items())]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+        plugin_rows = [(n, c.get_short_help_str()) for n, c in self.plugin_commands(ctx).items()]
+        if plugin_rows:
+            with formatter.section("Commands from plugins"):
+                formatter.write_dl(sorted(plugin_rows))
 
     def main(self, args=None, prog_name=None, **extra):
         try:
@@ -145,6 +165,7 @@ class _Group(click.Group):
 @click.option(
     "--no-plugins",
     is_flag=True,
+    is_eager=True,  # before --help, which lists the plugins' commands
     help="Skip third-party plugins (entry points); built-ins still load.",
 )
 @click.option(
