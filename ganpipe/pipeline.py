@@ -22,23 +22,29 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ganpipe import runlock
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
+from ganpipe.outputs import StageOutput
 from ganpipe.signals import Interrupted
-from ganpipe.stage import StageContext
+from ganpipe.stage import Log, StageContext
 from ganpipe.training import launch  # torch-free; torch is imported under torchrun only
 
 MANIFEST = "manifest.json"
 #: the copy of the pipeline.toml kept in the run folder
 PIPELINE_COPY = "pipeline.toml"
+R = TypeVar("R", bound=StageOutput)
 
 
 @dataclass
 class Manifest:
+    """``manifest.json`` of a run folder: per stage, its fingerprint, outputs (paths
+    relative to the run folder), ``info``, summary and timing, or how it failed. The
+    built-in stages' entries are read typed with :meth:`record`."""
+
     path: Path
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: where the run's pipeline.toml came from and its copy in the run folder (for reports)
@@ -56,6 +62,19 @@ class Manifest:
 
     def save(self) -> None:
         write_json(self.path, {"format": 1, "pipeline": self.pipeline, "stages": self.stages})
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    def record(self, cls: type[R], stage: str | None = None) -> R | None:
+        """The typed record (:mod:`ganpipe.outputs`) of ``stage`` (default: the one
+        ``cls`` is for) when it finished, else None; a :class:`ValueError` when its entry
+        does not fit ``cls``."""
+        entry = self.stages.get(stage or cls.stage)
+        if not entry or "outputs" not in entry:
+            return None
+        return cls.from_dict(entry, self.run_dir)
 
     def done(self, name: str, fingerprint: str, run_dir: Path) -> bool:
         entry = self.stages.get(name)
@@ -104,7 +123,7 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def run_pipeline(
-    cfg: PipelineConfig, *, force: bool = False, from_stage: str | None = None, log=print
+    cfg: PipelineConfig, *, force: bool = False, from_stage: str | None = None, log: Log = print
 ) -> Manifest:
     names = [sc.name for sc in cfg.stages]
     if from_stage is not None and from_stage not in names:
@@ -174,7 +193,7 @@ def _run_stages(
     coord: launch.Coordinator | None,
     force: bool,
     from_stage: str | None,
-    log,
+    log: Log,
 ) -> Manifest:
     decide = coord.decide if coord is not None else (lambda *_, **__: None)
     run_dir = ensure_writable_dir(cfg.run_dir, "run folder")
@@ -239,7 +258,7 @@ def _run_stages(
     return manifest
 
 
-def _report(run_dir: Path, log) -> None:
+def _report(run_dir: Path, log: Log) -> None:
     """Write ``report.html`` (ganpipe.report); a problem with it never fails the run."""
     try:
         from ganpipe.report import write_report
@@ -255,7 +274,7 @@ def run_file(
     force: bool = False,
     from_stage: str | None = None,
     entry_points: bool = True,
-    log=print,
+    log: Log = print,
 ) -> Manifest:
     from ganpipe.registry import load_registry
 

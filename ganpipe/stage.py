@@ -10,14 +10,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ganpipe.errors import ConfigError
+
+if TYPE_CHECKING:  # no import cycle, and ``ganpipe plugins`` loads no more than it did
+    from ganpipe.config import PipelineConfig
+    from ganpipe.outputs import StageOutput
+    from ganpipe.pipeline import Manifest
+
+    R = TypeVar("R", bound=StageOutput)
+
+
+class Log(Protocol):
+    """How a stage says something: ``ctx.log(line)`` prints one line (a stage running in
+    a process other than 0 under torchrun says nothing)."""
+
+    def __call__(self, line: str, /) -> None: ...
 
 
 @dataclass
 class StageResult:
-    """Outputs (paths relative to the run folder) and a one-line summary to print."""
+    """Outputs (paths relative to the run folder) and a one-line summary to print;
+    ``info``: JSON values kept in the manifest. The built-in stages make theirs from a
+    typed record (:meth:`StageContext.result`)."""
 
     outputs: dict[str, str]
     summary: str = ""
@@ -27,14 +43,60 @@ class StageResult:
 @dataclass
 class StageContext:
     """What a stage runs in: the validated pipeline config, the run folder, the manifest of
-    what earlier stages produced, and the log function (``ctx.log(line)``)."""
+    what earlier stages produced, and the log function (``ctx.log(line)``).
 
-    config: Any  # ganpipe.config.PipelineConfig
+    Earlier stages' outputs: :meth:`output_of` gives a built-in stage's typed record
+    (:mod:`ganpipe.outputs`, e.g. ``ctx.output_of(TrainOutput, needed_by="mystage")``),
+    :meth:`output` one path of any stage by its key."""
+
+    config: PipelineConfig
     run_dir: Path
-    manifest: Any  # ganpipe.pipeline.Manifest
+    manifest: Manifest
     fingerprints: dict[str, str]  # fingerprints of the stages of this run
     force: bool = False
-    log: Any = print
+    log: Log = print
+
+    def output_of(self, cls: type[R], *, needed_by: str, stage: str | None = None) -> R:
+        """The record of an earlier stage (this run or a finished one) as ``cls``, e.g.
+        :class:`~ganpipe.outputs.TrainOutput`; ``stage``: its table when it is not the one
+        ``cls`` is for. A one-line ConfigError when it has not run, does not fit ``cls``
+        or one of its output files is gone."""
+        name = stage or cls.stage
+        try:
+            record = self.manifest.record(cls, name)
+        except ValueError as exc:
+            errors = getattr(exc, "errors", None)
+            first = errors()[0] if callable(errors) else {"msg": str(exc), "loc": ()}
+            where = ".".join(str(p) for p in first.get("loc", ())) or name
+            raise ConfigError(
+                f"[{needed_by}] cannot read what [{name}] recorded in "
+                f"{self.manifest.path} ({where}: {first.get('msg')}); re-run with --from {name}"
+            ) from None
+        if record is None:
+            raise self._not_run(name, needed_by)
+        for path in record.paths().values():
+            if not path.exists():
+                raise self._gone(path, name, needed_by)
+        return record
+
+    def result(self, record: StageOutput, summary: str) -> StageResult:
+        """The :class:`StageResult` of a typed record: its paths relative to the run
+        folder in ``outputs``, its other fields in ``info``."""
+        return StageResult(summary=summary, **record.to_dict(self.run_dir))
+
+    def _not_run(self, stage: str, needed_by: str) -> ConfigError:
+        return ConfigError(
+            f"[{needed_by}] needs the output of [{stage}], which has not "
+            f"run in {self.run_dir}; add a [{stage}] table before "
+            f"[{needed_by}] in {self.config.path}"
+        )
+
+    @staticmethod
+    def _gone(path: Path, stage: str, needed_by: str) -> ConfigError:
+        return ConfigError(
+            f"[{needed_by}] needs {path} (from [{stage}]), which is gone; "
+            f"re-run with --from {stage}"
+        )
 
     def stage_dir(self, name: str) -> Path:
         path = self.run_dir / name
@@ -45,17 +107,10 @@ class StageContext:
         """Path of output ``key`` of an earlier ``stage`` (this run or a finished one)."""
         entry = self.manifest.stages.get(stage)
         if not entry or key not in entry.get("outputs", {}):
-            raise ConfigError(
-                f"[{needed_by}] needs the output of [{stage}], which has not "
-                f"run in {self.run_dir}; add a [{stage}] table before "
-                f"[{needed_by}] in {self.config.path}"
-            )
+            raise self._not_run(stage, needed_by)
         path = self.run_dir / entry["outputs"][key]
         if not path.exists():
-            raise ConfigError(
-                f"[{needed_by}] needs {path} (from [{stage}]), which is gone; "
-                f"re-run with --from {stage}"
-            )
+            raise self._gone(path, stage, needed_by)
         return path
 
     def has_output(self, stage: str) -> bool:
@@ -78,9 +133,10 @@ class StageContext:
         """The training images: the augment stage's set when this pipeline has one, else
         the dataset source's training split."""
         from ganpipe.data.base import ImageSet
+        from ganpipe.outputs import AugmentOutput
 
         if self.config.stage("augment") is not None and self.has_output("augment"):
-            return ImageSet.load(self.output("augment", "dataset", needed_by="train"))
+            return ImageSet.load(self.output_of(AugmentOutput, needed_by="train").dataset)
         return self.load_source("train")
 
 

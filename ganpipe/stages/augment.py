@@ -17,6 +17,7 @@ from pydantic import Field
 from ganpipe.data.base import ImageSet
 from ganpipe.data.imageio import from_array, make_grid, save_image, to_array
 from ganpipe.options import Options
+from ganpipe.outputs import AugmentOutput
 from ganpipe.stage import Stage, StageContext, StageResult
 
 
@@ -94,8 +95,13 @@ class AugmentStage(Stage):
         pick = rng.choice(len(out), size=min(64, len(out)), replace=False)
         save_image(make_grid(out.images[np.sort(pick)]), folder / "preview.png")
         skipped = f", {len(source.skipped)} unreadable skipped" if source.skipped else ""
-        return StageResult(
-            {"dataset": f"{self.name}/dataset.npz", "preview": f"{self.name}/preview.png"},
+        return ctx.result(
+            AugmentOutput(
+                dataset=folder / "dataset.npz",
+                preview=folder / "preview.png",
+                images=len(out),
+                source_images=len(source),
+                skipped=len(source.skipped),
+            ),
             f"{len(source)} images{skipped} -> {len(out)} ({len(out.class_names)} class(es))",
-            {"images": len(out), "source_images": len(source), "skipped": len(source.skipped)},
         )

@@ -26,6 +26,7 @@ from ganpipe.devices import ORT_KINDS, Device, grammar, ort_device
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_json
 from ganpipe.options import Options
+from ganpipe.outputs import EvaluateOutput, ExportOutput
 from ganpipe.stage import Stage, StageContext, StageResult
 
 if TYPE_CHECKING:
@@ -174,11 +175,10 @@ class EvaluateStage(Stage):
             f"  {'model':<10}{scores['psnr']:>10.2f}{scores['ssim']:>8.4f}\n"
             f"  {'bicubic':<10}{scores['bicubic_psnr']:>10.2f}{scores['bicubic_ssim']:>8.4f}"
         )
-        return StageResult(
-            {"metrics": f"{self.name}/metrics.json"},
+        return ctx.result(
+            EvaluateOutput(metrics=folder / "metrics.json", psnr=scores["psnr"], psnr_gain=gain),
             f"x{scale} PSNR ({how}) {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
             f"SSIM {scores['ssim']:.4f} on {len(real)} {which} images",
-            {"psnr": scores["psnr"], "psnr_gain": gain},
         )
 
     def _translate(
@@ -233,12 +233,11 @@ class EvaluateStage(Stage):
             },
         )
         ctx.log(_table({"translated": s}) + f"\n  {note}")
-        return StageResult(
-            {"metrics": f"{self.name}/metrics.json"},
+        return ctx.result(
+            EvaluateOutput(metrics=folder / "metrics.json", fid=s["fid"], kid=s["kid"]),
             f"FID {s['fid']:.3f} from {len(source)} translated vs {len(target)} {which} "
             f"target-domain images (biased upward at small N: compare only at the same N "
             f"and extractor), KID {s['kid']:.4f} +- {s['kid_std']:.4f}",
-            {"fid": s["fid"], "kid": s["kid"]},
         )
 
     def run(self, ctx: StageContext, opts: EvaluateOptions) -> StageResult:
@@ -255,7 +254,7 @@ class EvaluateStage(Stage):
             opts.real if opts.real != "auto" else ("holdout" if cfg.data.holdout > 0 else "train")
         )
         real = ctx.load_source(which)
-        path = ctx.output("export", "model", needed_by=self.name)
+        path = ctx.output_of(ExportOutput, needed_by=self.name).model
         model = open_model(path, opts.device, task=TASKS)
         card = model.card
         if card.task == "super_resolve":
@@ -300,11 +299,10 @@ class EvaluateStage(Stage):
             },
         )
         ctx.log(_table(rows) + f"\n  {note}")
-        return StageResult(
-            {"metrics": f"{self.name}/metrics.json"},
+        return ctx.result(
+            EvaluateOutput(metrics=folder / "metrics.json", fid=s["fid"], kid=s["kid"]),
             f"FID {s['fid']:.3f} from {len(fake)} generated vs {len(real)} {which} images "
             f"({opts.features} features; biased upward at small N: compare only at the "
             f"same N and extractor), KID {s['kid']:.4f} +- {s['kid_std']:.4f}, precision "
             f"{s['precision']:.2f}, recall {s['recall']:.2f} (on {s['prdc_n']} of each)",
-            {"fid": s["fid"], "kid": s["kid"]},
         )

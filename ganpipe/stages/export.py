@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ganpipe.options import Options
+from ganpipe.outputs import ExportOutput, TrainOutput
 from ganpipe.stage import Stage, StageContext, StageResult
 
 
@@ -15,12 +16,12 @@ class ExportOptions(Options):
     atol: float = Field(1e-3, gt=0, description="max abs diff allowed between ONNX and torch")
 
 
-def resolved_options(ctx: StageContext):
+def resolved_options(ctx: StageContext, train: TrainOutput):
     """The model options training resolved (defaults scaled to the data and device, in
     the manifest since they are), else the configured ones (runs from before)."""
     cfg = ctx.config
-    saved = ctx.manifest.stages["train"]["info"].get("model_options")
-    if not isinstance(saved, dict):
+    saved = train.model_options
+    if saved is None:
         return cfg.variant_options
     opts = type(cfg.variant_options).model_validate(saved)
     opts._base_dir = getattr(cfg.variant_options, "_base_dir", None)
@@ -41,12 +42,12 @@ class ExportStage(Stage):
         from ganpipe.variant import DataInfo
 
         cfg = ctx.config
-        ckpt = ctx.output("train", "checkpoint", needed_by=self.name)
-        weights = load_weights(ckpt)
-        data = ctx.manifest.stages["train"]["info"]["data"]
-        info = DataInfo(data["image_size"], data["channels"], tuple(data["class_names"]))
+        train = ctx.output_of(TrainOutput, needed_by=self.name)
+        weights = load_weights(train.checkpoint)
+        data = train.data
+        info = DataInfo(data.image_size, data.channels, data.class_names)
         variant = cfg.variant
-        vopts = resolved_options(ctx)
+        vopts = resolved_options(ctx, train)
         nets = variant.build(vopts, info)
         for name, net in nets.items():
             net.load_state_dict(weights[name])
@@ -62,9 +63,10 @@ class ExportStage(Stage):
         folder = ctx.stage_dir(self.name)
         result = export_onnx(spec, folder / opts.filename, card, opset=opts.opset, atol=opts.atol)
         size_kb = result.path.stat().st_size / 1024
-        return StageResult(
-            {"model": f"{self.name}/{opts.filename}"},
+        return ctx.result(
+            ExportOutput(
+                model=folder / opts.filename, max_abs_diff=result.max_abs_diff, ema=used_ema
+            ),
             f"{'EMA ' if used_ema else ''}generator -> {result.path} ({size_kb:.0f} KiB, "
             f"ONNX vs torch max abs diff {result.max_abs_diff:.2e})",
-            {"max_abs_diff": result.max_abs_diff, "ema": used_ema},
         )

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from ganpipe.errors import GanpipeError
 from ganpipe.inference.options import GenerateOptions
+from ganpipe.outputs import ExportOutput, GenerateOutput
 from ganpipe.stage import Stage, StageContext, StageResult
 
 __all__ = ["GenerateOptions", "GenerateStage", "GenerateStageOptions"]
@@ -33,7 +34,7 @@ class GenerateStage(Stage):
     def run(self, ctx: StageContext, opts: GenerateStageOptions) -> StageResult:
         from ganpipe.inference.generate import generate_options, generate_to_folder
 
-        model = ctx.output("export", "model", needed_by=self.name)
+        model = ctx.output_of(ExportOutput, needed_by=self.name).model
         folder = ctx.stage_dir(self.name)
         seed = ctx.config.run.seed if opts.seed is None else opts.seed
         summary = generate_to_folder(model, folder, generate_options(opts, seed=seed))
@@ -43,11 +44,11 @@ class GenerateStage(Stage):
                 f"generate: {summary.missing} of {summary.missing + len(summary.files)} "
                 f"images not written, e.g. {first.line()}"
             )
-        outputs = {"images": self.name}
-        if summary.grid:
-            outputs["grid"] = f"{self.name}/grid.png"
-        return StageResult(
-            outputs,
+        return ctx.result(
+            GenerateOutput(
+                images=folder,
+                grid=folder / "grid.png" if summary.grid else None,
+                count=len(summary.files),
+            ),
             f"{len(summary.files)} images in {folder} ({summary.providers[0]})",
-            {"count": len(summary.files)},
         )

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 
+from ganpipe.outputs import TrainData, TrainOutput
 from ganpipe.stage import Stage, StageContext, StageResult
 from ganpipe.training.options import TrainOptions
 
@@ -230,29 +231,27 @@ class TrainStage(Stage):
             )
             result = trainer.run()
             device = str(trainer.device)
-        class_names = list(data.class_names) if data.labelled else []
-        rel = result.checkpoint.relative_to(ctx.run_dir)
         samples = sorted((folder / "samples").glob("step_*.png"))
-        outputs = {"checkpoint": str(rel), "metrics": f"{self.name}/metrics.jsonl"}
-        if samples:
-            outputs["samples"] = str(samples[-1].relative_to(ctx.run_dir))
+        record = TrainOutput(
+            checkpoint=result.checkpoint,
+            metrics=folder / "metrics.jsonl",
+            samples=samples[-1] if samples else None,
+            steps=result.steps,
+            device=device,
+            data=TrainData(
+                image_size=data.image_size,
+                channels=data.channels,
+                class_names=tuple(data.class_names) if data.labelled else (),
+            ),
+            images_per_s=round(result.images_per_second, 2),
+            model_options=vopts.model_dump(mode="json"),
+            scaled_defaults=defaults.scaled_values(cfg.variant_options, vopts),
+        )
         resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
         if data.skipped:
             resumed += f", {len(data.skipped)} unreadable image(s) skipped"
-        return StageResult(
-            outputs,
+        return ctx.result(
+            record,
             f"{result.steps} steps of {cfg.model.variant} on {len(data)} images "
             f"({device}, {result.images_per_second:.0f} images/s{resumed})",
-            {
-                "steps": result.steps,
-                "device": device,
-                "data": {
-                    "image_size": data.image_size,
-                    "channels": data.channels,
-                    "class_names": class_names,
-                },
-                "images_per_s": round(result.images_per_second, 2),
-                "model_options": vopts.model_dump(mode="json"),
-                "scaled_defaults": defaults.scaled_values(cfg.variant_options, vopts),
-            },
         )

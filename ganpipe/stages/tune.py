@@ -46,6 +46,7 @@ from ganpipe import progress, runlock
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
+from ganpipe.outputs import TuneOutput
 from ganpipe.stage import Stage, StageContext, StageResult
 
 #: what each metric means: (higher is better, task)
@@ -327,15 +328,17 @@ class TuneStage(Stage):
         best = study.best_trial
         self._write(folder, study, best, metric, opts)
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-        return StageResult(
-            {
-                "best": f"{self.name}/best.json",
-                "best_toml": f"{self.name}/best.toml",
-                "trials": f"{self.name}/trials.csv",
-            },
+        return ctx.result(
+            TuneOutput(
+                best_file=folder / "best.json",
+                best_toml=folder / "best.toml",
+                trials=folder / "trials.csv",
+                metric=metric,
+                best=best.value,
+                params=best.params,
+            ),
             f"best of {len(complete)} trials: {metric} {best.value:.4g} (trial "
             f"{best.number}: {shown}); see {folder / 'best.toml'}",
-            {"metric": metric, "best": best.value, "params": best.params},
         )
 
     @staticmethod

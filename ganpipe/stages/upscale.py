@@ -29,6 +29,7 @@ from pydantic import Field
 from ganpipe.errors import ConfigError
 from ganpipe.fsutil import shown
 from ganpipe.options import resolve_from
+from ganpipe.outputs import ExportOutput, UpscaleOutput
 from ganpipe.signals import Interrupted
 from ganpipe.stage import Stage, StageContext, StageResult
 from ganpipe.upscale.options import UpscaleOptions
@@ -108,7 +109,7 @@ class UpscaleStage(Stage):
             ctx.log(shown(message))
 
         models = [resolve(m) for m in opts.model] or [
-            ctx.output("export", "model", needed_by=self.name)
+            ctx.output_of(ExportOutput, needed_by=self.name).model
         ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
         extra = {"report": resolve(opts.report)} if opts.report else {}
@@ -126,25 +127,19 @@ class UpscaleStage(Stage):
                 say(f"[{self.name}] warning: {path}: {note}")
         for path, reason in summary.failures:
             say(f"[{self.name}] failed: {path}: {reason}")
-        try:
-            images = out.resolve().relative_to(ctx.run_dir.resolve()).as_posix()
-        except ValueError:
-            images = str(out.resolve())
         text = shown(summary.line())
         if summary.failures:
             text += f"; re-run with --from {self.name} after fixing the failed files"
-        return StageResult(
-            {"images": images},
-            text,
-            {
-                "written": len(summary.written),
-                "skipped": len(summary.skipped),
-                "ignored": len(summary.ignored_files),
-                "with_warnings": len({p for p, _ in summary.warnings}),
-                "failed": [[str(p), r] for p, r in summary.failures[:100]],
-                **({"report": str(summary.report)} if summary.report else {}),
-                **({"not_written": summary.problems} if summary.problems else {}),
-                "scale": summary.scale,
-                "seconds": round(summary.seconds, 2),
-            },
+        record = UpscaleOutput(
+            images=out.resolve(),  # relative in the manifest when inside the run folder
+            written=len(summary.written),
+            skipped=len(summary.skipped),
+            ignored=len(summary.ignored_files),
+            with_warnings=len({p for p, _ in summary.warnings}),
+            failed=[(str(p), r) for p, r in summary.failures[:100]],
+            report=str(summary.report) if summary.report else None,
+            not_written=summary.problems or None,
+            scale=summary.scale,
+            seconds=round(summary.seconds, 2),
         )
+        return ctx.result(record, text)
