@@ -1,8 +1,13 @@
-"""Structural checks of plugin objects against the contracts (torch-free).
+"""Structural checks of plugin objects against their contracts (torch-free).
 
-Used when a plugin registers an object (or a lazily declared one is first loaded) and by
-:mod:`ganpipe.testing`. Each check returns a list of problems, each a phrase such as
-``"method build(opts, info) cannot be called with 2 arguments"``; empty means it conforms.
+The contracts are the base classes :class:`ganpipe.Variant`, :class:`ganpipe.Stage` and
+:class:`ganpipe.DatasetSource`: the methods to check, whether each is required and the
+arguments ganpipe passes are read from them (:func:`ganpipe.contract.hooks`,
+:func:`ganpipe.contract.call_params`), never copied here. Used when a plugin registers an
+object (or a lazily declared one is first loaded), by ``ganpipe plugins --check`` and by
+:mod:`ganpipe.testing`. Each check returns a list of problems, each a phrase that names
+the fix, such as ``"method train_step(self) cannot be called as train_step(ctx, batch);
+give it the parameters (self, ctx, batch)"``; empty means it conforms.
 """
 
 from __future__ import annotations
@@ -11,37 +16,14 @@ import inspect
 import re
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from ganpipe.contract import call_params, hooks, own
 from ganpipe.modelcard import TASKS
 from ganpipe.stage import USES
 
 #: names of variants, stages and datasets: what a TOML table name and a CLI value can hold
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-
-#: method -> its positional parameters, as documented on the base classes
-VARIANT_METHODS: dict[str, tuple[str, ...]] = {
-    "check_data": ("opts", "info"),
-    "build": ("opts", "info"),
-    "optimizers": ("nets", "opts"),
-    "train_step": ("ctx", "batch"),
-    "inputs": ("opts", "info"),
-    "make_inputs": ("opts", "info", "n", "device"),
-    "generate": ("nets", "inputs"),
-    "export_spec": ("nets", "opts", "info"),
-}
-#: methods that must be the plugin's own (the base class only raises NotImplementedError)
-VARIANT_OWN = ("build", "train_step")
-STAGE_METHODS: dict[str, tuple[str, ...]] = {
-    "run": ("ctx", "opts"),
-    "check": ("config", "opts"),
-    "fingerprint": ("config", "opts"),
-}
-DATASET_METHODS: dict[str, tuple[str, ...]] = {
-    "load": ("opts", "image_size", "channels", "base_dir"),
-    "fingerprint": ("opts", "base_dir"),
-}
-DATASET_OPTIONAL: dict[str, tuple[str, ...]] = {"class_names": ("opts", "base_dir")}
 
 
 def _name(obj: Any) -> list[str]:
@@ -49,12 +31,14 @@ def _name(obj: Any) -> list[str]:
     if not isinstance(name, str) or not NAME_RE.match(name):
         return [
             f"'name' must be a lower-case name such as 'my-gan' (letters, digits, - and _), "
-            f"got {name!r}"
+            f"got {name!r}; declare it in register.lazy(..., name=...) or on the class"
         ]
     return []
 
 
 def _options(obj: Any) -> list[str]:
+    """``Options`` is a pydantic model class whose defaults validate (keys without a
+    default are the user's to set: refused only when a default itself is invalid)."""
     opts = getattr(obj, "Options", None)
     if not (isinstance(opts, type) and issubclass(opts, BaseModel)):
         return [
@@ -62,39 +46,60 @@ def _options(obj: Any) -> list[str]:
         ]
     try:
         opts()
-    except Exception:  # noqa: BLE001 - required keys are fine; a broken class is not
-        pass
+    except ValidationError as exc:
+        bad = [e for e in exc.errors() if e.get("type") != "missing"]
+        if bad:
+            where = ".".join(str(p) for p in bad[0].get("loc", ())) or "?"
+            return [
+                f"'Options' default of {where!r} is invalid ({bad[0].get('msg')}); give it a "
+                f"default that validates"
+            ]
+    except Exception as exc:  # noqa: BLE001 - a broken model class, named with the fix
+        return [
+            f"'Options()' raised {type(exc).__name__}: {' '.join(str(exc).split())}; "
+            f"fix the options class (it must build from its defaults)"
+        ]
     return []
 
 
-def _methods(obj: Any, spec: dict[str, tuple[str, ...]], optional: bool = False) -> list[str]:
+def _signature_problem(fn: Any, meth: str, params: tuple[str, ...]) -> str | None:
+    try:
+        inspect.signature(fn).bind(*params)
+    except TypeError:
+        return (
+            f"method {meth}{inspect.signature(fn)} cannot be called as "
+            f"{meth}({', '.join(params)}); give it the parameters (self, {', '.join(params)})"
+        )
+    except ValueError:  # no signature (a builtin): cannot tell
+        return None
+    return None
+
+
+def methods_problems(obj: Any, base: type) -> list[str]:
+    """The methods of ``base``'s contract on ``obj``: each present one callable with the
+    arguments ganpipe passes; each required one present and not only the base's."""
     problems = []
-    for meth, params in spec.items():
+    for meth, marker in hooks(base).items():
+        params = call_params(base, meth)
         fn = getattr(obj, meth, None)
         if fn is None:
-            if not optional:
-                problems.append(f"method {meth}({', '.join(params)}) is missing")
+            if marker.required:
+                problems.append(
+                    f"method {meth}({', '.join(params)}) is missing; implement it "
+                    f"(subclass ganpipe.{base.__name__})"
+                )
             continue
         if not callable(fn):
             problems.append(f"{meth!r} must be a method, got {type(fn).__name__}")
             continue
-        try:
-            inspect.signature(fn).bind(*params)
-        except TypeError:
+        problem = _signature_problem(fn, meth, params)
+        if problem:
+            problems.append(problem)
+        elif marker.required and isinstance(obj, base) and not own(obj, base, meth):
             problems.append(
-                f"method {meth}{inspect.signature(fn)} cannot be called as "
+                f"method {meth} is not implemented (only the base class's); implement "
                 f"{meth}({', '.join(params)})"
             )
-        except ValueError:  # no signature (a builtin): cannot tell
-            pass
-    return problems
-
-
-def _not_base(obj: Any, base: type, names: tuple[str, ...]) -> list[str]:
-    problems = []
-    for meth in names:
-        if getattr(type(obj), meth, None) is getattr(base, meth, object()):
-            problems.append(f"method {meth} is not implemented (only the base class's)")
     return problems
 
 
@@ -102,22 +107,33 @@ def variant_problems(obj: Any) -> list[str]:
     from ganpipe.variant import Variant
 
     problems = _name(obj) + _options(obj)
-    task = getattr(obj, "task", None)
+    task = getattr(obj, "task", "generate")
     if task not in TASKS:
-        problems.append(f"'task' must be one of {', '.join(TASKS)}, got {task!r}")
+        problems.append(
+            f"'task' must be one of {', '.join(TASKS)}, got {task!r}; declare it in "
+            f"register.lazy(..., task=...) or on the class"
+        )
     if not isinstance(getattr(obj, "generator_net", "G"), str):
-        problems.append("'generator_net' must be the name of a net (a string)")
-    problems += _methods(obj, VARIANT_METHODS)
-    problems += _not_base(obj, Variant, VARIANT_OWN)
-    return problems
+        problems.append("'generator_net' must be the name of a net (a string), e.g. 'G'")
+    problems += _train_defaults(getattr(obj, "train_defaults", {}))
+    return problems + methods_problems(obj, Variant)
+
+
+def _train_defaults(values: Any) -> list[str]:
+    """A dict of ``[train]`` keys (the keys and values are checked against the train
+    stage's options when a pipeline loads: :mod:`ganpipe.config`)."""
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        return [
+            f"'train_defaults' must be a dict of [train] keys and values, e.g. "
+            f"{{'batch_size': 16}}, got {values!r}"
+        ]
+    return []
 
 
 def stage_problems(obj: Any) -> list[str]:
     from ganpipe.stage import Stage
 
-    problems = _name(obj) + _options(obj) + _methods(obj, {"run": STAGE_METHODS["run"]})
-    problems += _methods(obj, {k: v for k, v in STAGE_METHODS.items() if k != "run"}, True)
-    problems += _not_base(obj, Stage, ("run",))
+    problems = _name(obj) + _options(obj) + methods_problems(obj, Stage)
     for attr in ("requires", "optional", "uses"):
         value = getattr(obj, attr, ())
         if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
@@ -131,10 +147,7 @@ def stage_problems(obj: Any) -> list[str]:
 def dataset_problems(obj: Any) -> list[str]:
     from ganpipe.dataset import DatasetSource
 
-    problems = _name(obj) + _options(obj) + _methods(obj, DATASET_METHODS)
-    problems += _methods(obj, DATASET_OPTIONAL, optional=True)
-    problems += _not_base(obj, DatasetSource, ("load", "fingerprint"))
-    return problems
+    return _name(obj) + _options(obj) + methods_problems(obj, DatasetSource)
 
 
 CHECKS = {"variants": variant_problems, "stages": stage_problems, "datasets": dataset_problems}

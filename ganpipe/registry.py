@@ -3,9 +3,14 @@ hooks receive.
 
 A plugin registers an object (``register(MyVariant())``), or declares one to be imported
 when a pipeline first needs it (``register.lazy("pkg.module:MyVariant", name=..., ...)``),
-so that listing plugins and torch-free pipelines never import torch. Every object is
+so that listing plugins and torch-free pipelines never import torch. A lazy declaration
+carries the object's identity (name, task, description), so its class need not repeat it
+(it is filled in on load; a class that does repeat it must agree). Every object is
 checked against its contract (:mod:`ganpipe.conformance`) when it is registered or, for a
-lazy one, first loaded; a problem is one line naming the plugin and its distribution.
+lazy one, first loaded; a problem is one line naming the plugin and its distribution. A
+variant is then adapted and guarded (:mod:`ganpipe.variant_adapter`): base-class defaults
+for plugin objects not derived from :class:`ganpipe.Variant`, and failures inside its
+methods reported as one line naming the plugin.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import pluggy
 
+from ganpipe import contract
 from ganpipe.conformance import CHECKS, NAME_RE
 from ganpipe.errors import ConfigError, PluginError
 from ganpipe.modelcard import TASKS
@@ -71,20 +77,32 @@ class Entry:
         ):
             found = getattr(importlib.import_module(module), attr)
             obj = found() if isinstance(found, type) else found
-        validate(obj, self.kind, self.owner, self.dist)
         for key, value in {"name": self.name, **self.declared}.items():
-            if key != "description" and getattr(obj, key, None) != value:
+            own = _own_value(obj, key)
+            if not own:  # declared once, in the registration: filled in here
+                setattr(obj, key, value)
+            elif own != value and key != "description":
                 raise PluginError(
-                    f"{self.where}: {self.target} has {key} {getattr(obj, key, None)!r} "
-                    f"but was registered with {key} {value!r}; make them agree"
+                    f"{self.where}: {self.target} has {key} {own!r} but was registered "
+                    f"with {key} {value!r}; make them agree (or declare it only in "
+                    f"register.lazy)"
                 )
-        if not getattr(obj, "description", "") and self.declared.get("description"):
-            obj.description = self.declared["description"]  # one place for the text
-        self.obj = obj
-        return obj
+        self.obj = validate(obj, self.kind, self.owner, self.dist)
+        return self.obj
 
 
-def validate(obj: Any, kind: str, owner: str, dist: str) -> None:
+def _own_value(obj: Any, key: str) -> Any:
+    """``obj.key`` as the object or its class sets it (``None`` when only the
+    registration declares it)."""
+    if key in getattr(obj, "__dict__", {}):
+        return vars(obj)[key]
+    return contract.declared_on_class(type(obj), key)
+
+
+def validate(obj: Any, kind: str, owner: str, dist: str) -> Any:
+    """``obj`` checked against its contract (a one-line :class:`PluginError` naming the
+    plugin otherwise); a variant is returned adapted and guarded
+    (:func:`ganpipe.variant_adapter.load_variant`)."""
     problems = CHECKS[kind](obj)
     if problems:
         what = getattr(obj, "name", None) or type(obj).__name__
@@ -92,6 +110,11 @@ def validate(obj: Any, kind: str, owner: str, dist: str) -> None:
             f"plugin {owner!r} ({dist}) registered an invalid {kind[:-1]} {what!r}: "
             f"{'; '.join(problems)}"
         )
+    if kind == "variants":
+        from ganpipe.variant_adapter import load_variant
+
+        return load_variant(obj, owner, dist)
+    return obj
 
 
 @dataclass
@@ -100,6 +123,8 @@ class Registry:
 
     kind: str
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: broken plugins that were skipped (name -> problem): a name not found may be theirs
+    broken: dict[str, PluginError] = field(default_factory=dict)
 
     def add(self, entry: Entry) -> None:
         if entry.name in self.entries:
@@ -112,13 +137,20 @@ class Registry:
 
     def get(self, name: str, *, where: str = "") -> Any:
         """The object named ``name`` (loaded on first use); an unknown name is a
-        :class:`ConfigError` with a "did you mean" hint."""
+        :class:`ConfigError` with a "did you mean" hint, or, while a broken plugin is
+        skipped, a :class:`PluginError` naming it and its problem (it may provide it)."""
         entry = self.entries.get(name)
         if entry is None:
             known = ", ".join(sorted(self.entries)) or "none"
             close = difflib.get_close_matches(name, list(self.entries), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             loc = f"{where}: " if where else ""
+            if self.broken:
+                maybe = f" (or did you mean {close[0]!r}?)" if close else ""
+                raise PluginError(
+                    f"{loc}unknown {self.kind[:-1]} {name!r}{maybe}; it may come from a "
+                    f"broken plugin, skipped: {'; and '.join(map(str, self.broken.values()))}"
+                )
             raise ConfigError(
                 f"{loc}unknown {self.kind[:-1]} {name!r}{hint} (known: {known}; "
                 f"`ganpipe plugins` lists what is installed)"
@@ -127,6 +159,10 @@ class Registry:
 
     def owner(self, name: str) -> str:
         return self.entries[name].owner
+
+    def forget(self, owner: str) -> None:
+        """Drop what the plugin ``owner`` registered (it turned out broken)."""
+        self.entries = {n: e for n, e in self.entries.items() if e.owner != owner}
 
     def load_all(self) -> None:
         for entry in self.entries.values():
@@ -151,7 +187,7 @@ class _Register:
         self._registry, self._owner, self._dist = registry, owner, dist
 
     def _add(self, obj: Any) -> None:
-        validate(obj, self.kind, self._owner, self._dist)
+        obj = validate(obj, self.kind, self._owner, self._dist)
         self._registry.add(Entry(obj.name, self.kind, self._owner, self._dist, obj=obj))
 
     def _lazy(self, target: str, name: str, declared: dict[str, Any]) -> None:
@@ -167,6 +203,7 @@ class _Register:
         self._registry.add(
             Entry(name, self.kind, self._owner, self._dist, target=target, declared=declared)
         )
+        contract.declare(target, {"name": name, **declared})
 
 
 class VariantRegister(_Register):
@@ -175,8 +212,10 @@ class VariantRegister(_Register):
     * ``register(variant)``: a :class:`ganpipe.Variant` object, checked now;
     * ``register.lazy("pkg.module:MyVariant", name="my-gan", task="generate",
       description="...")``: imported (and the class instantiated) when a pipeline first
-      names it, so ``ganpipe plugins`` and torch-free commands never import your module;
-      the class's ``name`` and ``task`` must match what is declared here.
+      names it, so ``ganpipe plugins`` and torch-free commands never import your module.
+      The declaration is the variant's identity: the class need not set ``name``,
+      ``task`` or ``description`` (they are filled in on load); one it does set must
+      match what is declared here.
     """
 
     kind = "variants"
@@ -184,7 +223,9 @@ class VariantRegister(_Register):
     def __call__(self, variant: Any, /) -> None:
         self._add(variant)
 
-    def lazy(self, target: str, /, *, name: str, task: str, description: str = "") -> None:
+    def lazy(
+        self, target: str, /, *, name: str, task: str = "generate", description: str = ""
+    ) -> None:
         if task not in TASKS:
             raise PluginError(
                 f"plugin {self._owner!r} ({self._dist}): variant {name!r} has "
@@ -237,6 +278,11 @@ class Registries:
     def dist(self, plugin: str) -> str:
         return getattr(self.pm, "ganpipe_dists", {}).get(plugin, "ganpipe (built-in)")
 
+    @property
+    def problems(self) -> dict[str, PluginError]:
+        """The broken third-party plugins that were skipped: name -> problem."""
+        return dict(getattr(self.pm, "ganpipe_problems", {}))
+
     def load_all(self) -> None:
         """Load and check every lazily declared object (imports the plugins' modules)."""
         for kind in KINDS:
@@ -244,28 +290,63 @@ class Registries:
 
 
 def load_registry(
-    pm: pluggy.PluginManager | None = None, *, entry_points: bool = True
+    pm: pluggy.PluginManager | None = None,
+    *,
+    entry_points: bool = True,
+    strict: bool = False,
+    warn: bool = True,
 ) -> Registries:
-    """Call every registration hook, one plugin at a time so each object knows its owner."""
-    from ganpipe.plugins import get_plugin_manager
+    """Call every registration hook, one plugin at a time so each object knows its owner.
 
-    pm = pm or get_plugin_manager(entry_points=entry_points)
+    A third-party plugin that fails to load or register (or registers something invalid,
+    or a name already taken) is broken: ``strict``, its :class:`PluginError` is raised;
+    otherwise it is skipped - what it registered dropped, its problem in
+    :attr:`Registries.problems`, said once on stderr (``warn``) - and the others work. A
+    built-in plugin's failure is always raised."""
+    from ganpipe.plugins import get_plugin_manager, report_problems
+
+    pm = pm or get_plugin_manager(entry_points=entry_points, strict=strict)
+    with contract.loading():
+        registries = _load(pm, strict)
+    if warn:
+        report_problems(registries.problems.values())
+    return registries
+
+
+def _load(pm: pluggy.PluginManager, strict: bool = True) -> Registries:
+    from ganpipe.plugins import set_aside
+
     regs = {kind: Registry(kind) for kind in KINDS}
     dists = getattr(pm, "ganpipe_dists", {})
     for kind in KINDS:
         caller = getattr(pm.hook, f"ganpipe_register_{kind}")
         for impl in caller.get_hookimpls():
             owner = impl.plugin_name
+            if pm.get_plugin(owner) is None:  # set aside by an earlier hook
+                continue
             dist = dists.get(owner, "ganpipe (built-in)")
             register = REGISTERS[kind](regs[kind], owner, dist)
             kwargs = {"register": register} if "register" in impl.argnames else {}
             try:
                 impl.function(**kwargs)
-            except PluginError:
-                raise
             except Exception as exc:  # noqa: BLE001
-                raise PluginError(
-                    f"plugin {owner!r} ({dist}) failed in ganpipe_register_{kind}: "
-                    f"{type(exc).__name__}: {one_line(exc)}"
-                ) from exc
+                fatal = strict or owner not in dists  # a built-in's failure: ganpipe's bug
+                if isinstance(exc, PluginError):
+                    if fatal:
+                        raise
+                    problem = exc
+                else:
+                    problem = PluginError(
+                        f"plugin {owner!r} ({dist}) failed in ganpipe_register_{kind}: "
+                        f"{type(exc).__name__}: {one_line(exc)}"
+                    )
+                    if fatal:
+                        raise problem from exc
+                    problem.__cause__ = exc
+                set_aside(pm, owner, problem)
+                for registry in regs.values():
+                    registry.forget(owner)
+    broken = dict(getattr(pm, "ganpipe_problems", {}))
+    for registry in regs.values():
+        registry.broken = broken
     return Registries(pm, regs["variants"], regs["stages"], regs["datasets"])

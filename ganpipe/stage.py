@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
+from ganpipe.contract import Declared, hook
 from ganpipe.errors import ConfigError
 
 if TYPE_CHECKING:  # no import cycle, and ``ganpipe plugins`` loads no more than it did
@@ -154,16 +155,18 @@ class Stage:
     pipeline needs a ``[model]`` table only when one of its stages uses ``model``.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
+    name: ClassVar[str] = Declared()  # type: ignore[assignment]
+    description: ClassVar[str] = Declared("")  # type: ignore[assignment]
     Options: ClassVar[type]
     requires: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[tuple[str, ...]] = ()
     uses: ClassVar[tuple[str, ...]] = ()
 
+    @hook(fix="check(config, opts) raises a one-line ganpipe.ConfigError or returns None")
     def check(self, config: Any, opts: Any) -> None:
         """Extra validation at load time (before any stage runs)."""
 
+    @hook(fix="fingerprint(config, opts) must return a str (or None)")
     def fingerprint(self, config: Any, opts: Any) -> str | None:
         """What the stage reads from outside the run folder, as a string that changes when
         those files change (cheap: names, sizes, mtimes; no decoding), so that a re-run
@@ -171,6 +174,7 @@ class Stage:
         upstream stages cover all its inputs. Computed before any stage runs."""
         return None
 
+    @hook(required=True, fix="run(ctx, opts) must return a ganpipe.StageResult")
     def run(self, ctx: StageContext, opts: Any) -> StageResult:
         """Do the work; outputs go under ``ctx.stage_dir(self.name)`` and are returned as
         paths relative to the run folder."""

@@ -29,16 +29,24 @@ loading the plugin registry stays fast.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from ganpipe.contract import Declared, Hook, hook
 from ganpipe.errors import ConfigError
 from ganpipe.modelcard import TASKS, InputSpec
 from ganpipe.options import Options
+from ganpipe.step import Batch, StepContext
+from ganpipe.variant_defaults import (
+    SMALL_RUN_SCALE,
+    default_scale,
+    fill_unset,
+    require_power_of_two,
+    scaled_defaults,
+    scaled_width,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -60,14 +68,6 @@ __all__ = [
     "scaled_defaults",
     "scaled_width",
 ]
-
-#: The image size (px) at which CPU defaults reach full size (see :func:`default_scale`).
-FULL_SIZE_ON_CPU = 128
-
-#: Below this :func:`default_scale` (a small CPU run: 32 px grayscale gets 1/8) a variant's
-#: :meth:`Variant.resolve_options` may switch to a cheaper small-run recipe (fewer D steps
-#: per G update, other learning rates); at or above it the papers' values stay.
-SMALL_RUN_SCALE = 0.5
 
 
 @dataclass(frozen=True)
@@ -98,135 +98,21 @@ class ExportSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Batch:
-    """One training batch on the training device."""
-
-    images: torch.Tensor  # float [B, C, H, W] in [-1, 1]
-    labels: torch.Tensor  # int64 [B]; zeros for unlabelled data
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-class StepContext:
-    """Handed to ``train_step``: nets, optimizers, options and helpers.
-
-    * ``nets``, ``optimizers``: as built by the variant (on the training device);
-    * ``opts``: the variant's options; ``info``: the :class:`DataInfo`; ``step``: the
-      number of steps done before this one;
-    * ``augment(x)``: the run's differentiable augmentation (DiffAugment); variants apply
-      it to every image batch they give the discriminator, real and generated alike;
-    * ``update(name, loss)``: zero grads, back-propagate (loss-scaled under fp16 AMP),
-      average the gradients across processes in data-parallel runs (``reduce_grads``),
-      step.
-    """
-
-    def __init__(
-        self,
-        nets: dict[str, nn.Module],
-        optimizers: dict[str, torch.optim.Optimizer],
-        opts: Any,
-        info: DataInfo,
-        device: torch.device,
-        *,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        scalers: dict[str, torch.amp.GradScaler] | None = None,
-    ):
-        self.nets = nets
-        self.optimizers = optimizers
-        self.opts = opts
-        self.info = info
-        self.device = device
-        self.step = 0
-        self.augment = augment or _identity
-        self.scalers = scalers or {}
-        #: set by the loop in data-parallel runs: averages the gradients of a parameter list
-        self.reduce_grads: Callable[[list[nn.Parameter]], None] | None = None
-
-    def update(self, name: str, loss: torch.Tensor) -> None:
-        """Zero the grads of optimizer ``name``, back-propagate ``loss``, step."""
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        scaler = self.scalers.get(name)
-        scaled = scaler is not None and scaler.is_enabled()
-        (scaler.scale(loss) if scaled else loss).backward()
-        if self.reduce_grads is not None:
-            self.reduce_grads([p for group in opt.param_groups for p in group["params"]])
-        if scaled:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-
-
-def default_scale(info: DataInfo, device: str) -> float:
-    """The shared rule of defaults scaled to the data and the device: the fraction of its
-    full size a net gets when the user sets none. 1.0 on CUDA (full size at any image size);
-    on the CPU (and MPS) ``image_size / 128`` capped at 1, halved for one-channel images,
-    at least 1/8: a 32 px grayscale CPU run gets 1/8 (DCGAN widths 64 -> 16, the floor of
-    :func:`scaled_width`), a 64 px RGB one 1/2, 128 px and more full size."""
-    if device == "cuda":
-        return 1.0
-    scale = min(1.0, info.image_size / FULL_SIZE_ON_CPU)
-    if info.channels == 1:
-        scale /= 2
-    return max(scale, 1 / 8)
-
-
-def scaled_width(full: int, scale: float, minimum: int = 16) -> int:
-    """``full * scale`` rounded to a multiple of 8 (4 below 16), at least ``minimum``
-    (never more than ``full``)."""
-    value = full * scale
-    step = 8 if value >= 16 else 4
-    return min(full, max(minimum, int(round(value / step)) * step))
-
-
-def scaled_defaults(options: type[Options], scale: float, **minimums: int) -> dict[str, int]:
-    """``{key: scaled_width(declared default of key, scale, minimum)}`` for each keyword:
-    the widths of a variant's :meth:`Variant.resolve_options`, e.g.
-    ``scaled_defaults(MyOptions, scale, g_width=16, d_width=16, max_width=64)``."""
-    fields = options.model_fields
-    return {k: scaled_width(int(fields[k].default), scale, m) for k, m in minimums.items()}
-
-
-def require_power_of_two(variant: str, image_size: int, minimum: int = 8) -> None:
-    """A one-line :class:`ConfigError` unless ``image_size`` is a power of two
-    >= ``minimum`` (for nets that grow or shrink by 2x from 4x4)."""
-    n = int(math.log2(image_size)) if image_size > 0 else 0
-    if 2**n != image_size or image_size < minimum:
-        sizes = ", ".join(str(minimum * 2**i) for i in range(3))
-        raise ConfigError(
-            f"{variant} needs data.image_size a power of two >= {minimum}, got "
-            f"{image_size}; set it to {sizes}, ..."
-        )
-
-
-def fill_unset(opts: Options, values: dict[str, Any]) -> Options:
-    """A copy of ``opts`` with ``values`` for the keys the user did not set (those not in
-    ``opts.model_fields_set``) that ``opts`` has; the filled keys then count as set, so
-    filling twice changes nothing. ``opts`` itself when nothing changes."""
-    fields = type(opts).model_fields
-    update = {
-        k: v
-        for k, v in values.items()
-        if k in fields and k not in opts.model_fields_set and getattr(opts, k) != v
-    }
-    return opts.model_copy(update=update) if update else opts
-
-
 class Variant:
-    """Base class of variants (see the module docstring for the names the loop uses).
+    """Base class of variants, and the one statement of their contract (see the module
+    docstring for the names the loop uses).
 
-    Required: ``name`` (unique), ``task`` (one of :data:`TASKS`), ``Options`` (a subclass
-    of :class:`ganpipe.Options`), :meth:`build` and :meth:`train_step`. Everything else has
-    a default for latent-to-image GANs.
+    Required: ``name`` (unique), ``task`` (one of :data:`TASKS`; default ``generate``),
+    ``Options`` (a subclass of :class:`ganpipe.Options`), :meth:`build` and
+    :meth:`train_step` (marked ``required``). Everything else has a default for
+    latent-to-image GANs; each method says from which version it exists (``since``).
+    ``name``, ``task`` and ``description`` may be left to the plugin's
+    ``register.lazy(...)`` declaration (declared once, filled in on load).
     """
 
-    name: ClassVar[str]
-    task: ClassVar[str] = "generate"
-    description: ClassVar[str] = ""
+    name: ClassVar[str] = Declared()  # type: ignore[assignment]
+    task: ClassVar[str] = Declared("generate")  # type: ignore[assignment]
+    description: ClassVar[str] = Declared("")  # type: ignore[assignment]
     Options: ClassVar[type[Options]]
     #: Needs class labels from the data (subfolders) - checked before training.
     conditional: ClassVar[bool] = False
@@ -239,8 +125,28 @@ class Variant:
     #: Train in channels-last memory format on the CPU by default (``train.channels_last``
     #: unset): set where ``bench/cpu_speed.py`` measured it faster for this variant.
     channels_last_on_cpu: ClassVar[bool] = False
+    #: Recommended ``[train]`` values for the keys the user does not set (since 0.3), e.g.
+    #: ``{"batch_size": 16, "ema_decay": 0.999}``: applied when the pipeline loads, shown
+    #: in the run's defaults line and recorded with the train stage's options.
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    #: The attributes of the contract (its methods are marked with :func:`hook`).
+    contract_attributes: ClassVar[dict[str, Hook]] = {
+        "name": Hook("name", required=True),
+        "task": Hook("task"),
+        "description": Hook("description"),
+        "Options": Hook("Options", required=True),
+        "conditional": Hook("conditional"),
+        "generator_net": Hook("generator_net"),
+        "tiny_options": Hook("tiny_options"),
+        "test_image_size": Hook("test_image_size"),
+        "channels_last_on_cpu": Hook("channels_last_on_cpu"),
+        "train_defaults": Hook("train_defaults", since="0.3"),
+    }
 
     # -- nets ------------------------------------------------------------------------
+    @hook(
+        fix="check_data(opts, info) refuses data with a one-line ganpipe.ConfigError and returns None otherwise"
+    )
     def check_data(self, opts: Any, info: DataInfo) -> None:
         """Refuse data the variant cannot train on (one line: what and how to fix). The
         default refuses unlabelled data for ``conditional`` variants."""
@@ -251,11 +157,21 @@ class Variant:
                 f"images in one subfolder per class (two or more)"
             )
 
+    @hook(
+        required=True,
+        fix="build(opts, info) must return a dict of nets by name, e.g. {'G': generator, "
+        "'D': discriminator}, with the key generator_net ('G' unless the variant sets it)",
+    )
     def build(self, opts: Any, info: DataInfo) -> dict[str, nn.Module]:
         """Return the nets by name, e.g. ``{"G": generator, "D": discriminator}``; one of
         them is :attr:`generator_net`."""
         raise NotImplementedError
 
+    @hook(
+        fix="optimizers(nets, opts) must return {name: torch.optim.Optimizer}; the default "
+        "makes 'G' and 'D' from opts.lr_g, opts.lr_d and opts.betas: override it when the "
+        "nets or options are named otherwise"
+    )
     def optimizers(self, nets: dict[str, nn.Module], opts: Any) -> dict[str, torch.optim.Optimizer]:
         """Default: Adam for ``G`` and ``D`` with ``opts.lr_g``, ``opts.lr_d``, ``opts.betas``."""
         import torch
@@ -266,12 +182,21 @@ class Variant:
             "D": torch.optim.Adam(nets["D"].parameters(), lr=opts.lr_d, betas=betas),
         }
 
+    @hook(
+        required=True,
+        fix="train_step(ctx, batch) must call ctx.update(name, loss) with the names "
+        "optimizers() returns and return {name: detached one-element tensor}",
+    )
     def train_step(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         """One optimisation step (call ``ctx.update`` per optimizer); returns detached
         scalar losses by name, which the loop logs and checks for NaN/inf."""
         raise NotImplementedError
 
     # -- defaults and schedules --------------------------------------------------------
+    @hook(
+        fix="resolve_options(opts, info, device, steps) must return options of the "
+        "variant's Options class (use ganpipe.fill_unset)"
+    )
     def resolve_options(self, opts: Any, info: DataInfo, device: str, steps: int) -> Any:
         """``opts`` with defaults scaled to the data (``info``), the device kind
         (``"cpu"``, ``"cuda"``, ``"mps"``) and the run length (``steps``: generator
@@ -288,6 +213,7 @@ class Variant:
         }
         return fill_unset(opts, scaled_defaults(type(opts), default_scale(info, device), **keys))
 
+    @hook(fix="updates_per_step(opts) must return an int >= 1")
     def updates_per_step(self, opts: Any) -> int:
         """``train_step`` calls per training step, a step being one generator update:
         variants that update D ``n`` times per G update (on fresh batches) return ``n``;
@@ -296,6 +222,7 @@ class Variant:
         after which the loop updates the EMA once. Default: 1."""
         return 1
 
+    @hook(fix="schedule_problems(opts, info, steps) must return {option key: 'what; how to fix'}")
     def schedule_problems(self, opts: Any, info: DataInfo, steps: int) -> dict[str, str]:
         """Schedules in ``opts`` (resolved) that cannot complete within ``steps`` generator
         updates - growth phases, lazy regularisation intervals, warm-ups - as
@@ -304,6 +231,10 @@ class Variant:
         return {}
 
     # -- generation ------------------------------------------------------------------
+    @hook(
+        fix="inputs(opts, info) must return a list of ganpipe.InputSpec of known kinds; "
+        "the default reads opts.latent_dim (override it otherwise)"
+    )
     def inputs(self, opts: Any, info: DataInfo) -> list[InputSpec]:
         """The generator's inputs. Default: ``z`` (normal, ``opts.latent_dim``), plus
         ``label`` for conditional variants."""
@@ -312,6 +243,10 @@ class Variant:
             specs.append(InputSpec("label", "label"))
         return specs
 
+    @hook(
+        fix="make_inputs(opts, info, n, device) must return one tensor per inputs() "
+        "spec, batch first"
+    )
     def make_inputs(
         self,
         opts: Any,
@@ -343,6 +278,10 @@ class Variant:
                 out.append(torch.as_tensor(value).to(device))
         return tuple(out)
 
+    @hook(
+        fix="fixed_inputs(opts, info, n, device, generator, real) must return one tensor "
+        "per inputs() spec, batch first"
+    )
     def fixed_inputs(
         self,
         opts: Any,
@@ -357,6 +296,10 @@ class Variant:
         default random inputs from ``generator``, as :meth:`make_inputs`."""
         return self.make_inputs(opts, info, n, device, generator)
 
+    @hook(
+        fix="generate(nets, inputs) must return images [n, C, H, W] in the model's value "
+        "range; the default calls nets[generator_net](*inputs)"
+    )
     def generate(
         self, nets: dict[str, nn.Module], inputs: tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
@@ -364,6 +307,10 @@ class Variant:
         diversity checks). Default: ``nets[generator_net](*inputs)``."""
         return nets[self.generator_net](*inputs)
 
+    @hook(
+        fix="export_spec(nets, opts, info) must return a ganpipe.ExportSpec; the default "
+        "exports nets[generator_net] with inputs()"
+    )
     def export_spec(self, nets: dict[str, nn.Module], opts: Any, info: DataInfo) -> ExportSpec:
         """What to export. Default: :attr:`generator_net` with :meth:`inputs`."""
         import torch

@@ -28,6 +28,12 @@ expected. A passing check returns a :class:`CheckReport` (seconds per step)::
     output shape and value range, and the model card (variant, task, image size,
     channels, class names, inputs, value range, scale for super_resolve / translate);
     for ``generate`` models also ``ganpipe generate``'s path.
+:func:`quick_check`
+    the cheap part of :func:`check_variant` (no training loop, no export, no files;
+    milliseconds for tiny nets) as a list of one-line problems, each naming its fix:
+    ``Options()`` defaults with ``tiny_options`` build the nets, ``build`` returns
+    ``{name: nn.Module}``, optimizer names, input kinds, one ``train_step``. ``ganpipe
+    plugins --check`` runs it on every variant.
 :func:`check_dataset`
     structure; options; ``load`` gives an :class:`ganpipe.ImageSet` of the asked size
     and channels, labels naming its classes, the same arrays twice; ``class_names``
@@ -60,6 +66,7 @@ _LAZY = {
     "check_stage": "ganpipe.testing.stages",
     "make_image_folder": "ganpipe.testing.data",
     "make_image_set": "ganpipe.testing.data",
+    "quick_check": "ganpipe.testing.quick",
     "registered": "ganpipe.testing.registered",
 }
 
@@ -83,6 +90,7 @@ if TYPE_CHECKING:
     from ganpipe.testing._checker import CheckReport, ContractError
     from ganpipe.testing.data import make_image_folder, make_image_set
     from ganpipe.testing.datasets import check_dataset
+    from ganpipe.testing.quick import quick_check
     from ganpipe.testing.registered import registered
     from ganpipe.testing.stages import check_stage
     from ganpipe.testing.variants import check_variant
@@ -95,5 +103,6 @@ __all__ = [
     "check_variant",
     "make_image_folder",
     "make_image_set",
+    "quick_check",
     "registered",
 ]
