@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ganpipe import __version__
 from ganpipe.fsutil import write_bytes
+from ganpipe.outputs import TrainOutput
 from ganpipe.report.extensions import plugin_sections
 from ganpipe.report.markup import compact, duration, esc, section_html, table_html
 from ganpipe.report.results import (
@@ -164,10 +165,9 @@ def _subtitle(record: RunRecord) -> str:
         bits.append(f"variant {model['variant']}")
     if data.get("dataset"):
         bits.append(f"data {data['dataset']} {data.get('image_size', '')} px".strip())
-    train = record.stage("train")
-    steps = train.info.get("steps") if train is not None else None
-    if isinstance(steps, int):
-        bits.append(f"{steps:,} steps on {train.info.get('device', '?')}")
+    train = record.stage_output(TrainOutput)
+    if train is not None and train.steps:
+        bits.append(f"{train.steps:,} steps on {train.device or '?'}")
     return " · ".join(bits)
 
 

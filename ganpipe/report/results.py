@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ganpipe.outputs import UpscaleOutput, relative
 from ganpipe.report.images import display_width, img_tag, open_picture
 from ganpipe.report.markup import (
     esc,
@@ -218,20 +219,16 @@ def sr_html(record: RunRecord) -> str:
 
 
 def upscale_html(record: RunRecord) -> str:
-    stage = record.stage("upscale")
-    if stage is None or not stage.info:
+    out = record.stage_output(UpscaleOutput)
+    if out is None:
         return ""
-    info = stage.info
-    items = [(k, info[k]) for k in ("written", "skipped", "scale", "seconds") if k in info]
-    failed = list(info.get("failed") or [])
-    items.append(("failed", len(failed)))
-    items.append(("output", stage.outputs.get("images", "")))
-    body = key_values_html(items)
-    if failed:
+    items: list[tuple[str, Any]] = [("written", out.written), ("skipped", out.skipped)]
+    items += [("scale", out.scale), ("seconds", out.seconds), ("failed", len(out.failed))]
+    items.append(("output", relative(out.images, record.run_dir)))
+    body = key_values_html([(k, v) for k, v in items if v is not None])
+    if out.failed:
         body += "<h3>failures</h3>" + table_html(
-            ["file", "reason"],
-            ([esc(f[0]), esc(f[1])] for f in failed if len(f) >= 2),
-            numeric_from=9,
+            ["file", "reason"], ([esc(f), esc(r)] for f, r in out.failed), numeric_from=9
         )
     return section_html("upscale", "Upscale", body)
 

@@ -13,9 +13,10 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ganpipe.errors import GanpipeError
+from ganpipe.outputs import StageOutput
 
 MANIFEST = "manifest.json"
 #: the copy of the pipeline.toml a run keeps in its folder
@@ -23,6 +24,7 @@ PIPELINE_COPY = "pipeline.toml"
 #: tables of a pipeline.toml that are not stages
 NOT_STAGES = ("run", "data", "model")
 _STEP = re.compile(r"step_(\d+)\.png$")
+R = TypeVar("R", bound=StageOutput)
 
 
 class RunFolderError(GanpipeError):
@@ -66,6 +68,17 @@ class RunRecord:
 
     def stage(self, name: str) -> StageState | None:
         return next((s for s in self.stages if s.name == name), None)
+
+    def stage_output(self, cls: type[R], stage: str | None = None) -> R | None:
+        """The typed record (:mod:`ganpipe.outputs`) of a stage that finished, else None
+        (also when its entry does not fit ``cls``: the report leaves that part out)."""
+        st = self.stage(stage or cls.stage)
+        if st is None or not st.outputs:
+            return None
+        try:
+            return cls.from_dict({"outputs": st.outputs, "info": st.info}, self.run_dir)
+        except ValueError:
+            return None
 
     def output(self, stage: str, key: str) -> Path | None:
         """The path of a stage's output when it exists."""

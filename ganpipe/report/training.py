@@ -3,6 +3,7 @@ grids across steps (a slider, with a strip of every grid below it)."""
 
 from __future__ import annotations
 
+from ganpipe.outputs import TrainOutput
 from ganpipe.report.images import display_width, img_tag, open_picture
 from ganpipe.report.markup import figure_html, section_html
 from ganpipe.report.run import RunRecord, read_metrics, sample_grids
@@ -91,7 +92,10 @@ def training_html(record: RunRecord) -> str:
     train = record.stage("train")
     if train is None:
         return ""
-    rows = read_metrics(record.run_dir / train.outputs.get("metrics", "train/metrics.jsonl"))
+    out = record.stage_output(TrainOutput)
+    rows = read_metrics(
+        out.metrics if out and out.metrics else record.run_dir / "train/metrics.jsonl"
+    )
     body = ""
     samples = samples_html(record)
     if samples:
