@@ -12,6 +12,16 @@ any other exception it raises is a one-line :class:`PluginError` naming the plug
 its distribution, like an import error. Only the user's own stop (Ctrl-C, SIGTERM)
 passes through.
 
+A plugin's hook functions are read before it is registered (:mod:`ganpipe.plugin_checks`):
+a forgotten ``@ganpipe.hookimpl``, a misspelled hook name or argument, or an entry point
+that provides no hook at all is one line naming the function and the fix.
+
+A plugin with any such problem is *broken*. By default (``strict``) the first one found
+is raised; commands load with ``strict=False`` instead: a broken plugin is set aside
+(unregistered) and its problem kept in ``pm.ganpipe_problems``, so the other plugins still
+work; :func:`report_problems` says each once on stderr, and a name that no loaded plugin
+provides is refused naming the broken ones (it may be theirs).
+
 Environment:
     GANPIPE_DISABLE_PLUGINS  comma-separated plugin names (entry-point or built-in names)
                              that are not loaded.
@@ -25,14 +35,15 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
-from ganpipe import hookspecs, signals
-from ganpipe.errors import PluginError
+from ganpipe import hookspecs, plugin_checks, signals
+from ganpipe.errors import PluginError, debugging
 
 ENTRY_POINT_GROUP = "ganpipe"
 
@@ -169,12 +180,13 @@ def _guard_hooks(pm: pluggy.PluginManager, plugin: object, name: str, where: str
 
 
 def get_plugin_manager(
-    *, entry_points: bool = True, disabled: Iterable[str] | None = None
+    *, entry_points: bool = True, disabled: Iterable[str] | None = None, strict: bool = True
 ) -> pluggy.PluginManager:
     """A fresh plugin manager with the built-in plugins and, unless ``entry_points`` is
-    false, the installed third-party plugins. Raises :class:`PluginError` naming the
-    plugin and its distribution when one cannot be loaded (or exits, see
-    :func:`plugin_code`)."""
+    false, the installed third-party plugins. A plugin that cannot be loaded (or exits,
+    see :func:`plugin_code`) or whose hooks are wrong is a :class:`PluginError` naming
+    the plugin and its distribution: raised (``strict``), or kept in
+    ``pm.ganpipe_problems`` (plugin name -> error) with the plugin left out."""
     skip = set(disabled_plugins() if disabled is None else disabled)
     pm = pluggy.PluginManager("ganpipe")
     pm.add_hookspecs(hookspecs)
@@ -185,27 +197,80 @@ def get_plugin_manager(
             importlib.import_module(plugin) if isinstance(plugin, str) else plugin, name=name
         )
     pm.ganpipe_dists = {}  # type: ignore[attr-defined]
+    pm.ganpipe_problems = {}  # type: ignore[attr-defined]
     if entry_points:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in skip:
                 continue
-            where = f"plugin {ep.name!r} (distribution {_dist_name(ep)})"
-            hint = f"fix or uninstall it, or skip it with GANPIPE_DISABLE_PLUGINS={ep.name}"
-            if pm.get_plugin(ep.name) is not None:
-                other = pm.ganpipe_dists.get(ep.name, "ganpipe (built-in)")  # type: ignore[attr-defined]
-                raise PluginError(
-                    f"{where}: the plugin name {ep.name!r} is already taken by "
-                    f"{other}; uninstall one of them"
-                )
-            with plugin_code(f"{where} failed to load", hint):
-                plugin = ep.load()
             try:
-                pm.register(plugin, name=ep.name)
-                pm.check_pending()
-            except pluggy.PluginValidationError as exc:
-                pm.unregister(name=ep.name)
-                raise PluginError(f"{where} is invalid: {_one_line(exc)}; {hint}") from exc
-            _guard_hooks(pm, plugin, ep.name, where, hint)
-            pm.ganpipe_dists[ep.name] = _dist_name(ep)  # type: ignore[attr-defined]
+                _load_entry_point(pm, ep)
+            except PluginError as exc:
+                if strict:
+                    raise
+                set_aside(pm, ep.name, exc)
     pm.check_pending()
     return pm
+
+
+def _load_entry_point(pm: pluggy.PluginManager, ep: metadata.EntryPoint) -> None:
+    """Import, check and register one third-party plugin (a :class:`PluginError`
+    otherwise, the plugin left unregistered)."""
+    where = f"plugin {ep.name!r} (distribution {_dist_name(ep)})"
+    hint = f"fix or uninstall it, or skip it with GANPIPE_DISABLE_PLUGINS={ep.name}"
+    if pm.get_plugin(ep.name) is not None:
+        other = pm.ganpipe_dists.get(ep.name, "ganpipe (built-in)")  # type: ignore[attr-defined]
+        raise PluginError(
+            f"{where}: the plugin name {ep.name!r} is already taken by "
+            f"{other}; uninstall one of them"
+        )
+    pm.ganpipe_dists[ep.name] = _dist_name(ep)  # type: ignore[attr-defined] # broken ones too
+    with plugin_code(f"{where} failed to load", hint):
+        plugin = ep.load()
+    mistakes = plugin_checks.hook_mistakes(pm, plugin)
+    if mistakes:
+        raise PluginError(f"{where} is invalid: {'; '.join(mistakes)}")
+    try:
+        pm.register(plugin, name=ep.name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        if pm.get_plugin(ep.name) is not None:
+            pm.unregister(name=ep.name)
+        text = plugin_checks.validation_text(exc, plugin_checks.hook_specs(pm))
+        raise PluginError(f"{where} is invalid: {text}; {hint}") from exc
+    if not pm.get_hookcallers(plugin):
+        pm.unregister(name=ep.name)
+        raise PluginError(f"{where} {plugin_checks.no_hooks(pm, plugin)}")
+    _guard_hooks(pm, plugin, ep.name, where, hint)
+
+
+def set_aside(pm: pluggy.PluginManager, name: str, problem: PluginError) -> None:
+    """Leave the broken plugin ``name`` out of ``pm`` (its hooks are no longer called)
+    and keep its ``problem`` in ``pm.ganpipe_problems``."""
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
+    problems = getattr(pm, "ganpipe_problems", None)
+    if problems is None:
+        problems = pm.ganpipe_problems = {}  # type: ignore[attr-defined]
+    problems.setdefault(name, problem)
+
+
+def problems_of(pm: pluggy.PluginManager) -> dict[str, PluginError]:
+    """The broken plugins of ``pm`` set aside by a non-strict load: name -> problem."""
+    return dict(getattr(pm, "ganpipe_problems", {}))
+
+
+#: the problems already said in this process (each is said once)
+_REPORTED: set[str] = set()
+
+
+def report_problems(problems: Iterable[PluginError]) -> None:
+    """Say each broken plugin's problem once on stderr, as a warning (``ganpipe: warning:
+    <problem>; it is skipped``); with ``GANPIPE_DEBUG=1`` the traceback of its cause too."""
+    for problem in problems:
+        text = str(problem)
+        if text in _REPORTED:
+            continue
+        _REPORTED.add(text)
+        if debugging() and (problem.__cause__ or problem.__traceback__):
+            print("".join(traceback.format_exception(problem)).rstrip(), file=sys.stderr)
+        print(f"ganpipe: warning: {text}; it is skipped", file=sys.stderr, flush=True)

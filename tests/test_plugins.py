@@ -140,6 +140,23 @@ def assert_one_line_error(
     return lines[0]
 
 
+def assert_listed_broken(proc: subprocess.CompletedProcess, ep_name: str, *needles: str) -> str:
+    """``ganpipe plugins`` with a broken plugin: exit 0, the others listed, the broken one
+    listed with its problem, which is also the one warning line on stderr."""
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganpipe: warning: "), proc.stderr
+    assert lines[0].endswith("; it is skipped"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    row = re.search(rf"^  {re.escape(ep_name)} .*\[broken, skipped\] (.*)$", proc.stdout, re.M)
+    assert row, proc.stdout
+    assert lines[0] == f"ganpipe: warning: {row.group(1)}; it is skipped"
+    assert re.search(r"^\s+dcgan\s+\[generate\]", proc.stdout, re.M), proc.stdout
+    return lines[0]
+
+
 # -- discovery of the real ganpipe-lsgan distribution ------------------------------------
 
 
@@ -311,8 +328,16 @@ def broken_site(tmp_path: Path, case: str) -> tuple[Path, str, str]:
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_broken_plugin_is_one_line_naming_plugin_and_distribution(lsgan_dist, cli, tmp_path, case):
     site, ep_name, dist = broken_site(tmp_path, case)
-    proc = cli("plugins", env=with_site(site))
-    assert_one_line_error(proc, f"plugin {ep_name!r}", f"{dist} 1.2.3", *BROKEN[case][1])
+    needles = (f"plugin {ep_name!r}", f"{dist} 1.2.3", *BROKEN[case][1])
+    # it does not stop the listing: the others are listed, it with its problem
+    assert_listed_broken(cli("plugins", env=with_site(site)), ep_name, *needles)
+    data = plugins_json(cli, env=with_site(site))
+    assert "lsgan" in names(data, "plugins") and "lsgan" in names(data, "variants")
+    (problem,) = [p["problem"] for p in data["plugins"] if p["name"] == ep_name]
+    assert data["problems"] == [
+        {"plugin": ep_name, "distribution": f"{dist} 1.2.3", "message": problem}
+    ]
+    assert all(n in problem for n in needles), problem
 
     # skipping it by name makes the command work again; the other plugins still load
     data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS=ep_name))
@@ -323,12 +348,20 @@ def test_broken_plugin_is_one_line_naming_plugin_and_distribution(lsgan_dist, cl
         assert not {ep_name, "lsgan"} & names(data, "plugins")
 
 
-def test_broken_plugin_stops_run_before_any_stage(lsgan_dist, cli, tmp_path, tiny_pipeline):
+def test_broken_plugin_is_named_when_run_needs_what_it_may_provide(
+    lsgan_dist, cli, tmp_path, tiny_pipeline
+):
+    """A variant no loaded plugin provides may be the broken plugin's: the error names it
+    (after its warning), before any stage."""
     site, ep_name, dist = broken_site(tmp_path, "import-error")
-    proc = cli("run", str(tiny_pipeline(variant="lsgan")), env=with_site(site))
-    assert_one_line_error(
-        proc, f"plugin {ep_name!r}", dist, f"GANPIPE_DISABLE_PLUGINS={ep_name}", code=1
-    )
+    proc = cli("run", str(tiny_pipeline(variant="broken-gan")), env=with_site(site))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    warning, error = proc.stderr.strip().splitlines()
+    assert warning.startswith(f"ganpipe: warning: plugin {ep_name!r}"), warning
+    assert error.startswith("ganpipe: error: "), error
+    for needle in ("unknown variant 'broken-gan'", "it may come from a broken plugin",
+                   f"plugin {ep_name!r}", dist, f"GANPIPE_DISABLE_PLUGINS={ep_name}"):  # fmt: skip
+        assert needle in error, (needle, error)
     assert not (tmp_path / "runs").exists()
 
 
@@ -424,9 +457,9 @@ def test_invalid_object_is_one_line_naming_plugin_and_distribution(cli, tmp_path
     source, needles = INVALID[case]
     site, ep_name, dist = invalid_site(tmp_path, case, {"plugin": source})
     proc = cli("plugins", env=with_site(site))
-    line = assert_one_line_error(proc, f"plugin {ep_name!r} ({dist} 1.2.3)", *needles, code=1)
-    assert "Traceback" not in proc.stdout + proc.stderr, line
-    # nothing is half-registered: skipped, the other plugins list as before
+    assert_listed_broken(proc, ep_name, f"plugin {ep_name!r} ({dist} 1.2.3)", *needles)
+    assert not re.search(r"^\s+bad\s", proc.stdout, re.M), proc.stdout  # not half-registered
+    # skipped by name, the other plugins list as before
     data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS=ep_name))
     assert "bad" not in names(data, "variants") and "dcgan" in names(data, "variants")
 
@@ -631,9 +664,11 @@ def test_duplicate_name_between_third_party_distributions(lsgan_dist, cli, tmp_p
         {"lsgan-fork": "ganpipe_lsgan_fork"},
     )
     proc = cli("plugins", env=with_site(site))
-    assert_one_line_error(
-        proc, "variant 'lsgan' is registered twice", "'lsgan'", "'lsgan-fork'", code=1
+    # the second to register the name is the broken one, skipped: the first keeps it
+    assert_listed_broken(
+        proc, "lsgan-fork", "variant 'lsgan' is registered twice", "'lsgan'", "'lsgan-fork'"
     )
+    assert re.search(r"^\s+lsgan\s+\[generate\] .*\(lsgan\)$", proc.stdout, re.M)
     data = plugins_json(cli, env=with_site(site, GANPIPE_DISABLE_PLUGINS="lsgan-fork"))
     assert next(v for v in data["variants"] if v["name"] == "lsgan")["plugin"] == "lsgan"
 

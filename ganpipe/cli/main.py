@@ -16,7 +16,7 @@ import sys
 import click
 
 from ganpipe import signals
-from ganpipe.errors import GanpipeError
+from ganpipe.errors import GanpipeError, debugging
 
 
 def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -27,12 +27,6 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
         click.echo(f"ganpipe, version {ganpipe.__version__}")
         ctx.exit()
-
-
-def debugging() -> bool:
-    """``ganpipe --debug`` or ``GANPIPE_DEBUG=1`` (the flag sets the variable, so the
-    processes a command starts inherit it)."""
-    return os.environ.get("GANPIPE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def print_debug(exc: BaseException) -> None:
