@@ -1,9 +1,9 @@
 """Deprecations of the public API, written one way (the policy: docs/plugins.md,
 "Compatibility").
 
-A public name, hook, contract method or argument that changes keeps working for at least
-one minor version after the one that deprecates it, and each use warns once per call site
-with one line naming what changed and what to use instead::
+A public name, hook, contract method or way of writing a plugin that changes keeps working
+for at least one minor version after the one that deprecates it, and each use warns once
+per call site with one line naming what changed and what to use instead::
 
     ganpipe.OLD_NAME is deprecated since ganpipe 0.3 and goes in 0.5; use ganpipe.NEW_NAME
 
@@ -11,9 +11,10 @@ The warning is a :class:`GanpipeDeprecationWarning` (a :class:`DeprecationWarnin
 Python hides it from end users of a command, pytest shows it to the plugin author running
 their tests, and ``-W error::DeprecationWarning`` turns it into an error to find every use.
 
-Renamed module attributes are declared in a table (:data:`RENAMED`) that the module's
-``__getattr__`` consults (:func:`renamed_attribute`); other changes call
-:func:`deprecated` where the old way is detected.
+Every deprecation in force is declared here, once: renamed module attributes in
+:data:`RENAMED` (the module's ``__getattr__`` calls :func:`renamed_attribute`), other
+changes in :data:`CHANGES` (the code that detects the old way calls :func:`deprecated`
+with the entry's fields). docs/plugins.md lists both (``tools/compat_docs.py``).
 """
 
 from __future__ import annotations
@@ -29,12 +30,30 @@ class GanpipeDeprecationWarning(DeprecationWarning):
 
 
 @dataclass(frozen=True)
+class Deprecation:
+    """One deprecated way of using the public API and what replaces it."""
+
+    name: str  # what is deprecated, as plugin code writes it
+    replacement: str  # what to write instead
+    since: str  # the minor version that deprecated it, e.g. "0.3"
+    remove_in: str  # the first version that may not have it, at least two minors later
+
+    def warn(self, name: str | None = None, *, stacklevel: int = 4) -> None:
+        """:func:`deprecated` with this entry's fields (``name``: a more precise wording of
+        what was used, e.g. naming the plugin); ``stacklevel`` 4: the plugin's line that
+        called the function that calls this."""
+        deprecated(
+            name or self.name, self.replacement, self.since, self.remove_in, stacklevel=stacklevel
+        )
+
+
+@dataclass(frozen=True)
 class Renamed:
     """A public attribute of a module that now lives under another name (or module)."""
 
     new: str  # "module:attribute" of the replacement
-    since: str  # the minor version that deprecated the old name, e.g. "0.3"
-    remove_in: str  # the first version that may not have it, at least two minors later
+    since: str
+    remove_in: str
 
     @property
     def replacement(self) -> str:
@@ -42,9 +61,19 @@ class Renamed:
         return f"{module}.{attr}"
 
 
-#: module -> {old attribute name: Renamed}; filled when a public name is renamed
+#: module -> {old attribute name: Renamed}; an entry per public name renamed or moved
 RENAMED: dict[str, dict[str, Renamed]] = {
     "ganpipe": {},
+}
+
+#: key -> Deprecation: the other deprecated ways of writing a plugin (not renamed names)
+CHANGES: dict[str, Deprecation] = {
+    "variant-not-derived": Deprecation(
+        name="a variant class not derived from ganpipe.Variant (the duck-typed contract)",
+        replacement="a subclass of ganpipe.Variant",
+        since="0.3",
+        remove_in="0.5",
+    ),
 }
 
 
@@ -69,9 +98,9 @@ def deprecated(
 
 
 def renamed_attribute(module: str, name: str) -> object:
-    """The value of the renamed attribute ``module.name`` (a :class:`DeprecationWarning`
-    at the caller's line), for a module's ``__getattr__``; :class:`AttributeError` when
-    ``name`` was never a name of ``module``."""
+    """The value of the renamed attribute ``module.name`` (a deprecation warning at the
+    caller's line), for a module's ``__getattr__``; :class:`AttributeError` when ``name``
+    was never a name of ``module``."""
     entry = RENAMED.get(module, {}).get(name)
     if entry is None:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")

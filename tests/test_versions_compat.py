@@ -10,6 +10,8 @@ a few steps, with deprecation warnings at most.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import sys
 import tomllib
 import warnings
@@ -34,6 +36,7 @@ OLD_STYLE = Path(__file__).resolve().parent / "data" / "old_style_plugin"
 OLD_PACKAGES = ("ganpipe_old_variant", "ganpipe_old_stage", "ganpipe_old_dataset")
 OLD_PACKAGES += ("ganpipe_old_lsgan",)
 OLD_DIST = "ganpipe-old-style 0.1.0"
+OLD_PLUGINS = {"old-variant", "old-lsgan", "old-stage", "old-dataset"}
 
 
 # -- one version -------------------------------------------------------------------------
@@ -174,11 +177,14 @@ def test_a_plugin_written_the_old_way_registers_checks_and_trains(old_style, tmp
         }
         for kind, names in found.items():
             assert names <= set(getattr(reg, kind)), (kind, list(getattr(reg, kind)))
-        for plugin in ("old-variant", "old-lsgan", "old-stage", "old-dataset"):
+        for plugin in sorted(OLD_PLUGINS):
             assert OLD_DIST in reg.dist(plugin)
 
-        # what `ganpipe plugins --check` does: import and check every object
-        checked = CliRunner().invoke(main, ["plugins", "--check"])
+        # `ganpipe plugins --check`: every object imported and checked (the other
+        # installed plugins skipped: they have tests of their own)
+        others = {ep.name for ep in metadata.entry_points(group="ganpipe")} - OLD_PLUGINS
+        env = {"GANPIPE_DISABLE_PLUGINS": ",".join(sorted(others))}
+        checked = CliRunner().invoke(main, ["plugins", "--check"], env=env)
         assert checked.exit_code == 0, checked.output
         assert "all conform" in checked.output and "old-lsgan" in checked.output
 
@@ -195,3 +201,54 @@ def test_a_plugin_written_the_old_way_registers_checks_and_trains(old_style, tmp
         assert {"train", "old-stage"} <= set(manifest.stages), manifest.stages
         assert (run / "old-stage" / "stats.json").is_file()
         assert any((run / "train").rglob("*.safetensors")), sorted((run / "train").rglob("*"))
+
+
+# -- the version tables of docs/plugins.md, and what earlier versions had ----------------
+
+sys.path.insert(0, str(ROOT / "tools"))
+import compat_docs  # noqa: E402
+
+
+def test_version_tables_in_the_plugin_guide_follow_the_code():
+    page = compat_docs.PAGE.read_text(encoding="utf-8")
+    assert compat_docs.render(page) == page, (
+        "docs/plugins.md's version tables are out of date; run "
+        "`python tools/compat_docs.py --write` and review the diff"
+    )
+
+
+def test_what_an_earlier_version_offered_still_exists_with_the_same_arguments():
+    """Every hook, contract method (with the arguments ganpipe passes) and public name of
+    each earlier minor version, as the compatibility policy promises (a renamed name
+    resolves with a deprecation warning)."""
+    hooks, methods = compat_docs.hook_specs(), compat_docs.contract_methods()
+    for version, api in compat_docs.API.items():
+        for name, args in api["hooks"].items():
+            assert hooks.get(name) == args, f"hook {name}{args} of {version} changed or is gone"
+        for name, args in api["contract"].items():
+            assert name in methods, f"contract method {name} of {version} is gone"
+            marker, now = methods[name]
+            assert now == args, f"ganpipe calls {name}{now}; {version} called it {name}{args}"
+            assert marker.since == version, f"{name} exists since {version}, marked {marker.since}"
+        for module in compat_docs.MODULES:
+            mod = importlib.import_module(module)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                gone = [n for n in api[module] if not hasattr(mod, n)]
+            assert gone == [], f"public names of {version} gone from {module}: {gone}"
+
+
+def test_new_hooks_and_methods_say_from_which_version():
+    """A hook or contract method added after the oldest version states its version: the
+    hookspec's docstring "(since X)", the method's @hook(since=X) marker."""
+    oldest = next(iter(compat_docs.API))
+    from ganpipe import hookspecs
+
+    for name in compat_docs.hook_specs():
+        since = compat_docs.first_in("hooks", name)
+        if since != oldest:
+            assert f"(since {since})" in inspect.getdoc(getattr(hookspecs, name)), name
+    known = compat_docs.API[oldest]["contract"]
+    for name, (marker, _) in compat_docs.contract_methods().items():
+        if name not in known:
+            assert marker.since != oldest, f"mark {name} with @hook(since=...) (added later)"
