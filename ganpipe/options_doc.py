@@ -107,6 +107,8 @@ def type_text(tp: Any) -> str:
             return " | ".join(toml_value(m.value) for m in tp)
         if issubclass(tp, BaseModel):
             return f"table ({tp.__name__})"
+        if issubclass(tp, str | int | float):  # text parsed into a value: Device -> device
+            return tp.__name__.lower()
         return tp.__name__
     return str(tp).replace("typing.", "")
 

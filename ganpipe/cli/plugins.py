@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+import textwrap
 from typing import Any
 
 import click
@@ -65,6 +66,7 @@ def _problem(plugin: str, dist: str, message: str) -> dict:
 
 def _check(reg: Any) -> tuple[int, list[dict]]:
     """Load and check every object; the number checked and the problems found."""
+    from ganpipe.cli.main import print_debug
     from ganpipe.plugins import stdout_to_stderr
     from ganpipe.registry import KINDS
 
@@ -80,11 +82,13 @@ def _check(reg: Any) -> tuple[int, list[dict]]:
                     obj = entry.load()
                     texts = quick(obj) if kind == "variants" else []
             except PluginError as exc:
+                print_debug(exc)
                 found.append(_problem(entry.owner, entry.dist, str(exc)))
                 continue
             where = f"plugin {entry.owner!r} ({entry.dist})"
             for text in texts:  # a guarded variant's failure names its plugin already
-                message = text if text.startswith(where) else f"{where}: variant {name!r}: {text}"
+                text = text.removeprefix(f"{where}: ")
+                message = f"{where}: variant {name!r}: {text}"
                 found.append(_problem(entry.owner, entry.dist, message))
     return checked, found
 
@@ -129,6 +133,10 @@ def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
     if not check:
         report_problems(reg.problems.values())
         return
+    from ganpipe.cli.main import print_debug
+
+    for exc in reg.problems.values():
+        print_debug(exc)
     for problem in problems:
         click.echo(f"ganpipe: error: {problem['message']}", err=True)
     if not problems:
@@ -207,7 +215,7 @@ def _print_shown(item: dict) -> None:
     task = f" [{item['task']}]" if item.get("task") else ""
     about = f": {item['description']}" if item["description"] else ""
     click.echo(f"{item['kind']} {item['name']}{task}{about}")
-    click.echo(f"  plugin {item['plugin']} ({item['distribution']})")
+    click.echo(f"  plugin {item['plugin']}, distribution {item['distribution']}")
     where = f"in {item['table']} of pipeline.toml"
     if item["kind"] == "dataset":
         where += f", with dataset = {json.dumps(item['name'])}"
@@ -220,7 +228,11 @@ def _print_shown(item: dict) -> None:
         bounds = f"  ({o['bounds']})" if o["bounds"] else ""
         click.echo(f"    {o['name']}: {o['type']} {default}{bounds}")
         if o["description"]:
-            click.echo(f"        {o['description']}")
+            click.echo(
+                textwrap.fill(
+                    o["description"], 88, initial_indent=" " * 8, subsequent_indent=" " * 8
+                )
+            )
 
 
 def _unknown(reg: Any, name: str) -> Exception:
