@@ -28,6 +28,7 @@ from ganpipe.errors import ConfigError, GanpipeError, ModelFileError, PluginErro
 from ganpipe.options_doc import describe_options
 from ganpipe.plugins import get_plugin_manager
 from ganpipe.registry import load_registry
+from ganpipe.testing import ContractError, registered
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,6 +105,11 @@ def test_forgotten_hookimpl_is_named_with_the_fix(installed):
     # a name no plugin could be the user's typo: the usual hint, still a usage error
     with pytest.raises(ConfigError, match="did you mean 'dcgan'"):
         load_registry(entry_points=False).variants.get("dcgna")
+    # the author's test of the installed entry point says the same (was: "is the
+    # distribution installed ... and its [project.entry-points.ganpipe] right?")
+    with pytest.raises(ContractError) as info:
+        registered("variant", "sngan")
+    assert str(info.value) == f"variant 'sngan' is not registered, and {message}"
 
 
 def test_entry_point_without_any_hook(installed):

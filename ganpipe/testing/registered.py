@@ -22,9 +22,12 @@ def registered(kind: str, name: str, *, plugin: str | None = None) -> Any:
     if kinds not in KIND_NAMES.values():
         raise ValueError(f"kind must be one of {', '.join(KIND_NAMES)}, got {kind!r}")
     try:
-        reg = getattr(load_registry(entry_points=True), kinds)
+        reg = getattr(load_registry(entry_points=True, warn=False), kinds)
     except PluginError as exc:
         raise ContractError(f"{kind} {name!r}: the plugins do not load: {exc}") from exc
+    if name not in reg and reg.broken:  # a broken plugin (yours?) was skipped: say why
+        broken = "; and ".join(map(str, reg.broken.values()))
+        raise ContractError(f"{kind} {name!r} is not registered, and {broken}")
     if name not in reg:
         raise ContractError(
             f"{kind} {name!r} is not registered by any installed plugin (registered: "
