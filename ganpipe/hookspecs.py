@@ -13,6 +13,11 @@ torch-free commands fast). Built-in variants, stages and datasets are registered
 these same hooks. Objects are checked against their contract (:class:`ganpipe.Variant`,
 :class:`ganpipe.Stage`, :class:`ganpipe.DatasetSource`) when registered or first loaded;
 a problem, or a name already taken, is an error naming the plugin and its distribution.
+
+A function that is meant as a hook but lacks the marker, a misspelled hook name and an
+argument a hook does not pass are caught when the plugin loads, each one line naming the
+fix (:mod:`ganpipe.plugin_checks`); a plugin with any problem is skipped with a warning,
+and ``ganpipe plugins --check`` fails on it.
 """
 
 from __future__ import annotations
