@@ -66,9 +66,10 @@ def ganpipe_register_datasets(register: DatasetRegister) -> None:
 def ganpipe_register_commands(cli: click.Group) -> None:
     """Add commands to the ``ganpipe`` command line (since 0.3), as llm's
     ``register_commands``: ``cli`` is a click group, so decorate with ``@cli.command()``
-    (or ``@cli.group()``) or call ``cli.add_command(cmd)``. Called when ``ganpipe --help``
-    lists the commands or an unknown command name is run, never for ganpipe's own
-    commands; keep heavy imports inside the command. A name ganpipe or another plugin
+    (or ``@cli.group()``) or call ``cli.add_command(cmd)``; ``cli.lazy("pkg.module:cmd",
+    name=..., help=...)`` imports the command only when it runs. Called when ``ganpipe
+    --help`` lists the commands or an unknown command name is run, never for ganpipe's
+    own commands; keep heavy imports inside the command. A name ganpipe or another plugin
     already uses is refused, naming the plugin."""
 
 

@@ -35,15 +35,18 @@ import importlib
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Iterator
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from ganpipe import hookspecs, plugin_checks, signals
+from ganpipe import hookspecs, signals
 from ganpipe.errors import PluginError, debugging
+
+# importlib.metadata, traceback and plugin_checks are imported where used: `ganpipe --help`
+# imports this module (for plugin_code), and importlib.metadata alone is a third of its time
+if TYPE_CHECKING:
+    from importlib import metadata
 
 ENTRY_POINT_GROUP = "ganpipe"
 
@@ -199,6 +202,8 @@ def get_plugin_manager(
     pm.ganpipe_dists = {}  # type: ignore[attr-defined]
     pm.ganpipe_problems = {}  # type: ignore[attr-defined]
     if entry_points:
+        from importlib import metadata
+
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in skip:
                 continue
@@ -226,6 +231,8 @@ def _load_entry_point(pm: pluggy.PluginManager, ep: metadata.EntryPoint) -> None
     pm.ganpipe_dists[ep.name] = _dist_name(ep)  # type: ignore[attr-defined] # broken ones too
     with plugin_code(f"{where} failed to load", hint):
         plugin = ep.load()
+    from ganpipe import plugin_checks
+
     mistakes = plugin_checks.hook_mistakes(pm, plugin)
     if mistakes:
         raise PluginError(f"{where} is invalid: {'; '.join(mistakes)}")
@@ -272,5 +279,7 @@ def report_problems(problems: Iterable[PluginError]) -> None:
             continue
         _REPORTED.add(text)
         if debugging() and (problem.__cause__ or problem.__traceback__):
+            import traceback
+
             print("".join(traceback.format_exception(problem)).rstrip(), file=sys.stderr)
         print(f"ganpipe: warning: {text}; it is skipped", file=sys.stderr, flush=True)

@@ -1,7 +1,8 @@
 """Commands that plugins add to ``ganpipe`` (hook ``ganpipe_register_commands``, since 0.3).
 
 Like llm's ``register_commands``, each plugin's hook receives a click group and adds
-commands to it. It is called only when the command line needs them - ``ganpipe --help``
+commands to it (:class:`PluginGroup`: also ``cli.lazy("pkg.module:command", name=...,
+help=...)``, which imports the command's module only when it runs). It is called only when the command line needs them - ``ganpipe --help``
 listing the commands, or a command name that is not one of ganpipe's own - and only the
 third-party plugins' modules are loaded for it (no registry, no built-in plugins, no
 torch), so ``ganpipe --help`` stays fast and ganpipe's own commands never pay for it.
@@ -25,14 +26,13 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 import pluggy
 
 from ganpipe import hookspecs
-from ganpipe.errors import GanpipeError, PluginError
+from ganpipe.errors import GanpipeError, PluginError, one_line
 from ganpipe.plugins import ENTRY_POINT_GROUP, describe, disabled_plugins, plugin_code
 
 __all__ = ["HOOK", "PluginCommands", "load_commands"]
@@ -55,23 +55,22 @@ class _Spec:
     ganpipe_register_commands = hookspecs.ganpipe_register_commands
 
 
-@dataclass
 class PluginCommands:
-    """The plugins' commands by name, the plugin of each, and what was refused."""
+    """The plugins' commands by name, the plugin of each, and what was refused. (Plain
+    classes here, not dataclasses: making a dataclass costs ``--help`` a millisecond.)"""
 
-    commands: dict[str, click.Command] = field(default_factory=dict)
-    owners: dict[str, str] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.commands: dict[str, click.Command] = {}
+        self.owners: dict[str, str] = {}
+        self.problems: list[str] = []
 
 
-@dataclass(frozen=True)
 class EntryPoint:
     """One entry point of the ``ganpipe`` group: its name, ``module:attr`` value, and
     the distribution's folder (``*.dist-info`` or ``*.egg-info``)."""
 
-    name: str
-    value: str
-    folder: str
+    def __init__(self, name: str, value: str, folder: str):
+        self.name, self.value, self.folder = name, value, folder
 
     @property
     def dist(self) -> str:
@@ -134,9 +133,12 @@ def find_entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
                 continue
             seen.add(key)
             path = os.path.join(base or ".", folder)
+            file = os.path.join(path, "entry_points.txt")
+            if not os.path.isfile(file):  # most have none: a stat is cheaper than a failed open
+                continue
             try:
-                with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as f:
-                    text = f.read()
+                with open(file, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
             except OSError:
                 continue
             found += [EntryPoint(n, v, path) for n, v in _group(text, group)]
@@ -163,6 +165,49 @@ def _guard(cmd: click.Command, where: str, plugin: str) -> click.Command:
     return cmd
 
 
+class PluginGroup(click.Group):
+    """What ``ganpipe_register_commands`` receives: a click group (``@cli.command()``,
+    ``@cli.group()``, ``cli.add_command(cmd)``), plus :meth:`lazy`."""
+
+    def lazy(self, target: str, /, *, name: str, help: str = "") -> None:
+        """Add the click command ``target`` (``"package.module:command"``) as ``name``,
+        imported only when it runs or shows its own help; ``ganpipe --help`` lists it with
+        ``help`` (so the plugin module need not import the command's module)."""
+        module, sep, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
+        if not sep or not module or not attr.isidentifier():
+            raise ValueError(f"lazy command target {target!r} must be 'package.module:command'")
+        self.add_command(LazyCommand(name, target, help))
+
+
+class LazyCommand(click.Command):
+    """A plugin's command declared by :meth:`PluginGroup.lazy`: listed with its help,
+    imported (and checked) when click makes its context, i.e. when it is run."""
+
+    def __init__(self, name: str, target: str, help: str):
+        super().__init__(name, help=help, short_help=help)
+        self.target, self.where, self.plugin = target, "", ""
+        self._loaded: click.Command | None = None
+
+    def load(self) -> click.Command:
+        if self._loaded is None:
+            module, _, attr = self.target.partition(":")
+            with plugin_code(
+                f"{self.where}: cannot load command {self.name!r} from {self.target}",
+                f"fix or uninstall it, or skip it with GANPIPE_DISABLE_PLUGINS={self.plugin}",
+            ):
+                found = getattr(importlib.import_module(module), attr)
+            if not isinstance(found, click.Command):
+                raise PluginError(
+                    f"{self.where}: {self.target} is {type(found).__name__}, not a click "
+                    f"command; decorate it with @click.command()"
+                )
+            self._loaded = _guard(found, self.where, self.plugin)
+        return self._loaded
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001
+        return self.load().make_context(info_name, args, parent=parent, **extra)
+
+
 def load_commands(builtin: Iterable[str], *, entry_points: bool = True) -> PluginCommands:
     """The commands of the installed plugins (none unless ``entry_points``), skipping
     those in ``GANPIPE_DISABLE_PLUGINS``; ``builtin``: ganpipe's own command names."""
@@ -186,7 +231,7 @@ def load_commands(builtin: Iterable[str], *, entry_points: bool = True) -> Plugi
             found.problems.append(str(exc))
             continue
         except (pluggy.PluginValidationError, ValueError) as exc:
-            found.problems.append(f"{where} is invalid: {' '.join(str(exc).split())}; {hint}")
+            found.problems.append(f"{where} is invalid: {one_line(exc)}; {hint}")
             continue
         for impl in getattr(pm.hook, HOOK).get_hookimpls():
             if impl.plugin_name == ep.name:
@@ -195,7 +240,7 @@ def load_commands(builtin: Iterable[str], *, entry_points: bool = True) -> Plugi
 
 
 def _add(found: PluginCommands, impl: Any, plugin: str, where: str, hint: str, taken: set):
-    group = click.Group("ganpipe")
+    group = PluginGroup("ganpipe")
     try:
         with plugin_code(f"{where} failed in {HOOK}", hint):
             impl.function(**({"cli": group} if "cli" in impl.argnames else {}))
@@ -213,6 +258,9 @@ def _add(found: PluginCommands, impl: Any, plugin: str, where: str, hint: str, t
                 f"{where}: command {name!r} is already added by {found.owners[name]} and "
                 f"was not added again; disable one with GANPIPE_DISABLE_PLUGINS"
             )
+        elif isinstance(cmd, LazyCommand):
+            cmd.where, cmd.plugin = where, plugin
+            found.commands[name] = cmd
         else:
             found.commands[name] = _guard(cmd, where, plugin)
             found.owners[name] = where

@@ -19,9 +19,6 @@ from ganpipe.report.markup import esc, figure_html, key_values_html, number, tab
 
 __all__ = ["Html", "ReportSections", "plugin_sections"]
 
-#: notes about a plugin's failed section are cut to this many characters
-NOTE_MAX = 300
-
 
 class Html(str):
     """Markup made by the helpers of :class:`ReportSections` (its texts escaped): put on
@@ -123,7 +120,8 @@ def plugin_sections(record: Any, entry_points: bool = True) -> list[tuple[str, s
 
 
 def _note(anchor: str, title: str, text: str) -> tuple[str, str, str]:
-    text = " ".join(text.split())
-    text = text if len(text) <= NOTE_MAX else text[: NOTE_MAX - 1] + "…"
+    from ganpipe.errors import one_line
+
+    text = one_line(text)
     html = f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2><p class="note">{esc(text)}</p>'
     return anchor, title, html + "</section>"

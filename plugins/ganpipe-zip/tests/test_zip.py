@@ -224,6 +224,33 @@ def test_unusable_archives_are_one_line_data_errors(tmp_path, make, needle):
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
+# -- the command and the report section -----------------------------------------------
+
+
+def ganpipe_command(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GANPIPE_DISABLE_PLUGINS"}
+    cmd = [sys.executable, "-m", "ganpipe", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_zip_info_command_is_listed_and_reads_the_central_directory(tmp_path):
+    members = {**class_members(2), "../evil.png": encoded(9), "cats/broken.png": b"not a png"}
+    path = build_zip(tmp_path / "a.zip", members)
+    proc = ganpipe_command("--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("Commands from plugins:")[1]
+    assert "zip-info" in listed, proc.stdout
+    proc = ganpipe_command("zip-info", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    # names only: the corrupt member is an image member until a pipeline decodes it
+    assert info["classes"] == {"cats": 3, "dogs": 2} and info["images"] == 5
+    assert [s["member"] for s in info["skipped"]] == ["../evil.png"]
+    proc = ganpipe_command("zip-info", str(tmp_path / "missing.zip"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "missing.zip" in proc.stderr and "does not exist" in proc.stderr
+
+
 # -- in a pipeline -----------------------------------------------------------------------
 
 
@@ -244,6 +271,13 @@ def test_a_pipeline_trains_a_conditional_gan_from_an_archive(archive, tmp_path):
     assert "3 steps of cgan on 8 images" in proc.stdout
     manifest = json.loads((tmp_path / "runs" / "z" / "manifest.json").read_text())
     assert (tmp_path / "runs" / "z" / manifest["stages"]["train"]["outputs"]["checkpoint"]).is_dir()
+    # the run's report has the plugin's section about the archive
+    proc = ganpipe_command("report", str(tmp_path / "runs" / "z"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "runs" / "z" / "report.html").read_text(encoding="utf-8")
+    section = page.split('<section id="plugin-zip-1">')[1].split("</section>")[0]
+    assert "<h2>Zip archive</h2>" in section and "from plugin zip" in section
+    assert "<td>cats</td><td class=n>4</td>" in section and "images.zip" in section
     # nothing changed: the next run skips training (the fingerprint is stable) ...
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0 and "[train] up to date, skipped" in proc.stdout, proc.stdout
