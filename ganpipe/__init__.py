@@ -45,6 +45,7 @@ _LAZY = {
     "Options": "ganpipe.options",
     **dict.fromkeys(("DatasetRegister", "StageRegister", "VariantRegister"), "ganpipe.registry"),
     **dict.fromkeys(("Stage", "StageContext", "StageResult"), "ganpipe.stage"),
+    **dict.fromkeys(("SROptions", "SRVariant"), "ganpipe.sr_variant"),  # imports torch
     **dict.fromkeys(
         (
             "TASKS",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from ganpipe.modelcard import ModelCard
     from ganpipe.options import Options
     from ganpipe.registry import DatasetRegister, StageRegister, VariantRegister
+    from ganpipe.sr_variant import SROptions, SRVariant
     from ganpipe.stage import Stage, StageContext, StageResult
     from ganpipe.variant import (
         SMALL_RUN_SCALE,
@@ -136,6 +138,8 @@ __all__ = [
     "ModelFileError",
     "Options",
     "PluginError",
+    "SROptions",
+    "SRVariant",
     "Stage",
     "StageContext",
     "StageRegister",

@@ -91,6 +91,9 @@ class PipelineConfig:
     stages: list[StageConfig] = field(default_factory=list)
     #: ``keypath -> "file:line"`` (see :meth:`where`)
     locate: Any = None
+    #: the ``[train]`` values taken from the variant's ``train_defaults`` (keys the user
+    #: did not set), already in the train stage's options
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
     def where(self, keypath: str) -> str:
         """``file:line`` of a key (``"data.image_size"``), for one-line errors."""
@@ -263,6 +266,10 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
             continue
         stage = registries.stages.get(key)
         stages.append(StageConfig(key, stage, validate(stage.Options, value, key, locate)))
+    applied = {}
+    if variant is not None:
+        entry = registries.variants.entries[model.variant]
+        applied = apply_train_defaults(stages, variant, entry.where)
     if not stages:
         raise ConfigError(
             f"{path}: no stages; add tables such as [train], [export], "
@@ -280,6 +287,7 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
         variant_options=variant_options,
         stages=stages,
         locate=locate,
+        train_defaults=applied,
     )
     for opts in (data_options, variant_options, *(sc.options for sc in stages)):
         if opts is None:
@@ -291,3 +299,45 @@ def load_config(path: str | Path, registries) -> PipelineConfig:
         if check:
             check(cfg, sc.options)
     return cfg
+
+
+def apply_train_defaults(stages: list[StageConfig], variant: Any, where: str) -> dict[str, Any]:
+    """Give the ``[train]`` stage the variant's recommended values
+    (:attr:`ganpipe.Variant.train_defaults`) for the keys the user did not set; returns
+    what was applied. A key or value the train options refuse is the variant's mistake: a
+    one-line :class:`~ganpipe.errors.PluginError` naming its plugin."""
+    from pydantic import ValidationError
+
+    from ganpipe.errors import PluginError
+
+    recommended = dict(variant.train_defaults)
+    for i, sc in enumerate(stages):
+        if sc.name != "train" or not recommended:
+            continue
+        opts = sc.options
+        fields = type(opts).model_fields
+        unknown = sorted(k for k in recommended if k not in fields)
+        if unknown:
+            raise PluginError(
+                f"{where}: variant {variant.name!r} recommends train_defaults "
+                f"{unknown[0]!r}, which is not a [train] key; fix its train_defaults "
+                f"(keys: {', '.join(fields)})"
+            )
+        unset = {k: v for k, v in recommended.items() if k not in opts.model_fields_set}
+        if not unset:
+            return {}
+        try:
+            merged = type(opts).model_validate(
+                {**unset, **opts.model_dump(include=opts.model_fields_set)}
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err.get("loc", ()))
+            raise PluginError(
+                f"{where}: variant {variant.name!r} recommends train_defaults {key} = "
+                f"{unset.get(key)!r}, which [train] refuses ({err.get('msg')}); fix its "
+                f"train_defaults"
+            ) from None
+        stages[i] = StageConfig(sc.name, sc.stage, merged)
+        return unset
+    return {}

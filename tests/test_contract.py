@@ -148,7 +148,7 @@ class _Shrinking(DCGAN):
         (_NoGeneratorUpdate(), "train_step", "never changed nets ['G']"),
         (_PythonRandom(), "resume", "give different weights in"),
         (_WrongRange(), "onnx runtime", "outside the card's value_range (0.0, 1.0)"),
-        (_NoGeneratorNet(), "build", "generator_net 'generator' is not among the built nets"),
+        (_NoGeneratorNet(), "build", "without 'generator' (generator_net)"),
         (_Loose(), "options", "accept the unknown key"),
         (_Shrinking(), "forward", "gave shape (4, 3, 15, 15), expected (4, 3, 16, 16)"),
     ],

@@ -173,11 +173,12 @@ class TrainStage(Stage):
         kind = resolve_device(cfg.run.device).type
         vopts = defaults.resolve(cfg.variant, cfg.variant_options, info, kind, opts.steps)
         scaled = defaults.describe(cfg.variant_options, vopts, info, kind)
+        recommended = defaults.describe_train(cfg.train_defaults, cfg.model.variant)
         warnings = defaults.check_schedule(
             cfg.variant, cfg.variant_options, vopts, info, opts.steps
         )
         warnings += ema.warnings(opts)  # an EMA window the run cannot fill
-        for line in ([scaled] if scaled else []) + warnings:
+        for line in [x for x in (recommended, scaled) if x] + warnings:
             ctx.log(f"[{self.name}] {line}")
         return vopts
 

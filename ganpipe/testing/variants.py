@@ -17,7 +17,9 @@ from ganpipe.testing._checker import (
 )
 from ganpipe.testing.data import make_image_set
 from ganpipe.testing.export import check_export
-from ganpipe.variant import Batch, DataInfo, StepContext
+from ganpipe.testing.quick import task_info
+from ganpipe.variant import Batch, DataInfo, StepContext, Variant
+from ganpipe.variant_adapter import LegacyVariant, nets_problem
 
 CPU = torch.device("cpu")
 #: train steps given to a variant to change every net (some update G every k-th step)
@@ -28,17 +30,8 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def data_info(variant: Any, image_size: int, class_names: tuple[str, ...] | None) -> DataInfo:
-    """The data a variant of its task trains on here: three classes for conditional
-    variants, two domains for ``translate``, none otherwise."""
-    if class_names is None:
-        if variant.task == "translate":
-            class_names = ("a", "b")
-        elif getattr(variant, "conditional", False):
-            class_names = ("a", "b", "c")
-        else:
-            class_names = ()
-    return DataInfo(image_size, 3, tuple(class_names))
+#: the data a variant of its task trains on here (kept under its old name)
+data_info = task_info
 
 
 def _labels(n: int, info: DataInfo) -> torch.Tensor:
@@ -46,7 +39,7 @@ def _labels(n: int, info: DataInfo) -> torch.Tensor:
 
 
 def _discriminate(variant, nets, images: torch.Tensor, labels: torch.Tensor):
-    if getattr(variant, "conditional", False):
+    if variant.conditional:
         return nets["D"](images, labels)
     return nets["D"](images)
 
@@ -88,27 +81,20 @@ def check_variant(
 def _check_variant(variant, tmp_path, options, image_size, class_names) -> CheckReport:
     c = Checker("variant", variant)
     check_conformance(c, variant_problems(variant))
-    given = {**getattr(variant, "tiny_options", {}), **(options or {})}
+    if not isinstance(variant, Variant):  # the duck-typed contract of ganpipe 0.2
+        variant = LegacyVariant(variant)
+    given = {**variant.tiny_options, **(options or {})}
     opts = check_options(c, variant.Options, given)
-    size = image_size or getattr(variant, "test_image_size", 16)
+    size = image_size or variant.test_image_size
     info = data_info(variant, size, class_names)
     with c.step("check_data"):
         variant.check_data(opts, info)
-    gname = getattr(variant, "generator_net", "G")
+    gname = variant.generator_net
     with c.step("build"):
         torch.manual_seed(0)
         nets = variant.build(opts, info)
-        c.expect(isinstance(nets, dict) and nets, f"build returned {type(nets).__name__}")
-        for k, net in nets.items():
-            c.expect(
-                isinstance(k, str) and isinstance(net, torch.nn.Module),
-                f"build must return {{name: nn.Module}}, got {k!r}: {type(net).__name__}",
-            )
-        c.expect(
-            gname in nets,
-            f"generator_net {gname!r} is not among the built nets {sorted(nets)}; set "
-            f"generator_net to the net that makes images",
-        )
+        problem = nets_problem(nets, gname)
+        c.expect(problem is None, "build {}; {}".format(*problem or ("", "")))
     _check_forward(c, variant, opts, info, nets)
     _check_train_step(c, variant, opts, info, nets, gname)
     with scratch(tmp_path, "variant") as tmp:
@@ -144,12 +130,12 @@ def _check_forward(c: Checker, variant, opts, info: DataInfo, nets) -> None:
                         f"D gave shape {tuple(d_out.shape)} for {n} images",
                     )
                     c.expect(torch.isfinite(d_out).all(), "D gave non-finite scores")
-        if callable(getattr(variant, "fixed_inputs", None)):  # the loop's sample grids
-            real = torch.rand(4, info.channels, size, size, generator=_gen(5)) * 2 - 1
-            fixed = variant.fixed_inputs(opts, info, 4, CPU, _gen(6), real)
-            with torch.no_grad():
-                out = variant.generate(nets, fixed)
-            _check_images(c, "generate(fixed_inputs(...))", out, 4, info)
+        # the loop's sample grids
+        real = torch.rand(4, info.channels, size, size, generator=_gen(5)) * 2 - 1
+        fixed = variant.fixed_inputs(opts, info, 4, CPU, _gen(6), real)
+        with torch.no_grad():
+            out = variant.generate(nets, fixed)
+        _check_images(c, "generate(fixed_inputs(...))", out, 4, info)
 
 
 def _check_images(c: Checker, what: str, out, n: int, info: DataInfo) -> None:
@@ -260,8 +246,9 @@ def _check_resume(c: Checker, variant, opts, info: DataInfo, tmp: Path) -> None:
                 c.expect(
                     torch.equal(a[net][key], b[net][key]),
                     f"4 steps straight and 2 + 2 resumed give different weights in "
-                    f"{net}.{key}: the variant keeps state outside its nets and optimizers, "
-                    f"or draws random numbers outside torch's global generator",
+                    f"{net}.{key}: the variant keeps state outside its nets, optimizers "
+                    f"and ctx.state (keep it in ctx.state, which is checkpointed), or "
+                    f"draws random numbers outside torch's global generator",
                 )
         la, lb = (_losses(tmp / run / "metrics.jsonl") for run in ("straight", "split"))
         c.expect(la == lb, f"losses differ after resuming: {la} vs {lb}")

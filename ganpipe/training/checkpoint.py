@@ -1,8 +1,9 @@
 """Atomic checkpoints: one folder per step with
 
 * ``model.safetensors``: every net (and the EMA generator), keys ``<net>/<param>``;
-* ``state.pt``: optimizer states, step, RNG states, config fingerprint - plain tensors and
-  containers only, loaded with ``torch.load(..., weights_only=True)``.
+* ``state.pt``: optimizer states, step, RNG states, config fingerprint, the variant's own
+  ``ctx.state`` (``variant_state``, when it keeps one) - plain tensors and containers
+  only, loaded with ``torch.load(..., weights_only=True)``.
 
 A checkpoint is written under a temporary name and renamed when complete, so a crash never
 leaves a half-written checkpoint where resume would find it. Replacing and pruning are

@@ -2,8 +2,9 @@
 schedules that finish (torch-free: the train stage calls it when a pipeline loads).
 
 * :func:`resolve` - the variant's options with the defaults the user did not set filled in
-  (:meth:`ganpipe.Variant.resolve_options`; the base class's rule for plugin variants not
-  derived from :class:`ganpipe.Variant`);
+  (:meth:`ganpipe.Variant.resolve_options`; variants not derived from
+  :class:`ganpipe.Variant` have the base class's rule from the registry's adapter,
+  :mod:`ganpipe.variant_adapter`);
 * :func:`updates_per_step` - ``train_step`` calls per step (one generator update);
 * :func:`check_schedule` - schedules that cannot complete within ``train.steps``: refused
   (a :class:`~ganpipe.errors.ConfigError` naming the key) when the value is a default, one
@@ -19,33 +20,30 @@ from ganpipe.errors import ConfigError
 from ganpipe.variant import DataInfo, Variant
 
 
-def resolve(variant: Any, opts: Any, info: DataInfo, device: str, steps: int) -> Any:
+def resolve(variant: Variant, opts: Any, info: DataInfo, device: str, steps: int) -> Any:
     """``opts`` resolved for ``info`` on ``device`` (a kind: cpu, cuda, mps) for ``steps``
     generator updates; idempotent."""
-    hook = getattr(variant, "resolve_options", None)
-    if hook is None:  # a plugin variant not derived from Variant: the shared width rule
-        return Variant.resolve_options(variant, opts, info, device, steps)
-    return hook(opts, info, device, steps)
+    return variant.resolve_options(opts, info, device, steps)
 
 
-def updates_per_step(variant: Any, opts: Any) -> int:
-    """``train_step`` calls per generator update (1 for variants without the hook)."""
-    hook = getattr(variant, "updates_per_step", None)
-    n = 1 if hook is None else hook(opts)
+def updates_per_step(variant: Variant, opts: Any) -> int:
+    """``train_step`` calls per generator update."""
+    n = variant.updates_per_step(opts)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ConfigError(
-            f"variant {getattr(variant, 'name', variant)!r}: updates_per_step returned "
-            f"{n!r}; it must be an int >= 1 (a bug in the variant)"
+            f"variant {variant.name!r}: updates_per_step returned {n!r}; it must be an "
+            f"int >= 1 (a bug in the variant)"
         )
     return n
 
 
-def check_schedule(variant: Any, user: Any, resolved: Any, info: DataInfo, steps: int) -> list[str]:
+def check_schedule(
+    variant: Variant, user: Any, resolved: Any, info: DataInfo, steps: int
+) -> list[str]:
     """Schedules of ``resolved`` that cannot complete within ``steps``: a ConfigError for
     the first whose key the user did not set (``user``: the options as written), else the
     warnings (one line each) for those the user set on purpose."""
-    hook = getattr(variant, "schedule_problems", None)
-    problems = {} if hook is None else hook(resolved, info, steps)
+    problems = variant.schedule_problems(resolved, info, steps)
     warnings = []
     for key, text in problems.items():
         if key in user.model_fields_set:
@@ -75,4 +73,17 @@ def describe(user: Any, resolved: Any, info: DataInfo, device: str) -> str | Non
     return (
         f"model: {parts} (defaults scaled to {info.image_size} px, {chan}, {device}, "
         f"train.steps; set them in [model] to choose)"
+    )
+
+
+def describe_train(applied: dict[str, Any], variant: str) -> str | None:
+    """``train: batch_size 16, ema_decay 0.999 (recommended by variant 'x'; ...)`` for the
+    ``[train]`` values the variant's ``train_defaults`` gave (:mod:`ganpipe.config`), or
+    None when it gave none."""
+    if not applied:
+        return None
+    parts = ", ".join(f"{k} {v}" for k, v in applied.items())
+    return (
+        f"train: {parts} (recommended by variant {variant!r} for keys not set; set them "
+        f"in [train] to choose)"
     )

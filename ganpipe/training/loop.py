@@ -41,8 +41,10 @@ from ganpipe.training.state import (
     ema_key,
     generator_net,
     make_ema,
+    pack_variant_state,
     rng_state,
     set_rng_state,
+    unpack_variant_state,
     update_ema,
 )
 from ganpipe.training.tensorboard import open_log
@@ -116,7 +118,7 @@ class Trainer:
         channels_last = self.opts.channels_last
         if channels_last is None:  # CPU: where bench/cpu_speed.py measured it faster
             channels_last = self.device.type == "cuda" or (
-                self.device.type == "cpu" and getattr(self.variant, "channels_last_on_cpu", False)
+                self.device.type == "cpu" and self.variant.channels_last_on_cpu
             )
         if channels_last:
             for net in self.nets.values():
@@ -140,14 +142,11 @@ class Trainer:
             torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.dist.rank + 1))
         g = torch.Generator().manual_seed(self.seed + 1)
         n = self.opts.num_samples
-        fixed = getattr(self.variant, "fixed_inputs", None)
-        if fixed is None:  # a plugin variant not derived from Variant
-            self.fixed_inputs = self.variant.make_inputs(self.vopts, self.info, n, self.device, g)
-        else:  # image-to-image variants build sample inputs from real images
-            real = self.images[torch.arange(n, device=self.device) % len(self.images)]
-            self.fixed_inputs = fixed(
-                self.vopts, self.info, n, self.device, g, real.float().div(127.5).sub(1.0)
-            )
+        # image-to-image variants build sample inputs from real images
+        real = self.images[torch.arange(n, device=self.device) % len(self.images)]
+        self.fixed_inputs = self.variant.fixed_inputs(
+            self.vopts, self.info, n, self.device, g, real.float().div(127.5).sub(1.0)
+        )
         self.real_spread = sampling.pairwise_spread(self.images[:64].float().div(127.5).sub(1.0))
         self.real_stats, self.gap_floor = health.reference(self.images, self.seed)
 
@@ -195,6 +194,7 @@ class Trainer:
             module.load_state_dict(weights[name])
         for name, opt in self.optimizers.items():
             ckpt.load_optimizer(latest, name, opt, state["optimizers"][name])
+        self.ctx.state = unpack_variant_state(state.get("variant_state", {}), self.device)
         for name, sc_state in state.get("scalers", {}).items():
             if name in self.scalers and self.scalers[name].is_enabled():
                 self.scalers[name].load_state_dict(sc_state)
@@ -253,6 +253,8 @@ class Trainer:
         }
         if ranks is not None:
             state["rng_ranks"] = ranks
+        if self.ctx.state:  # the variant's own (ctx.state): none, no key
+            state["variant_state"] = pack_variant_state(self.ctx.state, self.variant.name)
         return ckpt.save_checkpoint(
             self.ckpt_dir, step, self.modules(), state, self.opts.keep_checkpoints
         )

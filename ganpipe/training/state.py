@@ -1,6 +1,7 @@
 """What the loop keeps between steps besides the nets and optimizers: the batch order
-(:class:`Sampler`), the EMA of the generator net and the RNG states, and the names under
-which the loop finds the generator and checkpoints its EMA.
+(:class:`Sampler`), the EMA of the generator net, the RNG states, the variant's own
+``ctx.state`` (packed for the checkpoint), and the names under which the loop finds the
+generator and checkpoints its EMA.
 
 The names come from the variant (:attr:`ganpipe.Variant.generator_net`), never from a
 hard-coded ``"G"``: a variant whose generator is called ``"gen"`` has its EMA checkpointed
@@ -15,14 +16,12 @@ from typing import Any
 
 import torch
 
-#: The default of :attr:`ganpipe.Variant.generator_net`, for plugin variants that are not
-#: derived from :class:`ganpipe.Variant` and do not declare one.
-DEFAULT_GENERATOR_NET = "G"
+from ganpipe.errors import TrainingError
 
 
 def generator_net(variant: Any) -> str:
     """The name of the variant's net that makes images (sampled, EMA'd, exported)."""
-    return getattr(variant, "generator_net", DEFAULT_GENERATOR_NET)
+    return variant.generator_net
 
 
 def ema_key(variant: Any) -> str:
@@ -78,3 +77,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+#: what a variant's ``ctx.state`` may hold besides tensors and containers (what
+#: ``torch.load(weights_only=True)`` reads back)
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def pack_variant_state(state: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The variant's ``ctx.state`` as the checkpoint keeps it: tensors detached and on the
+    CPU; anything a checkpoint cannot hold is a one-line :class:`TrainingError` naming
+    the key and the fix."""
+
+    def pack(value: Any, where: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu").clone()
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, list | tuple):
+            return type(value)(pack(v, f"{where}[{i}]") for i, v in enumerate(value))
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return {k: pack(v, f"{where}[{k!r}]") for k, v in value.items()}
+        raise TrainingError(
+            f"variant {variant!r}: ctx.state{where} holds a {type(value).__name__}, which a "
+            f"checkpoint cannot keep; store tensors, numbers, strings, None, and lists, "
+            f"tuples or str-keyed dicts of them"
+        )
+
+    return {k: pack(v, f"[{k!r}]") for k, v in state.items()}
+
+
+def unpack_variant_state(saved: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A checkpoint's variant state for ``ctx.state``: tensors on the training device."""
+
+    def unpack(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.to(device)
+        if isinstance(value, list | tuple):
+            return type(value)(unpack(v) for v in value)
+        if isinstance(value, dict):
+            return {k: unpack(v) for k, v in value.items()}
+        return value
+
+    return {k: unpack(v) for k, v in saved.items()}

@@ -26,13 +26,14 @@ from pathlib import Path
 import torch
 
 from ganpipe.errors import ConfigError, ModelFileError
+from ganpipe.variant import Variant
 
 #: suffixes of released weight files (anything else must be a checkpoint)
 RELEASED = (".pth", ".pt", ".ckpt", ".bin")
 
 
 def read_init_weights(
-    path: Path, generator: str = "G"
+    path: Path, generator: str = Variant.generator_net
 ) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
     """``({net: state_dict}, what it is)`` from a checkpoint folder or file, or released
     SR weights (as ``{generator: ...}``)."""
@@ -91,7 +92,9 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tu
     return len(taken), skipped
 
 
-def initialise(path: Path, nets: dict[str, torch.nn.Module], log, generator: str = "G") -> None:
+def initialise(
+    path: Path, nets: dict[str, torch.nn.Module], log, generator: str = Variant.generator_net
+) -> None:
     """Load ``path`` into ``nets`` (see the module docstring; released weights go into
     net ``generator``); logs what was taken."""
     weights, kind = read_init_weights(path, generator)

@@ -1,11 +1,18 @@
 """The built-in variants: ganpipe's own plugins, one per variant, declared here without
-importing them (nor torch); each module is imported when a pipeline first names it."""
+importing them (nor torch); each module is imported when a pipeline first names it.
+
+This table is each built-in's identity (name, task, description), declared once: the
+classes do not repeat it (a class that did would have to agree). Importing this package
+records the table (:func:`ganpipe.contract.declare`), so a built-in class instantiated
+directly - ``DCGAN()`` in a test - knows its name without loading the registry.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import ganpipe
+from ganpipe.contract import declare
 
 
 @dataclass(frozen=True)
@@ -123,3 +130,9 @@ BUILTIN_VARIANTS: tuple[BuiltinVariant, ...] = (
         "CycleGAN: unpaired translation between two image folders",
     ),
 )
+
+for _builtin in BUILTIN_VARIANTS:
+    declare(
+        _builtin.target,
+        {"name": _builtin.name, "task": _builtin.task, "description": _builtin.description},
+    )

@@ -203,7 +203,6 @@ class ProjectionDiscriminator(nn.Module):
 
 
 class BigGAN(Variant):
-    name = "biggan"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = BigGANOptions
     conditional = True

@@ -52,7 +52,6 @@ class CondDiscriminator(nn.Module):
 
 
 class CGAN(Variant):
-    name = "cgan"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = CGANOptions
     conditional = True

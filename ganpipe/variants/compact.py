@@ -10,9 +10,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ganpipe import DataInfo
+from ganpipe import DataInfo, SROptions, SRVariant
 from ganpipe.nn import SRVGGNetCompact
-from ganpipe.variants.srbase import SROptions, SRVariant
 
 
 class CompactOptions(SROptions):
@@ -23,7 +22,6 @@ class CompactOptions(SROptions):
 
 
 class Compact(SRVariant):
-    name = "compact"
     Options = CompactOptions
     scales = (1, 2, 3, 4)
     tiny_options = {"scale": 2, "num_feat": 8, "num_conv": 2, "d_width": 4}

@@ -138,8 +138,6 @@ def _lsgan(pred: torch.Tensor, target: float) -> torch.Tensor:
 
 
 class CycleGAN(Variant):
-    name = "cyclegan"
-    task = "translate"
     Options = CycleGANOptions
     tiny_options = {"g_width": 4, "d_width": 4, "res_blocks": 1, "d_layers": 1}
 

@@ -19,9 +19,7 @@ class DCGANOptions(GANOptions):
 
 
 class DCGAN(Variant):
-    name = "dcgan"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
-    task = "generate"
     Options = DCGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
 

@@ -8,9 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe import DataInfo
+from ganpipe import DataInfo, SROptions, SRVariant
 from ganpipe.nn import ESPCN
-from ganpipe.variants.srbase import SROptions, SRVariant
 
 
 class ESPCNOptions(SROptions):
@@ -26,7 +25,6 @@ class ESPCNOptions(SROptions):
 
 
 class ESPCNVariant(SRVariant):
-    name = "espcn"
     Options = ESPCNOptions
     scales = (2, 3, 4)
     tiny_options = {"scale": 2, "feat1": 8, "feat2": 4, "adv_weight": 1e-3, "d_width": 4}

@@ -12,9 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe import DataInfo, fill_unset
+from ganpipe import DataInfo, SROptions, SRVariant, fill_unset
 from ganpipe.nn import RRDB_UNSHUFFLE, RRDBNet
-from ganpipe.variants.srbase import SROptions, SRVariant
 
 
 class ESRGANOptions(SROptions):
@@ -34,7 +33,6 @@ class ESRGANOptions(SROptions):
 
 
 class ESRGAN(SRVariant):
-    name = "esrgan"
     Options = ESRGANOptions
     scales = (1, 2, 4)
     tiny_options = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "d_width": 4}

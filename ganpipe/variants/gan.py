@@ -80,7 +80,6 @@ def bce_step(ctx: StepContext, real: torch.Tensor, d_real, d_fake_detached, d_fa
 
 
 class VanillaGAN(Variant):
-    name = "gan"
     Options = GANOpts
     tiny_options = {"latent_dim": 8, "hidden": [16]}
 

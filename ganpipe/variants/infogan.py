@@ -152,7 +152,6 @@ class _ThreeInputs(_TwoInputs):
 
 
 class InfoGAN(Variant):
-    name = "infogan"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = InfoGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "q_hidden": 8, "categories": 3}

@@ -209,7 +209,6 @@ class _AtLevel(nn.Module):
 
 
 class PGGAN(Variant):
-    name = "pggan"
     Options = PGGANOptions
     tiny_options = {
         "latent_dim": 8,

@@ -9,9 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ganpipe import DataInfo
+from ganpipe import DataInfo, SROptions, SRVariant
 from ganpipe.nn import SRResNet
-from ganpipe.variants.srbase import SROptions, SRVariant
 
 
 class SRGANOptions(SROptions):
@@ -25,7 +24,6 @@ class SRGANOptions(SROptions):
 
 
 class SRGAN(SRVariant):
-    name = "srgan"
     Options = SRGANOptions
     scales = (2, 3, 4, 8)
     tiny_options = {"scale": 2, "num_feat": 8, "num_block": 1, "d_width": 4}

@@ -77,7 +77,6 @@ def r1_default(image_size: int) -> float:
 
 
 class StyleGAN(Variant):
-    name = "stylegan"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = StyleGANOptions
     tiny_options = {

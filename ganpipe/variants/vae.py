@@ -36,7 +36,6 @@ class Encoder(nn.Module):
 
 
 class VAE(Variant):
-    name = "vae"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = VAEOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}

@@ -59,7 +59,6 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 class WGANGP(Variant):
-    name = "wgan-gp"
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
     Options = WGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4, "n_critic": 2}

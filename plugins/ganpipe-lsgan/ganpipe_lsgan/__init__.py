@@ -4,6 +4,6 @@ ganpipe loads :mod:`ganpipe_lsgan.plugin` through the ``ganpipe`` entry-point gr
 variant itself lives in :mod:`ganpipe_lsgan.variant`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

@@ -12,6 +12,12 @@ and the generator minimises::
 ``D`` outputs a raw score (no sigmoid). The defaults are the 0-1 coding of the paper
 (a=0, b=1, c=1); a=-1, b=1, c=0 minimises the Pearson chi^2 divergence (b - c = 1,
 b - a = 2).
+
+Besides its losses each step logs ``d_real`` and ``d_fake``, moving averages of D's
+scores on real and generated images (how close D is to its targets ``b`` and ``a``). The
+averages are the variant's own state, kept in ``ctx.state`` so that checkpoints hold them
+and a resumed run logs what an uninterrupted one would. The variant also recommends
+``[train]`` values (``train_defaults``) that a pipeline gets where it sets none.
 """
 
 from __future__ import annotations
@@ -34,6 +40,22 @@ def generator_loss(fake_scores: torch.Tensor, c: float = 1.0) -> torch.Tensor:
     return 0.5 * (fake_scores - c).pow(2).mean()
 
 
+#: decay of the moving averages of D's scores (about the last 1 / (1 - decay) steps)
+SCORE_DECAY = 0.9
+
+
+def track_scores(state: dict, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Update the moving averages of D's mean scores on real and fake images kept in
+    ``state`` (a tensor ``scores`` and a step count ``n``); returns them, bias-corrected
+    (the first step gives the first scores exactly)."""
+    now = torch.stack([real.detach().float().mean(), fake.detach().float().mean()])
+    if "scores" not in state:
+        state["scores"], state["n"] = torch.zeros_like(now), 0
+    state["scores"].mul_(SCORE_DECAY).add_(now, alpha=1.0 - SCORE_DECAY)
+    state["n"] += 1
+    return state["scores"] / (1.0 - SCORE_DECAY ** state["n"])
+
+
 class LSGANOptions(GANOptions):
     max_width: int = Field(512, ge=1, description="cap on channels per layer")
     a: float = Field(0.0, description="discriminator target for fake images")
@@ -53,12 +75,12 @@ class LSGANOptions(GANOptions):
 
 
 class LSGAN(Variant):
-    name = "lsgan"
+    # name, task and description: declared once, in ganpipe_lsgan.plugin's register.lazy
     channels_last_on_cpu = True  # bench/cpu_speed.py: faster on the CPU
-    task = "generate"
-    description = "Least-squares GAN (Mao et al. 2017) on the DCGAN nets"
     Options = LSGANOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
+    #: an EMA of G's weights gives smoother samples (pipelines that set ema_decay keep it)
+    train_defaults = {"ema_decay": 0.999}
 
     def check_data(self, opts: LSGANOptions, info: DataInfo) -> None:
         super().check_data(opts, info)
@@ -78,8 +100,15 @@ class LSGAN(Variant):
         (z,) = self.make_inputs(opts, ctx.info, real.shape[0], ctx.device)
         fake = G(z)
         aug = ctx.augment  # the run's DiffAugment policy (identity when off)
-        d_loss = discriminator_loss(D(aug(real)), D(aug(fake.detach())), opts.a, opts.b)
+        real_scores, fake_scores = D(aug(real)), D(aug(fake.detach()))
+        d_loss = discriminator_loss(real_scores, fake_scores, opts.a, opts.b)
         ctx.update("D", d_loss)
         g_loss = generator_loss(D(aug(fake)), opts.c)
         ctx.update("G", g_loss)
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+        d_real, d_fake = track_scores(ctx.state, real_scores, fake_scores)
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": d_real,
+            "d_fake": d_fake,
+        }

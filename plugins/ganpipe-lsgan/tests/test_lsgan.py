@@ -17,7 +17,14 @@ from ganpipe.testing import check_variant, registered
 from pydantic import ValidationError
 
 from ganpipe_lsgan import plugin as lsgan_plugin
-from ganpipe_lsgan.variant import LSGAN, LSGANOptions, discriminator_loss, generator_loss
+from ganpipe_lsgan.variant import (
+    LSGAN,
+    SCORE_DECAY,
+    LSGANOptions,
+    discriminator_loss,
+    generator_loss,
+    track_scores,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -130,14 +137,31 @@ def test_one_training_step_returns_the_least_squares_losses():
     ctx = ganpipe.StepContext(nets, variant.optimizers(nets, opts), opts, info, torch.device("cpu"))
     batch = ganpipe.Batch(torch.rand(4, 3, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long))
     losses = variant.train_step(ctx, batch)
-    assert set(losses) == {"d_loss", "g_loss"}
+    assert set(losses) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert all(torch.isfinite(v) and not v.requires_grad for v in losses.values())
     assert losses["d_loss"] >= 0 and losses["g_loss"] >= 0  # sums of squares
+    assert ctx.state["n"] == 1 and ctx.state["scores"].shape == (2,)  # the variant's state
     spec = variant.export_spec(nets, opts, info)
     assert [s.name for s in spec.inputs] == ["z"]
 
 
+def test_score_averages_are_bias_corrected_moving_averages():
+    state: dict = {}
+    first = track_scores(state, torch.tensor([1.0, 3.0]), torch.tensor([-1.0]))
+    assert first.tolist() == pytest.approx([2.0, -1.0])  # the first step: the scores
+    second = track_scores(state, torch.tensor([0.0]), torch.tensor([1.0]))
+    d = SCORE_DECAY
+    expected = [(d * (1 - d) * 2.0) / (1 - d**2), (d * (1 - d) * -1.0 + (1 - d)) / (1 - d**2)]
+    assert second.tolist() == pytest.approx(expected)
+    assert state["n"] == 2
+
+
 # -- registration ------------------------------------------------------------------------
+
+
+def test_identity_is_declared_once_in_the_registration():
+    assert not {"name", "task", "description"} & set(vars(LSGAN))  # not on the class
+    assert LSGAN().name == "lsgan" and LSGAN().task == "generate"  # from register.lazy
 
 
 def test_the_installed_entry_point_points_to_the_plugin_module():
@@ -173,3 +197,19 @@ def test_listed_with_its_distribution_and_hidden_when_disabled():
         hidden = json.loads(proc.stdout)
         assert "lsgan" not in {v["name"] for v in hidden["variants"]}
         assert "lsgan" not in {p["name"] for p in hidden["plugins"]}
+
+
+def test_a_run_gets_the_recommended_train_defaults_and_checkpoints_the_state(tmp_path):
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text(
+        '[run]\ndevice = "cpu"\n[data]\ndataset = "shapes"\nimage_size = 16\n'
+        '[model]\nvariant = "lsgan"\ng_width = 4\nd_width = 4\nlatent_dim = 8\n'
+        "[train]\nsteps = 2\nbatch_size = 4\nprogress = false\n",
+        encoding="utf-8",
+    )
+    proc = ganpipe_cli("run", str(toml))
+    assert proc.returncode == 0, proc.stderr
+    assert "train: ema_decay 0.999 (recommended by variant 'lsgan'" in proc.stdout, proc.stdout
+    checkpoint = tmp_path / "runs" / "default" / "train" / "checkpoints" / "step_00000002"
+    saved = torch.load(checkpoint / "state.pt", weights_only=True)["variant_state"]
+    assert saved["n"] == 2 and saved["scores"].shape == (2,)
