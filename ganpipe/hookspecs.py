@@ -39,24 +39,24 @@ hookspec = pluggy.HookspecMarker("ganpipe")
 
 @hookspec
 def ganpipe_register_variants(register: VariantRegister) -> None:
-    """Register GAN variants: call ``register(variant)`` (or ``register.lazy(...)``) for objects following :class:`ganpipe.Variant` (``name``,
-    ``task``, ``Options``, ``build``, ``train_step``, and the methods with defaults there).
+    """Register GAN variants: call ``register(variant)`` or ``register.lazy(...)``
+    (:class:`ganpipe.VariantRegister`) for subclasses of :class:`ganpipe.Variant`, whose
+    class is the contract (what is required, and since which version each method exists).
     """
 
 
 @hookspec
 def ganpipe_register_stages(register: StageRegister) -> None:
-    """Register pipeline stages: call ``register(stage)`` (or ``register.lazy(...)``) for objects following :class:`ganpipe.Stage` (``name``, the
-    ``[table]`` of pipeline.toml; ``Options``; ``run(ctx, opts) -> StageResult``; optional
-    ``check`` and ``fingerprint``; ``requires``, ``optional`` and ``uses``)."""
+    """Register pipeline stages (each a ``[table]`` of pipeline.toml): call
+    ``register(stage)`` or ``register.lazy(...)`` (:class:`ganpipe.StageRegister`) for
+    subclasses of :class:`ganpipe.Stage`, whose class is the contract."""
 
 
 @hookspec
 def ganpipe_register_datasets(register: DatasetRegister) -> None:
-    """Register dataset sources: call ``register(source)`` (or ``register.lazy(...)``) for objects following :class:`ganpipe.DatasetSource`
-    (``name``, the ``data.dataset`` value; ``Options`` for its keys of ``[data]``;
-    ``load(opts, image_size, channels, base_dir) -> ImageSet``; ``fingerprint(opts,
-    base_dir)``; optional ``class_names(opts, base_dir)``)."""
+    """Register dataset sources (``[data] dataset = "name"``): call ``register(source)``
+    or ``register.lazy(...)`` (:class:`ganpipe.DatasetRegister`) for subclasses of
+    :class:`ganpipe.DatasetSource`, whose class is the contract."""
 
 
 # -- extension points beyond registration (since 0.3) -------------------------------------
