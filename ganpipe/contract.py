@@ -74,8 +74,13 @@ def call_params(base: type, name: str) -> tuple[str, ...]:
 
 
 def own(obj: Any, base: type, name: str) -> bool:
-    """True when ``obj`` implements ``name`` itself rather than inheriting ``base``'s."""
-    return getattr(type(obj), name, None) is not getattr(base, name, object())
+    """True when ``obj`` implements ``name`` itself rather than inheriting ``base``'s (an
+    instance attribute counts: the adapter's, or a guarded method's own function)."""
+    value = vars(obj).get(name) if hasattr(obj, "__dict__") else None
+    if value is None:
+        return getattr(type(obj), name, None) is not getattr(base, name, object())
+    value = getattr(value, "fn", value)  # a guarded method: the method it guards
+    return getattr(value, "__func__", value) is not getattr(base, name, object())
 
 
 # -- identity ------------------------------------------------------------------------------
