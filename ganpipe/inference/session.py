@@ -227,6 +227,10 @@ def open_model(
         raise ModelFileError(
             f"{path} is a {card.task!r} model; this command needs a {wanted} model"
         )
+    try:  # parsed once (a Device is taken as it is); the runtime and providers get it
+        device = parse_device(device, ORT_KINDS, where="--device")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     runtime = _runtime_for(device, runtime, precision)
     if runtime == "openvino":
         from ganpipe.inference.runtimes import OpenVINOSession

@@ -276,13 +276,15 @@ def open_sr_model(
     one-line :class:`~ganpipe.errors.GanpipeError` whose class decides the exit status
     (a model that cannot be used: :class:`ModelFileError`). What ONNX Runtime logged
     while loading it goes to ``log``, one line each."""
-    try:
-        name = str(parse_device(device, ORT_KINDS, where="device"))
+    try:  # parsed once here (a Device from the options is taken as it is), then carried
+        device = parse_device(device, ORT_KINDS, where="device")
     except ValueError as exc:
         raise ConfigError(str(exc).removeprefix("device: ")) from None
     if is_weights(path):
         path = converted_model(Path(path), log, denoise=denoise)
-    opened = open_model(path, name, task=task, runtime=runtime, precision=precision, tuning=tuning)
+    opened = open_model(
+        path, device, task=task, runtime=runtime, precision=precision, tuning=tuning
+    )
     for note in opened.notes if log is not None else ():
         log(f"{opened.path.name}: {note}")
     model = SRModel(opened)
