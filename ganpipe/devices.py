@@ -144,6 +144,6 @@ def ort_device(value: str | Device) -> Device:
 
 def training_device(value: str | Device) -> Device:
     """:func:`validated` for training devices (``run.device``). (Named ``torch_device``
-    before 0.2; that name is :func:`ganpipe.training.devices.torch_device`'s alone: a
+    until 0.3; that name is :func:`ganpipe.training.devices.torch_device`'s alone: a
     ``Device`` to a ``torch.device``.)"""
     return validated(value, TORCH_KINDS)
