@@ -38,12 +38,18 @@ class Deprecation:
     since: str  # the minor version that deprecated it, e.g. "0.3"
     remove_in: str  # the first version that may not have it, at least two minors later
 
-    def warn(self, name: str | None = None, *, stacklevel: int = 4) -> None:
-        """:func:`deprecated` with this entry's fields (``name``: a more precise wording of
-        what was used, e.g. naming the plugin); ``stacklevel`` 4: the plugin's line that
-        called the function that calls this."""
+    def warn(
+        self, name: str | None = None, *, replacement: str | None = None, stacklevel: int = 4
+    ) -> None:
+        """:func:`deprecated` with this entry's versions; ``name`` and ``replacement``: more
+        precise wordings of the entry's (naming the plugin, its class); ``stacklevel`` 4:
+        the plugin's line that called the function that calls this."""
         deprecated(
-            name or self.name, self.replacement, self.since, self.remove_in, stacklevel=stacklevel
+            name or self.name,
+            replacement or self.replacement,
+            self.since,
+            self.remove_in,
+            stacklevel=stacklevel,
         )
 
 

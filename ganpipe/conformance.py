@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ganpipe.contract import call_params, hooks, own
+from ganpipe.errors import one_line
 from ganpipe.modelcard import TASKS
 from ganpipe.stage import USES
 
@@ -56,7 +57,7 @@ def _options(obj: Any) -> list[str]:
             ]
     except Exception as exc:  # noqa: BLE001 - a broken model class, named with the fix
         return [
-            f"'Options()' raised {type(exc).__name__}: {' '.join(str(exc).split())}; "
+            f"'Options()' raised {type(exc).__name__}: {one_line(exc)}; "
             f"fix the options class (it must build from its defaults)"
         ]
     return []

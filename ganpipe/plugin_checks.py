@@ -28,6 +28,8 @@ from typing import Any
 
 import pluggy
 
+from ganpipe.errors import one_line
+
 #: pluggy's marker attribute on a function decorated with ``@ganpipe.hookimpl``
 MARK = "ganpipe_impl"
 #: how close a name must be to a hook's to be taken for a misspelling of it
@@ -140,7 +142,7 @@ def no_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:
 def validation_text(exc: pluggy.PluginValidationError, specs: dict[str, tuple[str, ...]]) -> str:
     """pluggy's refusal (several lines) as one phrase, with a "did you mean" for an
     unknown hook name. What :func:`hook_mistakes` did not foresee ends up here."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     if text.startswith("unknown hook "):
         name = text.split("'")[1] if "'" in text else ""
         close = _close(name, specs) if name else None

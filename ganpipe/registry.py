@@ -24,15 +24,10 @@ import pluggy
 
 from ganpipe import contract
 from ganpipe.conformance import CHECKS, NAME_RE
-from ganpipe.errors import ConfigError, PluginError
+from ganpipe.errors import ConfigError, PluginError, one_line
 from ganpipe.modelcard import TASKS
 
 KINDS = ("variants", "stages", "datasets")
-
-
-def one_line(exc: BaseException) -> str:
-    """The message of ``exc`` on one line (pluggy's validation errors span several)."""
-    return " ".join(str(exc).split())
 
 
 @dataclass

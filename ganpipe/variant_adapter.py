@@ -21,16 +21,16 @@ Torch-free at import.
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
+from ganpipe._deprecation import CHANGES
 from ganpipe.contract import Hook, hooks
-from ganpipe.errors import GanpipeError, PluginCodeError
+from ganpipe.errors import GanpipeError, PluginCodeError, one_line
 from ganpipe.variant import Variant
 
-#: the version that deprecated variants not derived from ganpipe.Variant, and the first
-#: version that may refuse them (the deprecation policy: at least one minor version)
-DEPRECATED_IN, REMOVED_IN = "0.3", "0.5"
+#: variants not derived from ganpipe.Variant: deprecated in 0.3, refused from 0.5 (the
+#: deprecation policy of docs/plugins.md, declared with the others in ganpipe._deprecation)
+NOT_DERIVED = CHANGES["variant-not-derived"]
 
 
 class LegacyVariant(Variant):
@@ -60,12 +60,12 @@ def adapt(obj: Any, where: str = "") -> Variant:
     if isinstance(obj, Variant):
         return obj
     name = getattr(obj, "name", type(obj).__name__)
-    warnings.warn(
-        f"{where + ': ' if where else ''}variant {name!r} is not derived from ganpipe.Variant: "
-        f"deprecated in ganpipe {DEPRECATED_IN}, refused from {REMOVED_IN}; subclass "
-        f"ganpipe.Variant (class {type(obj).__name__}(ganpipe.Variant))",
-        DeprecationWarning,
-        stacklevel=3,
+    # stacklevel 5: past _deprecation's two frames, as a warning from here with 3
+    NOT_DERIVED.warn(
+        f"{where + ': ' if where else ''}variant {name!r}, a class not derived from "
+        "ganpipe.Variant,",
+        replacement=f"a subclass of it: class {type(obj).__name__}(ganpipe.Variant)",
+        stacklevel=5,
     )
     return LegacyVariant(obj)
 
@@ -125,8 +125,7 @@ def load_variant(obj: Any, owner: str, dist: str) -> Variant:
 
 
 def _what(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text[:300] + ("..." if len(text) > 300 else "")
+    text = one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

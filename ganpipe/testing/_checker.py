@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ganpipe.errors import one_line
+
 
 class ContractError(AssertionError):
     """A plugin object broke its contract. The message names the object, the step of the
@@ -31,11 +33,6 @@ class CheckReport:
     def __str__(self) -> str:
         steps = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         return f"{self.kind} {self.name!r}: passed in {self.seconds:.2f}s ({steps})"
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] + ("..." if len(text) > 500 else "")
 
 
 class Checker:

@@ -9,6 +9,7 @@ import torch
 
 from ganpipe.conformance import variant_problems
 from ganpipe.contract import Hook, hooks
+from ganpipe.errors import one_line
 from ganpipe.modelcard import INPUT_KINDS
 from ganpipe.variant import Batch, DataInfo, ExportSpec, StepContext, Variant
 from ganpipe.variant_adapter import LegacyVariant, likely_fix, nets_problem
@@ -82,7 +83,7 @@ class _Calls:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             if cause is not exc and hasattr(exc, "method"):  # a guarded variant: its line
                 raise _Stop(str(exc)) from exc
-            text = " ".join(str(cause).split())[:300]
+            text = one_line(cause)
             fix = likely_fix(self.hooks[method], cause, self.variant)
             if method == "check_data":
                 fix = "set test_image_size and tiny_options to values check_data accepts"
@@ -102,7 +103,7 @@ def _steps(variant: Variant, options: dict[str, Any]) -> None:
     try:
         opts = variant.Options(**given)
     except Exception as exc:  # noqa: BLE001 - a ValidationError, or a broken class
-        text = " ".join(str(exc).split())[:300]
+        text = one_line(exc)
         raise _Stop(
             f"Options(**{given!r}) is refused: {text}; give every option a default that "
             f"validates, and tiny_options values for the checks"
