@@ -285,15 +285,14 @@ def ganpipe_register_variants(register):
 """
 
 
-def test_check_runs_the_quick_checks_of_each_variant(cli, tmp_path):
-    site = write_dist(tmp_path / "site", "my-sngan", "0.1.0", {"my_sngan": QUICK},
-                      {"sngan": "my_sngan"})  # fmt: skip
-    listed = cli("plugins", env=with_site(site))  # listing checks nothing: all is fine
-    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
-    proc = cli("plugins", "--check", "--json", env=with_site(site))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    problems = {p["message"] for p in json.loads(proc.stdout)["problems"]}
-    lines = proc.stderr.strip().splitlines()
+def test_check_runs_the_quick_checks_of_each_variant(installed):
+    installed("sngan", QUICK)
+    code, out, err = _invoke("plugins")  # listing checks nothing: all is fine
+    assert code == 0 and err == "", err
+    code, out, err = _invoke("plugins", "--check", "--json")
+    assert code == 1 and "Traceback" not in err, err
+    problems = {p["message"] for p in json.loads(out)["problems"]}
+    lines = err.strip().splitlines()
     assert {ln.removeprefix("ganpipe: error: ") for ln in lines} == problems, lines
     sngan, tuplegan = sorted(problems)
     where = "plugin 'sngan' (my-sngan 0.1.0): variant"
@@ -307,16 +306,15 @@ def test_check_runs_the_quick_checks_of_each_variant(cli, tmp_path):
 
 
 def test_debug_prints_the_traceback_of_the_cause_then_the_one_line(cli, tmp_path):
-    missing = str(tmp_path / "missing.onnx")
-    plain = cli("generate", "-m", missing, "-o", "out", cwd=tmp_path)
-    debug = cli("--debug", "generate", "-m", missing, "-o", "out", cwd=tmp_path)
-    by_env = cli("generate", "-m", missing, "-o", "out", cwd=tmp_path, env={"GANPIPE_DEBUG": "1"})
+    plain = cli("run", "missing.toml", cwd=tmp_path)
+    debug = cli("--debug", "run", "missing.toml", cwd=tmp_path)
+    by_env = cli("run", "missing.toml", cwd=tmp_path, env={"GANPIPE_DEBUG": "1"})
     line = plain.stderr.strip()
-    assert line.startswith("ganpipe: error: ") and "\n" not in line, plain.stderr
+    assert line.startswith("ganpipe: error: missing.toml: ") and "\n" not in line, line
     for proc in (debug, by_env):
         assert proc.returncode == plain.returncode == 2, proc.stderr
         assert proc.stderr.startswith("Traceback (most recent call last):"), proc.stderr
-        assert "ganpipe.errors.ModelFileError" in proc.stderr
+        assert "ganpipe.errors.ConfigError: missing.toml" in proc.stderr
         assert proc.stderr.strip().splitlines()[-1] == line
 
 
