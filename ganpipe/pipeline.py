@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ganpipe import runlock
 from ganpipe.config import PipelineConfig, load_config
-from ganpipe.errors import ConfigError
+from ganpipe.errors import ConfigError, one_line
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
 from ganpipe.outputs import StageOutput
 from ganpipe.signals import Interrupted
@@ -233,7 +233,7 @@ def _run_stages(
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             manifest.stages[sc.name] = {
                 "status": exc.status if isinstance(exc, Interrupted) else status,
-                "error": " ".join(str(exc).split())[:500] or type(exc).__name__,
+                "error": one_line(exc, 500) or type(exc).__name__,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
             if isinstance(exc, Interrupted):  # "terminated" for SIGTERM, with the signal
@@ -265,7 +265,7 @@ def _report(run_dir: Path, log: Log) -> None:
 
         log(f"report: {write_report(run_dir)}")
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
-        log(f"report: not written ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+        log(f"report: not written ({type(exc).__name__}: {one_line(exc, 200)})")
 
 
 def run_file(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ganpipe.errors import one_line
 from ganpipe.fsutil import atomic_path
 from ganpipe.imaging.formats import TooLarge, UnsupportedFormat, check_megapixels, open_image
 
@@ -37,12 +38,12 @@ def describe(exc: BaseException) -> str:
     """One line (at most about 300 characters) saying why a file could not be used."""
     if isinstance(exc, UnidentifiedImageError):
         return "not an image, or a format Pillow cannot read"
-    text = " ".join(str(exc).split())
+    text = str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
         return "not enough memory to decode it"
-    text = text[:300] + ("..." if len(text) > 300 else "")
+    text = one_line(text)
     if text and isinstance(exc, OSError | ValueError | SyntaxError | EOFError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

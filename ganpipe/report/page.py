@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ganpipe import __version__
+from ganpipe.errors import one_line
 from ganpipe.fsutil import write_bytes
 from ganpipe.outputs import TrainOutput
 from ganpipe.report.extensions import plugin_sections
@@ -190,7 +191,7 @@ def _section(builder, anchor: str, title: str, record: RunRecord) -> str:
     try:
         return builder(record)
     except Exception as exc:  # noqa: BLE001 - one odd file must not cost the whole report
-        note = f"could not be shown: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        note = f"could not be shown: {type(exc).__name__}: {one_line(exc)}"
         return section_html(anchor, title, "", note=note)
 
 

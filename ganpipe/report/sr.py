@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ganpipe.errors import GanpipeError
+from ganpipe.errors import GanpipeError, one_line
 from ganpipe.metrics.sr_scores import label, psnr
 from ganpipe.report.run import RunRecord
 
@@ -74,7 +74,7 @@ def sr_crops(record: RunRecord, model_path: Path, most: int = 4) -> tuple[list[C
         run = whole_image_runner(model)  # tiled where the model takes one fixed shape
         images, which = held_out(record, most)
     except (GanpipeError, ValueError, OSError, KeyError) as exc:
-        return [], f"no crops: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        return [], f"no crops: {type(exc).__name__}: {one_line(exc)}"
     scale, crops, borders = model.scale, [], set()
     for img in images:
         hr = _fit(np.asarray(img), scale)

@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ganpipe import progress, runlock
-from ganpipe.errors import ConfigError
+from ganpipe.errors import ConfigError, one_line
 from ganpipe.fsutil import write_bytes
 from ganpipe.options import Options
 from ganpipe.outputs import TuneOutput
@@ -121,7 +121,7 @@ def run_trial(study, objective, log) -> None:
         study.tell(trial, state=State.PRUNED)
     except ValueError as exc:
         study.tell(trial, state=State.FAIL)
-        log(f"trial {trial.number} failed: {' '.join(str(exc).split())[:300]}")
+        log(f"trial {trial.number} failed: {one_line(exc)}")
     except KeyboardInterrupt:
         trial.set_user_attr("interrupted", True)
         study.tell(trial, state=State.FAIL)

@@ -175,7 +175,7 @@ class Coordinator:
             with contextlib.suppress(Exception):  # one of them gone: the launcher stops them
                 self._tell(
                     {
-                        "abort": " ".join(str(exc).split())[:300] or type(exc).__name__,
+                        "abort": errors.one_line(exc) or type(exc).__name__,
                         "signal": signum,
                     }
                 )
