@@ -33,6 +33,7 @@ _LAZY = {
             "DataError",
             "GanpipeError",
             "ModelFileError",
+            "PluginCodeError",
             "PluginError",
             "TrainingError",
         ),
@@ -45,7 +46,7 @@ _LAZY = {
     "Options": "ganpipe.options",
     **dict.fromkeys(("DatasetRegister", "StageRegister", "VariantRegister"), "ganpipe.registry"),
     **dict.fromkeys(("Stage", "StageContext", "StageResult"), "ganpipe.stage"),
-    **dict.fromkeys(("SROptions", "SRVariant"), "ganpipe.sr_variant"),  # imports torch
+    **dict.fromkeys(("SROptions", "SRVariant"), "ganpipe.sr_variant"),
     **dict.fromkeys(
         (
             "TASKS",
@@ -94,6 +95,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         DataError,
         GanpipeError,
         ModelFileError,
+        PluginCodeError,
         PluginError,
         TrainingError,
     )
@@ -137,6 +139,7 @@ __all__ = [
     "ModelCard",
     "ModelFileError",
     "Options",
+    "PluginCodeError",
     "PluginError",
     "SROptions",
     "SRVariant",

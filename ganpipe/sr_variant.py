@@ -4,7 +4,8 @@ built-in ``srgan``, ``esrgan``, ``compact`` and ``espcn`` share, for third-party
 plugins to reuse - options, the LR input made on the fly from the HR batch, the content /
 perceptual / adversarial losses, the training step and the ONNX contract. A plugin
 subclasses it, sets ``scales`` and implements ``build_generator(opts, info)``; its options
-subclass :class:`SROptions`. Imports torch (load it lazily, as any variant).
+subclass :class:`SROptions`. Torch-free at import, as :class:`ganpipe.Variant`: the
+methods import torch.
 
 Training batches are HR patches (``data.image_size``, in [-1, 1] from the loop, drawn
 anew every step from the ``patches`` source's regions and flipped / rotated at random:
@@ -20,12 +21,9 @@ carries ``scale`` and ``tile_multiple``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
 from ganpipe import (
     Batch,
@@ -37,7 +35,10 @@ from ganpipe import (
     StepContext,
     Variant,
 )
-from ganpipe.nn import SRDiscriminator, SRExport, VGG19Features, degrade, downscale
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 DEGRADATIONS = Literal["blur", "noise", "jpeg"]
 
@@ -167,12 +168,16 @@ class SRVariant(Variant):
             )
 
     def build(self, opts: SROptions, info: DataInfo) -> dict[str, nn.Module]:
+        from ganpipe.nn import SRDiscriminator
+
         nets = {"G": self.build_generator(opts, info)}
         if opts.adv_weight > 0:
             nets["D"] = SRDiscriminator(info.channels, info.image_size, opts.d_width)
         return nets
 
     def optimizers(self, nets, opts: SROptions):
+        import torch
+
         return {
             k: torch.optim.Adam(
                 net.parameters(), lr=opts.lr_g if k == "G" else opts.lr_d, betas=tuple(opts.betas)
@@ -186,6 +191,8 @@ class SRVariant(Variant):
         path = opts.resolve_path(opts.vgg_weights)
         key = (str(path), opts.vgg_layer, str(device))
         if key not in self._vgg:
+            from ganpipe.nn import VGG19Features
+
             self._vgg[key] = VGG19Features.from_file(path, opts.vgg_layer).to(device)
         return self._vgg[key]
 
@@ -203,6 +210,8 @@ class SRVariant(Variant):
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Random LR images in [0, 1] at ``image_size // scale``."""
+        import torch
+
         size = max(1, info.image_size // opts.scale)
         return (torch.rand((n, info.channels, size, size), generator=generator).to(device),)
 
@@ -216,12 +225,18 @@ class SRVariant(Variant):
         real: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         """The sample grids up-scale the bicubic down-scaling of real images."""
+        from ganpipe.nn import downscale
+
         return (downscale((real.float() + 1.0) * 0.5, opts.scale).to(device),)
 
     def make_lr(self, hr: torch.Tensor, opts: SROptions) -> torch.Tensor:
         """The LR input of ``hr`` ([0, 1]), made in float32 even under AMP and rounded to
         8 bits, as the LR images the model will up-scale (BasicSR trains on stored 8-bit
         LR images; Real-ESRGAN rounds its degraded LR the same way)."""
+        import torch
+
+        from ganpipe.nn import degrade
+
         with torch.autocast(hr.device.type, enabled=False):
             lr = degrade(
                 hr.float(),
@@ -240,6 +255,8 @@ class SRVariant(Variant):
     # -- losses ----------------------------------------------------------------------------
     @staticmethod
     def _pixel(opts: SROptions, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.l1_loss(a, b) if opts.content_loss == "l1" else F.mse_loss(a, b)
 
     @staticmethod
@@ -247,6 +264,9 @@ class SRVariant(Variant):
         opts: SROptions, real: torch.Tensor, fake: torch.Tensor, fake_is_real: bool
     ) -> torch.Tensor:
         """BCE on logits; ``fake_is_real``: the generator's view (targets swapped)."""
+        import torch
+        import torch.nn.functional as F
+
         bce = F.binary_cross_entropy_with_logits
         t_fake = 1.0 if fake_is_real else 0.0
         if opts.gan_loss == "ragan":
@@ -261,6 +281,8 @@ class SRVariant(Variant):
     def train_step(self, ctx: StepContext, batch: Batch):
         G, opts = ctx.nets["G"], ctx.opts
         D = ctx.nets.get("D")
+        import torch
+
         hr = (batch.images.float() + 1.0) * 0.5
         with torch.no_grad():
             lr = self.make_lr(hr, opts)
@@ -299,6 +321,10 @@ class SRVariant(Variant):
 
     # -- export ----------------------------------------------------------------------------
     def export_spec(self, nets, opts: SROptions, info: DataInfo) -> ExportSpec:
+        import torch
+
+        from ganpipe.nn import SRExport
+
         g = nets[self.generator_net].eval()
         multiple = self.tile_multiple(opts)
         gen = torch.Generator().manual_seed(0)
