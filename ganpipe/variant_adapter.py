@@ -21,6 +21,7 @@ Torch-free at import.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from ganpipe._deprecation import CHANGES
@@ -166,10 +167,10 @@ def nets_problem(nets: Any, generator_net: str) -> tuple[str, str] | None:
     if not isinstance(nets, dict) or not nets:
         what = "an empty dict" if isinstance(nets, dict) else f"a {type(nets).__name__}"
         return f"returned {what}", fix
-    from torch import nn
-
+    torch = sys.modules.get("torch")  # loaded when build made nets; never imported here
+    module = torch.nn.Module if torch is not None else ()
     for key, net in nets.items():
-        if not isinstance(key, str) or not isinstance(net, nn.Module):
+        if not isinstance(key, str) or not isinstance(net, module):
             return f"returned {{{key!r}: {type(net).__name__}}}", fix
     if generator_net not in nets:
         return (
