@@ -2,9 +2,17 @@
 loop hands it.
 
 A variant owns its nets and losses; the loop (:mod:`ganpipe.training`) owns devices,
-checkpoints, EMA, logging and sampling. Subclass :class:`Variant`, set ``name``, ``task``
-and ``Options``, implement :meth:`Variant.build` and :meth:`Variant.train_step`; the other
-methods have documented defaults for latent-to-image GANs.
+checkpoints, EMA, logging and sampling. Subclass :class:`Variant`, set ``Options``,
+implement :meth:`Variant.build` and :meth:`Variant.train_step`; the other methods have
+documented defaults for latent-to-image GANs. ``name``, ``task`` and ``description`` come
+from the plugin's ``register.lazy(...)`` (or the class, for ``register(obj)``).
+
+:class:`Variant` is the contract, stated once: its methods are marked with
+:func:`ganpipe.contract.hook` (required or not, the version they exist from, the fix to
+name when they fail), and the conformance checks, the adapter of variants not derived
+from it (:mod:`ganpipe.variant_adapter`), ``ganpipe.testing`` and the docs read those
+marks. The variant's own checkpointed state lives in ``StepContext.state``; recommended
+``[train]`` values in :attr:`Variant.train_defaults`.
 
 Names the loop relies on are declared here, not assumed:
 
