@@ -230,6 +230,10 @@ def test_what_an_earlier_version_offered_still_exists_with_the_same_arguments():
             marker, now = methods[name]
             assert now == args, f"ganpipe calls {name}{now}; {version} called it {name}{args}"
             assert marker.since == version, f"{name} exists since {version}, marked {marker.since}"
+        attributes = compat_docs.contract_attributes()
+        for name in api["attributes"]:
+            assert name in attributes, f"contract attribute {name} of {version} is gone"
+            assert attributes[name].since == version, f"{name} exists since {version}"
         for module in compat_docs.MODULES:
             mod = importlib.import_module(module)
             with warnings.catch_warnings():
@@ -252,3 +256,6 @@ def test_new_hooks_and_methods_say_from_which_version():
     for name, (marker, _) in compat_docs.contract_methods().items():
         if name not in known:
             assert marker.since != oldest, f"mark {name} with @hook(since=...) (added later)"
+    for name, marker in compat_docs.contract_attributes().items():
+        if name not in compat_docs.API[oldest]["attributes"]:
+            assert marker.since != oldest, f"give {name}'s Hook a since (added later)"

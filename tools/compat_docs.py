@@ -55,6 +55,14 @@ API: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "DatasetSource.fingerprint": ("opts", "base_dir"),
             "DatasetSource.class_names": ("opts", "base_dir"),
         },
+        "attributes": dict.fromkeys(
+            (
+                "Variant.name Variant.task Variant.description Variant.Options "
+                "Variant.conditional Variant.generator_net Variant.tiny_options "
+                "Variant.test_image_size Variant.channels_last_on_cpu"
+            ).split(),
+            (),
+        ),
         "ganpipe": tuple(
             "Batch ConfigError DataError DataInfo DatasetRegister DatasetSource ExportSpec "
             "GANOptions GanpipeError ImageSet InputSpec ModelCard ModelFileError Options "
@@ -118,6 +126,17 @@ def contract_methods() -> dict[str, tuple[object, tuple[str, ...]]]:
     return out
 
 
+def contract_attributes() -> dict[str, object]:
+    """ "Base.attribute" -> its contract marker (the class attributes a plugin sets)."""
+    import ganpipe
+
+    return {
+        f"{base_name}.{name}": marker
+        for base_name in CONTRACTS
+        for name, marker in getattr(getattr(ganpipe, base_name), "contract_attributes", {}).items()
+    }
+
+
 def public_names() -> dict[str, list[str]]:
     return {m: sorted(importlib.import_module(m).__all__) for m in MODULES}
 
@@ -150,6 +169,13 @@ def render_block() -> str:
     for name, (marker, args) in contract_methods().items():
         need = "required" if marker.required else "optional"
         out.append(f"| `{name}({', '.join(args)})` | {need} | {marker.since} |")
+    attributes = contract_attributes()
+    if attributes:
+        out += ["", "Contract attributes (class attributes a plugin sets):", ""]
+        out += ["| attribute | | since |", "| --- | --- | --- |"]
+        for name, marker in attributes.items():
+            need = "required" if marker.required else "optional"
+            out.append(f"| `{name}` | {need} | {marker.since} |")
     oldest = next(iter(API))
     out += ["", f"Public names added after {oldest} (the others exist since {oldest}):", ""]
     added = [
