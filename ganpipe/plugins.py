@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from ganpipe import hookspecs, signals
-from ganpipe.errors import PluginError, debugging
+from ganpipe.errors import PluginError, debugging, one_line
 
 # importlib.metadata, traceback and plugin_checks are imported where used: `ganpipe --help`
 # imports this module (for plugin_code), and importlib.metadata alone is a third of its time
@@ -75,16 +75,11 @@ def _dist_name(ep: metadata.EntryPoint) -> str:
     return f"{dist.name} {dist.version}"
 
 
-def _one_line(exc: BaseException) -> str:
-    """The message of ``exc`` on one line (pluggy's validation errors span several)."""
-    return " ".join(str(exc).split())
-
-
 def describe(exc: BaseException) -> str:
     """What a plugin raised, in a few words: ``Type: message``, or the exit it tried."""
     if isinstance(exc, SystemExit):
         return f"it tried to exit ganpipe (SystemExit({exc.code!r}))"
-    text = _one_line(exc)
+    text = one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
