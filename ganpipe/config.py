@@ -57,9 +57,13 @@ class RunSection(Options):
 
 class DataSection(Options):
     model_config = Options.model_config | {"extra": "allow"}
-    dataset: str = "folder"
-    image_size: int = Field(64, ge=4, le=4096)
-    channels: Literal[1, 3] = 3
+    dataset: str = Field(
+        "folder", description="the dataset source: folder, shapes, patches or a plugin's"
+    )
+    image_size: int = Field(
+        64, ge=4, le=4096, description="side in pixels of the square images the nets train on"
+    )
+    channels: Literal[1, 3] = Field(3, description="1: grayscale, 3: RGB")
     holdout: float = Field(
         0.0, ge=0.0, lt=1.0, description="fraction of images kept out of training, for evaluate"
     )

@@ -23,6 +23,24 @@ class Options(BaseModel):
     # project folder that moves keeps its runs.
     _base_dir: Path | None = PrivateAttr(None)
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A field redeclared to change its default or bounds (``lr_g: float = Field(1e-4,
+        gt=0)`` in a subclass) keeps the description of the field it overrides, so that
+        ``ganpipe plugins show`` and docs/options.md describe every option once."""
+        super().__pydantic_init_subclass__(**kwargs)
+        inherited = False
+        for name, info in cls.model_fields.items():
+            if info.description:
+                continue
+            for base in cls.__mro__[1:]:
+                parent = vars(base).get("__pydantic_fields__", {}).get(name)
+                if parent is not None and parent.description:
+                    info.description, inherited = parent.description, True
+                    break
+        if inherited:  # the JSON schema reads it from the rebuilt core schema
+            cls.model_rebuild(force=True, raise_errors=False)
+
     def resolve_path(self, path: str | os.PathLike) -> Path:
         """``path`` (``~`` expanded) relative to the pipeline.toml's folder; to the current
         folder for options made in code, not loaded from a file."""

@@ -47,9 +47,9 @@ class SROptions(Options):
     """Hyper-parameters shared by the super-resolution variants."""
 
     scale: int = Field(4, description="up-scaling factor")
-    lr_g: float = Field(1e-4, gt=0)
-    lr_d: float = Field(1e-4, gt=0)
-    betas: tuple[float, float] = (0.9, 0.99)
+    lr_g: float = Field(1e-4, gt=0, description="learning rate of the generator (Adam)")
+    lr_d: float = Field(1e-4, gt=0, description="learning rate of the discriminator (Adam)")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="Adam's beta1 and beta2")
     content_loss: Literal["l1", "mse"] = Field("l1", description="pixel loss against HR")
     content_weight: float = Field(
         1.0, ge=0, description="pixel loss weight (the pretrain_steps warm-up weighs it 1)"

@@ -338,9 +338,9 @@ class GANOptions(Options):
     """Hyper-parameters shared by the adversarial latent-to-image variants (and read by the
     default :meth:`Variant.optimizers` and :meth:`Variant.inputs`)."""
 
-    latent_dim: int = Field(100, ge=1, le=4096)
+    latent_dim: int = Field(100, ge=1, le=4096, description="size of the noise vector z")
     g_width: int = Field(64, ge=1, description="channels of the generator's last block")
     d_width: int = Field(64, ge=1, description="channels of the discriminator's first block")
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    lr_g: float = Field(2e-4, gt=0, description="learning rate of the generator (Adam)")
+    lr_d: float = Field(2e-4, gt=0, description="learning rate of the discriminator (Adam)")
+    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam's beta1 and beta2")

@@ -36,3 +36,32 @@ def test_every_builtin_and_each_of_its_options_is_on_the_page():
             for row in describe_options(options):
                 cell = f"| `{row.name}` | `{gen_options_doc._cell(row.type)}`"
                 assert cell in section, f"{kind} {name}: option {row.name} missing"
+
+
+def test_every_builtin_option_is_described():
+    """What users read: no built-in option without a description (a subclass that only
+    changes a default inherits the description of the field it overrides)."""
+    from ganpipe.config import DataSection, RunSection
+
+    reg = load_registry(entry_points=False)
+    models = [RunSection, DataSection]
+    models += [getattr(reg, k).entries[n].load().Options for k in KINDS for n in getattr(reg, k)]
+    bare = [
+        f"{m.__name__}.{r.name}" for m in models for r in describe_options(m) if not r.description
+    ]
+    assert bare == [], f"give these options a Field(description=...): {bare}"
+
+
+def test_an_option_redeclared_in_a_subclass_keeps_its_description():
+    from pydantic import Field
+
+    from ganpipe import GANOptions
+
+    class Faster(GANOptions):
+        lr_g: float = Field(1e-3, gt=0)  # only the default changes
+        lr_d: float = Field(1e-3, gt=0, description="its own words")
+
+    fields = Faster.model_fields
+    assert fields["lr_g"].description == GANOptions.model_fields["lr_g"].description != ""
+    assert fields["lr_d"].description == "its own words"
+    assert Faster().lr_g == 1e-3 and Faster.model_json_schema()["properties"]["lr_g"]["description"]

@@ -36,8 +36,11 @@ ROOT_CLASS = "_root"
 
 class FolderOptions(Options):
     path: Path = Field(description="folder of images; subfolders are class labels")
-    recursive: bool = True
-    resize: Literal["crop", "stretch"] = "crop"
+    recursive: bool = Field(True, description="also read the images in deeper sub-folders")
+    resize: Literal["crop", "stretch"] = Field(
+        "crop",
+        description="to the square image_size: crop (the centre, aspect kept) or stretch",
+    )
 
 
 def _resolve(path: Path, base_dir: Path) -> Path:
@@ -224,7 +227,7 @@ class ShapesDataset:
 
 class PatchesOptions(Options):
     path: Path = Field(description="folder of images at native resolution (not resized)")
-    recursive: bool = True
+    recursive: bool = Field(True, description="also read the images in sub-folders")
     per_image: int = Field(
         8,
         ge=1,

@@ -23,13 +23,13 @@ from ganpipe.stage import Stage, StageContext, StageResult
 
 class AugmentOptions(Options):
     copies: int = Field(1, ge=0, le=100, description="augmented variants per image")
-    keep_original: bool = True
+    keep_original: bool = Field(True, description="keep each image as it is besides its copies")
     hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
     vflip: float = Field(0.0, ge=0, le=1, description="probability of a vertical flip")
     rotate: float = Field(0.0, ge=0, le=180, description="max rotation in degrees")
     brightness: float = Field(0.0, ge=0, le=1, description="max relative change")
-    contrast: float = Field(0.0, ge=0, le=1)
-    saturation: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1, description="max relative change")
+    saturation: float = Field(0.0, ge=0, le=1, description="max relative change")
     crop_scale: float = Field(1.0, gt=0, le=1, description="min area of a random crop; 1=off")
 
 

@@ -65,7 +65,7 @@ class EvaluateOptions(Options):
         description="super-resolution: pixels shaved off each side before PSNR/SSIM; "
         "default: the model's scale (BasicSR's convention)",
     )
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per batch of generation and features")
     seed: int | None = Field(None, description="noise seed; default: run.seed + 1")
     device: Device = Field(
         Device("auto"), description=f"where the models run: {grammar(ORT_KINDS)}"

@@ -10,8 +10,12 @@ from ganpipe.stage import Stage, StageContext, StageResult
 
 
 class ExportOptions(Options):
-    filename: str = Field("model.onnx", pattern=r"^[A-Za-z0-9._-]+\.onnx$")
-    opset: int = Field(18, ge=17, le=23)
+    filename: str = Field(
+        "model.onnx",
+        pattern=r"^[A-Za-z0-9._-]+\.onnx$",
+        description="name of the .onnx file in the export folder",
+    )
+    opset: int = Field(18, ge=17, le=23, description="ONNX opset version of the model")
     use_ema: bool = Field(True, description="export the EMA generator when training kept one")
     atol: float = Field(1e-3, gt=0, description="max abs diff allowed between ONNX and torch")
 

@@ -20,7 +20,7 @@ class TrainOptions(Options):
         description="training steps: generator updates (a variant with n D updates per G "
         "update, e.g. wgan-gp's n_critic, runs n x steps train_step calls)",
     )
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per training step")
     ema_decay: float = Field(
         0.0,
         ge=0.0,
@@ -39,10 +39,10 @@ class TrainOptions(Options):
     log_every: int = Field(50, ge=1, description="steps between metrics-log lines")
     sample_every: int = Field(500, ge=0, description="steps between sample grids; 0: end only")
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0: end")
-    keep_checkpoints: int = Field(3, ge=1)
+    keep_checkpoints: int = Field(3, ge=1, description="latest checkpoints kept on disk")
     num_samples: int = Field(64, ge=1, le=1024, description="images in each sample grid")
     resume: bool = Field(True, description="continue from the latest compatible checkpoint")
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar")
     tensorboard: bool = Field(
         False,
         description="also log losses, diversity and sample grids to train/tensorboard/ "

@@ -14,7 +14,7 @@ from ganpipe.variants.gan import bce_step
 
 
 class CGANOptions(GANOptions):
-    max_width: int = Field(512, ge=1)
+    max_width: int = Field(512, ge=1, description="cap on channels per layer")
 
 
 class CondGenerator(nn.Module):

@@ -16,7 +16,7 @@ from ganpipe.nn import SRVGGNetCompact
 
 class CompactOptions(SROptions):
     scale: Literal[1, 2, 3, 4] = Field(4, description="up-scaling factor")
-    num_feat: int = Field(64, ge=1)
+    num_feat: int = Field(64, ge=1, description="channels of the body's convs")
     num_conv: int = Field(16, ge=1, description="conv/PReLU pairs in the body")
     lr_g: float = Field(5e-4, gt=0)
 

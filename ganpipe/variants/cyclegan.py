@@ -42,14 +42,16 @@ class CycleGANOptions(Options):
     d_width: int = Field(64, ge=1, description="channels of D's first conv")
     res_blocks: int = Field(6, ge=1, le=32, description="residual blocks in G (9 for 256 px)")
     d_layers: int = Field(3, ge=1, le=6, description="stride-2 convs in the PatchGAN D")
-    lambda_cycle: float = Field(10.0, ge=0)
+    lambda_cycle: float = Field(10.0, ge=0, description="weight of the cycle-consistency loss")
     lambda_identity: float = Field(
         0.5, ge=0, description="identity loss, as a fraction of lambda_cycle"
     )
-    direction: Literal["AtoB", "BtoA"] = "AtoB"
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    direction: Literal["AtoB", "BtoA"] = Field(
+        "AtoB", description="the generator exported: AtoB (G) or BtoA (F)"
+    )
+    lr_g: float = Field(2e-4, gt=0, description="learning rate of the generators (Adam)")
+    lr_d: float = Field(2e-4, gt=0, description="learning rate of the discriminators (Adam)")
+    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam's beta1 and beta2")
 
 
 def _norm(channels: int) -> nn.Module:

@@ -18,7 +18,7 @@ from ganpipe.nn import RRDB_UNSHUFFLE, RRDBNet
 
 class ESRGANOptions(SROptions):
     scale: Literal[1, 2, 4] = Field(4, description="up-scaling factor")
-    num_feat: int = Field(64, ge=1)
+    num_feat: int = Field(64, ge=1, description="channels of the trunk")
     num_block: int = Field(23, ge=1, description="RRDB blocks")
     num_grow_ch: int = Field(32, ge=1, description="growth channels of the dense blocks")
     content_weight: float = Field(

@@ -51,7 +51,7 @@ class PGGANOptions(GANOptions):
         "train.steps / (2 x levels + 4), so that the full resolution is reached at 60-70% of "
         "the run and trained for the rest (1000 outside the training loop)",
     )
-    gp_lambda: float = Field(10.0, ge=0)
+    gp_lambda: float = Field(10.0, ge=0, description="gradient-penalty weight")
     drift: float = Field(1e-3, ge=0, description="weight of D(real)^2, keeps scores near 0")
     d_steps: int = Field(
         3,

@@ -37,7 +37,7 @@ from ganpipe.nn import StyleDiscriminator, StyleGenerator
 class StyleGANOptions(GANOptions):
     latent_dim: int = Field(512, ge=1, le=4096, description="size of z")
     w_dim: int = Field(512, ge=1, le=4096, description="size of w (the style space)")
-    mapping_layers: int = Field(8, ge=1, le=16)
+    mapping_layers: int = Field(8, ge=1, le=16, description="layers of the mapping net z -> w")
     g_width: int = Field(32, ge=1, description="channels at full resolution (G)")
     d_width: int = Field(32, ge=1, description="channels at full resolution (D)")
     max_width: int = Field(512, ge=1, description="cap on channels per block")

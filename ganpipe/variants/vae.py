@@ -14,11 +14,11 @@ from ganpipe.nn import DCGANDiscriminator, DCGANGenerator, check_dcgan_size
 
 
 class VAEOptions(Options):
-    latent_dim: int = Field(64, ge=1, le=4096)
+    latent_dim: int = Field(64, ge=1, le=4096, description="size of the latent code z")
     g_width: int = Field(64, ge=1, description="decoder width")
     d_width: int = Field(64, ge=1, description="encoder width")
-    max_width: int = Field(512, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    max_width: int = Field(512, ge=1, description="cap on channels per layer")
+    lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
     beta: float = Field(1.0, ge=0, description="weight of the KL term (beta-VAE)")
 
 

@@ -28,7 +28,7 @@ class WGANOptions(GANOptions):
     lr_g: float = Field(1e-4, gt=0)
     lr_d: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = Field((0.0, 0.9), description="Adam's; unused with clip")
-    max_width: int = Field(512, ge=1)
+    max_width: int = Field(512, ge=1, description="cap on channels per layer")
     n_critic: int = Field(
         5,
         ge=1,
