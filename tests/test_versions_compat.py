@@ -74,6 +74,15 @@ def test_scaffold_pins_the_versions_the_policy_guarantees(tmp_path):
     assert _version.minor_of("0.3.1.dev2") == (0, 3) and _version.minor_of("0+unknown") == (0, 0)
 
 
+def test_the_example_plugins_pin_what_the_policy_guarantees():
+    """plugins/*: the model plugin authors copy declares the range the scaffold writes."""
+    pinned = {}
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        pinned[pyproject.parent.name] = [d for d in deps if Requirement(d).name == "ganpipe"]
+    assert pinned and all(v == [_version.plugin_requirement()] for v in pinned.values()), pinned
+
+
 # -- the deprecation mechanism -----------------------------------------------------------
 
 
