@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -45,8 +45,9 @@ PREFIX = "ganpipe."
 #: Format version written by this ganpipe; files with a higher one are refused.
 FORMAT_VERSION = 1
 #: What a model does: latent -> image, image -> larger image, image -> image (scale 1).
-TASKS = ("generate", "super_resolve", "translate")
 Task = Literal["generate", "super_resolve", "translate"]
+#: The same, as a tuple (``ganpipe.TASKS``): every task a variant declares and a card names.
+TASKS: tuple[str, ...] = get_args(Task)
 #: Input kinds built into ganpipe (see :class:`InputSpec`; plugins add others, named like
 #: :data:`NAME_PATTERN`, see :mod:`ganpipe.inputs`).
 INPUT_KINDS = ("normal", "label", "image", "categorical", "uniform", "truncation")
