@@ -221,6 +221,13 @@ class Variant:
         }
         return fill_unset(opts, scaled_defaults(type(opts), default_scale(info, device), **keys))
 
+    @hook(since="0.3", fix="train_flips(opts) must return a bool")
+    def train_flips(self, opts: Any) -> bool:
+        """Whether the loop flips and rotates each training patch at random (hflip, vflip,
+        transpose: the super-resolution recipe, :class:`ganpipe.SRVariant`'s
+        ``flip_rot``). Default: False."""
+        return False
+
     @hook(fix="updates_per_step(opts) must return an int >= 1")
     def updates_per_step(self, opts: Any) -> int:
         """``train_step`` calls per training step, a step being one generator update:

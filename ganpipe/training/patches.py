@@ -33,9 +33,8 @@ STREAM = 0x9A7C4
 
 def train_flips(variant: Any, opts: Any) -> bool:
     """Whether ``variant`` trains on randomly flipped / rotated patches (its
-    ``train_flips(opts)``; False for variants without one)."""
-    hook = getattr(variant, "train_flips", None)
-    return bool(hook(opts)) if callable(hook) else False
+    :meth:`~ganpipe.Variant.train_flips`)."""
+    return bool(variant.train_flips(opts))
 
 
 def draw(seed: int, step: int, n: int, height: int, width: int, size: int, flips: bool):
