@@ -139,15 +139,19 @@ def stdout_to_stderr() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def plugin_code(failure: str, hint: str, *, errors: bool = True) -> Iterator[None]:
+def plugin_code(
+    failure: str, hint: str, *, errors: bool = True, redirect: bool = True
+) -> Iterator[None]:
     """Run a third-party plugin's code: what it prints goes to standard error
     (:func:`stdout_to_stderr`), and what it raises is a one-line :class:`PluginError`
     ``"<failure>: <what it raised>; <hint>"`` - ``SystemExit`` and other
     ``BaseException`` s too, so a plugin can neither end ganpipe silently nor with its
     own exit code; only the user's stop (:func:`users_stop`) passes through.
-    ``errors=False``: ordinary exceptions pass through too, for callers that word them."""
+    ``errors=False``: ordinary exceptions pass through too, for callers that word them.
+    ``redirect=False``: standard output is left as it is (``ganpipe --help``, whose output
+    is text for people, saves the C library flush: importing ctypes is a tenth of it)."""
     try:
-        with stdout_to_stderr():
+        with stdout_to_stderr() if redirect else contextlib.nullcontext():
             yield
     except PluginError:
         raise

@@ -127,7 +127,8 @@ def test_help_lists_plugin_commands_without_torch(example_plugins):
             main(["--help"], prog_name="ganpipe")
         except SystemExit as exc:
             assert not exc.code, exc.code
-        heavy = [m for m in ("torch", "ganpipe_zip.source", "importlib.metadata") if m in sys.modules]
+        heavy = ("torch", "ganpipe_zip.source", "ganpipe_zip.commands", "importlib.metadata", "ctypes")
+        heavy = [m for m in heavy if m in sys.modules]
         print("HEAVY", heavy)
         """
     )
@@ -135,11 +136,10 @@ def test_help_lists_plugin_commands_without_torch(example_plugins):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "zip-info" in proc.stdout.split("Commands from plugins:")[1]
-    # the command's module is imported only when it runs; metadata is read without
-    # importing importlib.metadata (a third of --help's time)
-    assert "HEAVY ['importlib.metadata']" not in proc.stdout
-    assert "torch" not in proc.stdout.split("HEAVY")[1]
-    assert "ganpipe_zip.source" not in proc.stdout.split("HEAVY")[1]
+    # the command's module is imported only when it runs (cli.lazy); entry points are read
+    # without importing importlib.metadata (a third of --help's time), and --help's
+    # plugin loading needs no C library flush (ctypes)
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
 def test_no_plugins_and_disabled_plugins_hide_their_commands(example_plugins, monkeypatch):

@@ -64,15 +64,18 @@ class _Group(click.Group):
     names that are not ganpipe's) and turns user errors (GanpipeError, bad arguments) into
     one line on stderr and a non-zero exit."""
 
-    def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+    def plugin_commands(self, ctx: click.Context, redirect: bool = True) -> dict:
         """The plugins' commands (:mod:`ganpipe.cli.plugin_commands`), loaded once per
-        invocation; what was refused is a warning line each."""
+        invocation; what was refused is a warning line each. ``redirect=False``: for
+        ``--help``, what plugins print while they load is not moved to stderr."""
         root = ctx.find_root()
         if "ganpipe.plugin_commands" not in root.meta:
             from ganpipe.cli.plugin_commands import load_commands
 
             found = load_commands(
-                {*COMMANDS, *self.commands}, entry_points=not root.params.get("no_plugins")
+                {*COMMANDS, *self.commands},
+                entry_points=not root.params.get("no_plugins"),
+                redirect=redirect,
             )
             for problem in found.problems:
                 click.echo(f"ganpipe: warning: {problem}", err=True)
@@ -95,7 +98,8 @@ class _Group(click.Group):
         rows += [(n, c.get_short_help_str()) for n, c in sorted(self.commands.items())]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-        plugin_rows = [(n, c.get_short_help_str()) for n, c in self.plugin_commands(ctx).items()]
+        plugin = self.plugin_commands(ctx, redirect=False).items()
+        plugin_rows = [(n, c.get_short_help_str()) for n, c in plugin]
         if plugin_rows:
             with formatter.section("Commands from plugins"):
                 formatter.write_dl(sorted(plugin_rows))

@@ -208,9 +208,13 @@ class LazyCommand(click.Command):
         return self.load().make_context(info_name, args, parent=parent, **extra)
 
 
-def load_commands(builtin: Iterable[str], *, entry_points: bool = True) -> PluginCommands:
+def load_commands(
+    builtin: Iterable[str], *, entry_points: bool = True, redirect: bool = True
+) -> PluginCommands:
     """The commands of the installed plugins (none unless ``entry_points``), skipping
-    those in ``GANPIPE_DISABLE_PLUGINS``; ``builtin``: ganpipe's own command names."""
+    those in ``GANPIPE_DISABLE_PLUGINS``; ``builtin``: ganpipe's own command names.
+    ``redirect=False`` (for ``--help`` only): what plugins print is not sent to stderr
+    (see :func:`~ganpipe.plugins.plugin_code`)."""
     found = PluginCommands()
     if not entry_points:
         return found
@@ -224,7 +228,7 @@ def load_commands(builtin: Iterable[str], *, entry_points: bool = True) -> Plugi
         where = f"plugin {ep.name!r} ({ep.dist})"
         hint = f"fix or uninstall it, or skip it with GANPIPE_DISABLE_PLUGINS={ep.name}"
         try:
-            with plugin_code(f"{where} failed to load", hint):
+            with plugin_code(f"{where} failed to load", hint, redirect=redirect):
                 plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except PluginError as exc:
@@ -235,14 +239,16 @@ def load_commands(builtin: Iterable[str], *, entry_points: bool = True) -> Plugi
             continue
         for impl in getattr(pm.hook, HOOK).get_hookimpls():
             if impl.plugin_name == ep.name:
-                _add(found, impl, ep.name, where, hint, taken)
+                _add(found, impl, ep.name, where, hint, taken, redirect)
     return found
 
 
-def _add(found: PluginCommands, impl: Any, plugin: str, where: str, hint: str, taken: set):
+def _add(
+    found: PluginCommands, impl: Any, plugin: str, where: str, hint: str, taken: set, redirect
+) -> None:
     group = PluginGroup("ganpipe")
     try:
-        with plugin_code(f"{where} failed in {HOOK}", hint):
+        with plugin_code(f"{where} failed in {HOOK}", hint, redirect=redirect):
             impl.function(**({"cli": group} if "cli" in impl.argnames else {}))
     except PluginError as exc:
         found.problems.append(str(exc))
