@@ -108,7 +108,7 @@ def declared_for(cls: type) -> dict[str, Any] | None:
         _looked_up = True
         from ganpipe.registry import load_registry
 
-        load_registry()
+        load_registry(warn=False)  # quietly: a broken plugin is said where it matters
         found = _lookup(cls)
     return found
 
