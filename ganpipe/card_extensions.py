@@ -114,9 +114,11 @@ def declared_fields(pm: Any = None) -> dict[str, DeclaredFields]:
     plugins, loaded once per process)."""
     if pm is None:
         if _CACHE["declared"] is None:
-            from ganpipe.plugins import get_plugin_manager
+            from ganpipe.plugins import get_plugin_manager, problems_of, report_problems
 
-            _CACHE["declared"] = declared_fields(get_plugin_manager())
+            pm = get_plugin_manager(strict=False)  # a broken plugin: said once, skipped
+            report_problems(problems_of(pm).values())
+            _CACHE["declared"] = declared_fields(pm)
         return _CACHE["declared"]  # type: ignore[return-value]
     from ganpipe.hookcall import calls
 

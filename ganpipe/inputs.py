@@ -200,9 +200,11 @@ def plugin_input_kinds(pm: Any = None) -> dict[str, InputKind]:
     loaded once per process). A plugin's mistake is a one-line :class:`PluginError`."""
     if pm is None:
         if _CACHE.get("kinds") is None:
-            from ganpipe.plugins import get_plugin_manager
+            from ganpipe.plugins import get_plugin_manager, problems_of, report_problems
 
-            _CACHE["kinds"] = plugin_input_kinds(get_plugin_manager())
+            pm = get_plugin_manager(strict=False)  # a broken plugin: said once, skipped
+            report_problems(problems_of(pm).values())
+            _CACHE["kinds"] = plugin_input_kinds(pm)
         return _CACHE["kinds"]
     from ganpipe.hookcall import calls
 

@@ -516,14 +516,19 @@ def test_options_object_fields_and_count_shorthand_agree(dcgan_onnx, tmp_path):
 def test_stage_seed_defaults_to_run_seed(dcgan_onnx, tmp_path):
     from types import SimpleNamespace
 
+    from ganpipe.outputs import ExportOutput
+    from ganpipe.stage import StageContext
     from ganpipe.stages.generate import GenerateStage
 
     stage = GenerateStage()
+    run_dir = tmp_path / "run"
     ctx = SimpleNamespace(
         config=SimpleNamespace(run=SimpleNamespace(seed=5)),
-        output=lambda stage, key, needed_by: dcgan_onnx,
-        stage_dir=lambda name: tmp_path / "run" / name,
+        run_dir=run_dir,
+        output_of=lambda cls, needed_by: ExportOutput(model=dcgan_onnx),
+        stage_dir=lambda name: run_dir / name,
     )
+    ctx.result = lambda record, summary: StageContext.result(ctx, record, summary)
     result = stage.run(ctx, stage.Options(count=4, device="cpu"))
     assert result.info == {"count": 4} and result.outputs["grid"] == "generate/grid.png"
     generate_to_folder(dcgan_onnx, tmp_path / "seed5", 4, seed=5, device="cpu")

@@ -97,15 +97,14 @@ def plugin_sections(record: Any, entry_points: bool = True) -> list[tuple[str, s
     """``(anchor, title, html)`` of every section the plugins add for ``record``. A plugin
     whose hook raises gets a one-line note in place of its section; plugins that cannot
     be loaded at all, one note for all."""
-    from ganpipe.errors import PluginError
     from ganpipe.hookcall import calls
-    from ganpipe.plugins import get_plugin_manager
+    from ganpipe.plugins import get_plugin_manager, problems_of
 
-    try:
-        pm = get_plugin_manager(entry_points=entry_points)
-    except PluginError as exc:
-        return [_note("plugins", "Plugins", f"plugin sections not shown: {exc}")]
-    out = []
+    pm = get_plugin_manager(entry_points=entry_points, strict=False)
+    out = [  # a broken plugin costs only its own sections
+        _note(f"broken-{name}", "Plugins", f"plugin sections not shown: {problem}")
+        for name, problem in problems_of(pm).items()
+    ]
     for call in calls(pm, "ganpipe_report_sections"):
         report = ReportSections(record, call.owner, call.dist)
         try:
