@@ -146,6 +146,12 @@ def likely_fix(hook: Hook, exc: BaseException, variant: Any) -> str:
             f"variant's options (class MyOptions({cls}): {key}: ... = <default>; "
             f"Options = MyOptions)"
         )
+    if isinstance(exc, NotImplementedError):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        missing = tb.tb_frame.f_code.co_name if tb is not None else hook.name
+        return f"{missing}() is only the base class's; implement it in the variant"
     text = str(exc).lower()
     if "out of memory" in text or type(exc).__name__ == "OutOfMemoryError":
         return "lower train.batch_size or the model's widths, or train on a larger device"

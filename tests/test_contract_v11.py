@@ -316,6 +316,12 @@ class UnknownKind(Hinge):
         return [ganpipe.InputSpec("z", "gaussian", (opts.latent_dim,))]
 
 
+class NoGeneratorSR(ganpipe.SRVariant):
+    name = "v11-no-generator"
+    Options = ganpipe.SROptions
+    tiny_options = {"d_width": 4}
+
+
 @pytest.mark.parametrize(
     "variant, needles",
     [
@@ -324,8 +330,9 @@ class UnknownKind(Hinge):
         (Gen(), ["without 'gen' (generator_net); return the net that makes images as 'gen'"]),
         (WrongOptimizer(), ["no optimizer 'disc'; optimizers() returned 'G', 'D'", "ctx.update"]),
         (UnknownKind(), ["unknown input kind 'gaussian'; use one of normal,"]),
+        (NoGeneratorSR(), ["build raised NotImplementedError; build_generator() is only the"]),
     ],
-    ids=["undeclared-option", "tuple", "generator-net", "optimizer-name", "input-kind"],
+    ids=["undeclared-option", "tuple", "generator-net", "optimizer-name", "input-kind", "sr"],
 )
 def test_quick_check_names_each_mistake_and_its_fix(variant, needles):
     problems = quick_check(variant)

@@ -88,7 +88,8 @@ class _Calls:
             if method == "check_data":
                 fix = "set test_image_size and tiny_options to values check_data accepts"
             raise _Stop(
-                f"Variant.{method} raised {type(cause).__name__}: {text}"
+                f"Variant.{method} raised {type(cause).__name__}"
+                + (f": {text}" if text else "")
                 + (f"; {fix}" if fix else "")
             ) from exc
 
