@@ -40,10 +40,12 @@ class Checker:
     step and turns any exception into a :class:`ContractError` naming the object and the
     step; :meth:`expect` fails the current step with a message."""
 
-    def __init__(self, kind: str, obj: Any):
+    def __init__(self, kind: str, obj: Any, explain: Any = None):
         name = getattr(obj, "name", None)
         self.report = CheckReport(kind, name if isinstance(name, str) else type(obj).__name__)
         self.current = "setup"
+        #: ``explain(step, exc) -> fix`` (or ""): the fix named after what a step raised
+        self.explain = explain
 
     @property
     def where(self) -> str:
@@ -65,7 +67,13 @@ class Checker:
         except ContractError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the plugin raised, named
-            raise self.fail(f"raised {type(exc).__name__}: {one_line(exc)}") from exc
+            fix = self.explain(name, exc) if self.explain is not None else ""
+            text = one_line(exc)
+            raise self.fail(
+                f"raised {type(exc).__name__}"
+                + (f": {text}" if text else "")
+                + (f"; {fix}" if fix else "")
+            ) from exc
         finally:
             self.report.timings[name] = self.report.timings.get(name, 0.0) + (
                 time.perf_counter() - t0

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ganpipe.conformance import variant_problems
+from ganpipe.contract import hooks
 from ganpipe.testing._checker import (
     Checker,
     CheckReport,
@@ -19,7 +20,7 @@ from ganpipe.testing.data import make_image_set
 from ganpipe.testing.export import check_export
 from ganpipe.testing.quick import task_info
 from ganpipe.variant import Batch, DataInfo, StepContext, Variant
-from ganpipe.variant_adapter import LegacyVariant, nets_problem
+from ganpipe.variant_adapter import LegacyVariant, likely_fix, nets_problem
 
 CPU = torch.device("cpu")
 #: train steps given to a variant to change every net (some update G every k-th step)
@@ -79,10 +80,17 @@ def check_variant(
 
 
 def _check_variant(variant, tmp_path, options, image_size, class_names) -> CheckReport:
-    c = Checker("variant", variant)
-    check_conformance(c, variant_problems(variant))
     if not isinstance(variant, Variant):  # the duck-typed contract of ganpipe 0.2
+        check_conformance(Checker("variant", variant), variant_problems(variant))
         variant = LegacyVariant(variant)
+    methods = hooks(Variant)
+
+    def explain(step: str, exc: BaseException) -> str:
+        marker = methods.get(step)
+        return likely_fix(marker, exc, variant) if marker is not None else ""
+
+    c = Checker("variant", variant, explain)
+    check_conformance(c, variant_problems(variant))
     given = {**variant.tiny_options, **(options or {})}
     opts = check_options(c, variant.Options, given)
     size = image_size or variant.test_image_size
