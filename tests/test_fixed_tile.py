@@ -20,7 +20,7 @@ import pytest
 from conftest import run_cli
 from PIL import Image
 
-from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
+from ganpipe.errors import GanpipeError, ModelFileError
 from ganpipe.modelcard import PREFIX, InputSpec, ModelCard
 from ganpipe.upscale.ensemble import Ensemble
 from ganpipe.upscale.model import open_sr_model
@@ -167,9 +167,10 @@ def test_sr_model_pads_to_the_tile_runs_batch_one_and_refuses_larger(fixed):
 def test_a_card_that_does_not_match_the_graph_is_refused(fixed, tmp_path):
     _, graph, _ = fixed
     wrong = _write(graph, _card(fixed_tile=T + 8), tmp_path / "wrong.onnx")
-    with pytest.raises(ConfigError, match=f"fixed_tile {T + 8}.*is 1x3x{T}x{T}") as err:
-        open_sr_model(wrong, "cpu")
+    with pytest.raises(ModelFileError, match=f"fixed_tile {T + 8}.*is 1x3x{T}x{T}") as err:
+        open_sr_model(wrong, "cpu")  # a bad model file: exit 2 like a bad option, not wrapped
     assert "wrong.onnx" in str(err.value) and "\n" not in str(err.value)
+    assert err.value.exit_code == 2
 
 
 # -- tiling ------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def test_a_run_gets_the_recommended_train_defaults_and_checkpoints_the_state(tmp
     )
     proc = ganpipe_cli("run", str(toml))
     assert proc.returncode == 0, proc.stderr
-    assert "train: ema_decay 0.999 (recommended by variant 'lsgan'" in proc.stdout, proc.stdout
+    assert "train: sample_every 250 (recommended by variant 'lsgan'" in proc.stdout, proc.stdout
     checkpoint = tmp_path / "runs" / "default" / "train" / "checkpoints" / "step_00000002"
     saved = torch.load(checkpoint / "state.pt", weights_only=True)["variant_state"]
     assert saved["n"] == 2 and saved["scores"].shape == (2,)
