@@ -158,18 +158,18 @@ def _popen(*args: str) -> subprocess.Popen:
     )
 
 
-def _signal(proc: subprocess.Popen, signum: int) -> tuple[int | None, str, float]:
-    """Send ``signum``; the exit status, stderr and seconds it took to exit (None when it
-    did not within 30 s: then it is killed, so no endless process outlives the test)."""
-    t0 = time.monotonic()
+def _signal(proc: subprocess.Popen, signum: int) -> tuple[int | None, str]:
+    """Send ``signum``; the exit status and stderr (status None when the process had not
+    exited 30 s later - a safety bound, not a speed target: then it is killed, so no
+    endless process outlives the test)."""
     proc.send_signal(signum)
     try:
         _, stderr = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         _, stderr = proc.communicate()
-        return None, stderr, time.monotonic() - t0
-    return proc.returncode, stderr, time.monotonic() - t0
+        return None, stderr
+    return proc.returncode, stderr
 
 
 def test_sigterm_stops_an_endless_loop_in_generate(tmp_path):
@@ -177,9 +177,8 @@ def test_sigterm_stops_an_endless_loop_in_generate(tmp_path):
     out = tmp_path / "out"
     proc = _popen("generate", "-m", str(model), "-o", str(out), "--device", "cpu", "-n", "2")
     _wait_for(out, proc)
-    code, stderr, seconds = _signal(proc, signal.SIGTERM)
-    assert code == 143, stderr
-    assert seconds < 15
+    code, stderr = _signal(proc, signal.SIGTERM)
+    assert code == 143, stderr  # None: still running 30 s after the signal
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
 
 
@@ -188,7 +187,7 @@ def test_sigint_stops_an_endless_loop_in_upscale(tmp_path):
     src, out = write_images(tmp_path / "in", [64]), tmp_path / "out"
     proc = _popen("upscale", "-i", str(src), "-o", str(out), "-m", str(model), "--device", "cpu")
     _wait_for(out, proc)
-    code, stderr, _ = _signal(proc, signal.SIGINT)
+    code, stderr = _signal(proc, signal.SIGINT)
     assert code == 130, stderr
     assert "stopped by SIGINT" in stderr and "Traceback" not in stderr
 
