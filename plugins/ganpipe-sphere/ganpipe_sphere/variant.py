@@ -21,9 +21,7 @@ class SphereOptions(GANOptions):
 
 
 class DCGANSphere(Variant):
-    name = "dcgan-sphere"
-    task = "generate"
-    description = "DCGAN with latent codes uniform on the hypersphere"
+    # name, task and description: declared once, in ganpipe_sphere.plugin's register.lazy
     Options = SphereOptions
     tiny_options = {"latent_dim": 8, "g_width": 4, "d_width": 4}
 
