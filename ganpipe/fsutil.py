@@ -362,8 +362,13 @@ def append_line(fh: IO[str], line: str, what: str = "") -> None:
         raise write_error(fh.name, exc, what) from None
 
 
-def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
-    """Create ``path`` if needed and check a file can be written there; one-line error if not."""
+def ensure_writable_dir(
+    path: str | os.PathLike,
+    what: str = "output folder",
+    fix: str = "choose another folder or fix its permissions",
+) -> Path:
+    """Create ``path`` if needed and check a file can be written there; one-line error
+    (``<what> <path> is not writable (<reason>); <fix>``) if not."""
     from ganpipe.errors import GanpipeError
 
     path = Path(path)
@@ -374,8 +379,5 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") ->
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise GanpipeError(
-            f"{what} {path} is not writable ({reason}); choose another "
-            f"folder or fix its permissions"
-        ) from None
+        raise GanpipeError(f"{what} {shown(path)} is not writable ({reason}); {fix}") from None
     return path

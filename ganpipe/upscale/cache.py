@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ganpipe.errors import ConfigError, GanpipeError, WriteError
-from ganpipe.fsutil import shown
+from ganpipe.errors import ConfigError, WriteError
+from ganpipe.fsutil import ensure_writable_dir
 
 #: released weight files that :func:`ganpipe.upscale.model.open_sr_model` converts to ONNX
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -108,14 +107,4 @@ MOVE_CACHE = "set GANPIPE_CACHE_DIR to a writable folder with free space"
 def writable_cache(folder: Path) -> Path:
     """``folder`` of the conversion cache, created and checked writable (a file can be
     made there): a one-line error naming it and :envvar:`GANPIPE_CACHE_DIR` if not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".ganpipe-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise GanpipeError(
-            f"conversion cache {shown(folder)} is not writable "
-            f"({exc.strerror or exc}); {MOVE_CACHE}, or fix its permissions"
-        ) from None
-    return folder
+    return ensure_writable_dir(folder, "conversion cache", f"{MOVE_CACHE}, or fix its permissions")
