@@ -1,7 +1,7 @@
 """The one device grammar of ganpipe (torch-free).
 
-``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` | ``tensorrt`` | ``tensorrt:N``,
-used by ``run.device``, ``--device`` of ``generate`` and ``upscale`` and the ``device``
+``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` | ``tensorrt`` | ``tensorrt:N`` |
+``vulkan`` | ``vulkan:N`` (a Vulkan GPU, through ncnn: :mod:`ganpipe.inference.ncnn_runtime`), used by ``run.device``, ``--device`` of ``generate`` and ``upscale`` and the ``device``
 options of the stages. The text is parsed once, where it enters (the options' validators:
 :func:`training_device`, :func:`ort_device`), into a :class:`Device` that is carried from
 there on. Training maps a :class:`Device` to a ``torch.device``
@@ -19,14 +19,17 @@ if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
     from pydantic_core import CoreSchema
 
-Kind = Literal["auto", "cpu", "cuda", "mps", "tensorrt"]
-KINDS: tuple[str, ...] = ("auto", "cpu", "cuda", "mps", "tensorrt")
+Kind = Literal["auto", "cpu", "cuda", "mps", "tensorrt", "vulkan"]
+KINDS: tuple[str, ...] = ("auto", "cpu", "cuda", "mps", "tensorrt", "vulkan")
 #: what training (PyTorch) runs on
 TORCH_KINDS: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 #: what ONNX Runtime runs on
 ORT_KINDS: tuple[str, ...] = ("auto", "cpu", "cuda", "tensorrt")
-_RE = re.compile(r"^\s*(auto|cpu|cuda|mps|tensorrt)(?::(\d+))?\s*$")
-_INDEXED = ("cuda", "tensorrt")
+#: what the ONNX paths (generate, upscale, evaluate) run on: ONNX Runtime's kinds, and
+#: Vulkan GPUs through ncnn (``--runtime ncnn``)
+INFERENCE_KINDS: tuple[str, ...] = (*ORT_KINDS, "vulkan")
+_RE = re.compile(r"^\s*(auto|cpu|cuda|mps|tensorrt|vulkan)(?::(\d+))?\s*$")
+_INDEXED = ("cuda", "tensorrt", "vulkan")
 
 
 class Device(str):
@@ -138,8 +141,14 @@ def validated(value: str | Device, kinds: tuple[str, ...]) -> Device:
 
 
 def ort_device(value: str | Device) -> Device:
-    """:func:`validated` for ONNX Runtime devices (``generate``, ``upscale``, ``evaluate``)."""
+    """:func:`validated` for ONNX Runtime devices (``generate``, ``evaluate``)."""
     return validated(value, ORT_KINDS)
+
+
+def inference_device(value: str | Device) -> Device:
+    """:func:`validated` for ``upscale``'s devices: ONNX Runtime's kinds and
+    ``vulkan[:N]`` (ncnn, ``--runtime ncnn``)."""
+    return validated(value, INFERENCE_KINDS)
 
 
 def training_device(value: str | Device) -> Device:

@@ -33,9 +33,9 @@ import numpy as np
 
 from ganpipe.errors import ConfigError, ModelFileError
 
-Runtime = Literal["auto", "onnxruntime", "openvino"]
+Runtime = Literal["auto", "onnxruntime", "openvino", "ncnn"]
 Precision = Literal["fp32", "bf16", "fp16"]
-RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
+RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino", "ncnn")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 #: ganpipe's precision names -> OpenVINO's element types (INFERENCE_PRECISION_HINT)
@@ -54,10 +54,13 @@ def resolve_runtime(runtime: str, device_kind: str, cuda_usable: bool, precision
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if runtime == "auto":
-        if device_kind in ("cuda", "tensorrt") or (device_kind == "auto" and cuda_usable):
-            runtime = "onnxruntime"
-        else:
-            runtime = "openvino" if openvino_installed() else "onnxruntime"
+        runtime = auto_runtime(device_kind, cuda_usable)
+    if device_kind == "vulkan" and runtime != "ncnn":
+        raise ConfigError(
+            f"--device vulkan runs on ncnn, not {runtime}; use --runtime ncnn (or auto)"
+        )
+    if runtime == "ncnn":
+        return _checked_ncnn(device_kind, precision)
     if runtime == "openvino" and not openvino_installed():
         raise ConfigError(f"--runtime openvino: OpenVINO is not installed; {_INSTALL}")
     if runtime == "openvino" and device_kind in ("cuda", "tensorrt"):
@@ -71,6 +74,35 @@ def resolve_runtime(runtime: str, device_kind: str, cuda_usable: bool, precision
             f"for fp16 on NVIDIA GPUs import the model with `ganpipe import --fp16`"
         )
     return runtime
+
+
+def auto_runtime(device_kind: str, cuda_usable: bool) -> str:
+    """What ``--runtime auto`` runs on ``device_kind`` (docs/runtimes.md has the table)."""
+    if device_kind == "vulkan":
+        return "ncnn"
+    if device_kind in ("cuda", "tensorrt") or (device_kind == "auto" and cuda_usable):
+        return "onnxruntime"
+    return "openvino" if openvino_installed() else "onnxruntime"
+
+
+def next_to_ncnn() -> str:
+    """What ``auto`` runs on a CPU when ncnn cannot take the model."""
+    return "openvino" if openvino_installed() else "onnxruntime"
+
+
+def _checked_ncnn(device_kind: str, precision: str) -> str:
+    from ganpipe.inference.ncnn_runtime import INSTALL, ncnn_installed
+
+    if not ncnn_installed():
+        raise ConfigError(f"--runtime ncnn: ncnn is not installed; {INSTALL}")
+    if device_kind in ("cuda", "tensorrt", "mps"):
+        raise ConfigError(
+            f"--runtime ncnn runs on CPUs and Vulkan GPUs (--device cpu, vulkan or "
+            f"vulkan:N), not --device {device_kind}"
+        )
+    if precision == "bf16":
+        raise ConfigError("--precision bf16 runs on OpenVINO; ncnn runs fp32 or fp16")
+    return "ncnn"
 
 
 class _Port:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ganpipe.devices import ORT_KINDS, Device, parse_device
+from ganpipe.devices import INFERENCE_KINDS, ORT_KINDS, Device, parse_device
 from ganpipe.errors import ConfigError, ModelFileError
 from ganpipe.inference.ortlog import captured, session_options
 from ganpipe.inference.watchdog import run_session
@@ -147,12 +147,12 @@ def _check_external_data(model, model_path: Path) -> None:
 
 def _runtime_for(device: str | Device, runtime: str, precision: str) -> str:
     """``runtime`` resolved (``auto``) and checked against ``device`` and ``precision``."""
-    if runtime == "onnxruntime" and precision == "fp32":
+    if runtime == "onnxruntime" and precision == "fp32" and "vulkan" not in str(device):
         return runtime
     from ganpipe.inference.runtimes import resolve_runtime
 
     try:
-        kind = parse_device(device, ORT_KINDS, where="--device").kind
+        kind = parse_device(device, INFERENCE_KINDS, where="--device").kind
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     cuda = False
@@ -228,16 +228,26 @@ def open_model(
             f"{path} is a {card.task!r} model; this command needs a {wanted} model"
         )
     try:  # parsed once (a Device is taken as it is); the runtime and providers get it
-        device = parse_device(device, ORT_KINDS, where="--device")
+        device = parse_device(device, INFERENCE_KINDS, where="--device")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    notes: list[str] = []  # for the caller to show: ncnn's, then ONNX Runtime's
+    asked = runtime
     runtime = _runtime_for(device, runtime, precision)
+    if runtime == "ncnn":
+        from ganpipe.inference.ncnn_open import open_ncnn
+
+        ncnn, notes = open_ncnn(path, card, device, precision, fallback=asked == "auto")
+        if ncnn is not None:
+            return OnnxModel(path, ncnn, card, notes)
+        from ganpipe.inference.runtimes import next_to_ncnn
+
+        runtime = next_to_ncnn()  # auto on a CPU: a model ncnn cannot take
     if runtime == "openvino":
         from ganpipe.inference.runtimes import OpenVINOSession
 
-        return OnnxModel(path, OpenVINOSession(path, "CPU", precision), card)
+        return OnnxModel(path, OpenVINOSession(path, "CPU", precision), card, notes)
     providers = choose_providers(device) if tuning is None else choose_providers(device, tuning)
-    notes: list[str] = []
     try:
         with captured(notes):  # ONNX Runtime's log lines: notes, never raw on stderr
             session = ort.InferenceSession(

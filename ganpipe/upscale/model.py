@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ganpipe.devices import ORT_KINDS, Device, parse_device
+from ganpipe.devices import INFERENCE_KINDS, Device, parse_device
 from ganpipe.errors import ConfigError, GanpipeError, ModelFileError
 from ganpipe.inference.contract import check_image_model, finite_items
 from ganpipe.inference.session import GpuTuning, OnnxModel, open_model
@@ -277,7 +277,7 @@ def open_sr_model(
     (a model that cannot be used: :class:`ModelFileError`). What ONNX Runtime logged
     while loading it goes to ``log``, one line each."""
     try:  # parsed once here (a Device from the options is taken as it is), then carried
-        device = parse_device(device, ORT_KINDS, where="device")
+        device = parse_device(device, INFERENCE_KINDS, where="device")
     except ValueError as exc:
         raise ConfigError(str(exc).removeprefix("device: ")) from None
     if is_weights(path):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from ganpipe.devices import ORT_KINDS, Device, grammar, ort_device
+from ganpipe.devices import INFERENCE_KINDS, Device, grammar, inference_device
 from ganpipe.errors import ConfigError
 from ganpipe.options import Options, format_validation_error
 
@@ -77,17 +77,19 @@ class UpscaleOptions(Options):
         "(Real-ESRGAN's dni), not an ensemble",
     )
     device: Device = Field(
-        Device("auto"), description=f"where the model runs: {grammar(ORT_KINDS)}"
+        Device("auto"), description=f"where the model runs: {grammar(INFERENCE_KINDS)}"
     )
-    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+    runtime: Literal["auto", "onnxruntime", "openvino", "ncnn"] = Field(
         "onnxruntime",
         description="what runs the .onnx: onnxruntime; openvino (CPUs, the openvino "
-        "extra); auto: ONNX Runtime on CUDA, else OpenVINO when installed",
+        "extra); ncnn (CPUs and Vulkan GPUs, the ncnn extra; converted once with pnnx and "
+        "checked against ONNX Runtime); auto: the fastest exact one for the device "
+        "(docs/runtimes.md)",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32",
         description="compute precision; bf16 / fp16 with --runtime openvino where the "
-        "CPU has the units (refused where it does not)",
+        "CPU has the units (refused where it does not); fp16 (storage) with --runtime ncnn",
     )
     outscale: float | None = Field(
         None,
@@ -205,7 +207,7 @@ class UpscaleOptions(Options):
     @field_validator("device", mode="before")
     @classmethod
     def _device(cls, value: Any) -> Any:
-        return ort_device(value) if isinstance(value, str | Device) else value
+        return inference_device(value) if isinstance(value, str | Device) else value
 
     @field_validator("tile")
     @classmethod
