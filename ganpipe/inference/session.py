@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 
 from ganpipe.devices import INFERENCE_KINDS, ORT_KINDS, Device, parse_device
 from ganpipe.errors import ConfigError, ModelFileError
+from ganpipe.inference.onnxfile import check_external_data, read_header
 from ganpipe.inference.ortlog import captured, session_options
 from ganpipe.inference.watchdog import run_session
 from ganpipe.modelcard import PREFIX, ModelCard
@@ -128,23 +128,6 @@ def choose_providers(device: str | Device = "auto", tuning: GpuTuning | None = N
     return [cuda, "CPUExecutionProvider"]
 
 
-def _check_external_data(model, model_path: Path) -> None:
-    """External tensor data must live inside the model's folder (no absolute paths, no ..)."""
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
-    root = model_path.resolve().parent
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (root / location).resolve()
-        if os.path.isabs(location) or not target.is_relative_to(root):
-            raise ModelFileError(
-                f"{model_path}: external data {location!r} points outside the model's folder; "
-                f"refusing to load it (keep the data file next to the .onnx)"
-            )
-
-
 def _runtime_for(device: str | Device, runtime: str, precision: str) -> str:
     """``runtime`` resolved (``auto``) and checked against ``device`` and ``precision``."""
     if runtime == "onnxruntime" and precision == "fp32" and "vulkan" not in str(device):
@@ -198,7 +181,6 @@ def open_model(
     """Open ``path`` in an ONNX Runtime session (or, with ``runtime``, an OpenVINO one:
     :mod:`ganpipe.inference.runtimes`); one-line errors for user mistakes.
     ``task``: the ganpipe task (or tasks) the model must have."""
-    import onnx
     import onnxruntime as ort
 
     path = Path(path)
@@ -209,18 +191,19 @@ def open_model(
         )
     if not path.is_file():
         raise ModelFileError(f"model path {path} is not a file; pass an .onnx file")
-    try:
-        model = onnx.load_model(str(path), load_external_data=False)
-        if not model.graph.node:
-            raise ValueError("the graph is empty")
+    try:  # the card and the checks without the onnx package (ganpipe.inference.onnxfile)
+        header = read_header(path)
+        if header.may_have_external_data:
+            check_external_data(path)
+    except ModelFileError:
+        raise
     except Exception as exc:  # noqa: BLE001 - protobuf raises many kinds
         raise ModelFileError(
             f"{path} is not a valid ONNX model ({type(exc).__name__}); pass "
             f"an .onnx file exported by ganpipe"
         ) from None
-    _check_external_data(model, path)
-    has_card = any(p.key.startswith(PREFIX) for p in model.metadata_props)
-    card = ModelCard.from_onnx(model, path) if has_card or task is not None else None
+    has_card = any(key.startswith(PREFIX) for key in header.props)
+    card = ModelCard.from_props(header.props, path) if has_card or task is not None else None
     tasks = (task,) if isinstance(task, str) else task
     if tasks is not None and card is not None and card.task not in tasks:
         wanted = " or ".join(repr(t) for t in tasks)
