@@ -42,12 +42,20 @@ _SIGNATURE = re.compile(r"^[\w:~<>,\[\] ]+\([^)]*\)\s*(const\s*)?")
 
 def session_options() -> Any:
     """``SessionOptions`` whose log keeps errors only (captured at load, see the module
-    docstring); the process's default logger is set the same way."""
+    docstring); the process's default logger is set the same way. Its intra-op pool has
+    :func:`ganpipe.cpus.threads_for` threads (the CPUs this process may use, or
+    ``--threads``; ONNX Runtime's own default counts the machine's cores, ignoring
+    affinity and container quotas), its inter-op pool one (ganpipe runs sessions
+    sequentially, where ONNX Runtime uses no inter-op pool)."""
     import onnxruntime as ort
+
+    from ganpipe.cpus import threads_for
 
     ort.set_default_logger_severity(LOAD_SEVERITY)
     opts = ort.SessionOptions()
     opts.log_severity_level = LOAD_SEVERITY
+    opts.intra_op_num_threads = threads_for()
+    opts.inter_op_num_threads = 1
     return opts
 
 
