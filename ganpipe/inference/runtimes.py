@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ganpipe.cpus import threads_for
 from ganpipe.errors import ConfigError, ModelFileError
 
 Runtime = Literal["auto", "onnxruntime", "openvino", "ncnn"]
@@ -134,7 +135,12 @@ class OpenVINOSession:
             compiled = core.compile_model(
                 model,
                 device,
-                {"INFERENCE_PRECISION_HINT": _OV_TYPES[precision], "PERFORMANCE_HINT": "LATENCY"},
+                {
+                    "INFERENCE_PRECISION_HINT": _OV_TYPES[precision],
+                    "PERFORMANCE_HINT": "LATENCY",
+                    # the CPUs this process may use (OpenVINO counts the machine's cores)
+                    **({"INFERENCE_NUM_THREADS": threads_for()} if device == "CPU" else {}),
+                },
             )
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
