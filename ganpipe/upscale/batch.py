@@ -21,7 +21,6 @@ libraries warn or print about a file is captured for it, never printed raw
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ganpipe.cpus import limits, workers_for
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, shown
 from ganpipe.imaging.capture import quiet_decoder_warnings, stderr_lock, try_stderr_lock
 from ganpipe.signals import Interrupted
@@ -112,7 +112,7 @@ def run_jobs(
     warnings are appended to ``warnings``, and its record is handed to ``on_record`` (from
     any thread, one call at a time) as soon as it is finished."""
     opts = with_overrides(options, overrides)
-    workers = opts.workers or min(4, os.cpu_count() or 2)
+    workers = workers_for(opts.workers)  # the enclosing cpus.limits' share (a Ray actor's)
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
     bar = _Progress(len(jobs), progress)
@@ -281,7 +281,8 @@ def upscale_path(
         sr = combine(open_models_of(probe, say), opts.tta)
         upscaler = None
     else:
-        sr = combine(open_models_of(opts, say), opts.tta)
+        with limits(opts.threads):  # the sessions' thread pools (0: the run's, or automatic)
+            sr = combine(open_models_of(opts, say), opts.tta)
         upscaler = Upscaler(sr, opts, log=say)
     ensure_writable_dir(plan.out_dir)
     report, carried = _open_report(Path(input), plan, opts, say)

@@ -186,7 +186,18 @@ class UpscaleOptions(Options):
         "takes longer is stopped and fails with the reason, the batch goes on; default: no "
         "limit (SIGTERM and Ctrl-C stop a run at any time)",
     )
-    workers: int = Field(0, ge=0, description="decode and encode threads each; 0: min(4, CPUs)")
+    workers: int = Field(
+        0,
+        ge=0,
+        description="decode and encode threads each; 0: min(4, the CPUs this process may use)",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="threads of each model session (ONNX Runtime, OpenVINO, ncnn); 0: [run] "
+        "threads in a pipeline, else the cores this process may use (CPU affinity and "
+        "container quota), split among the Ray actors of one machine",
+    )
     # 64 MP: a 9000x7000 photo; x4 at 8 bits its output alone is about 3 GiB
     max_megapixels: float = Field(
         64.0,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ganpipe.cpus import limits
 from ganpipe.errors import ConfigError
 from ganpipe.upscale.options import UpscaleOptions
 from ganpipe.upscale.plan import Job
@@ -70,6 +71,9 @@ class UpscaleActor:
     #: the run's options, set on a subclass made per run (so the actors need no
     #: constructor arguments in Ray's object store)
     options_json: str = ""
+    #: actors sharing one machine's CPUs: each sizes its thread pools (model session,
+    #: decode and encode) for its share (:func:`ganpipe.cpus.threads_for`)
+    share: int = 1
 
     def __init__(self):
         from ganpipe.imaging.capture import quiet_decoder_warnings
@@ -79,7 +83,8 @@ class UpscaleActor:
 
         quiet_decoder_warnings()
         self.opts = UpscaleOptions.model_validate_json(self.options_json)
-        sr = combine(open_models_of(self.opts), self.opts.tta)
+        with limits(self.opts.threads, self.share):
+            sr = combine(open_models_of(self.opts), self.opts.tta)
         self.upscaler = Upscaler(sr, self.opts)
         self.provider = sr.providers[0] if sr.providers else "?"
 
@@ -91,7 +96,8 @@ class UpscaleActor:
             for s, d, f in zip(batch["src"], batch["dst"], batch["fmt"], strict=True)
         ]
         records: list[FileRecord] = []
-        run_jobs(self.upscaler, jobs, self.opts, progress=False, on_record=records.append)
+        with limits(share=self.share):  # decode and encode threads: this actor's share
+            run_jobs(self.upscaler, jobs, self.opts, progress=False, on_record=records.append)
         return {
             "record": [r.to_json() for r in records],
             "provider": [self.provider] * len(records),
@@ -172,8 +178,20 @@ def run_on_ray(
     return RayResult(records, sorted(providers), tile)
 
 
+def actors_per_node(ray, actors: int) -> int:
+    """How many of the ``actors`` share one machine's CPUs: all of them on a local Ray
+    instance, else spread evenly over the cluster's live nodes (as Ray places actors
+    reserving one CPU each)."""
+    try:
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    except Exception:  # noqa: BLE001 - no answer from the cluster: assume one machine
+        nodes = 1
+    return max(1, -(-actors // max(1, nodes)))
+
+
 def _map(ds, ray, opts: UpscaleOptions, actors: int, gpus_per_actor: float):
-    actor = type("UpscaleActor", (UpscaleActor,), {"options_json": opts.model_dump_json()})
+    fields = {"options_json": opts.model_dump_json(), "share": actors_per_node(ray, actors)}
+    actor = type("UpscaleActor", (UpscaleActor,), fields)
     return ds.map_batches(
         actor,
         batch_size=BATCH_FILES,
