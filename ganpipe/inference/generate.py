@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ganpipe.cpus import limits
 from ganpipe.data.imageio import make_grid, save_image, to_uint8
 from ganpipe.errors import GanpipeError, ModelFileError
 from ganpipe.fsutil import ensure_writable_dir, write_error
@@ -261,7 +262,8 @@ def generate_to_folder(
     :class:`NotWritten` of the summary. A model whose first batch is all non-finite is
     refused (:class:`ModelFileError`), as is one whose card or output is wrong."""
     opts = generate_options(options, **fields)
-    model = open_model(model_path, opts.device, task="generate")
+    with limits(opts.threads):  # the session's threads (0: the run's, or automatic)
+        model = open_model(model_path, opts.device, task="generate")
     name = model.path.name
     check_truncation(name, model.card, opts.truncation, opts.truncation_cutoff)
     n, step = opts.count, min(opts.batch_size, opts.count)

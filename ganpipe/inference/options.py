@@ -58,6 +58,12 @@ class GenerateOptions(Options):
         "(SIGTERM and Ctrl-C stop a run at any time)",
     )
     device: Device = Field(Device("auto"), description=f"one of {grammar(ORT_KINDS)}")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="threads of the model session (ONNX Runtime); 0: [run] threads in a "
+        "pipeline, else the cores this process may use (CPU affinity and container quota)",
+    )
     grid: bool = Field(True, description="also write grid.png (up to 256 images)")
 
     @field_validator("labels", mode="before")
