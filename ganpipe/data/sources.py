@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from pydantic import Field
 
 import ganpipe
+from ganpipe.cpus import workers_for
 from ganpipe.data.base import ImageSet
 from ganpipe.data.imageio import (
     DECODE_ERRORS,
@@ -140,7 +141,7 @@ class FolderDataset:
             except DECODE_ERRORS as exc:
                 return None, describe(exc)
 
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=workers_for(cap=8)) as pool:
             results = list(pool.map(decode, files))
         images, label_names, skipped = [], [], []
         for path, (arr, err) in zip(files, results, strict=True):
@@ -303,7 +304,7 @@ class PatchesDataset:
         unreadable: list[tuple[Path, str]] = []
         root, files = image_files(opts.path, base_dir, opts.recursive, unreadable)
         _warn_unreadable(unreadable)
-        workers = min(8, os.cpu_count() or 1)
+        workers = workers_for(cap=8)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             sides = list(pool.map(_shorter_side, files))
         usable = [(s, f) for s, f in zip(sides, files, strict=True) if s is not None and s >= p]
