@@ -2,7 +2,7 @@
 
 Layout::
 
-    [run]        name, out_dir, seed, device
+    [run]        name, out_dir, seed, device, threads
     [data]       dataset, image_size, channels, + the dataset's own keys
     [model]      variant, + the variant's own keys
     [augment]    \
@@ -42,6 +42,14 @@ class RunSection(Options):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for every random number in the run")
     device: Device = Field(
         Device("auto"), description=f"training device: one of {grammar(TORCH_KINDS)}"
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads of each process's pools (torch training, ONNX Runtime, "
+        "OpenVINO, ncnn); 0: the cores this process may use (CPU affinity and container "
+        "quota), shared among data-parallel processes, and for training on the CPU no more "
+        "than other processes leave idle",
     )
 
     @field_validator("device", mode="before")

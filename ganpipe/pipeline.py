@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ganpipe import runlock
+from ganpipe import cpus, runlock
 from ganpipe.config import PipelineConfig, load_config
 from ganpipe.errors import ConfigError, one_line
 from ganpipe.fsutil import ensure_writable_dir, remove_stale, write_bytes, write_json
@@ -136,10 +136,12 @@ def run_pipeline(
         return Manifest(Path(cfg.run_dir) / MANIFEST)  # nothing trains: process 0 does all
     coord = _coordinator(cfg)  # under torchrun: the other processes wait for our word
     try:
+        # [run] threads: the thread pools the stages open (cpus.threads_for; 0: automatic)
         if coord is not None and not coord.env.main:
-            return _follow(cfg, fps, coord)
+            with cpus.limits(cfg.run.threads):
+                return _follow(cfg, fps, coord)
         # one writer per run folder; a second run refuses before touching anything
-        with runlock.hold(cfg.run_dir, "run folder", log=log):
+        with runlock.hold(cfg.run_dir, "run folder", log=log), cpus.limits(cfg.run.threads):
             return _run_stages(cfg, fps, coord, force, from_stage, log)
     except BaseException as exc:
         if coord is not None and coord.env.main:

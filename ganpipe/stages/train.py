@@ -204,6 +204,7 @@ class TrainStage(Stage):
             "out_dir": folder,
             "seed": cfg.run.seed,
             "device": cfg.run.device,
+            "threads": cfg.run.threads,  # data-parallel workers size torch's pool by it
             "fingerprint": resume_fingerprint(ctx, opts, vopts),
         }
         if launched is not None:

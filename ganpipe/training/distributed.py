@@ -42,7 +42,6 @@ to the pipeline as the same one-line error; a crash of one process stops the oth
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,8 +201,10 @@ def train_process(job: dict) -> tuple[Any, str]:
     if env is None:
         raise TrainingError("a data-parallel process was started without RANK / WORLD_SIZE")
     cuda = uses_cuda(job["device"])
-    if not cuda:  # share the cores instead of every process using all of them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.local_world))
+    if not cuda:  # share this machine's usable CPUs instead of each process taking all
+        from ganpipe.training.threads import set_process_threads
+
+        set_process_threads(job.get("threads") or None, share=env.local_world)
     joined = not dist.is_initialized()
     if joined:
         init_group(cuda, env)

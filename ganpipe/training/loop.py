@@ -283,7 +283,9 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train to ``opts.steps``. SIGTERM / SIGINT stop it after the current step with a
         checkpoint (:mod:`ganpipe.training.preemption`)."""
-        with signals.deferred():
+        from ganpipe.training.threads import cpu_threads
+
+        with signals.deferred(), cpu_threads(self.device):  # the CPUs this process may use
             return self._run()
 
     def _run(self) -> TrainResult:
