@@ -105,13 +105,21 @@ def _input_range(card: Any) -> tuple[float, float]:
 
 
 def _pnnx_executable() -> str:
-    try:
-        import pnnx
-    except ImportError:
-        raise ConfigError(
-            f"--runtime ncnn converts models with pnnx, which is not installed; {INSTALL}"
-        ) from None
-    return str(pnnx.EXEC_PATH)
+    """The converter program inside the ``pnnx`` package, found without importing the
+    package (its ``__init__`` imports torch)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.find_spec("pnnx")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    name = "pnnx.exe" if sys.platform == "win32" else "pnnx"
+    for folder in folders:
+        exe = Path(folder) / name
+        if exe.is_file() and os.access(exe, os.X_OK):
+            return str(exe)
+    raise ConfigError(
+        f"--runtime ncnn converts models with pnnx, which is not installed; {INSTALL}"
+    )
 
 
 def _stage_model(onnx_path: Path, work: Path) -> Path:
@@ -233,6 +241,15 @@ def converted(
     return folder
 
 
+def foreign_layers(param: Path) -> list[str]:
+    """The layer types of an ncnn ``.param`` that ncnn does not have: what pnnx could not
+    lower (``pnnx.Expression`` for shape arithmetic it could not fold, say)."""
+    import ncnn
+
+    kinds = {line.split(maxsplit=1)[0] for line in param.read_text("utf-8").splitlines()[2:]}
+    return sorted(k for k in kinds if k and ncnn.layer_to_index(k) < 0)
+
+
 def checked_session(
     onnx_path: Path,
     card: Any,
@@ -247,6 +264,12 @@ def checked_session(
     Runtime on this device and precision is known (measured once, then read from
     ``parity.json``) and within :data:`TOLERANCE`; the session and the difference."""
     folder = converted(onnx_path, card, threads, log)
+    missing = foreign_layers(folder / "model.ncnn.param")
+    if missing:
+        raise ModelFileError(
+            f"{onnx_path.name}: ncnn has no layer for part of this net (pnnx left "
+            f"{', '.join(missing)}); use --runtime onnxruntime for this model"
+        )
     session = NcnnSession(
         folder / "model.ncnn.param",
         folder / "model.ncnn.bin",

@@ -54,8 +54,8 @@ def resolve_runtime(runtime: str, device_kind: str, cuda_usable: bool, precision
         raise ConfigError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if runtime == "auto":
-        runtime = auto_runtime(device_kind, cuda_usable)
+    if runtime == "auto" or (device_kind == "vulkan" and runtime == "onnxruntime"):
+        runtime = auto_runtime(device_kind, cuda_usable)  # --device vulkan: ncnn, its one
     if device_kind == "vulkan" and runtime != "ncnn":
         raise ConfigError(
             f"--device vulkan runs on ncnn, not {runtime}; use --runtime ncnn (or auto)"
