@@ -16,13 +16,10 @@ NCNN_TASKS = ("super_resolve", "translate")
 
 
 def ncnn_threads() -> int:
-    """ncnn's CPU threads: the CPUs this process may use (:mod:`ganpipe.cpus`)."""
-    try:
-        from ganpipe.cpus import threads_for
-    except ImportError:  # TEMP until ganpipe.cpus lands
-        import os
+    """ncnn's CPU threads: ``--threads``, else the cores this process may use, shared
+    with the other workers of this host (:func:`ganpipe.cpus.threads_for`)."""
+    from ganpipe.cpus import threads_for
 
-        return len(os.sched_getaffinity(0))
     return threads_for()
 
 
