@@ -57,6 +57,21 @@ __all__ = [
 MAX_PENDING_BYTES = 2 << 30
 
 
+class _Count:
+    """What :class:`_Progress` keeps when no bar is shown: the count (no tqdm)."""
+
+    n = 0
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+
+    def set_postfix_str(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _Progress:
     """tqdm bar with images/s and input megapixels/s; thread-safe updates. While another
     thread captures fd 2 (a TIFF decoding), the bar counts without drawing, so that its
@@ -65,7 +80,9 @@ class _Progress:
     def __init__(self, total: int, enabled: bool | None):
         from ganpipe import progress
 
-        self.bar = progress.bar(total, "upscale", "img", enabled=enabled, smoothing=0.1)
+        self.bar: Any = _Count()
+        if progress.drawn(enabled):
+            self.bar = progress.bar(total, "upscale", "img", enabled=enabled, smoothing=0.1)
         self.lock = threading.Lock()
         self.start = time.perf_counter()
         self.megapixels = 0.0

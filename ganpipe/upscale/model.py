@@ -146,7 +146,7 @@ class SRModel:
         one longer than ``timeout`` (the per-file limit) is refused too."""
         side = self.fixed_tile or max(PROBE_SIDE, self.minimum)
         side = -(-side // self.multiple) * self.multiple
-        x = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
+        x = probe_image(side)
         try:
             with deadline(timeout):
                 self(x)
@@ -221,6 +221,18 @@ class SRModel:
         if (lo, hi) != (0.0, 1.0):
             y = (y - lo) / (hi - lo)
         return y
+
+
+def probe_image(side: int) -> np.ndarray:
+    """The (1, 3, ``side``, ``side``) test image of :meth:`SRModel.check`: values spread
+    over [0, 1) (the golden-ratio sequence, fixed), without importing ``numpy.random``
+    (10 ms of every command's start)."""
+    n = 3 * side * side
+    return (
+        (np.arange(n, dtype=np.float64) * 0.6180339887498949 % 1.0)
+        .astype(np.float32)
+        .reshape(1, 3, side, side)
+    )
 
 
 def _check_fixed_shape(name: str, input_name: str, shape: list[Any], tile: int) -> None:
