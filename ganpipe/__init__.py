@@ -10,8 +10,6 @@ inference path stay free of it.
 import os
 from typing import TYPE_CHECKING
 
-import pluggy
-
 # ONNX Runtime's telemetry stays off unless the user turns it on: ONNX Runtime 1.31 on
 # Linux writes a device id and an event database under ~/.cache/Microsoft/DeveloperTools
 # at import, which a tool for private photos must not do behind its user's back. The
@@ -19,12 +17,12 @@ import pluggy
 # upscale, import, the export stage) imports this package first.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-#: Marks the hook functions of a plugin module (see :mod:`ganpipe.hookspecs`).
-hookimpl = pluggy.HookimplMarker("ganpipe")
-
 #: public name -> the module defining it; imported on first access (PEP 562), so that
 #: ``import ganpipe`` (every command starts with it) costs no pydantic, numpy or torch.
 _LAZY = {
+    # the marker of a plugin's hook functions, with the specs (pluggy: 10 ms of every
+    # command that loads no plugin)
+    "hookimpl": "ganpipe.hookspecs",
     "ImageSet": "ganpipe.data.base",
     "DatasetSource": "ganpipe.dataset",
     **dict.fromkeys(
@@ -99,6 +97,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         PluginError,
         TrainingError,
     )
+    from ganpipe.hookspecs import hookimpl
     from ganpipe.imaging.formats import open_image
     from ganpipe.modelcard import ModelCard
     from ganpipe.options import Options

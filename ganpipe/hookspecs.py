@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # annotations only: ``ganpipe --help`` reads these specs, kep
     from ganpipe.report.extensions import ReportSections
 
 hookspec = pluggy.HookspecMarker("ganpipe")
+#: Marks the hook functions of a plugin module; public as :data:`ganpipe.hookimpl`.
+hookimpl = pluggy.HookimplMarker("ganpipe")
 
 
 @hookspec
