@@ -198,6 +198,7 @@ def test_inference_and_cli_never_import_torch(dcgan_onnx, tmp_path):
         summary = gen.generate_to_folder({str(dcgan_onnx)!r}, "out", 6, seed=1,
                                          batch_size=4, device="auto")
         print(json.dumps({{"files": len(summary.files), "grid": str(summary.grid),
+                          "onnx": "onnx" in sys.modules,
                           "torch": sorted(m for m in sys.modules
                                           if m == "torch" or m.startswith("torch."))}}))
         """
@@ -205,6 +206,7 @@ def test_inference_and_cli_never_import_torch(dcgan_onnx, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["torch"] == []
+    assert result["onnx"] is False  # the model card is read without it (0.7 s to import)
     assert result["files"] == 6
     assert len(list((tmp_path / "out").glob("sample_*.png"))) == 6
     assert (tmp_path / "out" / "grid.png").is_file()
