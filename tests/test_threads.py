@@ -227,22 +227,29 @@ class Recording(DCGAN):
 
 def test_training_runs_with_the_requested_threads_and_restores(tmp_path):
     from ganpipe.data.sources import ShapesDataset, ShapesOptions
+    from ganpipe.training.threads import cpu_thread_count, cpu_threads
 
     data = ShapesDataset().load(ShapesOptions(count=8, classes=1, seed=0), 8, 3, Path("."))
     opts = TrainOptions(
         steps=2, batch_size=4, log_every=1, sample_every=0, checkpoint_every=0, progress=False
     )
     before = torch.get_num_threads()  # 1 in the tests (conftest)
-    for name, requested in (("auto", None), ("asked", 2)):
-        variant = Recording()
-        variant.seen = []
-        vopts = DCGANOptions(latent_dim=4, g_width=2, d_width=2)
-        trainer = Trainer(variant, vopts, opts, data, tmp_path / name, device="cpu")
-        with cpus.limits(requested):
-            trainer.run()
-        # automatic never raises the process's own lower count; a request is taken
-        assert set(variant.seen) == {requested or min(before, cpus.threads_for())}
-        assert torch.get_num_threads() == before
+    variant = Recording()
+    variant.seen = []
+    vopts = DCGANOptions(latent_dim=4, g_width=2, d_width=2)
+    with cpus.limits(2):  # as [run] threads = 2 sets it for every stage
+        Trainer(variant, vopts, opts, data, tmp_path, device="cpu").run()
+    assert variant.seen == [2, 2] and torch.get_num_threads() == before
+    # automatic: never above the process's own lower count; other devices: untouched
+    assert cpu_thread_count() == min(before, cpus.threads_for())
+    torch.set_num_threads(AFFINITY)
+    try:
+        with cpu_threads("cpu", share=AFFINITY) as n:
+            assert n == torch.get_num_threads() == 1
+        with cpu_threads("meta") as n:
+            assert n == AFFINITY
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- real processes -----------------------------------------------------------------------
