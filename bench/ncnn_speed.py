@@ -118,7 +118,7 @@ def batch_rows(onnx: Path, folder: Path, repeats: int, runtime: str) -> list[str
     ]
 
 
-def rrdb_rows(onnx: Path, side: int, repeats: int) -> list[str]:
+def runtime_rows(label: str, onnx: Path, side: int, repeats: int) -> list[str]:
     import ncnn
 
     from ganpipe.upscale.model import open_sr_model
@@ -144,7 +144,6 @@ def rrdb_rows(onnx: Path, side: int, repeats: int) -> list[str]:
     rows = []
     for rt in models:
         g = median(t[rt])
-        label = f"{rt} (default)" if rt == "onnxruntime" else rt
         rows.append(
             f"| RRDBNet x4, one {side} px image | {label} | {e:.2f} s | {g:.2f} s | {e / g:.2f}x |"
         )
@@ -161,7 +160,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rrdb-side", type=int, default=128)
-    ap.add_argument("--runtimes", default="ncnn,onnxruntime")
+    ap.add_argument("--runtimes", default="ncnn,onnxruntime", help="of the batch rows")
+    ap.add_argument("--skip-batch", action="store_true")
     ap.add_argument("--skip-rrdb", action="store_true")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -180,10 +180,11 @@ def main() -> None:
             "|---|---|---:|---:|---:|",
         ]
         compact = build("compact", folder)
-        for runtime in args.runtimes.split(","):
+        for runtime in [] if args.skip_batch else args.runtimes.split(","):
             lines += batch_rows(compact, folder, args.repeats, runtime)
+        lines += runtime_rows("compact x4", compact, 192, args.repeats)
         if not args.skip_rrdb:
-            lines += rrdb_rows(build("rrdb", folder), args.rrdb_side, args.repeats)
+            lines += runtime_rows("RRDBNet x4", build("rrdb", folder), args.rrdb_side, args.repeats)
         print_markdown(lines, args.out)
 
 

@@ -132,6 +132,22 @@ def test_a_net_ncnn_has_no_layers_for_is_refused_or_run_elsewhere_under_auto(mod
     assert session is None and "pnnx.Expression" in notes[0]
 
 
+def test_pnnx_is_held_to_a_memory_limit_and_its_failure_remembered(models, cache, monkeypatch):
+    from ganpipe.inference import ncnn_convert
+
+    budget = ncnn_convert.pnnx_memory_budget
+    monkeypatch.setattr(ncnn_convert, "pnnx_memory_budget", lambda: 64 << 20)
+    with pytest.raises(ModelFileError, match=r"compact\.onnx: pnnx cannot convert it to ncnn \("):
+        open_sr_model(models["compact"], "cpu", runtime="ncnn")
+    (failed,) = (cache / "ncnn").glob("*.failed")
+    monkeypatch.setattr(ncnn_convert, "pnnx_memory_budget", budget)
+    # the next open does not try again, and says how to make it
+    with pytest.raises(ModelFileError, match=r"\.failed; delete it to try again\)$"):
+        open_sr_model(models["compact"], "cpu", runtime="ncnn")
+    failed.unlink()
+    assert open_sr_model(models["compact"], "cpu", runtime="ncnn").providers == ["ncnn:cpu:fp32"]
+
+
 def test_mistakes_are_one_line(models):
     with pytest.raises(ConfigError, match="bf16 runs on OpenVINO; ncnn runs fp32 or fp16"):
         open_sr_model(models["compact"], "cpu", runtime="ncnn", precision="bf16")

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from importlib import metadata
@@ -150,6 +151,7 @@ def _run_pnnx(model: Path, card: Any, threads: int, shown: str) -> None:
     argv += ["pnnxonnx=model.pnnx.onnx", "ncnnpy=model_ncnn.py"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "OMP_NUM_THREADS": str(threads)}
     log = work / "pnnx.log"
+    budget = pnnx_memory_budget()
     try:
         with open(log, "wb") as out:
             proc = subprocess.run(  # noqa: S603 - fixed argv, no shell (module docstring)
@@ -161,18 +163,42 @@ def _run_pnnx(model: Path, card: Any, threads: int, shown: str) -> None:
                 stderr=subprocess.STDOUT,
                 timeout=PNNX_TIMEOUT,
                 check=False,
+                preexec_fn=_memory_limit(budget) if sys.platform != "win32" else None,
             )
         ok = proc.returncode == 0 and (work / "model.ncnn.param").is_file()
         why = f"exit status {proc.returncode}"
+        if proc.returncode < 0 or b"bad_alloc" in log.read_bytes()[-4096:]:
+            why = f"stopped by signal {-proc.returncode}, perhaps at its memory limit of " + (
+                f"{budget / 2**30:.1f} GiB, half this machine's memory"
+            )
     except subprocess.TimeoutExpired:
         ok, why = False, f"no result after {PNNX_TIMEOUT} s"
     if not ok:
         text = log.read_text("utf-8", "replace").strip().splitlines()
-        last = next((ln.strip() for ln in reversed(text) if ln.strip()), why)[:200]
+        last = next((ln.strip() for ln in reversed(text) if ln.strip()), "")[:200]
         raise ModelFileError(
-            f"{shown}: pnnx cannot convert it to ncnn ({why}: {last}); "
+            f"{shown}: pnnx cannot convert it to ncnn ({why}{': ' if last else ''}{last}); "
             f"use --runtime onnxruntime for this model"
         )
+
+
+def pnnx_memory_budget() -> int:
+    """The address space pnnx may take: half this machine's memory (or the cgroup's
+    limit). Its ncnn pass grows fast on long densely connected nets: RealESRGAN_x4plus'
+    23 RRDB blocks took 23 GiB and 90 s (6 blocks: 0.9 GiB), which would starve or kill
+    a machine of 24 GiB."""
+    from ganpipe.inference.contract import memory_budget
+
+    return memory_budget()
+
+
+def _memory_limit(budget: int) -> Callable[[], None]:
+    def limit() -> None:  # in the child, before pnnx starts
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+
+    return limit
 
 
 def _reference(onnx_path: Path, card: Any, x: np.ndarray) -> np.ndarray:
@@ -222,12 +248,22 @@ def converted(
     folder = cache_dir() / "ncnn" / f"{onnx_path.stem}-{_digest(onnx_path)}"
     if (folder / "model.ncnn.param").is_file() and (folder / "model.ncnn.bin").is_file():
         return folder
+    failed = folder.with_name(f"{folder.name}.failed")
+    if failed.is_file():  # pnnx cannot: said at once, not after minutes of trying again
+        said = failed.read_text("utf-8", "replace").strip()[:500]
+        raise ModelFileError(f"{said} (from {failed}; delete it to try again)")
     root = writable_cache(folder.parent)
     (log or (lambda m: None))(f"converting {onnx_path.name} to ncnn with pnnx, once; {folder}")
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=root) as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
-        _run_pnnx(_stage_model(onnx_path, work), card, threads, onnx_path.name)
+        try:
+            _run_pnnx(_stage_model(onnx_path, work), card, threads, onnx_path.name)
+        except ModelFileError as exc:
+            said = Path(tmp) / "failed"
+            said.write_text(f"{exc}\n", encoding="utf-8")
+            os.replace(said, failed)
+            raise
         done = Path(tmp) / "done"
         done.mkdir()
         for name in ("model.ncnn.param", "model.ncnn.bin", "pnnx.log"):
