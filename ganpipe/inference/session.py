@@ -181,8 +181,6 @@ def open_model(
     """Open ``path`` in an ONNX Runtime session (or, with ``runtime``, an OpenVINO one:
     :mod:`ganpipe.inference.runtimes`); one-line errors for user mistakes.
     ``task``: the ganpipe task (or tasks) the model must have."""
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.exists():
         raise ModelFileError(
@@ -230,6 +228,8 @@ def open_model(
         from ganpipe.inference.runtimes import OpenVINOSession
 
         return OnnxModel(path, OpenVINOSession(path, "CPU", precision), card, notes)
+    import onnxruntime as ort  # here: ncnn and OpenVINO runs do without it (25 ms)
+
     providers = choose_providers(device) if tuning is None else choose_providers(device, tuning)
     try:
         with captured(notes):  # ONNX Runtime's log lines: notes, never raw on stderr
