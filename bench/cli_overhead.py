@@ -1,7 +1,7 @@
 """Fixed cost per command: ``ganpipe upscale`` through the whole CLI against the floor of
 its runtime, for a few small images and per image in a long batch.
 
-Run:  python bench/cli_overhead.py [--repeats 5] [--before DIR] [--out FILE.md]
+Run:  python bench/cli_overhead.py [--repeats 5] [--ncnn] [--before DIR] [--out FILE.md]
 
 What runs (each a fresh subprocess, wall time, output folder emptied in between):
 
@@ -11,6 +11,9 @@ What runs (each a fresh subprocess, wall time, output folder emptied in between)
 * **ganpipe**: ``python -m ganpipe upscale -i DIR -o OUT -m model.onnx``, and ``-m
   model.pth`` (released weights, whose conversion the cache already holds: the lookup
   hashes the file), with the defaults a user gets;
+* with ``--ncnn``: ``ganpipe upscale ... --runtime ncnn`` too, against ncnn's own engine
+  (bench/ncnn_speed.py's: the conversion ganpipe caches, loaded into an ``ncnn.Net`` at
+  fp32 with ganpipe's threads; decode, extract, encode per image) as its floor;
 * with ``--before DIR``: the same ganpipe commands on another checkout (e.g. ``git
   worktree add DIR <commit>``), run with ``PYTHONPATH=DIR`` and the same interpreter,
   in the same rounds: before and after from one run.
@@ -87,9 +90,13 @@ import ganpipe.upscale.model as m
 m.open_model = timed("open_model", m.open_model)
 m.SRModel.check = timed("probe", m.SRModel.check)
 c._digest = timed("hash", c._digest)
-import onnxruntime as ort
+if "ncnn" in sys.argv:  # the session is ncnn's (onnxruntime is not imported)
+    import ganpipe.inference.ncnn_open as n
+    n.open_ncnn = timed("session", n.open_ncnn)
+else:
+    import onnxruntime as ort
+    ort.InferenceSession.__init__ = timed("session", ort.InferenceSession.__init__)
 T["ort"] = time.time()
-ort.InferenceSession.__init__ = timed("session", ort.InferenceSession.__init__)
 run_jobs = b.run_jobs
 def timed_run(upscaler, jobs, opts, **kw):
     T["images"] = time.time()
@@ -114,10 +121,10 @@ PHASE_ROWS = {
     "interpreter start": lambda t, a: t["start"] - t["spawn"],
     "import ganpipe.cli.main (click)": lambda t, a: t["cli"] - t["start"],
     "import the command (numpy, pydantic, Pillow, options)": lambda t, a: t["modules"] - t["cli"],
-    "import onnxruntime": lambda t, a: t["ort"] - t["modules"],
+    "import onnxruntime (ncnn: ganpipe's ncnn module)": lambda t, a: t["ort"] - t["modules"],
     "hash of the weights (-m .pth)": lambda t, a: a.get("hash", 0.0),
     "read the model card (before: import onnx, parse)": lambda t, a: a["open_model"] - a["session"],
-    "ONNX Runtime session": lambda t, a: a["session"],
+    "the session (ONNX Runtime; ncnn: its cached conversion)": lambda t, a: a["session"],
     "test image (model check)": lambda t, a: a["probe"],
     "the rest before the images (options, plan, folders)": lambda t, a: (
         t["images"] - t["ort"] - a["open_model"] - a["probe"] - a.get("hash", 0.0)
@@ -171,11 +178,36 @@ def run(cmd: list[str], env: dict[str, str], out: Path) -> float:
 
 
 Commands = dict[str, tuple[list[str], dict]]
+#: the ganpipe rows: label -> (extra arguments, model kind, its floor)
+ROWS = {
+    "-m .onnx": ([], "onnx", "onnxruntime"),
+    "-m .pth": ([], "pth", "onnxruntime"),
+    "-m .onnx --runtime ncnn": (["--runtime", "ncnn"], "onnx", "ncnn"),
+}
+
+
+def ncnn_engine(work: Path, env: dict, model: Path, ganpipe: list[str], few: Path) -> list[str]:
+    """The ncnn engine of bench/ncnn_speed.py on the conversion ganpipe caches (made here
+    by one ganpipe run), with ganpipe's ncnn threads: argv up to the image folder."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ncnn_speed import ENGINE
+
+    from ganpipe.cpus import threads_for
+
+    cmd = ganpipe + ["-i", str(few), "-m", str(model), "--runtime", "ncnn"]
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=work)
+    param = next((Path(env["GANPIPE_CACHE_DIR"]) / "ncnn").glob("*/model.ncnn.param"))
+    engine = work / "engine.py"
+    engine.write_text(ENGINE)
+    return [sys.executable, str(engine), str(param), str(param.with_suffix(".bin")), "SRC"] + [
+        str(work / "out"),
+        str(threads_for()),
+    ]
 
 
 def commands(args: argparse.Namespace, work: Path) -> tuple[Commands, Commands]:
-    """Every timed command by label, with its environment; and the instrumented ones of
-    the phase table."""
+    """Every timed command by label (``floor NAME N`` / ``TREE ROW N``), with its
+    environment; and the instrumented ones of the phase table (``TREE ROW``)."""
     from ganpipe.upscale.options import UpscaleOptions
 
     pth, model, few, many = make_inputs(work, args.side, args.few, args.many)
@@ -183,35 +215,34 @@ def commands(args: argparse.Namespace, work: Path) -> tuple[Commands, Commands]:
     floor = work / "floor.py"
     floor.write_text(FLOOR)
     base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    trees = {"": (ROOT, base)}
+    trees = {"after" if args.before else "ganpipe": (ROOT, base)}
     if args.before:
-        trees["before "] = (args.before, base | {"PYTHONPATH": str(args.before)})
+        trees["before"] = (args.before, base | {"PYTHONPATH": str(args.before)})
+    rows = {k: v for k, v in ROWS.items() if args.ncnn or v[2] != "ncnn"}
+    ganpipe = [sys.executable, "-m", "ganpipe", "upscale", "-o", str(work / "out")]
+    floors = {"onnxruntime": [sys.executable, str(floor), "SRC", str(work / "out"), str(model)]}
+    floors["onnxruntime"].append(str(level))
     table: Commands = {}
     phases: Commands = {}
-    for n, folder in ((args.few, few), (args.many, many)):
-        py = [sys.executable, str(floor), str(folder), str(work / "out"), str(model), str(level)]
-        table[f"floor {n}"] = (py, base)
-    for prefix, (tree, env) in trees.items():
-        cache = work / f"cache-{len(prefix)}"
-        env = env | {"GANPIPE_CACHE_DIR": str(cache)}
-        ganpipe = [sys.executable, "-m", "ganpipe", "upscale", "-o", str(work / "out")]
-        table[f"{prefix}ganpipe {args.few} onnx"] = (
-            ganpipe + ["-i", str(few), "-m", str(model)],
-            env,
-        )
-        table[f"{prefix}ganpipe {args.few} pth"] = (ganpipe + ["-i", str(few), "-m", str(pth)], env)
-        table[f"{prefix}ganpipe {args.many} onnx"] = (
-            ganpipe + ["-i", str(many), "-m", str(model)],
-            env,
-        )
-        for kind, path in (("onnx", model), ("pth", pth)):
-            name = f"{prefix or 'after ' if args.before else ''}-m .{kind}"
-            args_ = [*ganpipe[3:], "-i", str(few), "-m", str(path)]  # upscale -o OUT ...
-            phases[name] = ([sys.executable, "-c", PHASES, *args_], env)
+    for tree_name, (tree, env) in trees.items():
+        env = env | {"GANPIPE_CACHE_DIR": str(work / f"cache-{tree_name}")}
         check = [sys.executable, "-c", "import ganpipe; print(ganpipe.__file__)"]
         where = subprocess.run(check, capture_output=True, text=True, env=env, cwd=work).stdout
         if not where.startswith(str(tree)):
-            raise SystemExit(f"{prefix or 'this '}tree: ganpipe imported from {where.strip()}")
+            raise SystemExit(f"{tree_name} tree: ganpipe imported from {where.strip()}")
+        if args.ncnn and "ncnn" not in floors:
+            floors["ncnn"] = ncnn_engine(work, env, model, ganpipe, few)
+        for row, (extra, kind, _) in rows.items():
+            path = model if kind == "onnx" else pth
+            for n, src in ((args.few, few), (args.many, many)):
+                if kind == "onnx" or n == args.few:  # .pth: per image as .onnx
+                    cmd = ganpipe + ["-i", str(src), "-m", str(path), *extra]
+                    table[f"{tree_name} {row} {n}"] = (cmd, env)
+            argv = [*ganpipe[3:], "-i", str(few), "-m", str(path), *extra]  # upscale -o OUT
+            phases[f"{tree_name} {row}"] = ([sys.executable, "-c", PHASES, *argv], env)
+    for name, argv in floors.items():
+        for n, src in ((args.few, few), (args.many, many)):
+            table[f"floor {name} {n}"] = ([str(src) if a == "SRC" else a for a in argv], base)
     return table, phases
 
 
@@ -266,37 +297,43 @@ def measure(table: Commands, repeats: int, out: Path) -> dict:
     return {label: statistics.median(ts) for label, ts in times.items()}
 
 
-def report(med: dict[str, float], args: argparse.Namespace) -> str:
+def report(med: dict[str, float], args: argparse.Namespace, trees: list[str]) -> str:
     """The markdown tables: medians, then per image, fixed cost and ratios."""
     few, many = args.few, args.many
     lines = [
         f"{args.repeats} interleaved rounds, medians; {few} and {many} images of "
-        f"{args.side} px, compact x4 (64 features, 16 convolutions), CPU.",
+        f"{args.side} px, compact x4 (64 features, 16 convolutions), CPU; load average "
+        f"at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
         "",
         "| command | median s |",
         "|---|---:|",
     ]
     lines += [f"| {label} | {s:.3f} |" for label, s in med.items()]
-    floor_per = (med[f"floor {many}"] - med[f"floor {few}"]) / (many - few)
-    floor_fixed = med[f"floor {few}"] - few * floor_per
     lines += [
         "",
         f"| | {few} images s | per image s | fixed s | {few} images: floor / it "
         f"| per image: floor / it |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| floor (bare ONNX Runtime) | {med[f'floor {few}']:.3f} | {floor_per:.3f} "
-        f"| {floor_fixed:.3f} | 1.00x | 1.00x |",
     ]
-    for prefix in ("before ", "") if args.before else ("",):
-        per = (med[f"{prefix}ganpipe {many} onnx"] - med[f"{prefix}ganpipe {few} onnx"]) / (
-            many - few
-        )
-        for kind in ("onnx", "pth"):
-            t = med[f"{prefix}ganpipe {few} {kind}"]
-            name = f"{prefix or 'after ' if args.before else ''}ganpipe -m .{kind}"
+
+    def per_image(key: str) -> float:
+        return (med[f"{key} {many}"] - med[f"{key} {few}"]) / (many - few)
+
+    floors = sorted({floor for _, _, floor in ROWS.values() if f"floor {floor} {few}" in med})
+    for floor in floors:
+        t, per = med[f"floor {floor} {few}"], per_image(f"floor {floor}")
+        name = "floor: bare ONNX Runtime" if floor == "onnxruntime" else "floor: ncnn engine"
+        lines.append(f"| {name} | {t:.3f} | {per:.3f} | {t - few * per:.3f} | 1.00x | 1.00x |")
+    for tree in trees:
+        for row, (_, _, floor) in ROWS.items():
+            if f"{tree} {row} {few}" not in med:
+                continue
+            t = med[f"{tree} {row} {few}"]
+            per = per_image(f"{tree} {row.replace('.pth', '.onnx')}")
+            ft, fper = med[f"floor {floor} {few}"], per_image(f"floor {floor}")
             lines.append(
-                f"| {name} | {t:.3f} | {per:.3f} | {t - few * per:.3f} "
-                f"| {med[f'floor {few}'] / t:.2f}x | {floor_per / per:.2f}x |"
+                f"| {tree} {row} | {t:.3f} | {per:.3f} | {t - few * per:.3f} "
+                f"| {ft / t:.2f}x | {fper / per:.2f}x |"
             )
     return "\n".join(lines) + "\n"
 
@@ -309,6 +346,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=192)
     parser.add_argument("--phases", type=int, default=3, help="instrumented rounds (0: none)")
     parser.add_argument("--before", type=Path, help="another checkout, run with PYTHONPATH")
+    parser.add_argument("--ncnn", action="store_true", help="also --runtime ncnn vs its engine")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     if args.many <= args.few:
@@ -317,7 +355,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ganpipe-cli-overhead-") as tmp:
         work = Path(tmp)
         table, phases = commands(args, work)
-        text = report(measure(table, args.repeats, work / "out"), args)
+        trees = ["before", "after"] if args.before else ["ganpipe"]
+        text = report(measure(table, args.repeats, work / "out"), args, trees)
         if args.phases:
             text += "\n" + measure_phases(phases, args.phases, work / "out")
     print(text)
