@@ -4,13 +4,15 @@ Run:  python bench/ncnn_speed.py [--repeats 3] [--rrdb-side 128] [--out FILE.md]
 
 Setup (a temporary folder): Real-ESRGAN-layout nets with seeded random weights (speed does
 not depend on the values), imported with ``ganpipe import``: compact = realesr-animevideov3's
-size (num_feat 64, num_conv 16, x4), rrdb = RealESRGAN_x4plus' size (64 features, 23 blocks,
-x4); 192 px photos-like PNGs (:func:`common.make_images`).
+size (num_feat 64, num_conv 16, x4), rrdb = RealESRGAN_x4plus' widths (64 features, 32
+growth, x4) with ``--rrdb-blocks`` RRDB blocks (default 6: pnnx needs 23 GiB and 90 s for
+the released 23, 0.9 GiB for 6; time per image grows linearly with the blocks on every
+runtime, so the ratios hold); 192 px photo-like PNGs (:func:`common.make_images`).
 
 "ncnn's own engine" is what realesrgan-ncnn-vulkan does with the same ncnn files (the
 conversion ganpipe caches): a process that loads the ``.param`` / ``.bin`` into an
-``ncnn.Net`` with ncnn's default options (CPU, its default threads) and, per image, decodes
-the PNG, extracts the output and encodes the PNG. Rows:
+``ncnn.Net`` at fp32 on the CPU with ncnn's default threads (:func:`engine_options`)
+and, per image, decodes the PNG, extracts the output and encodes the PNG. Rows:
 
 * **per image in a batch**: (wall(25 images) - wall(5 images)) / 20 for both whole
   processes (``ganpipe upscale -i DIR -o OUT -m model.onnx --runtime ...`` against the
@@ -43,6 +45,8 @@ from PIL import Image
 param, weights, src, dst = sys.argv[1:5]
 net = ncnn.Net()
 net.opt.use_vulkan_compute = False
+for name in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+    setattr(net.opt, name, False)
 net.load_param(param); net.load_model(weights)
 import os
 os.makedirs(dst, exist_ok=True)
@@ -56,7 +60,7 @@ for name in sorted(os.listdir(src)):
 """
 
 
-def build(kind: str, folder: Path) -> Path:
+def build(kind: str, folder: Path, blocks: int = 23) -> Path:
     import torch
 
     from ganpipe.nn.sr import RRDBNet, SRVGGNetCompact
@@ -66,7 +70,7 @@ def build(kind: str, folder: Path) -> Path:
     if kind == "compact":
         net = SRVGGNetCompact(3, 3, num_feat=64, num_conv=16, upscale=4)
     else:
-        net = RRDBNet(3, 3, num_feat=64, num_block=23, num_grow_ch=32, scale=4)
+        net = RRDBNet(3, 3, num_feat=64, num_block=blocks, num_grow_ch=32, scale=4)
     torch.save({"params": net.eval().state_dict()}, folder / f"{kind}.pth")
     import_weights(folder / f"{kind}.pth", folder / f"{kind}.onnx")
     return folder / f"{kind}.onnx"
@@ -118,6 +122,15 @@ def batch_rows(onnx: Path, folder: Path, repeats: int, runtime: str) -> list[str
     ]
 
 
+def engine_options(opt) -> None:
+    """ncnn at fp32 on the CPU with its own default threads (the physical cores), as
+    realesrgan-ncnn runs it (ncnn's defaults would store fp16 where the CPU can; the
+    issue's engine ran fp32)."""
+    opt.use_vulkan_compute = False
+    for name in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+        setattr(opt, name, False)
+
+
 def runtime_rows(label: str, onnx: Path, side: int, repeats: int) -> list[str]:
     import ncnn
 
@@ -125,7 +138,7 @@ def runtime_rows(label: str, onnx: Path, side: int, repeats: int) -> list[str]:
 
     param, weights = ncnn_files(onnx)
     net = ncnn.Net()
-    net.opt.use_vulkan_compute = False
+    engine_options(net.opt)
     net.load_param(str(param))
     net.load_model(str(weights))
     x = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
@@ -135,17 +148,16 @@ def runtime_rows(label: str, onnx: Path, side: int, repeats: int) -> list[str]:
         ex.input("in0", ncnn.Mat(x[0]))
         ex.extract("out0")
 
-    models = {rt: open_sr_model(onnx, "cpu", runtime=rt) for rt in ("onnxruntime", "ncnn")}
-    if importlib_ok("openvino"):
-        models["openvino"] = open_sr_model(onnx, "cpu", runtime="openvino")
-    sides = {"engine": engine} | {rt: (lambda m=m: m(x)) for rt, m in models.items()}
-    t = alternate(sides, repeats, warmup=1)
-    e = median(t["engine"])
+    runtimes = ["onnxruntime", "ncnn"] + (["openvino"] if importlib_ok("openvino") else [])
     rows = []
-    for rt in models:
-        g = median(t[rt])
+    for rt in runtimes:  # pairwise: the engine and one runtime, no other session alive
+        model = open_sr_model(onnx, "cpu", runtime=rt)
+        t = alternate({"engine": engine, rt: lambda m=model: m(x)}, repeats, warmup=1)
+        del model
+        e, g = median(t["engine"]), median(t[rt])
+        name = f"{rt} (default)" if rt == "onnxruntime" else rt
         rows.append(
-            f"| RRDBNet x4, one {side} px image | {label} | {e:.2f} s | {g:.2f} s | {e / g:.2f}x |"
+            f"| {label}, one {side} px image | {name} | {e:.3f} s | {g:.3f} s | {e / g:.2f}x |"
         )
     return rows
 
@@ -163,6 +175,7 @@ def main() -> None:
     ap.add_argument("--runtimes", default="ncnn,onnxruntime", help="of the batch rows")
     ap.add_argument("--skip-batch", action="store_true")
     ap.add_argument("--skip-rrdb", action="store_true")
+    ap.add_argument("--rrdb-blocks", type=int, default=6, help="pnnx needs 23 GiB for 23")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +197,9 @@ def main() -> None:
             lines += batch_rows(compact, folder, args.repeats, runtime)
         lines += runtime_rows("compact x4", compact, 192, args.repeats)
         if not args.skip_rrdb:
-            lines += runtime_rows("RRDBNet x4", build("rrdb", folder), args.rrdb_side, args.repeats)
+            rrdb = build("rrdb", folder, args.rrdb_blocks)
+            label = f"RRDBNet x4 ({args.rrdb_blocks} blocks)"
+            lines += runtime_rows(label, rrdb, args.rrdb_side, args.repeats)
         print_markdown(lines, args.out)
 
 
