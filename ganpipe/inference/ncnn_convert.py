@@ -167,10 +167,10 @@ def _run_pnnx(model: Path, card: Any, threads: int, shown: str) -> None:
             )
         ok = proc.returncode == 0 and (work / "model.ncnn.param").is_file()
         why = f"exit status {proc.returncode}"
-        if proc.returncode < 0 or b"bad_alloc" in log.read_bytes()[-4096:]:
-            why = f"stopped by signal {-proc.returncode}, perhaps at its memory limit of " + (
-                f"{budget / 2**30:.1f} GiB, half this machine's memory"
-            )
+        if proc.returncode < 0:
+            why = f"stopped by signal {-proc.returncode}"
+        if proc.returncode in (-9, -11) or b"bad_alloc" in log.read_bytes()[-4096:]:
+            why += f", perhaps at its memory limit of {budget / 2**30:.1f} GiB (half the memory)"
     except subprocess.TimeoutExpired:
         ok, why = False, f"no result after {PNNX_TIMEOUT} s"
     if not ok:
@@ -280,8 +280,9 @@ def converted(
 def foreign_layers(param: Path) -> list[str]:
     """The layer types of an ncnn ``.param`` that ncnn does not have: what pnnx could not
     lower (``pnnx.Expression`` for shape arithmetic it could not fold, say)."""
-    import ncnn
+    from ganpipe.inference.ncnn_runtime import ncnn_module
 
+    ncnn = ncnn_module()
     kinds = {line.split(maxsplit=1)[0] for line in param.read_text("utf-8").splitlines()[2:]}
     return sorted(k for k in kinds if k and ncnn.layer_to_index(k) < 0)
 

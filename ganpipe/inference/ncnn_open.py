@@ -17,13 +17,11 @@ NCNN_TASKS = ("super_resolve", "translate")
 
 def ncnn_threads() -> int:
     """ncnn's CPU threads: ``--threads``, else the cores this process may use, shared
-    with the other workers of this host and no more than other processes leave idle
-    (:func:`ganpipe.cpus.threads_for`, load-aware). ncnn's OpenMP loops wait at a
-    barrier for every thread, like torch's: measured on 2 cores at a load average of 8,
-    compact x4 at 192 px took 1.18 s with 2 threads and 0.55 s with 1."""
+    with the other workers of this host (:func:`ganpipe.cpus.threads_for`); how its idle
+    threads wait on a busy machine: :func:`ganpipe.inference.ncnn_runtime.ncnn_module`."""
     from ganpipe.cpus import threads_for
 
-    return threads_for(load_aware=True)
+    return threads_for()
 
 
 def open_ncnn(

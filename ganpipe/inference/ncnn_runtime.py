@@ -37,14 +37,31 @@ def ncnn_installed() -> bool:
     return importlib.util.find_spec("ncnn") is not None
 
 
+def ncnn_module() -> Any:
+    """``ncnn``, imported the first time with OpenMP's idle threads told to sleep at
+    barriers when the machine is busy (:func:`ganpipe.cpus.spin_less_when_busy`; ncnn's
+    wheel carries its own libgomp, which reads that when it loads). Spinning there is
+    ruinous: on 2 cores at a load average of 2, compact x4 at 192 px took 0.91 s on 2
+    threads spinning, 0.27-0.33 s sleeping, 0.29 s on one thread."""
+    import sys
+
+    if "ncnn" not in sys.modules:
+        from ganpipe.cpus import spin_less_when_busy
+
+        spin_less_when_busy()
+    import ncnn
+
+    return ncnn
+
+
 def _gpu_count(notes: list[str] | None = None) -> int:
     """The Vulkan devices ncnn sees; its first call creates ncnn's Vulkan instance, whose
     device listing (printed to fd 2) is kept off the terminal and its other lines (a
     loader's errors) returned as ``notes``."""
     global _GPU_NOTES
-    import ncnn
-
     from ganpipe.imaging.capture import collecting, native_stderr
+
+    ncnn = ncnn_module()
 
     with _GPU_LOCK:
         if _GPU_NOTES is None:
@@ -64,8 +81,7 @@ def vulkan_devices() -> list[str]:
     Vulkan driver)."""
     if not ncnn_installed():
         return []
-    import ncnn
-
+    ncnn = ncnn_module()
     count = _gpu_count()
     return [ncnn.get_gpu_info(i).device_name() for i in range(count)]
 
@@ -130,8 +146,7 @@ class NcnnSession:
         threads: int = 1,
         channels: int | None = None,
     ):
-        import ncnn
-
+        ncnn = ncnn_module()
         if precision not in ("fp32", "fp16"):
             raise ConfigError(
                 f"--precision {precision}: ncnn runs fp32 or fp16 (fp16 storage); "
@@ -176,8 +191,7 @@ class NcnnSession:
         return [f"ncnn:{self.device}:{self.precision}"]
 
     def _one(self, image: np.ndarray, output: str) -> np.ndarray:
-        import ncnn
-
+        ncnn = ncnn_module()
         ex = self._net.create_extractor()
         ex.input(self._names[0][0], ncnn.Mat(np.ascontiguousarray(image, dtype=np.float32)))
         status, out = ex.extract(output)
