@@ -222,3 +222,33 @@ def test_vulkan_matches_onnxruntime_and_fp16_says_its_difference(models):
     assert np.abs(half(x) - want).max() <= max(bound * 4, 1e-3)
     with pytest.raises(ConfigError, match=r"vulkan:7: no such Vulkan device; here: vulkan:0 \("):
         open_sr_model(models["compact"], "vulkan:7", runtime="ncnn")
+
+
+def test_tiles_alpha_and_16_bits_come_out_as_on_onnxruntime(models, tmp_path):
+    import tifffile
+
+    from ganpipe.upscale import upscale_path
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    rgba = rng.integers(0, 256, (30, 41, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(rng.random((30, 41)) < 0.3, 0, 255)
+    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
+    tifffile.imwrite(src / "deep.tif", rng.integers(0, 65536, (26, 33, 3), dtype=np.uint16))
+    outs = {}
+    for runtime in ("onnxruntime", "ncnn"):
+        summary = upscale_path(
+            src, tmp_path / runtime, models["compact"], runtime=runtime, tile=16, device="cpu"
+        )
+        assert summary.ok and len(summary.written) == 2
+        assert summary.providers == (
+            ["ncnn:cpu:fp32"] if runtime == "ncnn" else ["CPUExecutionProvider"]
+        )
+        outs[runtime] = tmp_path / runtime
+    a = np.asarray(Image.open(outs["ncnn"] / "alpha.png")).astype(int)
+    b = np.asarray(Image.open(outs["onnxruntime"] / "alpha.png")).astype(int)
+    assert a.shape == (120, 164, 4) and np.abs(a - b).max() <= 1
+    c = tifffile.imread(outs["ncnn"] / "deep.tif").astype(int)
+    d = tifffile.imread(outs["onnxruntime"] / "deep.tif").astype(int)
+    assert c.dtype == d.dtype and c.shape == (104, 132, 3) and np.abs(c - d).max() <= 2
