@@ -48,8 +48,7 @@ class RunSection(Options):
         ge=0,
         description="CPU threads of each process's pools (torch training, ONNX Runtime, "
         "OpenVINO, ncnn); 0: the cores this process may use (CPU affinity and container "
-        "quota), shared among data-parallel processes, and for training on the CPU no more "
-        "than other processes leave idle",
+        "quota), shared among the data-parallel processes of a machine",
     )
 
     @field_validator("device", mode="before")

@@ -13,13 +13,15 @@ way from this process's cgroup up to the root), rounded up.
 * ``requested`` (``--threads N``, ``[run] threads``) wins;
 * else the usable CPUs, counted as cores (hyper-threads of one core count once, as torch
   and ONNX Runtime count by default), divided among ``share`` processes of this host that
-  split them (torchrun's ``LOCAL_WORLD_SIZE``, Ray actors per node, ``train.devices``);
-* ``load_aware``: also no more than the CPUs other processes leave idle right now. For
-  torch training on the CPU, measured on 2 cores under 4 busy processes: one thread ran at
-  180-400 images/s, two (torch's default) at 30-43, because each of the many small
-  parallel regions waits at its barrier for a thread that lost its CPU. ONNX Runtime's
-  large convolutions did not slow down that way (2 threads were as fast as 1 or faster),
-  so sessions are not load-aware (``bench/threads.py``).
+  split them (torchrun's ``LOCAL_WORLD_SIZE``, Ray actors per node, ``train.devices``).
+
+The count never follows the load of the machine: torch's results on the CPU differ in the
+last bits between thread counts, and ganpipe's runs are reproducible bit for bit (a resumed
+run equals one never stopped). What the load decides is how OpenMP's idle threads wait
+(:func:`spin_less_when_busy`): on 2 cores beside 4 busy processes, torch training with 2
+threads ran at 18-135 images/s spinning at its barriers (OpenMP's default) and at 270-300
+sleeping there (``OMP_WAIT_POLICY=PASSIVE``), as fast as one thread, with the same
+results; on a quiet machine spinning is the faster (``bench/threads.py``).
 
 A block of code may set the request and the share for everything it opens
 (:func:`limits`): ``ganpipe upscale --threads 2`` opens its ONNX Runtime sessions inside
@@ -37,7 +39,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,26 +174,45 @@ def threads_for(
     requested: int | None = None,
     share: int | None = None,
     *,
-    load_aware: bool = False,
     root: str | os.PathLike[str] = ROOT,
 ) -> int:
     """Threads for one pool of this process: ``requested`` when given (> 0), else the
-    usable cores (:func:`usable_cores`) divided among ``share`` processes of this host;
-    with ``load_aware``, also no more than the CPUs of the machine others leave idle
-    (:func:`busy_cpus`), for pools whose work is many small parallel regions (torch
-    training). ``None`` (or 0): the enclosing :func:`limits` block's value, else automatic
-    and a share of 1. Always at least 1."""
+    usable cores (:func:`usable_cores`) divided among ``share`` processes of this host.
+    ``None`` (or 0): the enclosing :func:`limits` block's value, else automatic and a
+    share of 1. Always at least 1; the same on every call in the same environment (never
+    from the load: see the module docstring)."""
     _check(requested, share)
     block = _LIMITS.get(AUTOMATIC)
     requested = requested or block.requested
     if requested:
         return requested
     share = share or block.share
-    count = max(1, usable_cores(root) // share)
-    if load_aware and count > 1:
-        idle = (os.cpu_count() or count) - busy_cpus(root)
-        count = max(1, min(count, math.floor(idle)))
-    return count
+    return max(1, usable_cores(root) // share)
+
+
+def machine_busy(threads: int | None = None, root: str | os.PathLike[str] = ROOT) -> bool:
+    """Whether other processes leave fewer idle CPUs on this machine than ``threads``
+    (default: :func:`threads_for`) would use; False for one thread."""
+    threads = threads or threads_for(root=root)
+    return threads > 1 and (os.cpu_count() or threads) - busy_cpus(root) < threads
+
+
+def spin_less_when_busy(
+    environ: MutableMapping[str, str] | None = None, root: str | os.PathLike[str] = ROOT
+) -> bool:
+    """When :func:`machine_busy`, OpenMP's idle threads sleep at barriers instead of
+    spinning (``OMP_WAIT_POLICY=PASSIVE`` in ``environ``, default ``os.environ``): a
+    spinning thread takes the CPU that the thread it waits for needs. Read when an OpenMP
+    runtime loads, so call it before torch is imported (``ganpipe run`` does; processes it
+    starts inherit it); the same work split, so the same results. Keeps a policy the user
+    set (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``). Returns whether it set it."""
+    environ = os.environ if environ is None else environ
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+        return False
+    if not machine_busy(root=root):
+        return False
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
 def workers_for(requested: int | None = None, cap: int = 4, share: int | None = None) -> int:

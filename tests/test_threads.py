@@ -174,16 +174,22 @@ def test_threads_for_requested_share_and_blocks():
             cpus.threads_for(**bad)
 
 
-def test_load_aware_counts_the_run_queue(tmp_path):
+def test_a_busy_machine_makes_openmp_threads_sleep_not_the_count_drop(tmp_path):
     # /proc/stat's procs_running: 40 runnable tasks -> none of our CPUs is idle
     busy = files(tmp_path / "busy", {"proc/stat": "cpu  1 2 3\nprocs_running 40\n"})
     quiet = files(tmp_path / "quiet", {"proc/stat": "cpu  1 2 3\nprocs_running 1\n"})
     assert cpus.busy_cpus(busy) == 39 and cpus.busy_cpus(quiet) == 0
-    assert cpus.threads_for(load_aware=True, root=busy) == 1
-    assert cpus.threads_for(load_aware=True, root=quiet) == AFFINITY
-    assert cpus.threads_for(load_aware=False, root=busy) == AFFINITY
-    assert cpus.threads_for(4, load_aware=True, root=busy) == 4  # asked: not lowered
     assert cpus.busy_cpus(tmp_path / "no-proc") >= 0  # the load average instead
+    assert cpus.threads_for(root=busy) == cpus.threads_for(root=quiet)  # reproducible
+    assert cpus.machine_busy(2, busy) and not cpus.machine_busy(2, quiet)
+    assert not cpus.machine_busy(1, busy)  # one thread waits for nobody
+    env: dict[str, str] = {}
+    assert cpus.spin_less_when_busy(env, quiet) is False and env == {}
+    if cpus.threads_for() > 1:
+        assert cpus.spin_less_when_busy(env, busy) is True
+        assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    mine = {"GOMP_SPINCOUNT": "1000"}  # the user's own policy stays
+    assert cpus.spin_less_when_busy(mine, busy) is False and mine == {"GOMP_SPINCOUNT": "1000"}
 
 
 # -- the pools --------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ def run(obj, pipeline: str, force: bool, from_stage: str | None, quiet: bool) ->
     Outputs go to <out_dir>/<name>/ (default runs/<name>); stages already done with the
     same configuration and inputs are skipped.
     """
+    from ganpipe import cpus
+
+    # before torch loads: OpenMP threads sleep at barriers when others keep the CPUs busy
+    cpus.spin_less_when_busy()
     from ganpipe import progress, signals
     from ganpipe.pipeline import run_file
     from ganpipe.training.launch import from_env

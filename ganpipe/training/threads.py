@@ -1,13 +1,13 @@
 """torch's CPU thread pool sized for the CPUs this process may use (:mod:`ganpipe.cpus`),
 for the length of a training run.
 
-torch starts one intra-op thread per core of the machine: in a container limited to 2
-CPUs on a 64-core host, 64 threads that the quota throttles; on a machine other processes
-keep busy, threads that wait at every parallel region's barrier for one that lost its CPU
-(measured on 2 cores under 4 busy processes: 30-43 images/s with torch's 2 threads,
-180-400 with one; ``bench/threads.py``). So training on the CPU runs with
-:func:`ganpipe.cpus.threads_for` threads, load-aware, unless ``--threads`` / ``[run]
-threads`` asked for a count.
+torch starts one intra-op thread per core it sees: in a container limited to 2 CPUs on a
+64-core host, 64 threads that the quota throttles (on 2 cores under a one-CPU quota,
+training with torch's 2 threads ran 4-70x slower than with one: ``bench/threads.py``). So
+training on the CPU runs with :func:`ganpipe.cpus.threads_for` threads unless
+``--threads`` / ``[run] threads`` asked for a count. The count does not follow the load
+(results would change in the last bits with it); a busy machine changes how idle
+threads wait instead (:func:`ganpipe.cpus.spin_less_when_busy`, before torch loads).
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from ganpipe.cpus import current, threads_for
 def cpu_thread_count(requested: int | None = None, share: int | None = None) -> int:
     """torch's intra-op threads for training here: ``requested`` (or the enclosing
     :func:`ganpipe.cpus.limits` block's) when given; else
-    :func:`~ganpipe.cpus.threads_for` with ``load_aware``, never above the count the
-    process has now (a lower count set by the program that embeds ganpipe, or by a
-    test, stays)."""
+    :func:`~ganpipe.cpus.threads_for`, never above the count the process has now (a lower
+    count set by the program that embeds ganpipe, or by a test, stays)."""
     asked = requested or current().requested
-    count = threads_for(asked, share, load_aware=True)
+    count = threads_for(asked, share)
     return count if asked else min(count, torch.get_num_threads())
 
 
