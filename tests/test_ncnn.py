@@ -252,3 +252,34 @@ def test_tiles_alpha_and_16_bits_come_out_as_on_onnxruntime(models, tmp_path):
     c = tifffile.imread(outs["ncnn"] / "deep.tif").astype(int)
     d = tifffile.imread(outs["onnxruntime"] / "deep.tif").astype(int)
     assert c.dtype == d.dtype and c.shape == (104, 132, 3) and np.abs(c - d).max() <= 2
+
+
+def test_import_converts_for_ncnn_ahead_so_the_first_upscale_starts_at_once(tmp_path, cache):
+    from conftest import run_cli
+
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(3, 3, num_feat=8, num_conv=2, upscale=2).eval()
+    torch.save({"params": net.state_dict()}, tmp_path / "x2.pth")
+    env = {"GANPIPE_CACHE_DIR": str(cache)}
+    proc = run_cli("import", str(tmp_path / "x2.pth"), "--ncnn", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ncnn: converted and checked, max abs diff" in proc.stdout
+    assert "converting x2.onnx to ncnn with pnnx, once" in proc.stderr
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((16, 20, 3), 40, np.uint8)).save(src / "a.png")
+    model = str(tmp_path / "x2.onnx")
+    proc = run_cli(
+        "upscale",
+        "-i",
+        str(src),
+        "-o",
+        str(tmp_path / "o"),
+        "-m",
+        model,
+        "--runtime",
+        "ncnn",
+        env=env,
+    )
+    assert proc.returncode == 0 and "[ncnn:cpu:fp32]" in proc.stdout, proc.stderr
+    assert "converting" not in proc.stderr

@@ -79,8 +79,14 @@ def _list() -> None:
     "upscaler pads edge tiles to it and blends overlaps. Default: any size where the net "
     "allows it (checked against spandrel), else a fixed 256 px tile.",
 )
+@click.option(
+    "--ncnn",
+    is_flag=True,
+    help="Also convert the model for --runtime ncnn now (pnnx, checked against ONNX "
+    "Runtime; kept in the conversion cache), so that its first upscale starts at once.",
+)
 @click.option("--list", "list_", is_flag=True, help="List the supported architectures and exit.")
-def import_(weights, out, scale, fp16, opset, interpolate, alpha, tile, list_) -> None:
+def import_(weights, out, scale, fp16, opset, interpolate, alpha, tile, ncnn, list_) -> None:
     """Convert released super-resolution WEIGHTS (.pth / .pt / .ckpt / .safetensors) to ONNX.
 
     \b
@@ -138,3 +144,19 @@ def import_(weights, out, scale, fp16, opset, interpolate, alpha, tile, list_) -
         f"({result.path.stat().st_size / 2**20:.1f} MiB, {shape}, max abs diff "
         f"{result.max_abs_diff:.2e} against the reference{half})"
     )
+    if ncnn:
+        from ganpipe.inference.ncnn_convert import checked_session
+        from ganpipe.inference.ncnn_open import ncnn_threads
+        from ganpipe.inference.session import open_model
+
+        card = open_model(result.path, "cpu", task=("super_resolve", "translate")).card
+        _, worst = checked_session(
+            result.path,
+            card,
+            vulkan=None,
+            device_name="cpu",
+            precision="fp32",
+            threads=ncnn_threads(),
+            log=note,
+        )
+        click.echo(f"ncnn: converted and checked, max abs diff {worst:.2e} against ONNX Runtime")
