@@ -190,11 +190,16 @@ def threads_for(
     return max(1, usable_cores(root) // share)
 
 
-def machine_busy(threads: int | None = None, root: str | os.PathLike[str] = ROOT) -> bool:
-    """Whether other processes leave fewer idle CPUs on this machine than ``threads``
-    (default: :func:`threads_for`) would use; False for one thread."""
-    threads = threads or threads_for(root=root)
-    return threads > 1 and (os.cpu_count() or threads) - busy_cpus(root) < threads
+def machine_busy(
+    threads: int | None = None, share: int = 1, root: str | os.PathLike[str] = ROOT
+) -> bool:
+    """Whether other processes leave fewer idle CPUs on this machine than the ``share``
+    processes of this job, ``threads`` each (default: :func:`threads_for`), would use;
+    the ``share - 1`` other processes of the job (torchrun ranks starting beside this one)
+    are not counted as others. False for one thread."""
+    threads = threads or threads_for(share=share, root=root)
+    others = max(0.0, busy_cpus(root) - (share - 1))
+    return threads > 1 and (os.cpu_count() or threads) - others < threads * share
 
 
 def spin_less_when_busy(
@@ -205,11 +210,16 @@ def spin_less_when_busy(
     spinning thread takes the CPU that the thread it waits for needs. Read when an OpenMP
     runtime loads, so call it before torch is imported (``ganpipe run`` does; processes it
     starts inherit it); the same work split, so the same results. Keeps a policy the user
-    set (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``). Returns whether it set it."""
+    set (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``). Under torchrun the ranks of this node
+    (``LOCAL_WORLD_SIZE``) are one job. Returns whether it set the policy."""
     environ = os.environ if environ is None else environ
     if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
         return False
-    if not machine_busy(root=root):
+    try:
+        share = max(1, int(environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        share = 1
+    if not machine_busy(share=share, root=root):
         return False
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True

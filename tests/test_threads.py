@@ -181,8 +181,11 @@ def test_a_busy_machine_makes_openmp_threads_sleep_not_the_count_drop(tmp_path):
     assert cpus.busy_cpus(busy) == 39 and cpus.busy_cpus(quiet) == 0
     assert cpus.busy_cpus(tmp_path / "no-proc") >= 0  # the load average instead
     assert cpus.threads_for(root=busy) == cpus.threads_for(root=quiet)  # reproducible
-    assert cpus.machine_busy(2, busy) and not cpus.machine_busy(2, quiet)
-    assert not cpus.machine_busy(1, busy)  # one thread waits for nobody
+    assert cpus.machine_busy(2, root=busy) and not cpus.machine_busy(2, root=quiet)
+    assert not cpus.machine_busy(1, root=busy)  # one thread waits for nobody
+    # one other running task: fewer idle CPUs than a thread per CPU needs
+    one = files(tmp_path / "one", {"proc/stat": "procs_running 2\n"})
+    assert cpus.machine_busy(os.cpu_count() or 1, root=one) == ((os.cpu_count() or 1) > 1)
     env: dict[str, str] = {}
     assert cpus.spin_less_when_busy(env, quiet) is False and env == {}
     if cpus.threads_for() > 1:
