@@ -16,8 +16,9 @@ Situations (each measurement a fresh subprocess, so that thread pools start anew
 Workloads:
 
 * **train**: the ganpipe Trainer, DCGAN at 32 px, ``--batch-size`` images a step,
-  ``--steps`` steps; images/s from the median time between step starts (after the first
-  two).
+  ``--steps`` steps; images/s over the steps after the first two, from the start of the
+  third to the end of the last (stalls included: the median step would hide a quota's
+  throttled periods).
 * **upscale**: :func:`ganpipe.upscale.upscale_path` over ``--images`` 128 px photos-like
   images with a Real-ESRGAN compact x4 net (realesr-animevideov3's shape: 64 features, 16
   convolutions; random weights, imported to ONNX by ganpipe); images/s over the call.
@@ -75,7 +76,7 @@ def child_train(mode: str, steps: int, batch: int) -> dict:
     if mode == "after":  # as ganpipe run does, before torch loads
         cpus.spin_less_when_busy()
     import torch
-    from train_throughput import TimedVariant, data_info, load_shapes, step_stats, train_options
+    from train_throughput import TimedVariant, data_info, load_shapes, train_options
 
     from ganpipe.registry import load_registry
     from ganpipe.training import defaults
@@ -99,7 +100,9 @@ def child_train(mode: str, steps: int, batch: int) -> dict:
         cpus.limits(requested),
     ):
         Trainer(timed, vopts, opts, data, Path(tmp), device="cpu", log=lambda *_: None).run()
-    ips, _ = step_stats(timed.stamps[2:], batch)
+    # steps 3..N, first start to last end: stalls count (a quota's throttled periods, a
+    # thread that lost its CPU), which the median step would hide
+    ips = batch * (len(timed.ends) - 2) / (timed.ends[-1] - timed.stamps[2])
     policy = " passive" if os.environ.get("OMP_WAIT_POLICY") == "PASSIVE" else ""
     return {"ips": ips, "threads": f"{seen[-1]}{policy}"}
 

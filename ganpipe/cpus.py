@@ -19,9 +19,10 @@ The count never follows the load of the machine: torch's results on the CPU diff
 last bits between thread counts, and ganpipe's runs are reproducible bit for bit (a resumed
 run equals one never stopped). What the load decides is how OpenMP's idle threads wait
 (:func:`spin_less_when_busy`): on 2 cores beside 4 busy processes, torch training with 2
-threads ran at 18-135 images/s spinning at its barriers (OpenMP's default) and at 270-300
-sleeping there (``OMP_WAIT_POLICY=PASSIVE``), as fast as one thread, with the same
-results; on a quiet machine spinning is the faster (``bench/threads.py``).
+threads ran at 7-32 images/s spinning at its barriers (OpenMP's default) and at 116-140
+sleeping there (``OMP_WAIT_POLICY=PASSIVE``), with the same results
+(``bench/results/threads-2026-12-08.md``). On a machine that is not busy, OpenMP's
+spinning (it saves waking a sleeping thread at every barrier) is kept.
 
 A block of code may set the request and the share for everything it opens
 (:func:`limits`): ``ganpipe upscale --threads 2`` opens its ONNX Runtime sessions inside

@@ -3,7 +3,8 @@ for the length of a training run.
 
 torch starts one intra-op thread per core it sees: in a container limited to 2 CPUs on a
 64-core host, 64 threads that the quota throttles (on 2 cores under a one-CPU quota,
-training with torch's 2 threads ran 4-70x slower than with one: ``bench/threads.py``). So
+training with torch's 2 threads ran at 19-44 images/s, with one at 1500-1600:
+``bench/results/threads-2026-12-08.md``). So
 training on the CPU runs with :func:`ganpipe.cpus.threads_for` threads unless
 ``--threads`` / ``[run] threads`` asked for a count. The count does not follow the load
 (results would change in the last bits with it); a busy machine changes how idle
