@@ -1,25 +1,31 @@
-"""Runtimes for one ``.onnx``: ONNX Runtime (always) and OpenVINO (the ``openvino`` extra).
+"""Runtimes for one ``.onnx``: ONNX Runtime (always), OpenVINO (the ``openvino`` extra)
+and ncnn (the ``ncnn`` extra; :mod:`ganpipe.inference.ncnn_runtime`).
 
-The same exported file runs on either; :func:`open_model` picks the runtime and wraps an
-OpenVINO compiled model in :class:`OpenVINOSession`, which answers the few calls the rest
+The same exported file runs on any of them; :func:`open_model` picks the runtime and wraps
+an OpenVINO compiled model in :class:`OpenVINOSession` (an ncnn net in
+:class:`~ganpipe.inference.ncnn_runtime.NcnnSession`), which answer the few calls the rest
 of ganpipe makes of an ONNX Runtime session (``get_inputs``, ``get_outputs``, ``run``,
-``get_providers``), so the tiling, blending and value-range code above it is shared.
+``get_providers``), so the tiling, blending and value-range code above them is shared.
 
 ``runtime``:
 
 * ``onnxruntime`` - ONNX Runtime with the providers of :func:`choose_providers` (CUDA and
   TensorRT on NVIDIA GPUs, else the CPU);
 * ``openvino`` - OpenVINO on its ``CPU`` device;
-* ``auto`` - ONNX Runtime where CUDA is usable (or a CUDA/TensorRT device is asked for);
-  else OpenVINO when it is installed (at fp32 level with ONNX Runtime on a quiet CPU,
-  0.97-1.01x, and up to 1.6x on a loaded one; the only one with bf16:
-  ``bench/results/runtimes*.md``), else ONNX Runtime.
+* ``ncnn`` - ncnn on the CPU or a Vulkan GPU (``--device vulkan[:N]``, which implies it),
+  the model converted once with pnnx and checked against ONNX Runtime
+  (:mod:`ganpipe.inference.ncnn_convert`);
+* ``auto`` - :func:`auto_runtime`: ONNX Runtime where CUDA is usable (or a CUDA/TensorRT
+  device is asked for); ncnn on Vulkan devices; else OpenVINO when it is installed, else
+  ONNX Runtime (measured on a CPU: OpenVINO fastest per image, ncnn slowest;
+  ``docs/runtimes.md``, ``bench/results/ncnn-speed-*.md``, ``runtimes*.md``).
 
 ``precision``: ``fp32`` (default; OpenVINO is told to keep f32 - its CPU plugin would
 otherwise pick bf16 by itself on CPUs with bf16 units), ``bf16`` or ``fp16`` (OpenVINO
 only, where the device executes them: checked after compiling, refused in one line where
-the device would silently run another precision). Outputs at fp32 are within 1/255 of
-ONNX Runtime's; bf16 trades about 0.03 (in [0, 1]) for speed.
+the device would silently run another precision; ncnn: ``fp16`` storage, its difference
+measured). Outputs at fp32 are within 1/255 of ONNX Runtime's; bf16 trades about 0.03 (in
+[0, 1]) for speed.
 """
 
 from __future__ import annotations
