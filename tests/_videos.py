@@ -4,12 +4,13 @@ The video tests (issue 28) need real files of the kinds people feed an upscaler:
 in MP4 with metadata and a chapter, VP9 + Opus in Matroska with a subtitle stream, variable
 frame rate, a rotated phone clip, 10-bit, lossless, a truncated file and a video under an
 image name. Each generator writes one tiny clip (64x48, 24 frames by default; well under a
-second) whose frames are gradients with a moving box, so codecs keep them and pixel checks
+second) whose frames (``frame_rgb``) are gradients with two moving boxes, so codecs keep them and pixel checks
 mean something. Every generator returns the path it wrote.
 
-The readers (``frame_pts``, ``stream_packet_hashes``, ``video_info``, ``decoded_frames``)
-use PyAV directly, never ganpipe, so the tests compare ganpipe's output against a reader
-that shares none of its code.
+The readers (``frame_pts``, ``keyframe_pts``, ``stream_packet_hashes``,
+``stream_packet_times``, ``video_info``, ``decoded_frames``) use PyAV directly, never
+ganpipe, so the tests compare ganpipe's output against a reader that shares none of its
+code.
 """
 
 from __future__ import annotations
@@ -243,6 +244,34 @@ def frame_pts(path) -> list[int]:
         except av.error.FFmpegError:
             pass
     return sorted(pts)
+
+
+def keyframe_pts(path) -> list[int]:
+    """The pts of the first video stream's keyframe packets (where a keyframe-aligned
+    segment may start), sorted; the clip generators put one every ``gop`` frames."""
+    with av.open(str(path)) as src:
+        stream = src.streams.video[0]
+        return sorted(p.pts for p in src.demux(stream) if p.is_keyframe and p.pts is not None)
+
+
+def stream_packet_times(path) -> dict[str, list[tuple[int, int]]]:
+    """(pts, duration) of each non-video stream's packets in file order, keyed like
+    ``stream_packet_hashes``: a stream copied unchanged keeps these too (in its own time
+    base, which a remux may change; compare after rescaling where it does)."""
+    with av.open(str(path)) as src:
+        keys, times = {}, {}
+        counts: dict[str, int] = {}
+        for stream in src.streams:
+            if stream.type != "video":
+                letter = stream.type[0]
+                keys[stream.index] = f"{letter}:{counts.get(letter, 0)}"
+                counts[letter] = counts.get(letter, 0) + 1
+                times[stream.index] = []
+        if keys:
+            for packet in src.demux(*[src.streams[i] for i in keys]):
+                if packet.size:
+                    times[packet.stream.index].append((packet.pts, packet.duration))
+    return {keys[i]: t for i, t in times.items()}
 
 
 def decoded_frames(path, format: str = "rgb24") -> list[np.ndarray]:

@@ -10,11 +10,13 @@ from _videos import (
     decoded_frames,
     frame_pts,
     frame_rgb,
+    keyframe_pts,
     lossless,
     mkv_vp9_opus_subs,
     mp4_h264_aac,
     rotated,
     stream_packet_hashes,
+    stream_packet_times,
     ten_bit,
     truncated,
     vfr,
@@ -38,6 +40,10 @@ def test_mp4_h264_aac_streams_metadata_chapters(tmp_path):
     mp4_h264_aac(tmp_path / "b.mp4", frames=24, fps=24)
     assert stream_packet_hashes(tmp_path / "b.mp4")["a:0"] == hashes["a:0"]
     assert frame_pts(tmp_path / "b.mp4") == frame_pts(tmp_path / "a.mp4")
+    pts = frame_pts(tmp_path / "a.mp4")
+    assert keyframe_pts(tmp_path / "a.mp4") == [pts[0], pts[12]]  # gop 12
+    audio = stream_packet_times(tmp_path / "a.mp4")["a:0"]
+    assert len(audio) > 40 and all(d > 0 for _, d in audio)
 
 
 def test_mkv_vp9_opus_subtitles(tmp_path):
@@ -48,6 +54,7 @@ def test_mkv_vp9_opus_subtitles(tmp_path):
     assert info["metadata"]["LOCATION"] == "+48.8584+002.2945/"  # Matroska upper-cases tags
     assert len(info["chapters"]) == 2
     assert set(stream_packet_hashes(path)) == {"a:0", "s:0"}
+    assert stream_packet_times(path)["s:0"] == [(a, b - a) for a, b, _ in CUES]  # ms
     with av.open(str(path)) as src:
         assert src.streams.audio[0].codec_context.name == "opus"
         sub = src.streams.subtitles[0]
