@@ -35,7 +35,8 @@ HELP = {
     "input_",
     required=True,
     metavar="PATH",
-    help="Image file, or folder of images (formats detected by content).",
+    help="Image or video file, or folder of images and videos (formats detected by "
+    "content).",
 )
 @click.option(
     "-o",
@@ -44,13 +45,13 @@ HELP = {
     required=True,
     metavar="DIR",
     help="Output folder (created; not inside the input folder), or an output "
-    "file name when -i is a file.",
+    "file name when -i is a file (a video keeps its container: clip.mp4 -> OUT/clip.mp4).",
 )
 @options_from(
     UpscaleOptions,
     flags=FLAGS,
     help=HELP,
-    metavars={"model": "MODEL", "shard": "I/N", "report": "FILE"},
+    metavars={"model": "MODEL", "shard": "I/N", "report": "FILE", "frames": "DIR"},
 )
 @click.option(
     "--progress/--no-progress",

@@ -43,6 +43,7 @@ from ganpipe.upscale.report import FileRecord, ReportWriter
 from ganpipe.upscale.summary import UpscaleSummary
 from ganpipe.upscale.tiling import Upscaler
 from ganpipe.upscale.worker import describe_error, write_dropping_metadata
+from ganpipe.video.select import VIDEO
 
 __all__ = [
     "UpscaleSummary",
@@ -55,6 +56,8 @@ __all__ = [
 
 #: decoded images waiting for the model, and upscaled images waiting to be written
 MAX_PENDING_BYTES = 2 << 30
+#: why a video fails with --engine ray (for now)
+RAY_VIDEO = "videos are upscaled by the local engine only for now; run them with --engine local"
 
 
 class _Count:
@@ -130,9 +133,11 @@ def run_jobs(
     any thread, one call at a time) as soon as it is finished."""
     opts = with_overrides(options, overrides)
     workers = workers_for(opts.workers)  # the enclosing cpus.limits' share (a Ray actor's)
+    videos = [job for job in jobs if job.fmt == VIDEO]  # after the images, one at a time
+    jobs = [job for job in jobs if job.fmt != VIDEO]
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
-    bar = _Progress(len(jobs), progress)
+    bar = _Progress(len(jobs) + len(videos), progress)
     lock = threading.Lock()
 
     def finish(record: FileRecord) -> None:
@@ -184,6 +189,11 @@ def run_jobs(
             del work
         while behind:
             behind.popleft()[0].result()
+        if videos:
+            from ganpipe.video.job import process_video  # its own pipeline, frames bar
+
+            for job in videos:
+                finish(process_video(upscaler, job, opts, progress))
     finally:
         decoders.shutdown(wait=True, cancel_futures=True)
         encoders.shutdown(wait=True, cancel_futures=True)  # started writes finish
@@ -323,6 +333,9 @@ def upscale_path(
         if upscaler is None:
             from ganpipe.upscale.ray_engine import run_on_ray
 
+            for job in [job for job in jobs if job.fmt == VIDEO]:
+                on_record(FileRecord(str(job.src), "failed", RAY_VIDEO))
+            jobs = [job for job in jobs if job.fmt != VIDEO]
             ran = run_on_ray(
                 jobs, opts, address=opts.ray_address, actors=opts.actors, on_record=on_record
             )

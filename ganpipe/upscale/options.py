@@ -207,6 +207,35 @@ class UpscaleOptions(Options):
         "limit but Pillow's decompression-bomb one",
     )
 
+    video_codec: str | None = Field(
+        None,
+        description="encoder of upscaled videos: h264, hevc, vp9, av1, ffv1 (lossless), "
+        "prores, or an FFmpeg encoder name; default: the source's codec where an encoder "
+        "exists, else h264 (vp9 in .webm)",
+    )
+    crf: int | None = Field(
+        None,
+        ge=0,
+        le=63,
+        description="quality of upscaled videos (lower is better; 0 lossless with h264 / "
+        "hevc); default: the encoder's (h264 23, hevc 28, vp9 32, av1 35)",
+    )
+    preset: str | None = Field(
+        None,
+        description="the video encoder's speed preset: ultrafast ... veryslow (h264, "
+        "hevc), 0 ... 13 (av1), cpu-used 0 ... 8 (vp9); default: the encoder's",
+    )
+    pix_fmt: str | None = Field(
+        None,
+        description="pixel format of upscaled videos, e.g. yuv420p, yuv444p, yuv420p10le; "
+        "default: 4:2:0 at the source's depth (10-bit kept where the encoder takes it)",
+    )
+    frames: Path | None = Field(
+        None,
+        description="write each video's upscaled frames as PNG files (000000.png, ...) in "
+        "DIR/<video name>/ instead of a video",
+    )
+
     @field_validator("model", mode="before")
     @classmethod
     def _model_list(cls, value: Any) -> Any:

@@ -32,6 +32,13 @@ from ganpipe.fsutil import name_max
 from ganpipe.imaging.encode import FORMATS, SUFFIXES
 from ganpipe.imaging.sniff import NON_IMAGE, scan_images, sniff_file
 from ganpipe.upscale.options import UpscaleOptions, parse_shard, with_overrides
+from ganpipe.video.select import (
+    VIDEO,
+    is_video_input,
+    is_video_output,
+    split_videos,
+    video_output,
+)
 
 __all__ = ["Job", "Plan", "output_format", "output_name", "parse_shard", "plan_jobs"]
 
@@ -80,7 +87,9 @@ def _rename_collisions(entries: list[tuple[Path, Path, str]], suffix: str) -> No
     for members in groups.values():
         if len(members) < 2:
             continue
-        own = [i for i in members if entries[i][0].suffix.lower() in SUFFIXES[entries[i][2]]]
+        own = [
+            i for i in members if entries[i][0].suffix.lower() in SUFFIXES.get(entries[i][2], ())
+        ]
         keeper = own[0] if own else members[0]
         for i in members:
             if i != keeper:
@@ -114,11 +123,17 @@ def plan_jobs(
     unreadable: list[tuple[Path, str]] = []
     if src.is_file():
         by_name = next((f for f, sx in SUFFIXES.items() if out.suffix.lower() in sx), None)
-        if by_name and not out.is_dir():  # -o photo_x4.png: an output file
+        sniffed = sniff_file(src)
+        if is_video_input(src, sniffed):  # a video (ganpipe.video.select)
+            own = is_video_output(out) and opts.frames is None  # -o clip_x2.mp4
+            dst = out if own else video_output(src, Path(src.name), out, suffix, opts.frames)
+            entries.append((src, dst, VIDEO))
+            out_dir = dst.parent
+        elif by_name and not out.is_dir():  # -o photo_x4.png: an output file
             entries.append((src, out, explicit or by_name))
             out_dir = out.parent
         else:
-            fmt = output_format(sniff_file(src), explicit)
+            fmt = output_format(sniffed, explicit)
             entries.append((src, out / output_name(src, fmt, suffix), fmt))
             out_dir = out
         ignored_files = []
@@ -140,20 +155,25 @@ def plan_jobs(
                 f"cannot read input folder {src} ({exc.strerror or type(exc).__name__}); "
                 f"fix its permissions or choose another folder"
             ) from None
-        if not listed and not unreadable:
+        listed, ignored_files, videos = split_videos(listed, ignored_files)
+        if not listed and not videos and not unreadable:
             where = " or its sub-folders" if opts.recursive else ""
             hint = "" if opts.recursive else " (add --recursive for sub-folders)"
             how = "" if opts.all_files else " by name (--all-files: by content)"
             raise ConfigError(
                 f"no images in {src}{where}{hint}; looked for PNG, JPEG, WebP, "
-                f"TIFF, BMP and GIF files{how}"
+                f"TIFF, BMP and GIF files and videos{how}"
             )
         for path, sniffed in listed:
             fmt = output_format(sniffed, explicit)
             rel = path.relative_to(src)
             entries.append((path, out / rel.parent / output_name(rel, fmt, suffix), fmt))
+        for path in videos:
+            rel = path.relative_to(src)
+            entries.append((path, video_output(path, rel, out, suffix, opts.frames), VIDEO))
+        entries.sort(key=lambda entry: entry[0].relative_to(src).as_posix())
         out_dir = out
-        inputs = {p.resolve() for p, _ in listed}
+        inputs = {p.resolve() for p, _ in listed} | {p.resolve() for p in videos}
     else:
         raise ConfigError(f"input {src} is neither a file nor a folder")
 

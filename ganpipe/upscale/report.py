@@ -88,6 +88,9 @@ class FileRecord:
     megapixels: float | None = None
     seconds: float | None = None
     warnings: tuple[str, ...] = field(default=())
+    #: videos only: frames written, and the encoder ("png" with --frames)
+    frames: int | None = None
+    codec: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
