@@ -43,8 +43,10 @@ from ganpipe.video.probe import VideoInfo, probe_video
 
 __all__ = ["VideoResult", "transcode"]
 
-#: items waiting in each queue (frames decoded ahead, upscaled frames behind)
+#: items waiting in each queue (frames decoded ahead, upscaled frames behind), at most
 QUEUE = 8
+#: bytes of upscaled frames waiting to be encoded, at most (at least 2 frames wait)
+QUEUE_BYTES = 512 << 20
 
 
 @dataclass
@@ -188,6 +190,7 @@ def _run(upscaler: Upscaler, pipe_in: _Pipe, emit: Any, progress: Any) -> int:
     """The model's part: batches of frames from ``pipe_in`` upscaled and handed to
     ``emit`` in order (packets passed through); returns the frames done."""
     done, batch, held = 0, [], []
+    providers = list(getattr(upscaler.model, "providers", None) or ())
     limit = 1
     bits = 8
 
@@ -211,7 +214,7 @@ def _run(upscaler: Upscaler, pipe_in: _Pipe, emit: Any, progress: Any) -> int:
         kind, meta, value = item
         if kind == "frame":
             h, w = value.shape[:2]
-            limit = batch_size(w, h)
+            limit = batch_size(w, h, providers)
             bits = 8 if value.dtype == np.uint8 else 16
             batch.append((meta, value))
             if len(batch) >= limit:
@@ -247,7 +250,9 @@ def transcode(
     tick = progress or (lambda k: None)
     scale_w, scale_h = _output_size(upscaler, info)
     stop = threading.Event()
-    decoded, upscaled = _Pipe(stop), _Pipe(stop)
+    frame_bytes = scale_w * scale_h * 3 * (1 if info.bits <= 8 else 2)
+    decoded = _Pipe(stop)
+    upscaled = _Pipe(stop, max(2, min(QUEUE, QUEUE_BYTES // max(frame_bytes, 1))))
     errors: list[BaseException] = []
     lost: list[str] = []
     warnings: list[str] = []
