@@ -191,3 +191,21 @@ def test_encoding_choices():
         choose_encoding("h264", 8, ".webm", codec="h264")
     with pytest.raises(ConfigError, match="does not take"):
         choose_encoding("h264", 8, ".mp4", pix_fmt="rgb24")
+
+
+def test_metadata_keep_and_bad_options(tmp_path, compact_x2_onnx):
+    """``metadata="keep"`` keeps the location tag; an unknown --video-codec is refused
+    before anything is written; a codec the container cannot hold fails that video only."""
+    clip = V.mp4_h264_aac(tmp_path / "clip.mp4", frames=8, chapters=False)
+    out = tmp_path / "out"
+    summary = upscale_path(clip, out, compact_x2_onnx, metadata="keep")
+    assert summary.ok and V.video_info(out / "clip.mp4")["metadata"]["location"]
+    with pytest.raises(ConfigError, match="no such video encoder"):
+        upscale_path(clip, tmp_path / "o2", compact_x2_onnx, video_codec="nonesuch")
+    assert not (tmp_path / "o2").exists()
+    summary = upscale_path(clip, tmp_path / "o3", compact_x2_onnx, video_codec="ffv1")
+    assert [reason for _, reason in summary.failures] == [
+        "--video-codec ffv1: a .mp4 file cannot hold ffv1; use one of libsvtav1, libvpx-vp9, "
+        "libx264, libx265 or write another container"
+    ]
+    assert list((tmp_path / "o3").iterdir()) == []  # no temporary file left

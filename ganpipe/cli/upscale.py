@@ -35,8 +35,7 @@ HELP = {
     "input_",
     required=True,
     metavar="PATH",
-    help="Image or video file, or folder of images and videos (formats detected by "
-    "content).",
+    help="Image or video file, or folder of images and videos (formats detected by content).",
 )
 @click.option(
     "-o",

@@ -8,6 +8,9 @@ Decoding runs in a thread pool ahead of inference and encoding in another behind
 bounded (in files and in bytes), so the accelerator is not idle while files are read and
 written, and memory does not grow over a long batch. The work on each file is
 :mod:`ganpipe.upscale.worker`'s, and ends in a :class:`~ganpipe.upscale.report.FileRecord`.
+Videos are done after the pictures, one at a time, each in its own decode -> model ->
+encode pipeline (:func:`ganpipe.video.job.process_video`); the Ray engine does not take
+them yet (they fail with a reason saying to use the local engine).
 
 Every entry of the input is accounted for: written, skipped (its output exists), failed
 (with the reason) or ignored (not an image, hidden, a sub-folder without ``recursive``);
@@ -274,7 +277,7 @@ def upscale_path(
     progress: bool | None = None,
     **overrides: Any,
 ) -> UpscaleSummary:
-    """Upscale an image file or a folder of images with a ``super_resolve`` (or
+    """Upscale an image or video file, or a folder of them, with a ``super_resolve`` (or
     ``translate``) model, as ``options`` say (:class:`UpscaleOptions`; keyword
     ``overrides`` of its fields are validated through it, e.g. ``tile=256``).
 
@@ -311,6 +314,10 @@ def upscale_path(
         with limits(opts.threads):  # the sessions' thread pools (0: the run's, or automatic)
             sr = combine(open_models_of(opts, say), opts.tta)
         upscaler = Upscaler(sr, opts, log=say)
+    if any(job.fmt == VIDEO for job in plan.jobs):  # before anything is written
+        from ganpipe.video.encoding import check_options
+
+        check_options(opts.video_codec, opts.pix_fmt)
     ensure_writable_dir(plan.out_dir)
     report, carried = _open_report(Path(input), plan, opts, say)
     jobs = [job for job in plan.jobs if str(job.src) not in carried]

@@ -114,7 +114,8 @@ class UpscaleOptions(Options):
     metadata: Literal["keep", "no-gps", "strip"] = Field(
         "no-gps",
         description="metadata of the outputs: keep (ICC and all EXIF); no-gps (ICC and EXIF "
-        "without its GPS location tags); strip (only the ICC profile)",
+        "without its GPS location tags); strip (only the ICC profile). Videos: keep (every "
+        "container tag), no-gps (without location tags), strip (only the title)",
     )
     suffix: str = Field("", description="added to output file names, e.g. _x4")
     recursive: bool = Field(False, description="include sub-folders; the output keeps the tree")

@@ -16,6 +16,11 @@ keeps the name, and the others keep their source extension too: ``photo.bmp.png`
 ``photo.gif.png`` (with ``suffix``: ``photo.gif_x4.png``). ``"refuse"``: those others fail.
 A renamed output that still collides, or that is an input, fails: never an overwrite.
 
+**Videos** (by name, or an image name holding a video; any file FFmpeg reads as a video
+with ``all_files``) are jobs of format ``"VIDEO"`` whose output keeps the container:
+``OUT/<name><suffix>.<ext>``, or a folder of PNG frames with ``frames``
+(:mod:`ganpipe.video.select`); the batch hands them to :mod:`ganpipe.video`.
+
 Sub-folders that cannot be read and outputs whose name cannot be made (longer than the
 file system's limit) are failures of their own, one line each; the batch goes on.
 """

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ganpipe.errors import ConfigError
 
-__all__ = ["Encoding", "choose_encoding", "encoder_name"]
+__all__ = ["Encoding", "check_options", "choose_encoding", "encoder_name"]
 
 #: codec names users type -> FFmpeg encoders
 ALIASES = {
@@ -95,6 +95,23 @@ def encoder_name(name: str) -> str:
     if codec.type != "video":
         raise ConfigError(f"--video-codec {name}: {codec.name} is not a video encoder")
     return codec.name
+
+
+def check_options(video_codec: str | None, pix_fmt: str | None) -> None:
+    """Refuse (one-line :class:`ConfigError`) a ``--video-codec`` this FFmpeg cannot encode
+    or a ``--pix-fmt`` it does not know, before a batch starts; what depends on each video
+    (its container, the encoder's formats) fails that video only."""
+    import av
+
+    if video_codec:
+        encoder_name(video_codec)
+    if pix_fmt:
+        try:
+            av.VideoFormat(pix_fmt)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"--pix-fmt {pix_fmt}: no such pixel format; e.g. yuv420p, yuv444p, yuv420p10le"
+            ) from None
 
 
 def _formats(codec: str) -> list[str]:

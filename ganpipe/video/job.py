@@ -4,8 +4,10 @@ ETA), and told as a :class:`~ganpipe.upscale.report.FileRecord` with its frames 
 encoder. A video's problem is its record (``failed``, with a one-line reason), never an
 exception, so the batch goes on; a damaged video whose readable part was written is
 ``failed`` too (the reason says how many frames were decoded and what was lost), with its
-``output`` set. Only :class:`~ganpipe.errors.ConfigError` (encoding options that cannot
-be used: a problem of the whole run) and interruptions are raised.
+``output`` set; so does an encoder this video's container cannot hold. Encoding options
+that fit no video are refused before the batch starts
+(:func:`~ganpipe.video.encoding.check_options`); only interruptions and running out of
+memory even with the smallest tiles are raised.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def process_video(
         result = transcode(
             upscaler, job.src, job.dst, opts, info=info, progress=bar.update if bar else None
         )
-    except ConfigError:
-        raise
+    except ConfigError as exc:  # this video's container or encoder: the others go on
+        return FileRecord(src, "failed", str(exc), seconds=time.perf_counter() - t0, **base)
     except GanpipeError as exc:
         if "out of memory" in str(exc):
             raise
