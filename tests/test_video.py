@@ -209,3 +209,53 @@ def test_metadata_keep_and_bad_options(tmp_path, compact_x2_onnx):
         "libx264, libx265 or write another container"
     ]
     assert list((tmp_path / "o3").iterdir()) == []  # no temporary file left
+
+
+def _upscaler(model):
+    from ganpipe.upscale.ensemble import combine
+    from ganpipe.upscale.model import open_models_of
+    from ganpipe.upscale.options import UpscaleOptions
+    from ganpipe.upscale.tiling import Upscaler
+
+    opts = UpscaleOptions(model=[model])
+    return Upscaler(combine(open_models_of(opts), False), opts), opts
+
+
+def test_interrupted_video_leaves_no_file_and_no_thread(tmp_path, compact_x2_onnx):
+    """Ctrl-C while frames are being upscaled (raised on the model's thread, where the
+    signal handlers raise): no output, no temporary file or folder, the decoder and
+    encoder threads gone; for a video and for --frames."""
+    import threading
+
+    from ganpipe.video.transcode import transcode
+
+    clip = V.mp4_h264_aac(tmp_path / "c.mp4", frames=30, chapters=False)
+    upscaler, opts = _upscaler(compact_x2_onnx)
+    threads = threading.active_count()
+    for options in (opts, opts.model_copy(update={"frames": tmp_path / "frames"})):
+        done = []
+
+        def tick(k, done=done):
+            done.append(k)
+            if len(done) == 4:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            transcode(upscaler, clip, tmp_path / "out" / "c.mp4", options, progress=tick)
+        assert threading.active_count() == threads
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["c.mp4", "out"]
+
+
+def test_batched_frames_equal_single_frames(compact_x2_onnx):
+    """Frames batched through the model (accelerators) give the frames one at a time
+    through the Upscaler (CPUs, tiles) give, to the rounding level; 8 and 16 bits."""
+    from ganpipe.video.convert import upscale_frames
+
+    upscaler, _ = _upscaler(compact_x2_onnx)
+    frames = [V.frame_rgb(i) for i in range(3)]
+    for bits, frames_in in ((8, frames), (16, [f.astype(np.uint16) * 257 for f in frames])):
+        batched = upscale_frames(upscaler, frames_in, bits)
+        single = [upscale_frames(upscaler, [f], bits)[0] for f in frames_in]
+        for a, b in zip(batched, single, strict=True):
+            assert a.shape == (96, 128, 3) and a.dtype == b.dtype
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= (1 if bits == 8 else 64)
