@@ -259,3 +259,23 @@ def test_batched_frames_equal_single_frames(compact_x2_onnx):
         for a, b in zip(batched, single, strict=True):
             assert a.shape == (96, 128, 3) and a.dtype == b.dtype
             assert np.abs(a.astype(int) - b.astype(int)).max() <= (1 if bits == 8 else 64)
+
+
+def test_stage_fingerprint_sees_videos(tmp_path):
+    """The ``[upscale]`` stage re-runs when a video of its input folder changes (videos
+    are inputs too); a folder of pictures hashes as before."""
+    import os
+
+    from PIL import Image
+
+    from ganpipe.stages.upscale import input_fingerprint
+
+    Image.fromarray(V.frame_rgb(0)).save(tmp_path / "p.png")
+    pictures_only = input_fingerprint(tmp_path, False)
+    clip = V.mp4_h264_aac(tmp_path / "clip.mp4", frames=4, chapters=False)
+    with_video = input_fingerprint(tmp_path, False)
+    assert with_video != pictures_only
+    os.utime(clip, ns=(1, 1))
+    assert input_fingerprint(tmp_path, False) != with_video
+    clip.unlink()
+    assert input_fingerprint(tmp_path, False) == pictures_only

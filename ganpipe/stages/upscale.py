@@ -44,21 +44,27 @@ def _file_line(path: Path, name: str) -> str:
 
 
 def input_fingerprint(src: Path, recursive: bool, all_files: bool = False) -> str:
-    """Hash of the image files the stage would read from ``src`` (a file or a folder): the
-    relative path, size and mtime of each, from the upscaler's own listing, so the files it
-    ignores do not re-run the stage. Never raises: a missing or unreadable input gets a
+    """Hash of the image and video files the stage would read from ``src`` (a file or a
+    folder): the relative path, size and mtime of each, from the upscaler's own listing,
+    so the files it ignores do not re-run the stage. Never raises: a missing or unreadable input gets a
     hash of its own, and the stage's run reports the problem."""
-    from ganpipe.imaging.sniff import list_images
+    from ganpipe.imaging.sniff import scan_images
+    from ganpipe.video.select import split_videos
 
     tag = f"{recursive} all-files" if all_files else f"{recursive}"
     h = hashlib.sha256(f"upscale-input-v1 {tag}\n".encode())
     if src.is_dir():
         try:
-            listed, _ = list_images(src, recursive, all_files=all_files)
+            found, ignored = scan_images(src, recursive, all_files=all_files)
+            images, _, videos = split_videos(found, ignored)  # videos are inputs too
+            listed = sorted(
+                [path for path, _ in images] + videos,
+                key=lambda p: p.relative_to(src).as_posix(),
+            )
         except OSError as exc:
             h.update(f"unlistable\0{type(exc).__name__}\n".encode())
             listed = []
-        for path, _fmt in listed:
+        for path in listed:
             h.update(_file_line(path, path.relative_to(src).as_posix()).encode())
     else:  # a single file (any name), or nothing there yet
         h.update(f"file\0{_file_line(src, src.name)}".encode())
@@ -113,6 +119,8 @@ class UpscaleStage(Stage):
         ]
         out = resolve(opts.output) if opts.output else ctx.stage_dir(self.name)
         extra = {"report": resolve(opts.report)} if opts.report else {}
+        if opts.frames is not None:  # video frames: relative to the pipeline.toml too
+            extra["frames"] = resolve(opts.frames)
         try:
             summary = upscale_path(resolve(opts.input), out, models, opts, log=say, **extra)
         except Interrupted as exc:
