@@ -73,22 +73,13 @@ class VideoInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     chapters: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def container_suffix(self) -> str:
-        """The file suffix of this container: ``.mp4``, ``.mkv``, ``.webm``, ``.mov``..."""
-        return container_suffix(self.format, self.path)
-
 
 def container_suffix(fmt: str, path: Path) -> str:
-    """A suffix for the container ``fmt`` (FFmpeg's demuxer name): the file's own where it
-    fits, else the usual one."""
-    own = path.suffix.lower()
-    if own in VIDEO_SUFFIXES:
-        mkv = "matroska" in fmt
-        if (own in (".mkv", ".webm") and mkv) or (own in (".mp4", ".m4v", ".mov") and "mp4" in fmt):
-            return path.suffix
-        if not mkv and "mp4" not in fmt:
-            return path.suffix
+    """A suffix for a file of the container ``fmt`` (FFmpeg's demuxer name) found at
+    ``path``: the file's own where it is a video suffix (it is written with the muxer that
+    suffix names), else the container's usual one (``.mkv`` where there is none)."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return path.suffix
     if "matroska" in fmt:
         return ".mkv"
     if "mp4" in fmt or "mov" in fmt:
