@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ganpipe.upscale.options import UpscaleOptions
 from ganpipe.upscale.tiling import Upscaler
 from ganpipe.video.convert import batch_size, from_array, to_array, upscale_frames
@@ -186,13 +184,14 @@ def _muxer(
     output.mux(ostream.encode(None))
 
 
-def _run(upscaler: Upscaler, pipe_in: _Pipe, emit: Any, progress: Any) -> int:
+def _run(upscaler: Upscaler, pipe_in: _Pipe, emit: Any, progress: Any, bits: int) -> int:
     """The model's part: batches of frames from ``pipe_in`` upscaled and handed to
-    ``emit`` in order (packets passed through); returns the frames done."""
+    ``emit`` in order (packets passed through), as integers of ``bits`` (the encoder's:
+    16 for formats deeper than 8 bits, so a 10-bit output keeps the model's precision
+    even from an 8-bit source); returns the frames done."""
     done, batch, held = 0, [], []
     providers = list(getattr(upscaler.model, "providers", None) or ())
     limit = 1
-    bits = 8
 
     def flush() -> None:
         nonlocal done
@@ -215,7 +214,6 @@ def _run(upscaler: Upscaler, pipe_in: _Pipe, emit: Any, progress: Any) -> int:
         if kind == "frame":
             h, w = value.shape[:2]
             limit = batch_size(w, h, providers)
-            bits = 8 if value.dtype == np.uint8 else 16
             batch.append((meta, value))
             if len(batch) >= limit:
                 flush()
@@ -318,7 +316,8 @@ def transcode(
             for thread in threads:
                 thread.start()
             try:
-                frames = _run(upscaler, decoded, upscaled.put, tick)
+                bits = enc.bits if enc is not None else 8 if info.bits <= 8 else 16
+                frames = _run(upscaler, decoded, upscaled.put, tick, bits)
             except _Stopped:
                 frames = 0
             except BaseException:
