@@ -213,6 +213,14 @@ def report(args, made, cmds, times, seen, size) -> int:
         for kind in ("video", "png")
     }
     ratio = per_frame["png"] / per_frame["video"] if per_frame["video"] > 0 else float("nan")
+    # the same ratio within each round (its four commands ran back to back), so that a
+    # change of the machine's load between rounds shows as spread, not as a ratio
+    rounds = [
+        (times["png long"][i] - times["png short"][i])
+        / (times["video long"][i] - times["video short"][i])
+        for i in range(len(times["png long"]))
+    ]
+    whole = {k: t[f"png {k}"] / t[f"video {k}"] for k in ("short", "long")}
     growth = rss["video long"] / rss["video short"]
     out_v = seen["video short"]
     lines = [
@@ -240,7 +248,9 @@ def report(args, made, cmds, times, seen, size) -> int:
         f"({num(1 / per_frame['png'])} frames/s).",
         "",
         f"**Ratio png / video per frame: {ratio:.2f}x** (target >= 1: the video path at "
-        f"least as fast per frame).",
+        f"least as fast per frame). Per round: {', '.join(f'{r:.2f}' for r in rounds)}. "
+        f"Whole commands, png / video: short clip {whole['short']:.2f}x, long clip "
+        f"{whole['long']:.2f}x.",
         "",
         f"**Peak RSS of the video command, long / short clip: {growth:.3f}** "
         f"({rss['video short'] / MiB:.0f} -> {rss['video long'] / MiB:.0f} MiB; target: "
