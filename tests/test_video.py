@@ -279,3 +279,20 @@ def test_stage_fingerprint_sees_videos(tmp_path):
     assert input_fingerprint(tmp_path, False) != with_video
     clip.unlink()
     assert input_fingerprint(tmp_path, False) == pictures_only
+
+
+def test_without_pyav_videos_fail_saying_how_to_install(tmp_path, compact_x2_onnx, monkeypatch):
+    """A picture-only install (no PyAV): each video fails in one line saying how to install
+    it, the pictures are still done."""
+    src = tmp_path / "in"
+    src.mkdir()
+    V.mp4_h264_aac(src / "a.mp4", frames=4, chapters=False)
+    from PIL import Image
+
+    Image.fromarray(V.frame_rgb(0)).save(src / "p.png")
+    monkeypatch.setitem(sys.modules, "av", None)  # import av: ImportError
+    summary = upscale_path(src, tmp_path / "out", compact_x2_onnx, video_codec="h264")
+    assert [p.name for p in summary.written] == ["p.png"]
+    assert [(p.name, r) for p, r in summary.failures] == [
+        ("a.mp4", "videos need PyAV (FFmpeg's libraries for Python): pip install av")
+    ]

@@ -100,8 +100,12 @@ def encoder_name(name: str) -> str:
 def check_options(video_codec: str | None, pix_fmt: str | None) -> None:
     """Refuse (one-line :class:`ConfigError`) a ``--video-codec`` this FFmpeg cannot encode
     or a ``--pix-fmt`` it does not know, before a batch starts; what depends on each video
-    (its container, the encoder's formats) fails that video only."""
-    import av
+    (its container, the encoder's formats) fails that video only. Without PyAV nothing is
+    checked: each video then fails, saying how to install it."""
+    try:
+        import av
+    except ImportError:
+        return
 
     if video_codec:
         encoder_name(video_codec)

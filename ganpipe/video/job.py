@@ -45,8 +45,6 @@ def process_video(
     upscaler: Upscaler, job: Job, opts: UpscaleOptions, progress: bool | None = None
 ) -> FileRecord:
     """Upscale the video ``job.src`` to ``job.dst`` (see the module docstring)."""
-    import av
-
     from ganpipe.upscale.worker import describe_error
     from ganpipe.video.probe import probe_video
     from ganpipe.video.transcode import transcode
@@ -56,8 +54,11 @@ def process_video(
     size = _size(job.src)
     try:
         info = probe_video(job.src)
-    except GanpipeError as exc:
-        return FileRecord(src, "failed", str(exc).split(": ", 1)[-1], None, size)
+    except GanpipeError as exc:  # "PATH: why" -> why
+        reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(src) else str(exc)
+        return FileRecord(src, "failed", reason, None, size)
+    import av  # there: probe_video said how to install it where it is missing
+
     base = dict(input_bytes=size, input_width=info.width, input_height=info.height)
     bar = _bar(info.frames, job.src.name, progress)
     try:

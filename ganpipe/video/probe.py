@@ -39,6 +39,20 @@ class VideoError(GanpipeError):
     """A file that cannot be read as a video (one line: which and why)."""
 
 
+#: what to do where PyAV is missing
+INSTALL_AV = "videos need PyAV (FFmpeg's libraries for Python): pip install av"
+
+
+def import_av() -> Any:
+    """The ``av`` module; :class:`VideoError` saying how to install it where it is missing
+    (a picture-only install: the batch's videos fail, its pictures are done)."""
+    try:
+        import av
+    except ImportError:
+        raise VideoError(INSTALL_AV) from None
+    return av
+
+
 def is_image_format(name: str) -> bool:
     """Whether the FFmpeg demuxer ``name`` (``container.format.name``) reads pictures."""
     parts = set(name.split(","))
@@ -130,8 +144,8 @@ def _rotate_tag(metadata: dict[str, str]) -> int:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """The :class:`VideoInfo` of ``path``; :class:`VideoError` (one line) when FFmpeg
-    cannot open it, it has no video stream, or it is a picture."""
-    import av
+    cannot open it, it has no video stream, or it is a picture (or PyAV is missing)."""
+    av = import_av()
 
     path = Path(path)
     try:
