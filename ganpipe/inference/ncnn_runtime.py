@@ -111,27 +111,6 @@ class _Port:
         self.shape: list[Any] = [None, channels, None, None]
 
 
-def blob_names(param: Path) -> tuple[list[str], list[str]]:
-    """The input and output blob names of an ncnn ``.param``: the ``Input`` layers' tops,
-    and the tops that no layer consumes."""
-    lines = param.read_text(encoding="utf-8").splitlines()
-    inputs: list[str] = []
-    produced: list[str] = []
-    consumed: set[str] = set()
-    for line in lines[2:]:
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        kind, n_in, n_out = fields[0], int(fields[2]), int(fields[3])
-        bottoms = fields[4 : 4 + n_in]
-        tops = fields[4 + n_in : 4 + n_in + n_out]
-        consumed.update(bottoms)
-        produced.extend(tops)
-        if kind == "Input":
-            inputs.extend(tops)
-    return inputs, [t for t in produced if t not in consumed and t not in inputs]
-
-
 class NcnnSession:
     """An ncnn net behind ONNX Runtime's session calls (see the module docstring).
     ``device``: ``"cpu"`` or a Vulkan device index; ``threads``: ncnn's CPU threads."""
@@ -171,7 +150,7 @@ class NcnnSession:
                 f"{param.parent} (the conversion cache) and run again"
             )
         self._net = net
-        self._names = blob_names(param)
+        self._names = (list(net.input_names()), list(net.output_names()))
         if len(self._names[0]) != 1 or not self._names[1]:
             raise ModelFileError(
                 f"{param}: expected one input and an output, the ncnn net has "
