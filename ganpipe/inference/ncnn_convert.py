@@ -22,6 +22,7 @@ Runtime before ncnn may run it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,7 +50,8 @@ TOLERANCE = {"fp32": 1e-3, "fp16": 1.5e-2}
 PNNX_TIMEOUT = 900
 
 
-def _version(dist: str) -> str:
+@functools.cache
+def _version(dist: str) -> str:  # read once: the lookup scans site-packages (~6 ms)
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
